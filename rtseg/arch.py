@@ -1,0 +1,123 @@
+"""The architecture genotype: a versioned JSON document that builds a discrete network.
+
+An :class:`Arch` names its search space, the number of classes, the head and a space-specific
+``genotype``. ``rtseg.build_model`` turns it into an ``nn.Module`` through the space's builder, with no
+supernet code involved. Built-in named archs (``baseline1``...) are JSON files shipped as package data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from rtseg.errors import RtsegError
+from rtseg.io import atomic_write_json, read_json
+
+ARCH_FORMAT = "rtseg.arch"
+ARCH_SCHEMA_VERSION = 1
+
+
+@dataclass
+class Arch:
+    space: str
+    num_classes: int
+    genotype: dict[str, Any]
+    head: str = "classifier"
+    name: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "format": ARCH_FORMAT,
+            "schema_version": ARCH_SCHEMA_VERSION,
+            "space": self.space,
+            "num_classes": self.num_classes,
+            "head": self.head,
+            "genotype": copy.deepcopy(self.genotype),
+        }
+        if self.name:
+            d["name"] = self.name
+        if self.meta:
+            d["meta"] = copy.deepcopy(self.meta)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @staticmethod
+    def from_dict(d: Any, source: str = "arch") -> "Arch":
+        """Parse and validate (against the space) an arch document; errors name the offending field."""
+        if not isinstance(d, Mapping):
+            raise RtsegError(f"{source}: an arch must be a JSON object, got {type(d).__name__}")
+        fmt = d.get("format", ARCH_FORMAT)
+        if fmt != ARCH_FORMAT:
+            raise RtsegError(f"{source}: not an rtseg arch (format is {fmt!r}, expected {ARCH_FORMAT!r})")
+        ver = d.get("schema_version")
+        if ver != ARCH_SCHEMA_VERSION:
+            raise RtsegError(
+                f"{source}: arch schema_version {ver!r} is not supported by this rtseg (expects {ARCH_SCHEMA_VERSION})"
+            )
+        for key in ("space", "num_classes", "genotype"):
+            if key not in d:
+                raise RtsegError(f"{source}: arch lacks the required field {key!r}")
+        nc = d["num_classes"]
+        if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
+            raise RtsegError(f"{source}: num_classes must be a positive integer, got {nc!r}")
+        if not isinstance(d["genotype"], Mapping):
+            raise RtsegError(f"{source}: genotype must be a JSON object")
+        arch = Arch(
+            space=str(d["space"]),
+            num_classes=nc,
+            genotype=copy.deepcopy(dict(d["genotype"])),
+            head=str(d.get("head", "classifier")),
+            name=d.get("name"),
+            meta=copy.deepcopy(dict(d.get("meta", {}))),
+        )
+        from rtseg.spaces import get_space
+
+        get_space(arch.space).validate(arch, source=source)
+        return arch
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_write_json(path, self.to_dict())
+
+    def with_(self, **changes: Any) -> "Arch":
+        d = self.to_dict()
+        d.update(changes)
+        return Arch.from_dict(d)
+
+
+def builtin_arch_names() -> list[str]:
+    folder = resources.files("rtseg") / "archs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_arch(path_or_name: str | Path | Mapping[str, Any] | Arch) -> Arch:
+    """Load an arch from a JSON path, a built-in name (``baseline1``...), a dict, or return an Arch as is."""
+    if isinstance(path_or_name, Arch):
+        return path_or_name
+    if isinstance(path_or_name, Mapping):
+        return Arch.from_dict(path_or_name)
+    text = str(path_or_name)
+    p = Path(text)
+    if p.suffix.lower() == ".json" or p.exists() or "/" in text:
+        return Arch.from_dict(read_json(p, "arch file"), source=str(p))
+    names = builtin_arch_names()
+    if text in names:
+        res = resources.files("rtseg") / "archs" / f"{text}.json"
+        return Arch.from_dict(json.loads(res.read_text(encoding="utf-8")), source=f"built-in arch {text}")
+    raise RtsegError(f"no arch file or built-in arch named {text!r}; built-in archs: {', '.join(names)}")
+
+
+def build_model(arch_or_path_or_name: str | Path | Mapping[str, Any] | Arch, num_classes: int | None = None):
+    """Build the discrete network of an arch (path, built-in name, dict or :class:`Arch`)."""
+    from rtseg.spaces import get_space
+
+    arch = load_arch(arch_or_path_or_name)
+    if num_classes is not None and num_classes != arch.num_classes:
+        arch = arch.with_(num_classes=num_classes)
+    return get_space(arch.space).build(arch)

@@ -1,0 +1,101 @@
+"""Small file helpers shared by every command that writes results.
+
+Long jobs (profiling, search, training) write through :func:`atomic_write_text` /
+:func:`atomic_write_json` so an interruption never leaves a truncated file behind: the data goes to
+a temporary file in the same directory, is flushed and fsynced, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from rtseg.errors import RtsegError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+
+
+def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Call ``writer(tmp_path)`` and rename the result over ``path`` (for torch.save, cv2, PNGs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read a JSON file, turning a missing file or a syntax error into one clear :class:`RtsegError`."""
+    path = Path(path)
+    if not path.exists():
+        raise RtsegError(f"{what} not found: {path} (check the path)")
+    if path.is_dir():
+        raise RtsegError(f"{what} expected, got a directory: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RtsegError(f"{what} {path} is not a text file (expected JSON)") from None
+    except json.JSONDecodeError as exc:
+        raise RtsegError(
+            f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+
+
+_HW = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
+
+
+def parse_hw(text: str | tuple[int, int], divisor: int = 1) -> tuple[int, int]:
+    """Parse ``"HxW"`` (e.g. ``512x1024``) into ``(H, W)``; both must be positive multiples of ``divisor``."""
+    if isinstance(text, tuple):
+        h, w = text
+    else:
+        m = _HW.match(str(text))
+        if not m:
+            raise RtsegError(f"bad input size {text!r}: expected HxW such as 512x1024")
+        h, w = int(m.group(1)), int(m.group(2))
+    if h <= 0 or w <= 0:
+        raise RtsegError(f"bad input size {h}x{w}: height and width must be positive")
+    if h % divisor or w % divisor:
+        raise RtsegError(
+            f"input size {h}x{w} is not a multiple of {divisor} in both dimensions, which this network "
+            f"needs; try {max(divisor, round(h / divisor) * divisor)}x{max(divisor, round(w / divisor) * divisor)}"
+        )
+    return h, w
+
+
+def slugify(text: str) -> str:
+    """A filesystem-safe lower-case slug (device names become folder names under engines/)."""
+    s = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
+    return s or "unknown"

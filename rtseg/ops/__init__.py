@@ -1,0 +1,11 @@
+"""Candidate operators. One operator is one small class, built by name from an :class:`OpSpec`.
+
+Importing this package registers every operator; the supernets, the decoded networks, the profiler
+and the FLOPs counter all build modules through :func:`build_op`.
+"""
+
+from rtseg.ops.base import Op, OpSignature, OpSpec, build_op, count_by_key, op_class, register_op, registered_ops
+from rtseg.ops import common as _common  # noqa: F401  (registers classifier, resize, identity, aggregation)
+from rtseg.ops import erfnet as _erfnet  # noqa: F401  (registers db, nb1d)
+
+__all__ = ["Op", "OpSignature", "OpSpec", "build_op", "count_by_key", "op_class", "register_op", "registered_ops"]

@@ -1,0 +1,6 @@
+"""Search spaces. ``get_space(name)`` returns the space object; importing registers every space."""
+
+from rtseg.spaces.base import Decision, Network, SearchSpace, get_space, register_space, space_names
+from rtseg.spaces import ssr as _ssr  # noqa: F401  (registers "ssr")
+
+__all__ = ["Decision", "Network", "SearchSpace", "get_space", "register_space", "space_names"]

@@ -1,0 +1,103 @@
+"""The search-space interface and registry.
+
+A space knows four things: which archs are valid (:meth:`validate`), how to draw one
+(:meth:`sample`), how to build the discrete network (:meth:`build`) and the supernet
+(:meth:`supernet`), and which operator signatures an arch places at an input size
+(:meth:`signatures`) or the space can place at all (:meth:`candidate_signatures`), which is what
+``profile-ops`` measures and what latency/FLOPs predictions sum.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from rtseg.errors import RtsegError
+from rtseg.ops import OpSignature
+
+
+@dataclass
+class Decision:
+    """One architecture choice of a supernet: a categorical over ``choices`` with a relaxed weight.
+
+    ``level`` groups decisions for per-level regularization and hierarchical shrinking
+    (seed 002: ``depth``, ``dilation_spatial``, ``channels``). ``alive`` marks candidates not yet
+    removed by shrinking; removed candidates get probability exactly 0.
+    """
+
+    name: str
+    level: str
+    choices: list[Any]
+    alpha: nn.Parameter
+    alive: torch.Tensor = field(repr=False)
+
+    @property
+    def n_alive(self) -> int:
+        return int(self.alive.sum())
+
+
+class Network(nn.Module):
+    """Base of decoded networks: remembers its arch and lists the signatures it executes."""
+
+    arch: Any
+
+    def signatures(self, h: int, w: int) -> list[OpSignature]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class SearchSpace(ABC):
+    name: str = ""
+    #: Input height and width must be multiples of this.
+    size_divisor: int = 1
+    heads: tuple[str, ...] = ("classifier",)
+
+    @abstractmethod
+    def validate(self, arch: Any, source: str = "arch") -> None: ...
+
+    @abstractmethod
+    def sample(self, rng: random.Random, num_classes: int = 19, head: str = "classifier") -> Any: ...
+
+    @abstractmethod
+    def build(self, arch: Any) -> Network: ...
+
+    @abstractmethod
+    def supernet(self, num_classes: int = 19) -> nn.Module: ...
+
+    @abstractmethod
+    def signatures(self, arch: Any, h: int, w: int) -> list[OpSignature]: ...
+
+    @abstractmethod
+    def candidate_signatures(self, h: int, w: int, num_classes: int = 19, heads: tuple[str, ...] | None = None) -> list[OpSignature]: ...
+
+    def check_input(self, h: int, w: int) -> None:
+        d = self.size_divisor
+        if h % d or w % d:
+            raise RtsegError(f"input size {h}x{w} is not a multiple of {d}, which the {self.name!r} space needs")
+
+
+_SPACES: dict[str, Callable[[], SearchSpace]] = {}
+
+
+def register_space(name: str) -> Callable[[Callable[[], SearchSpace]], Callable[[], SearchSpace]]:
+    def deco(factory: Callable[[], SearchSpace]) -> Callable[[], SearchSpace]:
+        _SPACES[name] = factory
+        return factory
+
+    return deco
+
+
+def get_space(name: str) -> SearchSpace:
+    try:
+        factory = _SPACES[name]
+    except KeyError:
+        raise RtsegError(f"unknown search space {name!r}; available: {', '.join(sorted(_SPACES))}") from None
+    return factory()
+
+
+def space_names() -> list[str]:
+    return sorted(_SPACES)

@@ -1,0 +1,481 @@
+"""The SSR joint search space (seed 002: Tables 1-2, sec. 3.1, 5.2).
+
+Macro structure (input H x W)::
+
+    DB 3->16 (H)  ->  DB 16->64 (H/2)  ->  stage 1 at H/4: 2 fixed + 1..5 searchable NB-1D (64 ch)
+                  ->  DB 64->128 (H/4) ->  stage 2 at H/8: 5 fixed + 1..5 searchable NB-1D (128 ch)
+                  ->  head: 1x1 classifier at H/8 (search, baseline1) or the aggregation block
+
+Every NB-1D layer chooses a (dilation, spatial) pair from {1,2,4,8,16} x {1,2} and, independently,
+the output widths of its 3x1 and 1x3 convs from {C-32, C-28, ..., C}. The genotype lists, per stage,
+the blocks actually present (so depth is the list length)::
+
+    {"stages": [[{"dilation": 1, "spatial": 1, "c3x1": 64, "c1x3": 64}, ...], [...]]}
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtseg.arch import Arch
+from rtseg.errors import RtsegError
+from rtseg.ops import OpSignature, OpSpec, build_op
+from rtseg.ops.erfnet import NB1D
+from rtseg.spaces.base import Decision, Network, SearchSpace, register_space
+
+LEVELS = ("depth", "dilation_spatial", "channels")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    width: int
+    fixed: int
+    max_extra: int
+    downsample: int  # resolution of this stage relative to the input (4 or 8)
+
+
+@dataclass(frozen=True)
+class SSRConfig:
+    stem_widths: tuple[int, int] = (16, 64)
+    stages: tuple[StageConfig, ...] = (StageConfig(64, 2, 5, 4), StageConfig(128, 5, 5, 8))
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
+    spatials: tuple[int, ...] = (1, 2)
+    channel_span: int = 32
+    channel_step: int = 4
+
+    def channel_choices(self, c_max: int) -> list[int]:
+        return list(range(c_max - self.channel_span, c_max + 1, self.channel_step))
+
+    @property
+    def ds_choices(self) -> list[tuple[int, int]]:
+        return list(itertools.product(self.dilations, self.spatials))
+
+
+def _block_spec(width: int, blk: dict[str, int]) -> OpSpec:
+    return OpSpec.make("nb1d", width, width, 1, dilation=blk["dilation"], spatial=blk["spatial"], c3x1=blk["c3x1"], c1x3=blk["c1x3"])
+
+
+class SSRNet(Network):
+    """A decoded network of the SSR space, built only from registered operators."""
+
+    def __init__(self, arch: Arch, config: SSRConfig) -> None:
+        super().__init__()
+        self.arch = arch
+        self.config = config
+        c2, c4 = config.stem_widths
+        c8 = config.stages[1].width
+        nc = arch.num_classes
+        self.db1 = build_op(OpSpec.make("db", 3, c2, 2))
+        self.db2 = build_op(OpSpec.make("db", c2, c4, 2))
+        self.stage1 = nn.Sequential(*(build_op(_block_spec(c4, b)) for b in arch.genotype["stages"][0]))
+        self.db3 = build_op(OpSpec.make("db", c4, c8, 2))
+        self.stage2 = nn.Sequential(*(build_op(_block_spec(c8, b)) for b in arch.genotype["stages"][1]))
+        if arch.head == "aggregation":
+            self.head = build_op(OpSpec.make("aggregation", c2, nc, 1, c4=c4, c8=c8, mid=c4))
+            self.upsample = build_op(OpSpec.make("resize", nc, nc, 1, scale=4))
+        else:
+            self.head = build_op(OpSpec.make("classifier", c8, nc, 1))
+            self.upsample = build_op(OpSpec.make("resize", nc, nc, 1, scale=8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = self.db1(x)
+        x4 = self.stage1(self.db2(x2))
+        x8 = self.stage2(self.db3(x4))
+        y = self.head(x2, x4, x8) if self.arch.head == "aggregation" else self.head(x8)
+        return self.upsample(y, size=x.shape[-2:])
+
+    def signatures(self, h: int, w: int) -> list[OpSignature]:
+        return SSRSpace(self.config).signatures(self.arch, h, w)
+
+
+class SSRMixedLayer(nn.Module):
+    """One searchable NB-1D layer: a weighted sum over (dilation, spatial) candidates, each a
+    full-width :class:`NB1D` whose 3x1 and 1x3 outputs are multiplied by a weighted sum of shared
+    zero-one channel masks (sec. 3.1)."""
+
+    def __init__(self, width: int, config: SSRConfig) -> None:
+        super().__init__()
+        self.width = width
+        self.ds_choices = config.ds_choices
+        self.channel_choices = config.channel_choices(width)
+        self.candidates = nn.ModuleList(NB1D(width, width, dilation=d, spatial=s) for d, s in self.ds_choices)
+        masks = torch.zeros(len(self.channel_choices), width)
+        for i, c in enumerate(self.channel_choices):
+            masks[i, :c] = 1.0
+        self.register_buffer("masks", masks, persistent=False)
+
+    def forward(self, x: torch.Tensor, p_ds: torch.Tensor, p_c3x1: torch.Tensor, p_c1x3: torch.Tensor) -> torch.Tensor:
+        m1 = p_c3x1 @ self.masks
+        m2 = p_c1x3 @ self.masks
+        out: torch.Tensor | None = None
+        for i, cand in enumerate(self.candidates):
+            if not isinstance(cand, NB1D):  # removed by shrinking
+                continue
+            y = p_ds[i] * cand(x, m1, m2)
+            out = y if out is None else out + y
+        assert out is not None, "every candidate of a layer was removed"
+        return out
+
+    def remove_candidate(self, index: int) -> None:
+        """Drop a (dilation, spatial) candidate and free its weights."""
+        self.candidates[index] = nn.Identity()
+
+
+def relax(alpha: torch.Tensor, alive: torch.Tensor, mode: str) -> torch.Tensor:
+    """Continuous relaxation of one decision: softmax (DARTS, CAS) or sigmoid-then-normalize (SSR).
+
+    Removed candidates get probability exactly 0; a single survivor gets exactly 1."""
+    if int(alive.sum()) == 1:
+        return alive.to(alpha.dtype)
+    if mode == "softmax":
+        z = alpha.masked_fill(~alive, float("-inf"))
+        return torch.softmax(z, dim=0)
+    if mode == "sigmoid":
+        s = torch.sigmoid(alpha) * alive.to(alpha.dtype)
+        return s / s.sum()
+    raise ValueError(f"unknown relaxation {mode!r}")
+
+
+class SSRSupernet(nn.Module):
+    """Weight-sharing supernet of the SSR space.
+
+    Depth: every stage has ``fixed + max_extra`` mixed layers; the stage output is the weighted sum
+    of the outputs after ``fixed + d`` layers (eq. 2), so shallower depth choices reuse the first
+    layers' weights. Dilation-and-spatial: a weighted sum of candidates (eq. 3-4). Channels: weighted
+    zero-one masks shared by all candidates of a layer. Architecture parameters live in
+    :attr:`alphas`; :meth:`weight_parameters` excludes them, for bilevel optimization.
+    """
+
+    def __init__(self, num_classes: int = 19, config: SSRConfig | None = None, relaxation: str = "sigmoid") -> None:
+        super().__init__()
+        self.config = config or SSRConfig()
+        self.num_classes = num_classes
+        self.relaxation = relaxation
+        c2, c4 = self.config.stem_widths
+        c8 = self.config.stages[1].width
+        self.db1 = build_op(OpSpec.make("db", 3, c2, 2))
+        self.db2 = build_op(OpSpec.make("db", c2, c4, 2))
+        self.db3 = build_op(OpSpec.make("db", c4, c8, 2))
+        self.stages = nn.ModuleList(
+            nn.ModuleList(SSRMixedLayer(st.width, self.config) for _ in range(st.fixed + st.max_extra))
+            for st in self.config.stages
+        )
+        self.head = build_op(OpSpec.make("classifier", c8, num_classes, 1))
+        self.upsample = build_op(OpSpec.make("resize", num_classes, num_classes, 1, scale=8))
+        self.alphas = nn.ParameterDict()
+        self._decisions: dict[str, Decision] = {}
+        for si, st in enumerate(self.config.stages):
+            self._add(f"stage{si + 1}.depth", "depth", list(range(1, st.max_extra + 1)))
+            for li in range(st.fixed + st.max_extra):
+                pre = f"stage{si + 1}.layer{li + 1}"
+                self._add(f"{pre}.ds", "dilation_spatial", [list(c) for c in self.config.ds_choices])
+                chans = self.config.channel_choices(st.width)
+                self._add(f"{pre}.c3x1", "channels", chans)
+                self._add(f"{pre}.c1x3", "channels", chans)
+
+    # -- decisions ------------------------------------------------------------------------------
+    def _add(self, name: str, level: str, choices: list[Any]) -> None:
+        key = name.replace(".", "__")
+        self.alphas[key] = nn.Parameter(1e-3 * torch.randn(len(choices)))
+        alive = torch.ones(len(choices), dtype=torch.bool)
+        self.register_buffer(f"alive__{key}", alive)
+        self._decisions[name] = Decision(name, level, choices, self.alphas[key], alive)
+
+    def _alive(self, name: str) -> torch.Tensor:
+        return getattr(self, "alive__" + name.replace(".", "__"))
+
+    def decisions(self) -> list[Decision]:
+        for d in self._decisions.values():  # buffers may have moved device: refresh references
+            d.alive = self._alive(d.name)
+            d.alpha = self.alphas[d.name.replace(".", "__")]
+        return list(self._decisions.values())
+
+    def probs(self, name: str) -> torch.Tensor:
+        return relax(self.alphas[name.replace(".", "__")], self._alive(name), self.relaxation)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas.values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch_ids = {id(p) for p in self.alphas.values()}
+        return [p for p in self.parameters() if id(p) not in arch_ids]
+
+    def remove(self, name: str, index: int) -> None:
+        """Remove candidate ``index`` of decision ``name`` (progressive shrinking), with its weights."""
+        alive = self._alive(name)
+        if not bool(alive[index]):
+            return
+        if int(alive.sum()) <= 1:
+            raise ValueError(f"cannot remove the last candidate of {name}")
+        alive[index] = False
+        if name.endswith(".ds"):
+            si, li = _stage_layer(name)
+            self.stages[si][li].remove_candidate(index)
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = self.db1(x)
+        y = self.db2(x2)
+        for si, (st, layers) in enumerate(zip(self.config.stages, self.stages)):
+            if si == 1:
+                y = self.db3(y)
+            y = self._stage(si, st, layers, y)
+        return self.upsample(self.head(y), size=x.shape[-2:])
+
+    def _stage(self, si: int, st: StageConfig, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        p_depth = self.probs(f"stage{si + 1}.depth")
+        alive_depth = self._alive(f"stage{si + 1}.depth")
+        last = st.fixed + int(torch.nonzero(alive_depth).max()) + 1
+        out: torch.Tensor | None = None
+        for li in range(last):
+            pre = f"stage{si + 1}.layer{li + 1}"
+            x = layers[li](x, self.probs(f"{pre}.ds"), self.probs(f"{pre}.c3x1"), self.probs(f"{pre}.c1x3"))
+            d = li + 1 - st.fixed  # depth choice index (1-based) ending here
+            if d >= 1 and bool(alive_depth[d - 1]):
+                y = p_depth[d - 1] * x
+                out = y if out is None else out + y
+        assert out is not None
+        return out
+
+    # -- discrete <-> relaxed -------------------------------------------------------------------
+    def decode(self, name: str | None = None) -> Arch:
+        """The most likely discrete arch (argmax over surviving candidates of every decision)."""
+        stages = []
+        for si, st in enumerate(self.config.stages):
+            depth = self._argmax_choice(f"stage{si + 1}.depth")
+            blocks = []
+            for li in range(st.fixed + depth):
+                pre = f"stage{si + 1}.layer{li + 1}"
+                d, s = self._argmax_choice(f"{pre}.ds")
+                blocks.append({"dilation": d, "spatial": s, "c3x1": self._argmax_choice(f"{pre}.c3x1"), "c1x3": self._argmax_choice(f"{pre}.c1x3")})
+            stages.append(blocks)
+        return Arch("ssr", self.num_classes, {"stages": stages}, head="classifier", name=name)
+
+    def _argmax_choice(self, name: str) -> Any:
+        dec = self._decisions[name]
+        with torch.no_grad():
+            p = self.probs(name)
+        return dec.choices[int(torch.argmax(p))]
+
+    def fix(self, arch: Arch) -> None:
+        """Keep only the candidates ``arch`` uses (one-hot), so the supernet computes exactly that arch."""
+        SSRSpace(self.config).validate(arch)
+        for dec, idx in _choice_indices(arch, self.config).items():
+            alive = self._alive(dec)
+            for i in range(alive.numel()):
+                if i != idx:
+                    alive[i] = False
+        # layers beyond the chosen depth are never run once depth is one-hot
+
+    def derive_weights(self, arch: Arch) -> dict[str, torch.Tensor]:
+        """The state dict of ``SSRNet(arch)`` holding this supernet's weights for that arch
+        (full-width convs sliced to the chosen widths)."""
+        net = SSRSpace(self.config).build(arch)
+        sd = {}
+        src = self.state_dict()
+        for k in ("db1", "db2", "db3"):
+            for n, t in getattr(self, k).state_dict().items():
+                sd[f"{k}.{n}"] = t.clone()
+        for n, t in self.head.state_dict().items():
+            sd[f"head.{n}"] = t.clone()
+        for si, blocks in enumerate(arch.genotype["stages"]):
+            for li, blk in enumerate(blocks):
+                ci = self.config.ds_choices.index((blk["dilation"], blk["spatial"]))
+                prefix = f"stages.{si}.{li}.candidates.{ci}."
+                a, b = blk["c3x1"], blk["c1x3"]
+                dst = f"stage{si + 1}.{li}."
+                if prefix + "conv3x1.weight" not in src:
+                    raise ValueError(f"candidate {blk} of stage {si + 1} layer {li + 1} was removed from the supernet")
+                sd[dst + "conv3x1.weight"] = src[prefix + "conv3x1.weight"][:a].clone()
+                sd[dst + "conv1x3.weight"] = src[prefix + "conv1x3.weight"][:b, :a].clone()
+                for bn, c in (("bn1", a), ("bn2", b)):
+                    for stat in ("weight", "bias", "running_mean", "running_var"):
+                        sd[dst + f"{bn}.{stat}"] = src[prefix + f"{bn}.{stat}"][:c].clone()
+                    sd[dst + f"{bn}.num_batches_tracked"] = src[prefix + f"{bn}.num_batches_tracked"].clone()
+        net.load_state_dict(sd, strict=True)
+        return sd
+
+    # -- expected costs (latency from a LUT, FLOPs) ---------------------------------------------
+    def expected_cost(self, cost: Callable[[OpSignature], float], h: int, w: int) -> torch.Tensor:
+        """E[cost] under the current relaxed distribution (CAS eq. 5), differentiable in the alphas.
+
+        ``cost`` maps an operator signature to its cost (a LUT's latency, FLOPs...). A searchable
+        layer's cost depends jointly on its (dilation, spatial) choice and both widths, so the sum
+        runs over the full product of independent choices; layer ``fixed + j`` runs with probability
+        P(depth >= j). Fixed parts (downsamplers, head, resize) add their cost with probability 1.
+        """
+        space = SSRSpace(self.config)
+        device = next(iter(self.alphas.values())).device
+        total = torch.zeros((), device=device)
+        for sig in space.fixed_signatures(h, w, self.num_classes, "classifier"):
+            total = total + float(cost(sig))
+        for si, st in enumerate(self.config.stages):
+            table = torch.as_tensor(space.layer_cost_table(si, h, w, cost), dtype=torch.float32, device=device)
+            p_depth = self.probs(f"stage{si + 1}.depth")
+            for li in range(st.fixed + st.max_extra):
+                d = li + 1 - st.fixed
+                p_run = p_depth[max(d, 1) - 1 :].sum() if d >= 1 else torch.ones((), device=device)
+                pre = f"stage{si + 1}.layer{li + 1}"
+                e = torch.einsum("i,j,k,ijk->", self.probs(f"{pre}.ds"), self.probs(f"{pre}.c3x1"), self.probs(f"{pre}.c1x3"), table)
+                total = total + p_run * e
+        return total
+
+
+def _stage_layer(name: str) -> tuple[int, int]:
+    parts = name.split(".")
+    return int(parts[0][len("stage") :]) - 1, int(parts[1][len("layer") :]) - 1
+
+
+def _choice_indices(arch: Arch, config: SSRConfig) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for si, (st, blocks) in enumerate(zip(config.stages, arch.genotype["stages"])):
+        out[f"stage{si + 1}.depth"] = len(blocks) - st.fixed - 1
+        chans = config.channel_choices(st.width)
+        for li, blk in enumerate(blocks):
+            pre = f"stage{si + 1}.layer{li + 1}"
+            out[f"{pre}.ds"] = config.ds_choices.index((blk["dilation"], blk["spatial"]))
+            out[f"{pre}.c3x1"] = chans.index(blk["c3x1"])
+            out[f"{pre}.c1x3"] = chans.index(blk["c1x3"])
+    return out
+
+
+class SSRSpace(SearchSpace):
+    name = "ssr"
+    size_divisor = 16  # H/8 stage with a 2x2 spatial pool
+    heads = ("classifier", "aggregation")
+
+    def __init__(self, config: SSRConfig | None = None) -> None:
+        self.config = config or SSRConfig()
+
+    # -- validation -----------------------------------------------------------------------------
+    def validate(self, arch: Arch, source: str = "arch") -> None:
+        cfg = self.config
+        if arch.head not in self.heads:
+            raise RtsegError(f"{source}: head {arch.head!r} is not one of {', '.join(self.heads)}")
+        stages = arch.genotype.get("stages")
+        if not isinstance(stages, list) or len(stages) != len(cfg.stages):
+            raise RtsegError(f"{source}: genotype.stages must be a list of {len(cfg.stages)} stages")
+        for si, (st, blocks) in enumerate(zip(cfg.stages, stages)):
+            where = f"{source}: genotype.stages[{si}]"
+            lo, hi = st.fixed + 1, st.fixed + st.max_extra
+            if not isinstance(blocks, list) or not lo <= len(blocks) <= hi:
+                n = len(blocks) if isinstance(blocks, list) else type(blocks).__name__
+                raise RtsegError(f"{where} must list {lo} to {hi} blocks, got {n}")
+            chans = cfg.channel_choices(st.width)
+            for bi, blk in enumerate(blocks):
+                w = f"{where}[{bi}]"
+                if not isinstance(blk, dict):
+                    raise RtsegError(f"{w} must be an object with dilation, spatial, c3x1, c1x3")
+                for key, allowed in (("dilation", cfg.dilations), ("spatial", cfg.spatials), ("c3x1", chans), ("c1x3", chans)):
+                    if key not in blk:
+                        raise RtsegError(f"{w} lacks {key!r}")
+                    if blk[key] not in allowed or isinstance(blk[key], bool):
+                        raise RtsegError(f"{w}.{key} = {blk[key]!r} is out of range; allowed: {', '.join(map(str, allowed))}")
+                extra = set(blk) - {"dilation", "spatial", "c3x1", "c1x3"}
+                if extra:
+                    raise RtsegError(f"{w} has unknown fields: {', '.join(sorted(extra))}")
+
+    # -- sampling, building ---------------------------------------------------------------------
+    def sample(self, rng: random.Random, num_classes: int = 19, head: str = "classifier") -> Arch:
+        stages = []
+        for st in self.config.stages:
+            n = st.fixed + rng.randint(1, st.max_extra)
+            chans = self.config.channel_choices(st.width)
+            stages.append(
+                [
+                    {"dilation": rng.choice(self.config.dilations), "spatial": rng.choice(self.config.spatials), "c3x1": rng.choice(chans), "c1x3": rng.choice(chans)}
+                    for _ in range(n)
+                ]
+            )
+        return Arch("ssr", num_classes, {"stages": stages}, head=head)
+
+    def uniform_arch(self, depths: Iterable[int], num_classes: int = 19, head: str = "classifier", dilation: int = 1,
+                     spatial: int = 1, channel_offset: int = 0, name: str | None = None) -> Arch:
+        """An arch with the same block everywhere (baselines, the cheapest and dearest archs)."""
+        stages = []
+        for st, n in zip(self.config.stages, depths):
+            c = st.width - channel_offset
+            stages.append([{"dilation": dilation, "spatial": spatial, "c3x1": c, "c1x3": c} for _ in range(n)])
+        return Arch("ssr", num_classes, {"stages": stages}, head=head, name=name)
+
+    def build(self, arch: Arch) -> SSRNet:
+        self.validate(arch)
+        return SSRNet(arch, self.config)
+
+    def supernet(self, num_classes: int = 19, relaxation: str = "sigmoid") -> SSRSupernet:
+        return SSRSupernet(num_classes, self.config, relaxation=relaxation)
+
+    # -- signatures -----------------------------------------------------------------------------
+    def _sizes(self, h: int, w: int) -> dict[int, tuple[int, int]]:
+        sizes = {1: (h, w)}
+        for f in (2, 4, 8):
+            ph, pw = sizes[f // 2]
+            sizes[f] = ((ph + 1) // 2, (pw + 1) // 2)
+        return sizes
+
+    def fixed_signatures(self, h: int, w: int, num_classes: int, head: str) -> list[OpSignature]:
+        """Parts every arch has: the three downsamplers, the head and the final resize."""
+        c2, c4 = self.config.stem_widths
+        c8 = self.config.stages[1].width
+        sz = self._sizes(h, w)
+        sigs = [
+            OpSpec.make("db", 3, c2, 2).at(*sz[1]),
+            OpSpec.make("db", c2, c4, 2).at(*sz[2]),
+            OpSpec.make("db", c4, c8, 2).at(*sz[4]),
+        ]
+        if head == "aggregation":
+            sigs += [OpSpec.make("aggregation", c2, num_classes, 1, c4=c4, c8=c8, mid=c4).at(*sz[2]),
+                     OpSpec.make("resize", num_classes, num_classes, 1, scale=4).at(*sz[4])]
+        else:
+            sigs += [OpSpec.make("classifier", c8, num_classes, 1).at(*sz[8]),
+                     OpSpec.make("resize", num_classes, num_classes, 1, scale=8).at(*sz[8])]
+        return sigs
+
+    def signatures(self, arch: Arch, h: int, w: int) -> list[OpSignature]:
+        """Signatures in execution order (downsamplers and blocks, then head and resize)."""
+        sz = self._sizes(h, w)
+        fixed = self.fixed_signatures(h, w, arch.num_classes, arch.head)
+        sigs = [fixed[0], fixed[1]]
+        for si, (st, blocks) in enumerate(zip(self.config.stages, arch.genotype["stages"])):
+            if si == 1:
+                sigs.append(fixed[2])
+            sigs += [_block_spec(st.width, b).at(*sz[st.downsample]) for b in blocks]
+        return sigs + fixed[3:]
+
+    def layer_signature(self, stage: int, ds: tuple[int, int], c3x1: int, c1x3: int, h: int, w: int) -> OpSignature:
+        st = self.config.stages[stage]
+        blk = {"dilation": ds[0], "spatial": ds[1], "c3x1": c3x1, "c1x3": c1x3}
+        return _block_spec(st.width, blk).at(*self._sizes(h, w)[st.downsample])
+
+    def layer_cost_table(self, stage: int, h: int, w: int, cost: Callable[[OpSignature], float]) -> list[list[list[float]]]:
+        """cost[ds][c3x1][c1x3] for one searchable layer of ``stage`` (same for every layer of it)."""
+        chans = self.config.channel_choices(self.config.stages[stage].width)
+        return [[[float(cost(self.layer_signature(stage, ds, a, b, h, w))) for b in chans] for a in chans] for ds in self.config.ds_choices]
+
+    def candidate_signatures(self, h: int, w: int, num_classes: int = 19, heads: tuple[str, ...] | None = None) -> list[OpSignature]:
+        """Every distinct signature an arch of this space can place at ``h x w``."""
+        self.check_input(h, w)
+        seen: dict[str, OpSignature] = {}
+        for head in heads or ("classifier",):
+            for s in self.fixed_signatures(h, w, num_classes, head):
+                seen.setdefault(s.key, s)
+        for si, st in enumerate(self.config.stages):
+            chans = self.config.channel_choices(st.width)
+            for ds in self.config.ds_choices:
+                for a in chans:
+                    for b in chans:
+                        s = self.layer_signature(si, ds, a, b, h, w)
+                        seen.setdefault(s.key, s)
+        return list(seen.values())
+
+
+@register_space("ssr")
+def _ssr_space() -> SSRSpace:
+    return SSRSpace()

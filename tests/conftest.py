@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Keep the suite predictable on the 2-core CI machine.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def runner():
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture
+def cli():
+    """Invoke the CLI in-process: ``cli("arch", "show", "baseline1")`` -> result."""
+    from typer.testing import CliRunner
+
+    from rtseg.cli import app
+
+    r = CliRunner()
+
+    def invoke(*args: str, **kw):
+        return r.invoke(app, [str(a) for a in args], **kw)
+
+    return invoke
+
+
+def randomize_bn(module: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
