@@ -74,7 +74,7 @@ class NB1D(Op):
         y = self.bn2(self.conv1x3(y))
         if mask1x3 is not None:
             y = y * mask1x3.view(1, -1, 1, 1)
-        if self.c1x3 == x.shape[1]:
+        if self.c1x3 == self.spec.c_in:
             return F.relu(x + y)
         return F.relu(torch.cat([x[:, : self.c1x3] + y, x[:, self.c1x3 :]], dim=1))
 
