@@ -1,0 +1,1 @@
+"""Latency: timing primitives, per-operator profiling into LUTs, and LUT validation."""

@@ -1,0 +1,106 @@
+"""How rtseg times anything: the one measurement protocol shared by profile-ops, lut validate and bench.
+
+Protocol: warm up, synchronize, then time each repeat separately (CUDA events on a GPU, a monotonic
+clock on the CPU), and report the median with p10/p90/p99 so the spread is visible. When the inputs
+of a call would sit in the last-level cache across repeats, callers pass several input sets and
+:func:`time_fn` rotates through them, so an operator is not timed on warm caches it would never see
+inside a network.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+@dataclass
+class TimingStats:
+    median_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_samples(samples_ms: Sequence[float]) -> "TimingStats":
+        a = np.asarray(samples_ms, dtype=np.float64)
+        if a.size == 0:
+            raise ValueError("no timing samples")
+        p10, p90, p99 = np.percentile(a, [10, 90, 99])
+        return TimingStats(
+            median_ms=float(statistics.median(a.tolist())),
+            mean_ms=float(a.mean()),
+            p10_ms=float(p10),
+            p90_ms=float(p90),
+            p99_ms=float(p99),
+            min_ms=float(a.min()),
+            n=int(a.size),
+        )
+
+
+def _is_cuda(device: Any) -> bool:
+    return str(device).startswith("cuda")
+
+
+def time_fn(
+    fn: Callable[..., Any],
+    inputs: Sequence[tuple[Any, ...]] = ((),),
+    warmup: int = 10,
+    repeats: int = 50,
+    device: Any = "cpu",
+    min_time_s: float = 0.0,
+    max_repeats: int | None = None,
+) -> TimingStats:
+    """Time ``fn(*inputs[i % len(inputs)])`` per call and summarize.
+
+    ``device`` selects the clock: for ``cuda*`` each call is bracketed by CUDA events on the current
+    stream and the device is synchronized before reading them; otherwise ``time.perf_counter`` is
+    used (the function must be synchronous, which CPU torch and onnxruntime are). ``min_time_s``
+    keeps repeating (up to ``max_repeats``) until that much time has been measured, which steadies
+    the median of very fast operators.
+    """
+    if not inputs:
+        inputs = ((),)
+    cuda = _is_cuda(device)
+    if cuda:
+        import torch
+
+        sync = torch.cuda.synchronize
+    else:
+        sync = None
+    for i in range(max(0, warmup)):
+        fn(*inputs[i % len(inputs)])
+    if sync:
+        sync()
+    samples: list[float] = []
+    limit = max_repeats or repeats
+    total = 0.0
+    i = 0
+    while i < repeats or (total < min_time_s * 1000.0 and i < limit):
+        args = inputs[i % len(inputs)]
+        if cuda:
+            import torch
+
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn(*args)
+            end.record()
+            end.synchronize()
+            ms = float(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn(*args)
+            ms = (time.perf_counter() - t0) * 1000.0
+        samples.append(ms)
+        total += ms
+        i += 1
+    return TimingStats.from_samples(samples)

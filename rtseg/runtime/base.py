@@ -1,0 +1,55 @@
+"""The runner interface shared by bench, lut validate and the live demo.
+
+A runner owns one loaded model on one backend and device, at a fixed input size and batch. It
+takes preprocessed float32 NCHW numpy batches (the normalization recorded with the model) and
+returns class logits or labels as numpy, so callers never depend on the backend's tensor type and
+a deployed demo on TensorRT needs no PyTorch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rtseg.latency.timing import TimingStats, time_fn
+
+
+@dataclass
+class RunnerInfo:
+    backend: str  # "torch" | "onnxruntime" | "tensorrt"
+    backend_version: str
+    device: str  # human-readable device name (GPU model or CPU model)
+    precision: str  # "fp32" | "fp16"
+    input_hw: tuple[int, int]
+    batch: int
+    num_classes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(ABC):
+    info: RunnerInfo
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, H, W) preprocessed input -> float32 (N, C, H, W) logits, on the host."""
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, H, W) -> int (N, H, W) class labels. Backends may argmax on the device."""
+        return self.infer(batch).argmax(axis=1).astype(np.uint8)
+
+    def warmup(self, n: int = 10) -> None:
+        x = np.zeros((self.info.batch, 3, *self.info.input_hw), dtype=np.float32)
+        for _ in range(n):
+            self.infer(x)
+
+    def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
+        """Network latency per batch, host copies included (what a caller of :meth:`infer` waits)."""
+        rng = np.random.default_rng(0)
+        xs = [(rng.standard_normal((self.info.batch, 3, *self.info.input_hw)).astype(np.float32),) for _ in range(4)]
+        return time_fn(self.infer, xs, warmup=warmup, repeats=iters, device="cpu")
+
+    def close(self) -> None:  # pragma: no cover - backends with resources override
+        pass
