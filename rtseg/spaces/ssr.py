@@ -171,6 +171,7 @@ class SSRSupernet(nn.Module):
         self.upsample = build_op(OpSpec.make("resize", num_classes, num_classes, 1, scale=8))
         self.alphas = nn.ParameterDict()
         self._decisions: dict[str, Decision] = {}
+        self._cost_tables: dict[Any, Any] = {}
         for si, st in enumerate(self.config.stages):
             self._add(f"stage{si + 1}.depth", "depth", list(range(1, st.max_extra + 1)))
             for li in range(st.fixed + st.max_extra):
@@ -245,24 +246,44 @@ class SSRSupernet(nn.Module):
         return out
 
     # -- discrete <-> relaxed -------------------------------------------------------------------
-    def decode(self, name: str | None = None) -> Arch:
-        """The most likely discrete arch (argmax over surviving candidates of every decision)."""
+    def argmax_choices(self) -> dict[str, int]:
+        """Index of the most likely surviving candidate of every decision."""
+        with torch.no_grad():
+            return {name: int(torch.argmax(self.probs(name))) for name in self._decisions}
+
+    def arch_from_choices(self, choices: dict[str, int], name: str | None = None) -> Arch:
+        """The discrete arch given a candidate index per decision (layers past the depth are ignored)."""
         stages = []
         for si, st in enumerate(self.config.stages):
-            depth = self._argmax_choice(f"stage{si + 1}.depth")
+            depth = self._decisions[f"stage{si + 1}.depth"].choices[choices[f"stage{si + 1}.depth"]]
             blocks = []
             for li in range(st.fixed + depth):
                 pre = f"stage{si + 1}.layer{li + 1}"
-                d, s = self._argmax_choice(f"{pre}.ds")
-                blocks.append({"dilation": d, "spatial": s, "c3x1": self._argmax_choice(f"{pre}.c3x1"), "c1x3": self._argmax_choice(f"{pre}.c1x3")})
+                d, s = self._decisions[f"{pre}.ds"].choices[choices[f"{pre}.ds"]]
+                blocks.append({"dilation": d, "spatial": s,
+                               "c3x1": self._decisions[f"{pre}.c3x1"].choices[choices[f"{pre}.c3x1"]],
+                               "c1x3": self._decisions[f"{pre}.c1x3"].choices[choices[f"{pre}.c1x3"]]})
             stages.append(blocks)
         return Arch("ssr", self.num_classes, {"stages": stages}, head="classifier", name=name)
 
-    def _argmax_choice(self, name: str) -> Any:
-        dec = self._decisions[name]
-        with torch.no_grad():
-            p = self.probs(name)
-        return dec.choices[int(torch.argmax(p))]
+    def decode(self, name: str | None = None) -> Arch:
+        """The most likely discrete arch (argmax over surviving candidates of every decision)."""
+        return self.arch_from_choices(self.argmax_choices(), name=name)
+
+    def active_decisions(self) -> list[Decision]:
+        """Decisions that can still change the network: a layer past the deepest surviving depth
+        choice never runs, so its choices no longer count (seed 002 sec. 3.5, hierarchical shrinking)."""
+        out = []
+        for si, st in enumerate(self.config.stages):
+            alive_depth = self._alive(f"stage{si + 1}.depth")
+            last = st.fixed + int(torch.nonzero(alive_depth).max()) + 1
+            out.append(self._decisions[f"stage{si + 1}.depth"])
+            for li in range(last):
+                pre = f"stage{si + 1}.layer{li + 1}"
+                out += [self._decisions[f"{pre}.ds"], self._decisions[f"{pre}.c3x1"], self._decisions[f"{pre}.c1x3"]]
+        for d in out:
+            d.alive = self._alive(d.name)
+        return out
 
     def fix(self, arch: Arch) -> None:
         """Keep only the candidates ``arch`` uses (one-hot), so the supernet computes exactly that arch."""
@@ -313,11 +334,15 @@ class SSRSupernet(nn.Module):
         """
         space = SSRSpace(self.config)
         device = next(iter(self.alphas.values())).device
-        total = torch.zeros((), device=device)
-        for sig in space.fixed_signatures(h, w, self.num_classes, "classifier"):
-            total = total + float(cost(sig))
+        key = (cost, h, w)
+        if key not in self._cost_tables:  # the tables depend only on (cost, size): build them once
+            fixed = sum(float(cost(sig)) for sig in space.fixed_signatures(h, w, self.num_classes, "classifier"))
+            tables = [torch.as_tensor(space.layer_cost_table(si, h, w, cost), dtype=torch.float32) for si in range(len(self.config.stages))]
+            self._cost_tables[key] = (fixed, tables)
+        fixed, tables = self._cost_tables[key]
+        total = torch.full((), fixed, device=device)
         for si, st in enumerate(self.config.stages):
-            table = torch.as_tensor(space.layer_cost_table(si, h, w, cost), dtype=torch.float32, device=device)
+            table = tables[si].to(device)
             p_depth = self.probs(f"stage{si + 1}.depth")
             for li in range(st.fixed + st.max_extra):
                 d = li + 1 - st.fixed
@@ -458,6 +483,19 @@ class SSRSpace(SearchSpace):
         """cost[ds][c3x1][c1x3] for one searchable layer of ``stage`` (same for every layer of it)."""
         chans = self.config.channel_choices(self.config.stages[stage].width)
         return [[[float(cost(self.layer_signature(stage, ds, a, b, h, w))) for b in chans] for a in chans] for ds in self.config.ds_choices]
+
+    def cheapest_arch(self, cost: Callable[[OpSignature], float], h: int, w: int, num_classes: int = 19) -> Arch:
+        """The arch of least total ``cost`` (every layer of a stage has the same candidates and input
+        size, so it is the shallowest depth with the cheapest block everywhere)."""
+        stages = []
+        for si, st in enumerate(self.config.stages):
+            chans = self.config.channel_choices(st.width)
+            table = self.layer_cost_table(si, h, w, cost)
+            best = min(((table[i][a][b], i, a, b) for i in range(len(table)) for a in range(len(chans)) for b in range(len(chans))))
+            d, s = self.config.ds_choices[best[1]]
+            blk = {"dilation": d, "spatial": s, "c3x1": chans[best[2]], "c1x3": chans[best[3]]}
+            stages.append([dict(blk) for _ in range(st.fixed + 1)])
+        return Arch("ssr", num_classes, {"stages": stages}, head="classifier", name="cheapest")
 
     def candidate_signatures(self, h: int, w: int, num_classes: int = 19, heads: tuple[str, ...] | None = None) -> list[OpSignature]:
         """Every distinct signature an arch of this space can place at ``h x w``."""
