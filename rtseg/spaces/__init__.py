@@ -2,5 +2,6 @@
 
 from rtseg.spaces.base import Decision, Network, SearchSpace, get_space, register_space, space_names
 from rtseg.spaces import ssr as _ssr  # noqa: F401  (registers "ssr")
+from rtseg.spaces import peers as _peers  # noqa: F401  (registers "peer": hand-designed nets, not searchable)
 
 __all__ = ["Decision", "Network", "SearchSpace", "get_space", "register_space", "space_names"]
