@@ -198,6 +198,14 @@ class SSRSupernet(nn.Module):
             d.alpha = self.alphas[d.name.replace(".", "__")]
         return list(self._decisions.values())
 
+    def decisions_by_name(self) -> dict[str, Decision]:
+        self.decisions()
+        return dict(self._decisions)
+
+    def choices_of(self, arch: Arch) -> dict[str, int]:
+        """Candidate index per decision that ``arch`` uses (decisions of absent layers omitted)."""
+        return _choice_indices(arch, self.config)
+
     def probs(self, name: str) -> torch.Tensor:
         return relax(self.alphas[name.replace(".", "__")], self._alive(name), self.relaxation)
 

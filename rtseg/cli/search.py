@@ -1,0 +1,69 @@
+"""``rtseg search``: latency-constrained architecture search with LUT costs and a FLOPs budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from rtseg.cli._app import app, console, print_json
+from rtseg.io import parse_hw
+
+
+@app.command("search")
+def search(
+    lut: Path = typer.Option(..., help="Latency LUT from `rtseg profile-ops` (same space and input size)."),
+    latency_ms: float = typer.Option(..., "--latency-ms", help="Latency budget T in ms (on the LUT's device and backend)."),
+    space: str = typer.Option("ssr", help="Search space."),
+    flops_g: Optional[float] = typer.Option(None, "--flops-g", help="FLOPs budget in G multiply-adds (optional)."),
+    data: str = typer.Option("synthetic", help="Dataset: synthetic, cityscapes:PATH or camvid:PATH."),
+    input: str = typer.Option("128x256", "--input", help="Search input size HxW (must match the LUT)."),
+    epochs: int = typer.Option(10, help="Epoch limit (the search stops earlier once the arch is discrete)."),
+    batch: int = typer.Option(4, help="Batch size per split and process."),
+    reg: str = typer.Option("ssr", help="Per-level regularizer: ssr (seed 002 eq. 9), entropy, none."),
+    no_shrink: bool = typer.Option(False, "--no-shrink", help="Disable hierarchical progressive shrinking."),
+    warmup_epochs: int = typer.Option(1, help="Epochs that train only the weights before arch updates."),
+    arch_lr: float = typer.Option(2e-2, help="Adam learning rate of the architecture parameters."),
+    w_lr: float = typer.Option(2e-3, help="Adam learning rate of the supernet weights (poly decay)."),
+    train_len: Optional[int] = typer.Option(256, help="Training images per epoch for synthetic data (split in two halves)."),
+    val_len: Optional[int] = typer.Option(32, help="Validation images for synthetic data."),
+    minutes: Optional[float] = typer.Option(None, help="Wall-clock limit; the search decodes what it has at the limit."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0),
+    workers: int = typer.Option(0, help="Data loader workers."),
+    resume: bool = typer.Option(False, help="Continue an interrupted search in --out."),
+    force: bool = typer.Option(False, help="Use a LUT whose provenance does not match."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip measuring the decoded net end to end."),
+    out: Path = typer.Option(Path("runs/search"), help="Run folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Search the space for the most accurate net whose measured-cost latency fits the budget."""
+    from rtseg.search import SearchConfig, run_search
+    from rtseg.spaces import get_space
+
+    hw = parse_hw(input, get_space(space).size_divisor)
+    cfg = SearchConfig(space=space, lut=str(lut), latency_ms=latency_ms, flops_g=flops_g, data=data, input_hw=hw,
+                       epochs=epochs, batch=batch, reg=reg, shrink=not no_shrink, warmup_epochs=warmup_epochs,
+                       arch_lr=arch_lr, w_lr=w_lr, train_len=train_len, val_len=val_len, minutes=minutes, device=device,
+                       seed=seed, workers=workers, force=force, verify_latency=not no_verify)
+    result = run_search(cfg, out, resume=resume, progress=not json_out)
+    s = result.summary
+    if json_out:
+        print_json(s)
+        return
+    t = Table(title=f"search result: {out / 'arch.json'}")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("budget T", f"{s['target_latency_ms']:.3f} ms")
+    t.add_row("predicted latency (LUT)", f"{s['predicted_latency_ms']:.3f} ms ({s['predicted_over_target']:.1%} of T)")
+    if s.get("measured_latency_ms") is not None:
+        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)")
+    elif s.get("measured_note"):
+        t.add_row("measured latency", s["measured_note"])
+    t.add_row("FLOPs", f"{s['flops'] / 1e9:.3f} G multiply-adds" + (f" (budget {s['flops_budget'] / 1e9:.3f} G)" if s["flops_budget"] else ""))
+    t.add_row("epochs run / to discrete", f"{s['epochs_run']} / {s['epochs_to_discrete'] or '-'}")
+    t.add_row("budget-fit changes after decoding", str(len(s["budget_fit_changes"])))
+    t.add_row("wall time", f"{s['wall_time_s']:.0f} s")
+    console.print(t)
