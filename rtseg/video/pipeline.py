@@ -1,0 +1,327 @@
+"""The demo's staged loop: capture | preprocess + inference | postprocess + output, overlapped.
+
+Three threads joined by bounded queues, so decoding and drawing run while the network runs::
+
+    capture thread (source)  --frames-->  inference thread  --logits-->  main thread
+    decode / render             (2-4)     resize, normalize,    (2)      argmax, colorize, blend,
+    webcam: newest frame only             runner.infer                   FPS text, write / show
+
+* The main thread does the output because GUI toolkits must be driven from it (``cv2.imshow``).
+* Every library call that does real work here (OpenCV, NumPy, ONNX Runtime, TensorRT, torch) releases
+  the GIL, so the stages genuinely overlap; the queues are short so a frame never waits long and
+  memory stays flat.
+* When a backend overrides :meth:`Runner.predict` (e.g. arg-max on the GPU, so only labels cross the
+  bus), the inference stage calls ``predict`` and postprocessing skips the arg-max; otherwise it
+  calls ``infer`` and the arg-max runs in the postprocess stage, off the inference thread.
+* Webcams drop stale frames (counted); files and the synthetic video never drop.
+* Every exit path (end of stream, disconnect, ``--frames`` reached, q/Esc, Ctrl-C, an error) stops the
+  capture, joins the threads and finalizes the output video before returning or raising.
+
+Thread budget on a small CPU: the inference stage should leave room for the other two. With ONNX
+Runtime on a 2-core machine, one intra-op thread for the network plus one core for decode/draw is
+the configuration where the pipeline costs nothing; see ``demos/README.md`` for the measurements.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from rtseg.data import preprocess
+from rtseg.errors import RtsegError
+from rtseg.latency.timing import TimingStats
+from rtseg.runtime.base import Runner
+from rtseg.video.cvutil import Display
+from rtseg.video.meta import ModelMeta
+from rtseg.video.overlay import bgr_palette, blend_labels, draw_fps
+from rtseg.video.sources import FrameSource
+from rtseg.video.stats import STAGE_HELP, PipelineStats
+from rtseg.video.writer import VideoWriter, WrittenVideo
+
+RECORD_FORMAT = "rtseg.demo_record"
+RECORD_SCHEMA_VERSION = 1
+
+_END = object()
+
+
+@dataclass
+class DemoOptions:
+    alpha: float = 0.5  # weight of the color map in the blend
+    max_frames: int | None = None  # stop after this many frames have been output
+    save: Path | None = None  # write the overlaid video here
+    show: bool = False  # open a window (needs an OpenCV build with GUI support)
+    fps_text: bool = True  # draw the rolling FPS on the frames
+    warmup: int = 5  # untimed runner calls before the clock starts
+    baseline_iters: int = 0  # if > 0: time runner.infer alone this many times first (no pipeline)
+    window: int = 30  # frames in the rolling FPS on the overlay
+    queue_size: int = 2  # inference -> output queue length
+
+
+@dataclass
+class DemoResult:
+    stats: PipelineStats
+    end_reason: str
+    captured: int
+    dropped: int
+    output: WrittenVideo | None
+    standalone: TimingStats | None
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return self.stats.frames
+
+
+def _uses_device_argmax(runner: Runner) -> bool:
+    return type(runner).predict is not Runner.predict
+
+
+class _Stage(threading.Thread):
+    """One pipeline stage: take an item, process it, hand it on; end markers and errors pass through.
+
+    ``get`` returns the next item, ``None`` at the end of the stream, or raises ``TimeoutError``
+    (so the stop flag is checked regularly). An exception inside the stage is handed downstream
+    to the main thread, which cleans up and re-raises it.
+    """
+
+    def __init__(self, name: str, get: Callable[[], Any], fn: Callable[[Any], Any], out: "queue.Queue[Any]", stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self.get, self.fn, self.out, self.stop_event = get, fn, out, stop
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop_event.is_set():
+            try:
+                self.out.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    item = self.get()
+                except TimeoutError:
+                    continue
+                if item is None or item is _END or isinstance(item, BaseException):
+                    self._put(_END if item is None else item)
+                    return
+                if not self._put(self.fn(item)):
+                    return
+        except BaseException as exc:
+            self._put(exc)
+
+
+def _queue_getter(q: "queue.Queue[Any]") -> Callable[[], Any]:
+    def get() -> Any:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            raise TimeoutError from None
+
+    return get
+
+
+def run_demo(
+    source: FrameSource,
+    runner: Runner,
+    meta: ModelMeta,
+    options: DemoOptions | None = None,
+    on_frame: Callable[[PipelineStats], None] | None = None,
+    model_name: str = "",
+) -> DemoResult:
+    """Segment ``source`` with ``runner`` through the pipelined loop and return the measurements.
+
+    ``source`` is opened but not started (see :func:`rtseg.video.sources.open_source`); it is
+    started here after the warm-up and always stopped before returning. ``on_frame`` is called on
+    the main thread after each output frame (progress display).
+    """
+    opt = options or DemoOptions()
+    if not 0.0 <= opt.alpha <= 1.0:
+        raise RtsegError(f"--alpha must be between 0 and 1, got {opt.alpha}")
+    if opt.max_frames is not None and opt.max_frames < 1:
+        raise RtsegError(f"--frames must be at least 1, got {opt.max_frames}")
+    if runner.info.batch != 1:
+        raise RtsegError(f"the demo runs one frame at a time, but this model was built for batch {runner.info.batch}; export it with --batch 1")
+    h, w = meta.input_hw
+    if h <= 0 or w <= 0:
+        raise RtsegError("the model does not record its input size; pass --input HxW")
+    palette = bgr_palette(meta.palette)
+    display = Display(f"rtseg demo - {model_name or 'model'}") if opt.show else None
+    writer = VideoWriter(opt.save, fps=source.fps or 30.0) if opt.save else None
+
+    stats = PipelineStats(window=opt.window)
+    standalone: TimingStats | None = None
+    end_reason = "end of stream"
+    stop = threading.Event()
+    labels_on_device = _uses_device_argmax(runner)
+    size_wh = (int(w), int(h))
+    mean, std = meta.mean, meta.std
+
+    def prep(frame: Any) -> Any:
+        t0 = time.perf_counter()
+        img = frame.image
+        if (img.shape[1], img.shape[0]) != size_wh:
+            img = cv2.resize(img, size_wh, interpolation=cv2.INTER_LINEAR)
+        x = preprocess(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), mean, std)[None]
+        stats.add("preprocess", (time.perf_counter() - t0) * 1000.0)
+        return frame, x
+
+    def infer(item: Any) -> Any:
+        frame, x = item
+        t0 = time.perf_counter()
+        y = runner.predict(x) if labels_on_device else runner.infer(x)
+        ms = (time.perf_counter() - t0) * 1000.0
+        stats.add("inference", ms)
+        return frame, y, ms
+
+    pre_q: queue.Queue[Any] = queue.Queue(maxsize=1)
+    out_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, opt.queue_size))
+    stages = [
+        _Stage("rtseg-preprocess", lambda: source.read(timeout=0.1), prep, pre_q, stop),
+        _Stage("rtseg-inference", _queue_getter(pre_q), infer, out_q, stop),
+    ]
+    output: WrittenVideo | None = None
+    error: BaseException | None = None
+    try:
+        if opt.warmup > 0:
+            runner.warmup(opt.warmup)
+        if opt.baseline_iters > 0:
+            standalone = runner.benchmark(warmup=0, iters=opt.baseline_iters)
+        source.start()
+        for st in stages:
+            st.start()
+        while True:
+            try:
+                item = out_q.get(timeout=0.1)
+            except queue.Empty:
+                if not any(st.is_alive() for st in stages) and out_q.empty():
+                    break
+                continue
+            if item is _END:
+                end_reason = source.end_reason or "end of stream"
+                break
+            if isinstance(item, BaseException):
+                raise item
+            frame, y, inf_ms = item
+            t0 = time.perf_counter()
+            labels = y[0] if labels_on_device else y[0].argmax(axis=0).astype(np.uint8)
+            img = blend_labels(frame.image, labels, palette, opt.alpha)
+            if opt.fps_text:
+                draw_fps(img, *stats.rolling())
+            t1 = time.perf_counter()
+            keep_going = True
+            if writer is not None:
+                writer.write(img)
+            if display is not None:
+                keep_going = display.show(img)
+            t2 = time.perf_counter()
+            stats.add("postprocess", (t1 - t0) * 1000.0)
+            stats.add("output", (t2 - t1) * 1000.0)
+            stats.frame_done(frame.t_ready, t2, inf_ms)
+            if on_frame is not None:
+                on_frame(stats)
+            if not keep_going:
+                end_reason = "window closed by the user"
+                break
+            if opt.max_frames is not None and stats.frames >= opt.max_frames:
+                end_reason = f"reached --frames {opt.max_frames}"
+                break
+    except KeyboardInterrupt:
+        end_reason = "interrupted (Ctrl-C)"
+    except BaseException as exc:
+        error = exc
+    finally:
+        stop.set()
+        source.stop()
+        for st in stages:
+            if st.is_alive():
+                st.join(timeout=10.0)
+        if display is not None:
+            display.close()
+        if writer is not None:
+            try:
+                output = writer.close()
+            except BaseException as exc:  # a failed read-back; keep the first error if there was one
+                error = error or exc
+    if error is not None:
+        raise error
+    stats.samples["capture"] = list(source.capture_ms)
+    result = DemoResult(stats, end_reason, source.captured, source.dropped, output, standalone)
+    result.record = build_record(result, source, runner, meta, opt, model_name)
+    return result
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: ModelMeta, opt: DemoOptions, model_name: str) -> dict[str, Any]:
+    """The measurement record: what ran where, how it was counted, and every figure."""
+    from rtseg import __version__
+
+    s = result.stats
+    info = runner.info
+    standalone_fps = 1000.0 / result.standalone.mean_ms if result.standalone and result.standalone.mean_ms > 0 else None
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Windows
+        load = None
+    threads = {k: v for k, v in (info.extra or {}).items() if "thread" in str(k).lower() and isinstance(v, (int, float, str))}
+    threads.update({"opencv": cv2.getNumThreads(), "pipeline": ["capture", "inference", "output(main)"]})
+    rec: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rtseg_version": __version__,
+        "model": model_name,
+        "backend": info.backend,
+        "backend_version": info.backend_version,
+        "device": info.device,
+        "precision": info.precision,
+        "input_hw": list(meta.input_hw),
+        "num_classes": info.num_classes,
+        "host": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "load_avg_1_5_15": load, "opencv": cv2.__version__},
+        "threads": threads,
+        "source": source.describe(),
+        "alpha": opt.alpha,
+        "labels_on_device": _uses_device_argmax(runner),
+        "frames": s.frames,
+        "frames_captured": result.captured,
+        "frames_dropped": result.dropped,
+        "end_reason": result.end_reason,
+        "wall_s": s.wall_s,
+        "inference_fps": s.inference_fps,
+        "end_to_end_fps": s.end_to_end_fps,
+        "end_to_end_over_inference": (s.end_to_end_fps / s.inference_fps) if s.inference_fps > 0 else None,
+        "standalone_inference_fps": standalone_fps,
+        "standalone_inference": result.standalone.to_dict() if result.standalone else None,
+        "warmup_calls": opt.warmup,
+        "stages": {k: v.to_dict() for k, v in s.stage_stats().items()},
+        "definitions": {
+            "inference_fps": "frames / sum of the inference stage time of those frames (runner call only)",
+            "end_to_end_fps": "frames / wall time from the first frame decoded to the last frame written or shown",
+            "standalone_inference_fps": "1000 / mean ms of runner.infer timed alone before the run (no pipeline)",
+            **{f"stage.{k}": v for k, v in STAGE_HELP.items()},
+        },
+        "output": result.output.to_dict() if result.output else None,
+    }
+    return rec
