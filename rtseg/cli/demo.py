@@ -1,0 +1,160 @@
+"""``rtseg demo``: segment a webcam, video file, stream or the synthetic street video live, with FPS.
+
+A thin layer over :mod:`rtseg.video`: load the model through the runner interface, open the
+source, run the pipelined loop with a progress bar, then print the summary table (or ``--json``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rtseg.cli._app import app, console, print_json
+from rtseg.errors import RtsegError
+from rtseg.io import atomic_write_json, parse_hw
+
+DEFAULT_SYNTHETIC_FRAMES = 300
+
+
+def _load_runner(model: str, backend: Optional[str], device: str, precision: str, input_hw: Optional[tuple[int, int]], threads: Optional[int]) -> Any:
+    from rtseg.runtime import load_runner
+
+    kwargs: dict[str, Any] = dict(backend=backend, device=device, precision=precision, input_hw=input_hw, batch=1)
+    if threads is not None:
+        if "threads" not in inspect.signature(load_runner).parameters:
+            raise RtsegError("--threads is not supported by this rtseg's runners")
+        kwargs["threads"] = threads
+    return load_runner(model, **kwargs)
+
+
+def _summary_table(rec: dict[str, Any]) -> Table:
+    from rtseg.video.stats import STAGE_HELP
+
+    src = rec["source"]
+    t = Table(title=f"rtseg demo: {rec['model']} on {rec['backend']} ({rec['device']}, {rec['precision']}) at "
+              f"{rec['input_hw'][0]}x{rec['input_hw'][1]}, source {src['name']}")
+    t.add_column("stage")
+    t.add_column("what", style="dim")
+    t.add_column("mean ms", justify="right")
+    t.add_column("p90 ms", justify="right")
+    t.add_column("n", justify="right")
+    for name, st in rec["stages"].items():
+        t.add_row(name, STAGE_HELP.get(name, ""), f"{st['mean_ms']:.2f}", f"{st['p90_ms']:.2f}", str(st["n"]))
+    return t
+
+
+def _print_summary(rec: dict[str, Any]) -> None:
+    console.print(_summary_table(rec))
+    console.print(
+        f"frames: [bold]{rec['frames']}[/] out, {rec['frames_captured']} captured, "
+        f"[bold]{rec['frames_dropped']}[/] dropped (policy: {rec['source']['policy']})"
+    )
+    console.print(f"inference FPS:  [bold]{rec['inference_fps']:.1f}[/] (frames / time in the runner call)")
+    ratio = rec.get("end_to_end_over_inference")
+    console.print(
+        f"end-to-end FPS: [bold]{rec['end_to_end_fps']:.1f}[/] (frames / wall time, capture to output)"
+        + (f", {100 * ratio:.0f}% of inference" if ratio else "")
+    )
+    if rec.get("standalone_inference_fps"):
+        console.print(f"inference FPS measured alone before the run: {rec['standalone_inference_fps']:.1f}")
+    out = rec.get("output")
+    if out:
+        console.print(
+            f"wrote [bold]{out['path']}[/] ({out['codec']}, {out['fps']} FPS, {out['size_hw'][1]}x{out['size_hw'][0]}): "
+            f"{out['frames_written']} frames written, {out['frames_read_back']} read back"
+        )
+        if out["codec"] == "mp4v":
+            console.print("[dim]note: mp4v (MPEG-4 Part 2) plays in VLC/ffplay but not in browsers; this OpenCV has no H.264 encoder[/]")
+    load = rec["host"].get("load_avg_1_5_15")
+    console.print(f"[dim]{rec['host']['cpu']}, {rec['host']['cpu_count']} cores, load {load}; threads {rec['threads']}[/]")
+    reason = rec["end_reason"]
+    style = "yellow" if ("early" in reason or "stopped delivering" in reason or "failed" in reason) else "dim"
+    console.print(f"[{style}]ended: {reason}[/]")
+
+
+@app.command("demo")
+def demo(
+    model: str = typer.Option(..., "--model", "-m", help="Engine (.engine/.plan), ONNX file, checkpoint (.pt), arch JSON or built-in arch name."),
+    source: str = typer.Option("synthetic", "--source", "-s", help="Webcam index (0, 1...), video file, rtsp:// or http:// URL, or synthetic[:HxW]."),
+    backend: Optional[str] = typer.Option(None, help="Runner backend: torch, onnxruntime or tensorrt (default: from the model file)."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime)."),
+    input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW (default: the model's, or 256x512 for an arch)."),
+    show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Open a window (default: when OpenCV has GUI support and a display)."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4, .avi, .mkv...)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help=f"Stop after N frames (synthetic default {DEFAULT_SYNTHETIC_FRAMES}; files: all; webcam: until q or Ctrl-C)."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Weight of the class colors in the blend, 0..1."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for the runner (default: the backend's)."),
+    warmup: int = typer.Option(5, "--warmup", help="Untimed runner calls before the clock starts."),
+    baseline: int = typer.Option(20, "--baseline", help="Time the runner alone this many times before the run (0: skip)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic video."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Also write the measurement record JSON here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the measurement record as one JSON object on stdout."),
+) -> None:
+    """Segment a video, webcam or the synthetic street scene live; report inference and end-to-end FPS."""
+    from rtseg.video import DemoOptions, model_meta, open_source, run_demo
+    from rtseg.video.cvutil import gui_unavailable_reason
+
+    input_hw = parse_hw(input) if input else None
+    if frames is not None and frames < 1:
+        raise RtsegError(f"--frames must be at least 1, got {frames}")
+    if not 0.0 <= alpha <= 1.0:
+        raise RtsegError(f"--alpha must be between 0 and 1, got {alpha}")
+    if show:
+        reason = gui_unavailable_reason()
+        if reason:
+            raise RtsegError(reason)
+    elif show is None:
+        show = gui_unavailable_reason() is None
+
+    synthetic = source.strip() == "synthetic" or source.strip().startswith("synthetic:")
+    # A camera, file or stream is opened before the model loads, so a wrong source fails fast.
+    src = None if synthetic else open_source(source)
+    runner = None
+    try:
+        runner = _load_runner(model, backend, device, precision, input_hw, threads)
+        meta = model_meta(runner, name=f"model {model}")
+        if src is None:
+            src = open_source(
+                source,
+                synthetic_hw=tuple(meta.input_hw),  # type: ignore[arg-type]
+                synthetic_frames=frames or DEFAULT_SYNTHETIC_FRAMES,
+                seed=seed,
+            )
+        total = frames or src.frame_count
+        if not show and save is None:
+            console.print("[dim]no window and no --save: measuring only (add --save out.mp4 to keep the overlaid video)[/]")
+        with Progress(
+            SpinnerColumn(), TextColumn("[bold]demo[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=console, transient=True,
+        ) as progress:
+            task = progress.add_task(src.name, total=total, fps="")
+
+            def on_frame(stats: Any) -> None:
+                inf, e2e = stats.rolling()
+                progress.update(task, completed=stats.frames, fps=f"inference {inf:.1f} FPS, end-to-end {e2e:.1f} FPS")
+
+            result = run_demo(
+                src, runner, meta,
+                DemoOptions(alpha=alpha, max_frames=frames, save=save, show=bool(show), warmup=warmup, baseline_iters=baseline),
+                on_frame=on_frame, model_name=model,
+            )
+    finally:
+        if src is not None:
+            src.stop()  # idempotent; releases the device if the run never started
+        if runner is not None:
+            runner.close()
+    rec = result.record
+    if record is not None:
+        atomic_write_json(record, rec)
+    if json_out:
+        print_json(rec)
+    else:
+        _print_summary(rec)
+        if record is not None:
+            console.print(f"[dim]record written to {record}[/]")

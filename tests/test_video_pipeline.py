@@ -1,0 +1,113 @@
+"""The staged demo loop on a real tiny network (torch, through the Runner interface)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import rtseg
+from rtseg.data.synthetic import synthetic_info
+from rtseg.errors import RtsegError
+from rtseg.runtime.base import Runner, RunnerInfo
+from rtseg.video import DemoOptions, count_frames, model_meta, open_source, run_demo
+from rtseg.video.cvutil import opencv_gui_backend
+from rtseg.video.writer import VideoWriter
+
+HW = (64, 128)
+
+
+class TinyTorchRunner(Runner):
+    """baseline1 (random weights) on the CPU, carrying the synthetic dataset's metadata."""
+
+    def __init__(self, hw: tuple[int, int] = HW, extra: dict | None = None, fail_after: int | None = None, batch: int = 1) -> None:
+        info = synthetic_info()
+        self.model = rtseg.build_model("baseline1", num_classes=info.num_classes).eval()
+        self.info = RunnerInfo(
+            "torch", torch.__version__, "cpu", "fp32", hw, batch, info.num_classes,
+            extra={"data_info": info.to_dict()} if extra is None else extra,
+        )
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("device lost")
+        with torch.no_grad():
+            return self.model(torch.from_numpy(batch)).numpy()
+
+
+@pytest.fixture(scope="module")
+def runner() -> TinyTorchRunner:
+    return TinyTorchRunner()
+
+
+def test_synthetic_run_saves_an_overlaid_video_and_measures_both_fps(runner: TinyTorchRunner, tmp_path: Path) -> None:
+    out = tmp_path / "demo.mp4"
+    src = open_source("synthetic", synthetic_hw=HW, synthetic_frames=12)
+    seen: list[int] = []
+    res = run_demo(src, runner, model_meta(runner), DemoOptions(save=out, warmup=1, baseline_iters=3), on_frame=lambda s: seen.append(s.frames))
+    assert res.frames == 12 and seen == list(range(1, 13))
+    assert res.end_reason == "end of the synthetic video" and res.dropped == 0
+    assert res.output is not None and res.output.frames_read_back == 12
+    assert count_frames(out) == (12, HW)
+    rec = res.record
+    for key in ("frames", "inference_fps", "end_to_end_fps", "standalone_inference_fps", "stages", "host", "source"):
+        assert key in rec
+    assert rec["inference_fps"] > 0 and rec["end_to_end_fps"] > 0
+    # e2e cannot beat the inference stage on a serial network call
+    assert rec["end_to_end_fps"] <= rec["inference_fps"] * 1.05
+    assert set(rec["stages"]) == {"capture", "preprocess", "inference", "postprocess", "output", "latency"}
+    assert all(v["n"] >= 11 for v in rec["stages"].values())
+    assert rec["definitions"]["end_to_end_fps"].startswith("frames / wall time")
+
+
+def test_file_source_is_resized_to_the_model_and_stopped_at_max_frames(runner: TinyTorchRunner, tmp_path: Path) -> None:
+    vid = tmp_path / "in.avi"
+    with VideoWriter(vid, fps=10) as w:
+        rng = np.random.default_rng(0)
+        for _ in range(15):
+            w.write(rng.integers(0, 255, (96, 160, 3), dtype=np.uint8))
+    out = tmp_path / "out.avi"
+    res = run_demo(open_source(str(vid)), runner, model_meta(runner), DemoOptions(save=out, max_frames=6, warmup=0, alpha=0.3))
+    assert res.frames == 6 and res.end_reason == "reached --frames 6"
+    assert count_frames(out) == (6, (96, 160))  # written at the source's size, not the model's
+    assert res.output is not None and res.output.fps == 10
+
+
+def test_an_inference_error_still_finalizes_the_output(tmp_path: Path) -> None:
+    r = TinyTorchRunner(fail_after=4)  # warm-up 0, so frames 1-4 succeed, the 5th fails
+    out = tmp_path / "broken.avi"
+    with pytest.raises(RuntimeError, match="device lost"):
+        run_demo(open_source("synthetic", synthetic_hw=HW, synthetic_frames=20), r, model_meta(r), DemoOptions(save=out, warmup=0))
+    n, hw = count_frames(out)
+    assert 1 <= n <= 4 and hw == HW
+
+
+def test_bad_settings_are_user_errors(runner: TinyTorchRunner, tmp_path: Path) -> None:
+    meta = model_meta(runner)
+    with pytest.raises(RtsegError, match="alpha"):
+        run_demo(open_source("synthetic:32x64", synthetic_frames=1), runner, meta, DemoOptions(alpha=1.5))
+    with pytest.raises(RtsegError, match="batch 4"):
+        r4 = TinyTorchRunner(batch=4)
+        run_demo(open_source("synthetic:32x64", synthetic_frames=1), r4, model_meta(r4))
+    with pytest.raises(RtsegError, match="no preprocessing metadata"):
+        model_meta(TinyTorchRunner(extra={}))
+    with pytest.raises(RtsegError, match="palette"):
+        d = synthetic_info().to_dict()
+        del d["palette"]
+        model_meta(TinyTorchRunner(extra={"data_info": d}))
+    if opencv_gui_backend() is None:
+        with pytest.raises(RtsegError, match="no GUI support"):
+            run_demo(open_source("synthetic:32x64", synthetic_frames=1), runner, meta, DemoOptions(show=True))
+
+
+def test_meta_comes_from_the_model_not_from_constants() -> None:
+    d = synthetic_info().to_dict()
+    d["mean"], d["std"], d["palette"] = [0.1, 0.2, 0.3], [0.5, 0.5, 0.5], [[1, 2, 3], [4, 5, 6]]
+    m = model_meta(TinyTorchRunner(extra={"metadata": {"data_info": d}}))
+    assert m.mean == (0.1, 0.2, 0.3) and m.std == (0.5, 0.5, 0.5) and m.palette == [[1, 2, 3], [4, 5, 6]]
+    assert m.input_hw == HW
