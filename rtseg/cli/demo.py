@@ -89,6 +89,7 @@ def demo(
     save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4, .avi, .mkv...)."),
     frames: Optional[int] = typer.Option(None, "--frames", help=f"Stop after N frames (synthetic default {DEFAULT_SYNTHETIC_FRAMES}; files: all; webcam: until q or Ctrl-C)."),
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the class colors in the blend, 0..1."),
+    fps_text: bool = typer.Option(True, "--fps-text/--no-fps-text", help="Draw the rolling inference and end-to-end FPS on the frames."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for the runner (default: the backend's)."),
     warmup: int = typer.Option(5, "--warmup", help="Untimed runner calls before the clock starts."),
     baseline: int = typer.Option(20, "--baseline", help="Time the runner alone this many times before the run (0: skip)."),
@@ -141,7 +142,8 @@ def demo(
 
             result = run_demo(
                 src, runner, meta,
-                DemoOptions(alpha=alpha, max_frames=frames, save=save, show=bool(show), warmup=warmup, baseline_iters=baseline),
+                DemoOptions(alpha=alpha, max_frames=frames, save=save, show=bool(show), fps_text=fps_text, warmup=warmup,
+                            baseline_iters=baseline),
                 on_frame=on_frame, model_name=model,
             )
     finally:
