@@ -79,11 +79,35 @@ def save_checkpoint(
         "data": info.to_dict(),
         "input_hw": list(input_hw) if input_hw is not None else None,
         "preprocess": preprocess_meta(info),
-        "rtseg_version": rtseg.__version__,
-        "torch_version": torch.__version__,
+        "rtseg_version": str(rtseg.__version__),
+        "torch_version": str(torch.__version__),
     }
-    ckpt.update(extra)
+    ckpt.update({k: _plain(v) for k, v in extra.items()})
     return atomic_save(path, lambda tmp: torch.save(ckpt, tmp))
+
+
+def _plain(obj: Any) -> Any:
+    """Reduce to what ``weights_only`` loading accepts: tensors, dicts, lists, str, int, float, bool, None
+    (str/int subclasses such as ``torch.__version__`` and numpy scalars would be refused on load)."""
+    if isinstance(obj, torch.Tensor) or obj is None or type(obj) in (str, int, float, bool):
+        return obj
+    if isinstance(obj, Mapping):
+        return {_plain(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_plain(v) for v in obj)
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalar
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint (plain data and tensors only)")
 
 
 def _read(path: Path) -> Any:

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from rtseg import distributed as dist
 from rtseg.arch import Arch, build_model, load_arch
 from rtseg.checkpoint import load_checkpoint, save_checkpoint, unwrap
-from rtseg.data import DatasetInfo, build_dataset, parse_data_spec
+from rtseg.data import DatasetInfo, PairDataset, build_dataset, parse_data_spec
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
 from rtseg.io import atomic_save, atomic_write_json, read_json
@@ -124,6 +124,27 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.length, self.num_replicas))
 
 
+class EpochTagged(Sampler[Any]):
+    """Wraps a training sampler so it yields ``(epoch, index)``: the dataset then seeds each item's
+    augmentation from (seed, epoch, index), which makes training reproducible across worker counts
+    and exactly resumable (see :class:`rtseg.data.base.PairDataset`)."""
+
+    def __init__(self, inner: DistributedSampler) -> None:
+        self.inner = inner
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        e = self.epoch
+        return ((e, int(i)) for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
 def _worker_init(_: int) -> None:
     import cv2
 
@@ -149,9 +170,12 @@ def make_loader(
     replicas, rank = (dist.world_size(), dist.rank()) if distributed else (1, 0)
     if shuffle:
         drop = True if drop_last is None else drop_last
-        sampler: Sampler[int] = DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        sampler: Sampler[Any] = DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
         if drop and len(sampler) < batch:  # type: ignore[arg-type]
             raise RtsegError(f"the training split has {n} items, fewer than one batch of {batch} per process; lower --batch or use more data")
+        if isinstance(dataset, PairDataset):
+            dataset.aug_seed = int(seed)
+            sampler = EpochTagged(sampler)  # type: ignore[arg-type]
     else:
         drop = bool(drop_last)
         sampler = ShardSampler(n, replicas, rank)
@@ -436,7 +460,7 @@ def train(
     optimizer = build_optimizer(net.parameters(), cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     criterion = build_loss(cfg.ohem, info.ignore_index)
-    # augmentation draws from torch's RNG: different per rank, reproducible per seed
+    # augmentation is seeded per (seed, epoch, item) by the loader; torch's RNG only drives dropout etc.
     torch.manual_seed(cfg.seed * 7919 + 1 + dist.rank())
 
     train_loader = make_loader(train_ds, cfg.batch, True, cfg.workers, ddp, seed=cfg.seed, pin_memory=device.type == "cuda")  # type: ignore[arg-type]

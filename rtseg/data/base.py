@@ -130,9 +130,16 @@ class PairDataset(Dataset):
     training transform runs (random scale, crop, flip, colour jitter); otherwise the image is resized
     to ``input_hw`` and so is the label (nearest), unless ``native_labels`` keeps labels at their
     original resolution (then predictions are upsampled to the label size, as in the official
-    protocol). Augmentation randomness comes from torch's RNG, so ``torch.manual_seed`` and the
-    DataLoader's per-worker seeding make it reproducible and different every epoch.
+    protocol).
+
+    Augmentation randomness: an item may be fetched as ``ds[(epoch, idx)]`` (what the training
+    loader's sampler yields, see :func:`rtseg.train.make_loader`), then the transform draws from a
+    generator seeded by ``(aug_seed, epoch, idx)``: the same in any worker, after a resume, on any
+    rank. A plain ``ds[idx]`` draws the seed from torch's RNG instead.
     """
+
+    #: seeds the per-(epoch, index) augmentation generator
+    aug_seed: int = 0
 
     info: DatasetInfo
 
@@ -148,16 +155,24 @@ class PairDataset(Dataset):
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         from rtseg.data.transforms import eval_transform, train_transform
 
+        epoch: int | None = None
+        if isinstance(key, tuple):
+            epoch, idx = int(key[0]), int(key[1])
+        else:
+            idx = int(key)
         if idx < 0:
             idx += len(self)
         if not 0 <= idx < len(self):
             raise IndexError(idx)
         rgb, lab = self.load(idx)
         if self.augment:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            if epoch is None:
+                rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+            else:
+                rng = np.random.default_rng([int(self.aug_seed) & 0xFFFFFFFF, epoch, idx])
             rgb, lab = train_transform(rgb, lab, self.input_hw, rng, ignore_index=self.info.ignore_index)
         else:
             rgb, lab = eval_transform(rgb, lab, self.input_hw, keep_label=self.native_labels)

@@ -1,0 +1,166 @@
+"""``rtseg train`` and ``rtseg eval``: thin layers over :func:`rtseg.train.train` and
+:func:`rtseg.evaluate.evaluate`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from rtseg.cli._app import app, console, print_json
+from rtseg.errors import RtsegError
+from rtseg.io import parse_hw
+
+_DATA_HELP = "Dataset: synthetic (generated, offline), cityscapes:PATH or camvid:PATH."
+
+
+def _metrics_table(title: str, m: dict[str, Any], class_names: list[str]) -> Table:
+    t = Table(title=title or None)
+    t.add_column("class")
+    t.add_column("IoU (%)", justify="right")
+    for name, v in zip(class_names, m["per_class_iou"]):
+        t.add_row(name, "-" if v is None else f"{100 * v:.2f}")
+    t.add_section()
+    t.add_row("[bold]mIoU[/]", f"[bold]{100 * m['miou']:.2f}[/]")
+    t.add_row("pixel accuracy", f"{100 * m['pixel_accuracy']:.2f}")
+    return t
+
+
+@app.command("train")
+def train_cmd(
+    arch: str = typer.Option(..., "--arch", help="Arch JSON path or built-in name (e.g. baseline1)."),
+    data: str = typer.Option("synthetic", "--data", help=_DATA_HELP),
+    input: str = typer.Option(..., "--input", help="Training input size HxW (e.g. 512x1024)."),
+    epochs: int = typer.Option(50, help="Epochs (an upper bound when --minutes is given)."),
+    batch: int = typer.Option(8, help="Images per step per process."),
+    lr: Optional[float] = typer.Option(None, help="Base learning rate (default: adam 2e-3, sgd 1e-2), poly-decayed."),
+    optimizer: str = typer.Option("adam", help="adam or sgd."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision (CUDA only; ignored with a note on CPU)."),
+    ohem: bool = typer.Option(False, "--ohem", help="Online hard example mining loss (p < 0.7, at least 1/16 of the pixels)."),
+    minutes: Optional[float] = typer.Option(None, help="Wall-clock budget in minutes; the poly schedule is fitted to it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (config, metrics, checkpoints, curve)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
+    workers: Optional[int] = typer.Option(None, help="Data-loading processes (default: CPU cores - 1, at most 8)."),
+    seed: int = typer.Option(0, help="Seed of weights init, shuffling and augmentation."),
+    train_len: Optional[int] = typer.Option(None, help="synthetic: training scenes (default 2000); files: use the first N."),
+    val_len: Optional[int] = typer.Option(None, help="synthetic: validation scenes (default 200); files: use the first N."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
+) -> None:
+    """Train an arch: poly LR, augmentation, per-epoch validation, atomic resumable checkpoints.
+
+    Runs unchanged under torchrun for DistributedDataParallel, e.g.
+    torchrun --nproc_per_node 2 $(which rtseg) train --arch baseline1 --input 128x256 ...
+    """
+    from rtseg import distributed as dist
+    from rtseg.arch import load_arch
+    from rtseg.spaces import get_space
+    from rtseg.train import TrainConfig, train
+
+    a = load_arch(arch)
+    hw = parse_hw(input, get_space(a.space).size_divisor)
+    cfg = TrainConfig(
+        epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, amp=amp, ohem=ohem, workers=workers, seed=seed,
+        device=device, minutes=minutes, train_len=train_len, val_len=val_len, resume=resume,
+    )
+    try:
+        summary = train(a, data, hw, cfg, out, console=console)
+    finally:
+        dist.cleanup()
+    if not dist.is_main():
+        return
+    if json_out:
+        print_json(summary)
+        return
+    final = summary.get("final")
+    if final:
+        console.print(_metrics_table(f"validation, epoch {summary['epochs']}", final, final.get("class_names", [str(i) for i in range(len(final["per_class_iou"]))])))
+    best = summary["best_miou"]
+    ips = summary["train_img_per_s"]
+    console.print(
+        f"best mIoU [bold]{100 * best:.2f}%[/] (epoch {summary['best_epoch']})" if best is not None else "no epoch finished",
+        highlight=False,
+    )
+    console.print(
+        f"{summary['steps']} steps in {summary['elapsed_s'] / 60:.1f} min, "
+        + (f"{ips:.1f} img/s training on {summary['machine']}" if ips else "")
+        + (f" x{summary['world_size']} processes" if summary["world_size"] > 1 else ""),
+        highlight=False,
+    )
+    console.print(f"run folder {summary['run']}: best.pt, last.pt, curve.png, metrics/", highlight=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by rtseg train (best.pt / last.pt)."),
+    data: str = typer.Option("synthetic", "--data", help=_DATA_HELP),
+    input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's training size)."),
+    split: str = typer.Option("val", help="Split to score (train, val; camvid also test)."),
+    batch: int = typer.Option(4, help="Images per batch."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
+    workers: Optional[int] = typer.Option(None, help="Data-loading processes."),
+    val_len: Optional[int] = typer.Option(None, help="synthetic: number of scenes (default 200); files: first N."),
+    native: bool = typer.Option(False, "--native", help="Score at the labels' original resolution (logits upsampled)."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision inference (CUDA only)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """mIoU, per-class IoU and pixel accuracy of a checkpoint, from an accumulated confusion matrix."""
+    from rtseg import distributed as dist
+    from rtseg.checkpoint import load_model
+    from rtseg.data import build_dataset, dataset_info
+    from rtseg.evaluate import evaluate
+    from rtseg.spaces import get_space
+    from rtseg.train import default_workers, make_loader, resolve_device
+
+    if batch < 1:
+        raise RtsegError(f"--batch must be at least 1, got {batch}")
+    dev = dist.init_distributed(str(resolve_device(device)) if device else None)
+    ddp = dist.world_size() > 1
+    try:
+        info = dataset_info(data)
+        model, meta = load_model(checkpoint, device=dev, num_classes=info.num_classes)
+        arch = meta["arch_obj"]
+        if input is not None:
+            hw = parse_hw(input, get_space(arch.space).size_divisor)
+        elif meta.get("input_hw"):
+            hw = (int(meta["input_hw"][0]), int(meta["input_hw"][1]))
+        else:
+            raise RtsegError(f"{checkpoint} does not record its input size; pass --input HxW")
+        ds = build_dataset(data, split, hw, augment=False, seed=0, length=val_len, native_labels=native)
+        if native and batch > 1 and info.name != "synthetic":
+            batch = 1  # native label sizes may differ between images
+        w = default_workers() if workers is None else workers
+        loader = make_loader(ds, batch, False, w, ddp, pin_memory=dev.type == "cuda")
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not dist.is_main()) as prog:
+            task = prog.add_task("eval", total=len(ds))
+            m = evaluate(model, loader, info.num_classes, info.ignore_index, dev, amp=amp and dev.type == "cuda",
+                         class_names=info.class_names, on_batch=lambda n: prog.advance(task, n * dist.world_size()))
+    finally:
+        dist.cleanup()
+    if not dist.is_main():
+        return
+    result = {
+        "checkpoint": str(checkpoint),
+        "arch": arch.name,
+        "data": data,
+        "split": split,
+        "input_hw": list(hw),
+        "images": len(ds),
+        "native_labels": native,
+        "miou": m["miou"],
+        "per_class_iou": m["per_class_iou"],
+        "pixel_accuracy": m["pixel_accuracy"],
+        "mean_accuracy": m["mean_accuracy"],
+        "class_names": info.class_names,
+        "pixels": m["pixels"],
+    }
+    if json_out:
+        print_json({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()})
+        return
+    console.print(f"{checkpoint} on {data} {split}: {len(ds)} images at {hw[0]}x{hw[1]}", highlight=False)
+    console.print(_metrics_table("", m, info.class_names))
