@@ -84,7 +84,7 @@ def demo(
     backend: Optional[str] = typer.Option(None, help="Runner backend: torch, onnxruntime or tensorrt (default: from the model file)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime)."),
-    input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW (default: the model's, or 256x512 for an arch)."),
+    input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW (default: the model's, or 512x1024 for an arch or checkpoint without one)."),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Open a window (default: when OpenCV has GUI support and a display)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4, .avi, .mkv...)."),
     frames: Optional[int] = typer.Option(None, "--frames", help=f"Stop after N frames (synthetic default {DEFAULT_SYNTHETIC_FRAMES}; files: all; webcam: until q or Ctrl-C)."),

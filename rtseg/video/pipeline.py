@@ -313,7 +313,7 @@ def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: 
     except OSError:  # pragma: no cover - not on Windows
         load = None
     threads = {k: v for k, v in (info.extra or {}).items() if "thread" in str(k).lower() and isinstance(v, (int, float, str))}
-    threads.update({"opencv": cv2.getNumThreads(), "pipeline": ["capture", "inference", "output(main)"]})
+    threads.update({"opencv": cv2.getNumThreads(), "pipeline": ["capture", "preprocess", "inference", "output (main)"]})
     rec: dict[str, Any] = {
         "format": RECORD_FORMAT,
         "schema_version": RECORD_SCHEMA_VERSION,
@@ -330,7 +330,7 @@ def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: 
         "threads": threads,
         "source": source.describe(),
         "alpha": opt.alpha,
-        "labels_on_device": _uses_device_argmax(runner),
+        "inference_call": "runner.predict (arg-max inside the runner)" if _uses_device_argmax(runner) else "runner.infer (arg-max in postprocess)",
         "frames": s.frames,
         "frames_captured": result.captured,
         "frames_dropped": result.dropped,

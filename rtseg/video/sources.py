@@ -260,10 +260,10 @@ class SyntheticSource(FrameSource):
     kind = "synthetic"
     policy = "all"
 
-    def __init__(self, n: int, h: int, w: int, seed: int = 0, fps: float = 30.0, queue_size: int = 4) -> None:
+    def __init__(self, n: int, h: int, w: int, seed: int = 0, fps: float = 15.0, queue_size: int = 4) -> None:
         from rtseg.data.synthetic import video_frames
 
-        self._gen = iter(video_frames(n, h, w, seed=seed))
+        self._gen = iter(video_frames(n, h, w, seed=seed, fps=fps))
         first = self._render()
         if first is None:
             raise RtsegError("the synthetic source needs at least one frame (--frames 1 or more)")

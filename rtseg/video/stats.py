@@ -29,7 +29,7 @@ STAGES: tuple[str, ...] = ("capture", "preprocess", "inference", "postprocess", 
 STAGE_HELP: dict[str, str] = {
     "capture": "decode one frame (render, for synthetic), capture thread",
     "preprocess": "resize to the model input, BGR->RGB, normalize",
-    "inference": "runner.infer (network, host copies included)",
+    "inference": "the runner call (network, host copies included)",
     "postprocess": "argmax, colorize, blend, FPS text",
     "output": "write to the video file and/or show",
     "latency": "frame age from decoded to written/shown",
