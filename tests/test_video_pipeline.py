@@ -87,6 +87,20 @@ def test_an_inference_error_still_finalizes_the_output(tmp_path: Path) -> None:
     assert 1 <= n <= 4 and hw == HW
 
 
+def test_ctrl_c_ends_the_run_cleanly_and_keeps_the_video(runner: TinyTorchRunner, tmp_path: Path) -> None:
+    out = tmp_path / "interrupted.avi"
+
+    def press_ctrl_c(stats) -> None:  # KeyboardInterrupt arrives on the main thread, as SIGINT does
+        if stats.frames == 3:
+            raise KeyboardInterrupt
+
+    src = open_source("synthetic", synthetic_hw=HW, synthetic_frames=50)
+    res = run_demo(src, runner, model_meta(runner), DemoOptions(save=out, warmup=0), on_frame=press_ctrl_c)
+    assert res.end_reason == "interrupted (Ctrl-C)" and res.frames == 3
+    assert count_frames(out) == (3, HW)
+    assert src.end_reason == "stopped"
+
+
 def test_bad_settings_are_user_errors(runner: TinyTorchRunner, tmp_path: Path) -> None:
     meta = model_meta(runner)
     with pytest.raises(RtsegError, match="alpha"):

@@ -169,6 +169,7 @@ class VideoWriter:
         self._writer.release()
         self._writer = None
         assert self._tmp is not None and self.size_hw is not None and self.codec is not None
+        os.chmod(self._tmp, 0o644)  # mkstemp makes 0600; a video is an ordinary shareable file
         os.replace(self._tmp, self.path)
         n, hw = count_frames(self.path)
         self.result = WrittenVideo(str(self.path), self.codec, self.fps, self.size_hw, self.frames_written, n)
