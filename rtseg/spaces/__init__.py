@@ -3,5 +3,6 @@
 from rtseg.spaces.base import Decision, Network, SearchSpace, get_space, register_space, space_names
 from rtseg.spaces import ssr as _ssr  # noqa: F401  (registers "ssr")
 from rtseg.spaces import peers as _peers  # noqa: F401  (registers "peer": hand-designed nets, not searchable)
+from rtseg.spaces import cas as _cas, dcnas as _dcnas  # noqa: F401  (registers "cas", "dcnas")
 
 __all__ = ["Decision", "Network", "SearchSpace", "get_space", "register_space", "space_names"]

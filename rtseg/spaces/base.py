@@ -101,3 +101,55 @@ def get_space(name: str) -> SearchSpace:
 
 def space_names() -> list[str]:
     return sorted(_SPACES)
+
+
+class DecisionTable:
+    """Mixin for supernets (an ``nn.Module``): the architecture parameters and alive masks of their
+    decisions, kept in one ``ParameterDict`` (``alphas``) and one bool buffer per decision (so
+    ``state_dict`` round-trips shrinking). Subclasses call :meth:`_init_decisions` then
+    :meth:`_add_decision`, and define ``probs(name)`` (their relaxation)."""
+
+    alphas: nn.ParameterDict
+    _decisions: dict[str, Decision]
+
+    def _init_decisions(self) -> None:
+        self.alphas = nn.ParameterDict()
+        self._decisions = {}
+
+    def _add_decision(self, name: str, level: str, choices: list[Any], init_std: float = 1e-3) -> Decision:
+        key = name.replace(".", "__")
+        self.alphas[key] = nn.Parameter(init_std * torch.randn(len(choices)))
+        alive = torch.ones(len(choices), dtype=torch.bool)
+        self.register_buffer(f"alive__{key}", alive)  # type: ignore[attr-defined]
+        dec = Decision(name, level, choices, self.alphas[key], alive)
+        self._decisions[name] = dec
+        return dec
+
+    def _alive(self, name: str) -> torch.Tensor:
+        return getattr(self, "alive__" + name.replace(".", "__"))
+
+    def _alpha(self, name: str) -> nn.Parameter:
+        return self.alphas[name.replace(".", "__")]
+
+    def decisions(self) -> list[Decision]:
+        for d in self._decisions.values():  # buffers may have moved device: refresh references
+            d.alive = self._alive(d.name)
+            d.alpha = self._alpha(d.name)
+        return list(self._decisions.values())
+
+    def decisions_by_name(self) -> dict[str, Decision]:
+        self.decisions()
+        return dict(self._decisions)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas.values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch_ids = {id(p) for p in self.alphas.values()}
+        return [p for p in self.parameters() if id(p) not in arch_ids]  # type: ignore[attr-defined]
+
+    def _keep_only(self, name: str, indices: list[int]) -> None:
+        """Mark every candidate of ``name`` but ``indices`` as removed (used by ``fix``)."""
+        alive = self._alive(name)
+        alive.zero_()
+        alive[indices] = True
