@@ -87,6 +87,27 @@ def test_an_inference_error_still_finalizes_the_output(tmp_path: Path) -> None:
     assert 1 <= n <= 4 and hw == HW
 
 
+def test_live_source_drops_stale_frames_and_accounts_for_every_one(runner: TinyTorchRunner, tmp_path: Path) -> None:
+    import cv2
+
+    from rtseg.video.sources import LiveSource
+
+    vid = tmp_path / "camera.avi"
+    with VideoWriter(vid, fps=30) as w:
+        for i in range(60):
+            w.write(np.full((*HW, 3), 4 * i, np.uint8))
+    cap = cv2.VideoCapture(str(vid))
+    ok, first = cap.read()
+    assert ok
+    src = LiveSource(cap, "camera-like", first)  # decodes far faster than the network runs
+    src.max_failures = 3  # end of file == camera unplugged
+    res = run_demo(src, runner, model_meta(runner), DemoOptions(warmup=0))
+    assert res.captured == 60 and res.dropped > 0
+    assert res.frames + res.dropped == res.captured
+    assert "stopped delivering frames" in res.end_reason
+    assert res.record["source"]["policy"] == "latest"
+
+
 def test_ctrl_c_ends_the_run_cleanly_and_keeps_the_video(runner: TinyTorchRunner, tmp_path: Path) -> None:
     out = tmp_path / "interrupted.avi"
 

@@ -94,13 +94,30 @@ class _Stage(threading.Thread):
     ``get`` returns the next item, ``None`` at the end of the stream, or raises ``TimeoutError``
     (so the stop flag is checked regularly). An exception inside the stage is handed downstream
     to the main thread, which cleans up and re-raises it.
+
+    With ``latest`` (live sources) a result that finds the queue full replaces the waiting one,
+    which is dropped and counted, so the next stage always starts on the freshest frame instead of
+    one that aged for a whole inference while queued.
     """
 
-    def __init__(self, name: str, get: Callable[[], Any], fn: Callable[[Any], Any], out: "queue.Queue[Any]", stop: threading.Event) -> None:
+    def __init__(self, name: str, get: Callable[[], Any], fn: Callable[[Any], Any], out: "queue.Queue[Any]", stop: threading.Event, latest: bool = False) -> None:
         super().__init__(name=name, daemon=True)
-        self.get, self.fn, self.out, self.stop_event = get, fn, out, stop
+        self.get, self.fn, self.out, self.stop_event, self.latest = get, fn, out, stop, latest
+        self.dropped = 0
 
-    def _put(self, item: Any) -> bool:
+    def _put(self, item: Any, replace: bool = False) -> bool:
+        if replace:  # single producer: after taking the stale item out, the put cannot fail
+            try:
+                self.out.put_nowait(item)
+                return True
+            except queue.Full:
+                try:
+                    self.out.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+                self.out.put_nowait(item)
+                return True
         while not self.stop_event.is_set():
             try:
                 self.out.put(item, timeout=0.05)
@@ -119,7 +136,7 @@ class _Stage(threading.Thread):
                 if item is None or item is _END or isinstance(item, BaseException):
                     self._put(_END if item is None else item)
                     return
-                if not self._put(self.fn(item)):
+                if not self._put(self.fn(item), replace=self.latest):
                     return
         except BaseException as exc:
             self._put(exc)
@@ -215,7 +232,7 @@ def _run(
     pre_q: queue.Queue[Any] = queue.Queue(maxsize=1)
     out_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, opt.queue_size))
     stages = [
-        _Stage("rtseg-preprocess", lambda: source.read(timeout=0.1), prep, pre_q, stop),
+        _Stage("rtseg-preprocess", lambda: source.read(timeout=0.1), prep, pre_q, stop, latest=source.policy == "latest"),
         _Stage("rtseg-inference", _queue_getter(pre_q), infer, out_q, stop),
     ]
     output: WrittenVideo | None = None
@@ -284,7 +301,7 @@ def _run(
     if error is not None:
         raise error
     stats.samples["capture"] = list(source.capture_ms)
-    result = DemoResult(stats, end_reason, source.captured, source.dropped, output, standalone)
+    result = DemoResult(stats, end_reason, source.captured, source.dropped + stages[0].dropped, output, standalone)
     result.record = build_record(result, source, runner, meta, opt, model_name)
     return result
 
