@@ -86,3 +86,13 @@ def test_option_errors_are_one_line_and_exit_2(cli, tmp_path: Path) -> None:
 @pytest.mark.skipif(opencv_gui_backend() is not None, reason="this OpenCV has GUI support")
 def test_show_on_headless_opencv_says_so(cli) -> None:
     _one_line_error(cli("demo", "-m", "baseline1", "--show", "--frames", "2", *FAST), "no GUI support")
+
+
+def test_an_onnx_file_without_metadata_is_refused_not_guessed(cli, tmp_path: Path) -> None:
+    import torch
+
+    import rtseg
+    from rtseg.export.onnx import export_onnx
+
+    foreign = export_onnx(rtseg.build_model("baseline1").eval(), [torch.zeros(1, 3, 64, 128)], tmp_path / "foreign.onnx")
+    _one_line_error(cli("demo", "-m", foreign, "--frames", "2", "--warmup", "0", "--baseline", "0"), "no preprocessing metadata")
