@@ -1,0 +1,141 @@
+"""``rtseg export`` (checkpoint/arch -> ONNX -> TensorRT, gated by parity) and ``rtseg bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rtseg.cli._app import app, console, print_json
+from rtseg.errors import RtsegError
+from rtseg.io import parse_hw
+
+
+def _parity_table(reports: list) -> Table:
+    t = Table(title="parity (argmax pixel agreement is the gate)")
+    for col, just in (("check", "left"), ("vs", "left"), ("inputs", "right"), ("max |diff|", "right"),
+                      ("mean |diff|", "right"), ("agreement", "right"), ("gate", "right"), ("finite", "center"), ("", "center")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in reports:
+        t.add_row(r.name, r.reference, str(r.inputs), f"{r.max_abs_diff:.3g}", f"{r.mean_abs_diff:.3g}",
+                  f"{r.agreement * 100:.4f} %", f">= {r.threshold * 100:.2f} %", "yes" if r.finite else "[red]NO[/]",
+                  "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+    return t
+
+
+@app.command("export")
+def export(
+    model: str = typer.Argument(..., help="Checkpoint (.pt), arch JSON or built-in arch name (baseline1, erfnet...)."),
+    onnx: bool = typer.Option(True, "--onnx", help="Write the ONNX files (always on: the engine is built from them)."),
+    trt: Optional[bool] = typer.Option(None, "--trt/--no-trt", help="Also build a TensorRT engine (needs the trt extra and a GPU)."),
+    fp16: Optional[bool] = typer.Option(None, "--fp16/--fp32", help="FP16 ONNX variant and FP16 engine (profile default: fp16)."),
+    input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's, else 512x1024)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size of the exported graph."),
+    dynamic: Optional[bool] = typer.Option(None, "--dynamic/--static", help="Dynamic batch/H/W axes (and a TensorRT optimization profile)."),
+    dynamic_min: Optional[str] = typer.Option(None, "--dynamic-min", help="Smallest HxW of the TensorRT profile (default: half the input)."),
+    dynamic_max: Optional[str] = typer.Option(None, "--dynamic-max", help="Largest HxW of the TensorRT profile (default: twice the input)."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default 17; the dynamo exporter uses >= 18)."),
+    workspace_gb: Optional[float] = typer.Option(None, "--workspace-gb", help="TensorRT builder workspace in GiB (default 4)."),
+    exporter: Optional[str] = typer.Option(None, "--exporter", help="torchscript (default) or dynamo; the other is the fallback."),
+    simplify: Optional[bool] = typer.Option(None, "--simplify/--no-simplify", help="Simplify the ONNX with onnxslim (kept only if valid and equal)."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Fail the export when a parity gate fails (figures are always measured)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default engines/<device>/<model>/)."),
+    profile: str = typer.Option("default", "--profile", help="Export profile: a name from export/ or a profile JSON path."),
+    device: str = typer.Option("cuda", "--device", help="GPU the TensorRT engine is built for (cuda or cuda:N)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Export a model through ONNX (FP32 + FP16) to a TensorRT engine, with parity gates and a metadata sidecar."""
+    from rtseg.export.parity import ParityGateError
+    from rtseg.export.pipeline import export_model
+    from rtseg.export.profiles import load_profile
+
+    opts = load_profile(profile).with_(
+        trt=trt, fp16=fp16, batch=batch, dynamic=dynamic, opset=opset, workspace_gb=workspace_gb, exporter=exporter,
+        simplify=simplify, out_dir=out, device=device,
+        input_hw=parse_hw(input) if input else None,
+        dynamic_min_hw=parse_hw(dynamic_min) if dynamic_min else None,
+        dynamic_max_hw=parse_hw(dynamic_max) if dynamic_max else None,
+    )
+    opts.check = check
+    if batch is not None and batch < 1:
+        raise RtsegError(f"--batch must be a positive integer, got {batch}")
+    try:
+        with console.status("export") as status:
+            res = export_model(model, opts, stage=lambda s: status.update(f"[cyan]{s}[/]"))
+    except ParityGateError as exc:
+        console.print(_parity_table(exc.reports))
+        if json_out:
+            print_json({"passed": False, "error": str(exc), "parity": [r.to_dict() for r in exc.reports]})
+        raise
+    for note in res.notes:
+        console.print(f"[dim]note:[/] {note}")
+    console.print(_parity_table(res.parity))
+    t = Table(title=f"{res.name}: exported to {res.out_dir}")
+    t.add_column("file")
+    t.add_column("what")
+    t.add_column("size", justify="right")
+    meta = res.metadata
+    rows = [(res.onnx, f"ONNX fp32 ({meta['export']['exporter']} exporter, opset {meta['export']['opset']})"),
+            (res.onnx_fp16, "ONNX fp16, fp32 inputs/outputs (for strongly typed TensorRT)"),
+            (res.engine, f"TensorRT engine ({meta['artifacts'].get('engine', {}).get('fp16_mode', '')})"),
+            (res.metadata_path, "metadata sidecar (input, mean/std, classes, palette, arch, parity)")]
+    for path, what in rows:
+        if path is not None:
+            t.add_row(str(path), what, f"{Path(path).stat().st_size / 1e6:.2f} MB")
+    console.print(t)
+    if not meta["model"]["trained"]:
+        console.print("[yellow]note:[/] untrained arch: seeded random weights, for latency work before training")
+    if json_out:
+        print_json(res.to_dict())
+
+
+@app.command("bench")
+def bench(
+    models: List[str] = typer.Argument(..., help="Models: checkpoints, arch JSONs, built-in names (baseline1, erfnet), ONNX files, engines."),
+    backend: Optional[List[str]] = typer.Option(None, "--backend", help="torch, onnxruntime, tensorrt (repeatable; default: torch and onnxruntime, or the file's own)."),
+    input: str = typer.Option("512x1024", "--input", help="Input size HxW."),
+    batch: int = typer.Option(1, "--batch", help="Batch size."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed calls before measuring."),
+    iters: int = typer.Option(50, "--iters", help="Timed calls."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: GPU torch, fp16 ONNX, FP16 engine)."),
+    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Replay the torch model as a CUDA graph (static shapes)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and ONNX Runtime (default: all cores)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (results + measurement record)."),
+) -> None:
+    """Latency of models on backends under one protocol: mean, median, p90, p99 (ms) and FPS, side by side."""
+    from rtseg.runtime.bench import plan, run_bench
+
+    hw = parse_hw(input)
+    if batch < 1:
+        raise RtsegError(f"--batch must be a positive integer, got {batch}")
+    todo, _ = plan(models, backend)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as prog:
+        task = prog.add_task("bench", total=len(todo))
+
+        def start(model: str, b: str) -> None:
+            prog.update(task, description=f"[cyan]{model}[/] on {b}")
+
+        rep = run_bench(models, backend, hw, batch, warmup, iters, device, precision, cuda_graphs, threads,
+                        on_start=start, on_row=lambda r: prog.advance(task))
+    t = Table(title=f"latency at {hw[0]}x{hw[1]}, batch {batch} on {rep.record['device']}")
+    for col in ("model", "backend", "precision", "mean ms", "median ms", "p90 ms", "p99 ms", "FPS"):
+        t.add_column(col, justify="left" if col in ("model", "backend", "precision") else "right")
+    for r in rep.rows:
+        s = r.stats
+        t.add_row(r.model, f"{r.backend} {r.backend_version}", r.precision, f"{s.mean_ms:.2f}", f"{s.median_ms:.2f}",
+                  f"{s.p90_ms:.2f}", f"{s.p99_ms:.2f}", f"{r.fps:.1f}")
+    console.print(t)
+    for s in rep.skipped:
+        console.print(f"[yellow]skipped[/] {s['model']} on {s['backend']}: {s['reason']}")
+    rec = rep.record
+    console.print(f"[dim]record:[/] {rec['device']}; threads {rec['threads']}; load average {rec['load_average']}; "
+                  f"warm-up {rec['warmup']}, {rec['iters']} timed calls; torch {rec['torch']}, onnxruntime {rec['onnxruntime']}")
+    for what in sorted({(r.backend, r.timed) for r in rep.rows}):
+        console.print(f"[dim]timed ({what[0]}):[/] {what[1]}")
+    if json_out:
+        print_json(rep.to_dict())

@@ -1,0 +1,181 @@
+"""The FP16 variant of an FP32 ONNX model, for TensorRT's strongly typed networks (and fp16 ORT).
+
+Why our own pass rather than onnxconverter-common's ``convert_float_to_float16``: that converter
+leaves the output FP16 (despite ``keep_io_types``) or fails outright ("The downstream node of the
+second cast node should be graph output") when the last node is a kept-FP32 Resize, which is exactly
+how every segmentation net here ends. The pass below is small because it only needs to handle
+feed-forward CNN graphs (no control flow), and it keeps shape arithmetic exact:
+
+* every float tensor is classified as an *activation* (it depends on a graph input through float
+  ops) or *shape math* (floats computed from integer shapes, e.g. Resize sizes in a dynamic graph,
+  and constants feeding only those); activations become FP16, shape math stays FP32 (FP16 holds
+  integers exactly only up to 2048);
+* ops in :data:`KEEP_FP32_OPS` (Resize first: ONNX Runtime's CPU provider has no FP16 Resize, and
+  the final upsampling of the logits stays exact) run in FP32 behind Cast nodes;
+* graph inputs and outputs stay FP32 (``keep_io_types``), with a Cast after each input and before
+  each output; weights are rounded to FP16 (clipped to +-65504, so no Inf appears).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from rtseg.errors import RtsegError
+
+KEEP_FP32_OPS: tuple[str, ...] = ("Resize", "Upsample", "Range", "CumSum", "TopK", "NonMaxSuppression", "RoiAlign",
+                                  "RandomUniformLike", "RandomNormalLike")
+_FLOAT, _HALF = TensorProto.FLOAT, TensorProto.FLOAT16
+_FP16_MAX = 65504.0
+
+
+def is_fp16_onnx(model: onnx.ModelProto | str | Path) -> bool:
+    """True when the graph computes in FP16 (FP16 initializers or casts to FP16)."""
+    m = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    if any(t.data_type == _HALF for t in m.graph.initializer):
+        return True
+    for n in m.graph.node:
+        if n.op_type == "Cast" and any(a.name == "to" and a.i == _HALF for a in n.attribute):
+            return True
+        if n.op_type == "Constant" and any(a.name == "value" and a.t.data_type == _HALF for a in n.attribute):
+            return True
+    return False
+
+
+def _to_half(arr: np.ndarray) -> np.ndarray:
+    return np.clip(arr, -_FP16_MAX, _FP16_MAX).astype(np.float16)
+
+
+def _constants_to_initializers(graph: onnx.GraphProto) -> None:
+    """``Constant`` nodes holding a tensor become initializers, so weights are handled in one place."""
+    keep = []
+    for n in graph.node:
+        if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value":
+            t = onnx.TensorProto()
+            t.CopyFrom(n.attribute[0].t)
+            t.name = n.output[0]
+            graph.initializer.append(t)
+        else:
+            keep.append(n)
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+def convert_fp16_model(model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = KEEP_FP32_OPS) -> onnx.ModelProto:
+    """Return the FP16 variant of ``model`` (see the module docstring); ``model`` is not modified."""
+    if is_fp16_onnx(model):
+        raise RtsegError("the model is already FP16; convert the FP32 export instead")
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    for n in g.node:
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute):
+            raise RtsegError(f"the FP16 pass does not handle control flow ({n.op_type} node {n.name!r})")
+    _constants_to_initializers(g)
+    inferred = onnx.shape_inference.infer_shapes(m)
+    types: dict[str, int] = {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        types[v.name] = v.type.tensor_type.elem_type
+    inits = {t.name: t for t in g.initializer}
+    for name, t in inits.items():
+        types[name] = t.data_type
+    keep = set(keep_fp32_ops)
+    graph_inputs = {v.name for v in g.input if v.type.tensor_type.elem_type == _FLOAT}
+    graph_outputs = {v.name for v in g.output if v.type.tensor_type.elem_type == _FLOAT}
+
+    # 1. which float tensors are activations (reach back to a float graph input through float data)
+    act: set[str] = set(graph_inputs)
+    for n in g.node:  # ONNX nodes are topologically sorted
+        if any(i in act for i in n.input):
+            for o in n.output:
+                if types.get(o) == _FLOAT:
+                    act.add(o)
+
+    def is_half_node(n: onnx.NodeProto) -> bool:
+        return n.op_type not in keep and any(i in act for i in n.input)
+
+    # 2. rewrite: FP16 initializers for FP16 nodes, casts at the FP32/FP16 borders
+    new_nodes: list[onnx.NodeProto] = []
+    half_name: dict[str, str] = {}  # activation -> the name of its FP16 version
+    float_name: dict[str, str] = {name: name for name in graph_inputs}  # activation -> its FP32 version
+    half_inits: dict[str, str] = {}
+    shape_casts: dict[str, str] = {}
+
+    def emit_cast(src: str, dst: str, to: int) -> str:
+        new_nodes.append(helper.make_node("Cast", [src], [dst], to=to, name=dst))
+        return dst
+
+    def get_half(t: str) -> str:
+        if t not in half_name:
+            half_name[t] = emit_cast(float_name[t], f"{t}__fp16", _HALF)
+        return half_name[t]
+
+    def get_float(t: str) -> str:
+        if t not in float_name:
+            float_name[t] = emit_cast(half_name[t], f"{t}__fp32", _FLOAT)
+        return float_name[t]
+
+    for n in g.node:
+        half = is_half_node(n)
+        for idx, name in enumerate(n.input):
+            if not name:
+                continue
+            if name in act:
+                n.input[idx] = get_half(name) if half else get_float(name)
+            elif half and name in inits and inits[name].data_type == _FLOAT:
+                if name not in half_inits:
+                    t = numpy_helper.from_array(_to_half(numpy_helper.to_array(inits[name])), name + "__fp16")
+                    g.initializer.append(t)
+                    half_inits[name] = t.name
+                n.input[idx] = half_inits[name]
+            elif half and types.get(name) == _FLOAT:  # shape math feeding an FP16 op
+                if name not in shape_casts:
+                    shape_casts[name] = emit_cast(name, f"{name}__fp16", _HALF)
+                n.input[idx] = shape_casts[name]
+        if half and n.op_type == "Cast":
+            for attr in n.attribute:
+                if attr.name == "to" and attr.i == _FLOAT:
+                    attr.i = _HALF
+        post: list[tuple[str, str]] = []
+        for idx, o in enumerate(n.output):
+            if o not in act:
+                continue
+            if half:
+                inner = o + "__fp16" if o in graph_outputs else o
+                n.output[idx] = inner
+                half_name[o] = inner
+                if o in graph_outputs:
+                    post.append((inner, o))
+                    float_name[o] = o
+            else:
+                float_name[o] = o
+        new_nodes.append(n)
+        for src, dst in post:
+            emit_cast(src, dst, _FLOAT)
+    del g.node[:]
+    g.node.extend(new_nodes)
+    # drop FP32 initializers no node reads any more
+    used = {i for n in g.node for i in n.input}
+    for t in list(g.initializer):
+        if t.name not in used:
+            g.initializer.remove(t)
+    del g.value_info[:]
+    try:
+        m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+        onnx.checker.check_model(m)
+    except Exception as exc:  # pragma: no cover - would be a bug of this pass
+        raise RtsegError(f"the FP16 conversion produced an invalid model: {str(exc).splitlines()[0]}") from None
+    return m
+
+
+def convert_fp16(src: str | Path | onnx.ModelProto, dst: str | Path, keep_fp32_ops: Sequence[str] | None = None) -> Path:
+    """Write the FP16 variant of an FP32 ONNX file (FP32 I/O) to ``dst``; returns ``dst``."""
+    from rtseg.io import atomic_write_bytes
+
+    model = src if isinstance(src, onnx.ModelProto) else onnx.load(str(src))
+    m16 = convert_fp16_model(model, KEEP_FP32_OPS if keep_fp32_ops is None else keep_fp32_ops)
+    return atomic_write_bytes(dst, m16.SerializeToString())

@@ -1,0 +1,255 @@
+"""``rtseg export``: checkpoint or arch -> ONNX (FP32, FP16) -> TensorRT engine, gated by parity.
+
+Stages, each written atomically and recorded in the sidecar as it completes:
+
+1. build the PyTorch model (checkpoint weights, or seeded random weights for an untrained arch);
+2. export the FP32 ONNX (:func:`rtseg.export.onnx.export_onnx_info`: TorchScript, dynamo fallback),
+   simplify it with onnxslim where that keeps it valid and equal;
+3. parity: ONNX Runtime vs PyTorch on random and image-like inputs (FP32 gate 99.99 %), plus, with
+   ``dynamic``, a second input size to prove the dynamic axes work;
+4. the FP16 variant (FP32 I/O) and its parity vs PyTorch (FP16 gate 99.5 %, no NaN/Inf);
+5. with ``trt``: the engine (:func:`rtseg.export.tensorrt.build_engine`), checked against ONNX
+   Runtime FP32 with the FP16 gate.
+
+A failed gate raises :class:`rtseg.export.parity.ParityGateError` carrying every figure, after the
+figures were written to the sidecar (``"passed": false``); ``check=False`` skips the gates' verdict
+but still measures and records the figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rtseg.errors import RtsegError
+from rtseg.export.metadata import new_metadata, write_metadata
+from rtseg.export.parity import GATES, ParityGateError, ParityReport, compare, describe_failure, parity_inputs
+from rtseg.export.profiles import ExportOptions
+from rtseg.io import parse_hw, slugify
+
+Stage = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    name: str
+    onnx: Path | None = None
+    onnx_fp16: Path | None = None
+    engine: Path | None = None
+    metadata_path: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    parity: list[ParityReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "out_dir": str(self.out_dir),
+            "onnx": str(self.onnx) if self.onnx else None,
+            "onnx_fp16": str(self.onnx_fp16) if self.onnx_fp16 else None,
+            "engine": str(self.engine) if self.engine else None,
+            "metadata": str(self.metadata_path) if self.metadata_path else None,
+            "exporter": self.metadata.get("export", {}).get("exporter"),
+            "opset": self.metadata.get("export", {}).get("opset"),
+            "parity": [p.to_dict() for p in self.parity],
+            "passed": all(p.passed for p in self.parity),
+            "notes": self.notes,
+            "stage_seconds": self.stage_seconds,
+        }
+
+
+def default_out_dir(name: str, device: str) -> Path:
+    from rtseg.runtime.device import device_slug
+
+    return Path("engines") / device_slug(device) / slugify(name)
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    out = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    for mod in ("onnxslim", "onnxscript"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # optional
+            pass
+    return out
+
+
+def _gpu_properties(device: str) -> dict[str, Any]:  # pragma: no cover - GPU only
+    try:
+        from rtseg.runtime.cuda_memory import open_cuda_memory
+
+        mem = open_cuda_memory()
+        props = mem.device_properties()
+        mem.close()
+        return props
+    except RtsegError:
+        import torch
+
+        if torch.cuda.is_available():
+            p = torch.cuda.get_device_properties(torch.device(device).index or 0)
+            return {"name": p.name, "compute_capability": f"{p.major}.{p.minor}"}
+    return {}
+
+
+def export_model(model: str | Path, opts: ExportOptions | None = None, stage: Stage | None = None) -> ExportResult:
+    """Run the export pipeline on ``model`` (checkpoint, arch JSON or built-in name)."""
+    import onnx
+    import torch
+
+    from rtseg.export.onnx import convert_fp16, export_onnx_info, fp32_op_block_list, simplify_onnx
+    from rtseg.runtime.ort_runner import OrtRunner
+    from rtseg.runtime.source import build_module, file_sha256, resolve_model, size_divisor
+
+    opts = opts or ExportOptions()
+    say = stage or (lambda s: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        timings[name] = round(now - t0, 3)
+        t0 = now
+
+    if opts.trt:  # fail before any work when TensorRT is missing
+        from rtseg.export.tensorrt import import_tensorrt
+
+        import_tensorrt()
+    say("loading the model")
+    src = resolve_model(model)
+    if src.kind in ("onnx", "engine"):
+        raise RtsegError(f"{src.ref} is already an exported {src.kind} file; export takes a checkpoint (.pt), an arch JSON or a built-in arch name")
+    div = size_divisor(src)
+    h, w = parse_hw(opts.input_hw or src.input_hw or (512, 1024), div)
+    if opts.batch < 1:
+        raise RtsegError(f"batch must be a positive integer, got {opts.batch}")
+    module = build_module(src)
+    out_dir = Path(opts.out_dir) if opts.out_dir else default_out_dir(src.name, opts.device if opts.trt else "cpu")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = ExportResult(out_dir=out_dir, name=src.name)
+    lap("load")
+
+    # -- ONNX FP32 ------------------------------------------------------------------------------
+    say(f"exporting ONNX ({opts.exporter}, opset {opts.opset})")
+    dyn_axes = None
+    if opts.dynamic:
+        dyn_axes = {"input": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N", 2: "H", 3: "W"}}
+    example = torch.zeros(opts.batch, 3, h, w)
+    onnx_path = out_dir / "model.onnx"
+    exp = export_onnx_info(module, (example,), onnx_path, opset=opts.opset, dynamic_axes=dyn_axes, exporter=opts.exporter)
+    if exp.fallback_reason:
+        res.notes.append(f"the {opts.exporter} exporter failed ({exp.fallback_reason}); the {exp.exporter} exporter wrote the file")
+    lap("onnx")
+    inputs = parity_inputs(opts.batch, h, w, src.data_info)
+    simplified = False
+    if opts.simplify:
+        say("simplifying with onnxslim")
+        simplified, note = simplify_onnx(onnx_path, check_input=inputs[0])
+        res.notes.append(note)
+        lap("simplify")
+
+    out_shape: list[int | str] = [opts.batch, src.num_classes, h, w]
+    in_shape: list[int | str] = [opts.batch, 3, h, w]
+    if opts.dynamic:
+        in_shape, out_shape = ["N", 3, "H", "W"], ["N", src.num_classes, "H", "W"]
+    meta = new_metadata(
+        name=src.name, source_ref=src.ref, source_kind=src.kind, source_sha256=src.sha256, trained=src.trained,
+        arch=src.arch.to_dict() if src.arch else None, data_info=src.data_info, input_shape=in_shape,
+        output_shape=out_shape, dynamic_axes=dyn_axes,
+        export={"exporter": exp.exporter, "opset": exp.opset, "exporter_fallback": exp.fallback_reason,
+                "simplified": simplified, "batch": opts.batch, "input_hw": [h, w], "profile": opts.profile,
+                "versions": _versions()},
+    )
+    if opts.dynamic:
+        meta["input"]["export_hw"] = [h, w]
+    meta["artifacts"]["onnx"] = {"file": onnx_path.name, "precision": "fp32", "sha256": file_sha256(onnx_path)}
+    res.onnx, res.metadata, res.metadata_path = onnx_path, meta, out_dir / "model.json"
+
+    def record(rep: ParityReport, key: str) -> None:
+        res.parity.append(rep)
+        meta["parity"][key] = rep.to_dict()
+        write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+        if opts.check and not rep.passed:
+            raise ParityGateError(describe_failure(rep) + (f"; files kept in {out_dir} for inspection"), res.parity)
+
+    # -- parity FP32 ----------------------------------------------------------------------------
+    say("checking ONNX Runtime against PyTorch (fp32)")
+    with torch.no_grad():
+        reference = [module(torch.from_numpy(x)).numpy() for x in inputs]
+    ort32 = OrtRunner(onnx_path, input_hw=(h, w), batch=opts.batch)
+    record(compare(reference, [ort32.infer(x) for x in inputs], "fp32", "onnx fp32", "torch fp32"), "onnx_fp32")
+    if opts.dynamic:
+        h2, w2 = parse_hw((max(div, (h // 2) // div * div), max(div, (w // 2) // div * div)), div)
+        xs2 = parity_inputs(1, h2, w2, src.data_info, n_random=1, n_image=1, seed=1)
+        ort_dyn = OrtRunner(onnx_path, input_hw=(h2, w2), batch=1)
+        with torch.no_grad():
+            ref2 = [module(torch.from_numpy(x)).numpy() for x in xs2]
+        record(compare(ref2, [ort_dyn.infer(x) for x in xs2], "fp32", f"onnx fp32 @{h2}x{w2}", "torch fp32"), "onnx_fp32_dynamic")
+    lap("parity_fp32")
+
+    # -- FP16 -----------------------------------------------------------------------------------
+    if opts.fp16:
+        say("writing the FP16 ONNX and checking it")
+        fp16_path = convert_fp16(onnx_path, out_dir / "model.fp16.onnx")
+        res.onnx_fp16 = fp16_path
+        present = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+        meta["artifacts"]["onnx_fp16"] = {"file": fp16_path.name, "precision": "fp16", "io": "float32 (keep_io_types)",
+                                          "sha256": file_sha256(fp16_path),
+                                          "fp32_ops": sorted(present & set(fp32_op_block_list()))}
+        ort16 = OrtRunner(fp16_path, input_hw=(h, w), batch=opts.batch)
+        cand = [ort16.infer(x) for x in inputs]
+        rep = compare(reference, cand, "fp16", "onnx fp16", "torch fp32")
+        meta["artifacts"]["onnx_fp16"]["checked_on"] = "onnxruntime CPU (it computes FP16 ops it lacks kernels for in FP32 behind casts)"
+        record(rep, "onnx_fp16")
+        lap("fp16")
+
+    # -- TensorRT ------------------------------------------------------------------------------
+    if opts.trt:  # pragma: no cover - needs TensorRT and a GPU
+        from rtseg.export.tensorrt import build_engine
+        from rtseg.runtime.tensorrt import TensorRTRunner
+
+        say("building the TensorRT engine")
+        engine_path = out_dir / "model.engine"
+        cache = (out_dir.parent if opts.out_dir is None else out_dir) / "timing.cache"
+        dynamic = None
+        if opts.dynamic:
+            mn = opts.dynamic_min_hw or (max(div, h // 2 // div * div), max(div, w // 2 // div * div))
+            mx = opts.dynamic_max_hw or (2 * h, 2 * w)
+            dynamic = {"input": ((1, 3, *mn), (opts.batch, 3, h, w), (opts.batch, 3, *mx))}
+        info: dict[str, Any] = {}
+        src_onnx = res.onnx_fp16 if opts.fp16 and res.onnx_fp16 else onnx_path
+        build_engine(src_onnx, engine_path, fp16=opts.fp16, workspace_gb=opts.workspace_gb, timing_cache=cache,
+                     dynamic=dynamic, progress=True, info=info)
+        gpu = _gpu_properties(opts.device)
+        meta["artifacts"]["engine"] = {"file": engine_path.name, "precision": "fp16" if opts.fp16 else "fp32",
+                                       "sha256": file_sha256(engine_path),
+                                       "gpu": gpu.get("name"), "compute_capability": gpu.get("compute_capability"), **info}
+        write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+        res.engine = engine_path
+        lap("trt_build")
+        say("checking the engine against ONNX Runtime (fp32)")
+        ref_ort = [ort32.infer(x) for x in inputs]
+        runner = TensorRTRunner(engine_path, input_hw=(h, w), batch=opts.batch)
+        try:
+            rep = compare(ref_ort, [runner.infer(x) for x in inputs], "fp16" if opts.fp16 else "fp32", "tensorrt engine", "onnxruntime fp32")
+        finally:
+            runner.close()
+        record(rep, "engine")
+        lap("trt_parity")
+
+    res.stage_seconds = timings
+    meta["export"]["stage_seconds"] = timings
+    meta["export"]["notes"] = res.notes
+    write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+    return res
+
+
+__all__ = ["ExportOptions", "ExportResult", "GATES", "ParityGateError", "default_out_dir", "export_model"]

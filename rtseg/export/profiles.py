@@ -1,0 +1,125 @@
+"""Export profiles: named sets of export settings (precision, input, batch, dynamic range, workspace,
+opset, which files to write), kept as JSON files in the repository's ``export/`` folder so a team can
+agree on them and ``rtseg export MODEL --profile NAME`` reproduces an export. Command-line options
+override the profile. ``default`` is also built in, so an installed rtseg works without the folder.
+
+Lookup of ``--profile X``: a path to a JSON file; else ``./export/X.json``; else the ``export/``
+folder of the rtseg source tree (an editable install).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rtseg.errors import RtsegError
+from rtseg.io import parse_hw, read_json
+
+PROFILE_FORMAT = "rtseg.export-profile"
+PROFILE_SCHEMA_VERSION = 1
+OUTPUTS = ("onnx", "onnx_fp16", "engine")
+
+
+@dataclass
+class ExportOptions:
+    """Everything an export does; defaults are the ``default`` profile."""
+
+    input_hw: tuple[int, int] | None = None  # None: the checkpoint's training size, else 512x1024
+    batch: int = 1
+    fp16: bool = True
+    trt: bool = False
+    dynamic: bool = False
+    dynamic_min_hw: tuple[int, int] | None = None  # None: half the input size
+    dynamic_max_hw: tuple[int, int] | None = None  # None: twice the input size
+    opset: int = 17
+    workspace_gb: float = 4.0
+    exporter: str = "torchscript"
+    simplify: bool = True
+    check: bool = True
+    out_dir: Path | None = None
+    device: str = "cuda"  # the GPU TensorRT builds for
+    profile: str = "default"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_(self, **changes: Any) -> "ExportOptions":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_KEYS = {"format", "schema_version", "description", "precision", "input", "batch", "dynamic", "dynamic_min",
+         "dynamic_max", "workspace_gb", "opset", "exporter", "simplify", "outputs"}
+
+
+def profile_dirs() -> list[Path]:
+    dirs = [Path.cwd() / "export"]
+    src_tree = Path(__file__).resolve().parents[2] / "export"
+    if src_tree not in dirs:
+        dirs.append(src_tree)
+    return [d for d in dirs if d.is_dir()]
+
+
+def profile_names() -> list[str]:
+    names = {"default"}
+    for d in profile_dirs():
+        names.update(p.stem for p in d.glob("*.json"))
+    return sorted(names)
+
+
+def find_profile(name: str) -> Path | None:
+    p = Path(name)
+    if p.suffix.lower() == ".json" or p.exists():
+        if not p.exists():
+            raise RtsegError(f"export profile file not found: {p}")
+        return p
+    for d in profile_dirs():
+        cand = d / f"{name}.json"
+        if cand.exists():
+            return cand
+    if name == "default":
+        return None
+    raise RtsegError(f"unknown export profile {name!r}; available: {', '.join(profile_names())} (or give a path to a profile JSON)")
+
+
+def options_from_profile(doc: dict[str, Any], source: str, name: str) -> ExportOptions:
+    """Validate a profile document and turn it into :class:`ExportOptions`."""
+    if not isinstance(doc, dict):
+        raise RtsegError(f"{source}: an export profile must be a JSON object")
+    if doc.get("format", PROFILE_FORMAT) != PROFILE_FORMAT:
+        raise RtsegError(f"{source}: not an rtseg export profile (format {doc.get('format')!r})")
+    if doc.get("schema_version", PROFILE_SCHEMA_VERSION) != PROFILE_SCHEMA_VERSION:
+        raise RtsegError(f"{source}: profile schema_version {doc.get('schema_version')!r} is not supported (expects {PROFILE_SCHEMA_VERSION})")
+    unknown = set(doc) - _KEYS
+    if unknown:
+        raise RtsegError(f"{source}: unknown profile fields {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_KEYS - {'format', 'schema_version'}))}")
+    o = ExportOptions(profile=name)
+    prec = doc.get("precision", "fp16")
+    if prec not in ("fp16", "fp32"):
+        raise RtsegError(f"{source}: precision must be fp16 or fp32, got {prec!r}")
+    outputs = doc.get("outputs", ["onnx", "onnx_fp16"] if prec == "fp16" else ["onnx"])
+    if not isinstance(outputs, list) or any(x not in OUTPUTS for x in outputs):
+        raise RtsegError(f"{source}: outputs must be a list drawn from {', '.join(OUTPUTS)}")
+    try:
+        o.fp16 = prec == "fp16"
+        o.trt = "engine" in outputs
+        if "input" in doc:
+            o.input_hw = parse_hw(doc["input"])
+        o.batch = int(doc.get("batch", 1))
+        o.dynamic = bool(doc.get("dynamic", False))
+        o.dynamic_min_hw = parse_hw(doc["dynamic_min"]) if doc.get("dynamic_min") else None
+        o.dynamic_max_hw = parse_hw(doc["dynamic_max"]) if doc.get("dynamic_max") else None
+        o.workspace_gb = float(doc.get("workspace_gb", 4.0))
+        o.opset = int(doc.get("opset", 17))
+        o.exporter = str(doc.get("exporter", "torchscript"))
+        o.simplify = bool(doc.get("simplify", True))
+    except (TypeError, ValueError) as exc:
+        raise RtsegError(f"{source}: bad profile value ({exc})") from None
+    if o.batch < 1 or o.workspace_gb <= 0:
+        raise RtsegError(f"{source}: batch and workspace_gb must be positive")
+    return o
+
+
+def load_profile(name: str = "default") -> ExportOptions:
+    path = find_profile(name)
+    if path is None:
+        return ExportOptions(profile="default")
+    return options_from_profile(read_json(path, "export profile"), str(path), Path(name).stem)

@@ -1,0 +1,231 @@
+"""ONNX -> serialized TensorRT engine, for TensorRT 10.x and 11.x (deploy.md sec. 1).
+
+FP16 across the two eras:
+
+* TensorRT 11 removed ``BuilderFlag.FP16``: every network is strongly typed, so an FP16 engine is
+  built from an ONNX whose tensors are already FP16. Given an FP32 ONNX and ``fp16=True``,
+  :func:`build_engine` writes the FP16 variant (:func:`rtseg.export.onnx.convert_fp16`, FP32 I/O)
+  beside the engine and builds from it.
+* TensorRT 10 builds an FP16 ONNX the same way (strongly typed network, the form 10.12+ recommends)
+  and an FP32 ONNX with ``fp16=True`` through the deprecated FP16 builder flag (weak typing).
+
+Always: the parse result is checked and every parser error reported (never TensorRT's later
+"network must have at least one output"); a timing cache is loaded from and saved back to
+``timing_cache`` (rebuilds of the same layers on the same GPU skip tactic timing); an optimization
+profile is added when ``dynamic`` gives min/opt/max shapes; a progress display follows the builder's
+phases (``IProgressMonitor``, TensorRT >= 10); and the engine's layer precisions are read back with
+the engine inspector, so "FP16 requested, FP32 built" (TensorRT 11 given an FP32 ONNX) is caught.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rtseg.errors import MissingDependencyError, RtsegError
+from rtseg.io import atomic_write_bytes
+
+TRT_INSTALL_HINT = "pip install 'rtseg[trt]' on the GPU machine"
+
+#: ``{"input": ((1, 3, 256, 512), (1, 3, 512, 1024), (1, 3, 1024, 2048))}``: min, opt, max per input.
+DynamicShapes = Mapping[str, tuple[Sequence[int], Sequence[int], Sequence[int]]]
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt``, or one clear error naming the ``trt`` extra."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingDependencyError(f"TensorRT is not installed (the tensorrt backend and --trt need it): {TRT_INSTALL_HINT}") from None
+    return trt
+
+
+def trt_major(trt: Any) -> int:
+    try:
+        return int(str(trt.__version__).split(".")[0])
+    except ValueError:  # pragma: no cover
+        return 10
+
+
+def _parser_errors(parser: Any) -> list[str]:  # pragma: no cover - needs TensorRT
+    out = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        parts = []
+        for attr in ("node_name", "node_operator"):
+            fn = getattr(err, attr, None)
+            if callable(fn):
+                try:
+                    v = fn()
+                    if v:
+                        parts.append(f"{attr.split('_')[1]}={v}")
+                except Exception:
+                    pass
+        desc = err.desc() if callable(getattr(err, "desc", None)) else str(err)
+        out.append(f"{desc} ({', '.join(parts)})" if parts else desc)
+    return out
+
+
+def _make_monitor(trt: Any) -> Any:  # pragma: no cover - needs TensorRT
+    """A rich progress display driven by the builder's ``IProgressMonitor`` callbacks."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rtseg.cli._app import console
+
+    class RichMonitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.progress = Progress(TextColumn("[cyan]TensorRT[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                     TimeElapsedColumn(), console=console, transient=True)
+            self.tasks: dict[str, Any] = {}
+            self.cancelled = False
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            if not self.tasks:
+                self.progress.start()
+            indent = "  " if parent_phase else ""
+            self.tasks[phase_name] = self.progress.add_task(indent + phase_name, total=max(1, num_steps))
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            task = self.tasks.get(phase_name)
+            if task is not None:
+                self.progress.update(task, completed=step + 1)
+            return not self.cancelled  # False cancels the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            task = self.tasks.pop(phase_name, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            if not self.tasks:
+                self.progress.stop()
+
+    return RichMonitor()
+
+
+def layer_precisions(engine: Any, trt: Any) -> dict[str, int]:  # pragma: no cover - needs TensorRT
+    """Count engine layers by the precision the inspector reports (both the 10.x and 11.x JSON)."""
+    counts: dict[str, int] = {}
+    try:
+        info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+    except Exception:
+        return counts
+    for layer in info.get("Layers", []):
+        if not isinstance(layer, dict):
+            continue
+        text = json.dumps(layer.get("Outputs", layer))
+        key = "Half" if ("Half" in text or "FP16" in text) else "Float" if ("Float" in text or "FP32" in text) else "other"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    fp16: bool = True,
+    workspace_gb: float = 4.0,
+    timing_cache: Path | None = None,
+    dynamic: DynamicShapes | None = None,
+    progress: bool = True,
+    info: dict[str, Any] | None = None,
+) -> Path:
+    """Build and write a serialized engine from ``onnx_path`` (see the module docstring).
+
+    ``info``, when given, is filled with what was done: TensorRT version, FP16 mode
+    (``strongly-typed`` or ``builder-flag``), the ONNX actually parsed, the profile, the timing
+    cache and the layer precision counts; the export pipeline records it in the sidecar.
+    """
+    from rtseg.export.onnx import convert_fp16, is_fp16_onnx
+
+    trt = import_tensorrt()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.exists():
+        raise RtsegError(f"ONNX file not found: {onnx_path} (export it first with rtseg export)")
+    if workspace_gb <= 0:
+        raise RtsegError(f"workspace must be positive, got {workspace_gb} GB")
+    major = trt_major(trt)  # pragma: no cover - from here on TensorRT is present
+    onnx_fp16 = is_fp16_onnx(onnx_path)
+    source = onnx_path
+    if fp16 and not onnx_fp16 and major >= 11:
+        source = engine_path.with_name(engine_path.stem + ".fp16.onnx")
+        convert_fp16(onnx_path, source)
+        onnx_fp16 = True
+    strongly_typed = major >= 11 or onnx_fp16
+    mode = "fp32"
+    if fp16:
+        mode = "strongly-typed" if strongly_typed else "builder-flag"
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    ok = parser.parse_from_file(str(source))
+    if not ok or parser.num_errors:
+        errs = _parser_errors(parser) or ["the parser gave no details"]
+        raise RtsegError(f"TensorRT {trt.__version__} cannot parse {source}: {' | '.join(errs)}")
+    if network.num_outputs == 0:
+        raise RtsegError(f"TensorRT parsed {source} but found no network output; the ONNX graph is empty or its outputs are unused")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if hasattr(trt, "ProfilingVerbosity"):
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # so the inspector reports precisions
+    if fp16 and not strongly_typed:
+        if not getattr(builder, "platform_has_fast_fp16", True):
+            raise RtsegError("this GPU has no fast FP16; build with --no-fp16")
+        config.set_flag(trt.BuilderFlag.FP16)
+
+    cache = None
+    if timing_cache is not None:
+        timing_cache = Path(timing_cache)
+        data = timing_cache.read_bytes() if timing_cache.exists() else b""
+        cache = config.create_timing_cache(data)
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            cache = config.create_timing_cache(b"")  # a cache from another GPU/TensorRT: start afresh
+            config.set_timing_cache(cache, ignore_mismatch=False)
+
+    profile_info: dict[str, Any] = {}
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        for t in inputs:
+            if t.name not in dynamic:
+                if any(int(d) < 0 for d in t.shape):
+                    raise RtsegError(f"input {t.name!r} has dynamic axes {tuple(t.shape)} but no min/opt/max shapes were given")
+                continue
+            mn, opt, mx = (tuple(int(v) for v in s) for s in dynamic[t.name])
+            if not (all(a <= b <= c for a, b, c in zip(mn, opt, mx)) and len(mn) == len(t.shape)):
+                raise RtsegError(f"bad optimization profile for {t.name!r}: need min <= opt <= max per axis, got {mn}, {opt}, {mx}")
+            profile.set_shape(t.name, mn, opt, mx)
+            profile_info[t.name] = {"min": list(mn), "opt": list(opt), "max": list(mx)}
+        config.add_optimization_profile(profile)
+    elif any(int(d) < 0 for t in inputs for d in t.shape):
+        raise RtsegError(f"{source} has dynamic input axes; build with --dynamic (and a shape range) or export with a fixed --input")
+
+    if progress and hasattr(trt, "IProgressMonitor"):
+        config.progress_monitor = _make_monitor(trt)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RtsegError("TensorRT failed to build the engine (see the TensorRT messages above); try a larger --workspace-gb")
+    atomic_write_bytes(engine_path, bytes(serialized))
+    if cache is not None and timing_cache is not None:
+        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+
+    if info is not None:
+        engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
+        precisions = layer_precisions(engine, trt) if engine is not None else {}
+        if fp16 and precisions and not precisions.get("Half"):
+            raise RtsegError("TensorRT built an engine with no FP16 layer although FP16 was asked for; check the FP16 ONNX")
+        info.update({
+            "tensorrt": str(trt.__version__),
+            "fp16_mode": mode,
+            "parsed_onnx": source.name,
+            "workspace_gb": workspace_gb,
+            "profile": profile_info or None,
+            "timing_cache": str(timing_cache) if timing_cache else None,
+            "layer_precisions": precisions,
+        })
+    return engine_path

@@ -1,0 +1,176 @@
+"""``rtseg bench``: the same latency protocol for every model and backend, side by side.
+
+Protocol (one place, :func:`rtseg.latency.timing.time_fn`): load the runner, ``warmup`` untimed
+calls, then ``iters`` calls timed one by one over 4 rotating random inputs; report mean, median,
+p90, p99 (ms) and FPS = batch x 1000 / median. What a number covers depends on the backend and is
+written beside it (``timed``): on CPU, torch and ONNX Runtime are timed numpy-in/numpy-out (host
+copies are free there); on a GPU, torch and TensorRT time the network with the input already on the
+device, ONNX Runtime's CUDA provider includes its host copies. The measurement record names the
+device, versions, threads, load average and protocol, so a figure can be reproduced or discounted.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rtseg.errors import RtsegError
+from rtseg.latency.timing import TimingStats
+from rtseg.runtime import default_backend, load_runner, normalize_backend
+from rtseg.runtime.device import cpu_name, device_name, is_cuda
+
+_COMPATIBLE = {
+    "checkpoint": ("torch", "onnxruntime", "tensorrt"),
+    "arch": ("torch", "onnxruntime", "tensorrt"),
+    "builtin": ("torch", "onnxruntime", "tensorrt"),
+    "onnx": ("onnxruntime", "tensorrt"),
+    "engine": ("tensorrt",),
+}
+
+
+@dataclass
+class BenchRow:
+    model: str
+    backend: str
+    backend_version: str
+    precision: str
+    device: str
+    batch: int
+    input_hw: tuple[int, int]
+    stats: TimingStats
+    timed: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.batch * 1000.0 / self.stats.median_ms if self.stats.median_ms > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "model": self.model, "backend": self.backend, "backend_version": self.backend_version,
+            "precision": self.precision, "device": self.device, "batch": self.batch,
+            "input": f"{self.input_hw[0]}x{self.input_hw[1]}",
+            "mean_ms": s.mean_ms, "median_ms": s.median_ms, "p90_ms": s.p90_ms, "p99_ms": s.p99_ms,
+            "min_ms": s.min_ms, "n": s.n, "fps": self.fps, "timed": self.timed, **self.extra,
+        }
+
+
+@dataclass
+class BenchReport:
+    rows: list[BenchRow]
+    record: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"results": [r.to_dict() for r in self.rows], "record": self.record, "skipped": self.skipped}
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
+
+
+def plan(models: Sequence[str], backends: Sequence[str] | None) -> tuple[list[tuple[str, str, str]], list[dict[str, str]]]:
+    """(model, kind, backend) pairs to run, and the pairs skipped as impossible (engine on torch...)."""
+    from rtseg.runtime.source import model_kind
+
+    if not models:
+        raise RtsegError("give at least one MODEL (a checkpoint, arch JSON, built-in name, ONNX or engine)")
+    todo, skipped = [], []
+    wanted = [normalize_backend(b) for b in backends] if backends else None
+    for m in models:
+        kind = model_kind(m)
+        if kind in ("checkpoint", "arch", "onnx", "engine") and not Path(m).exists():
+            raise RtsegError(f"model file not found: {m} (check the path)")
+        for b in wanted or ([default_backend(kind)] if kind in ("onnx", "engine") else ["torch", "onnxruntime"]):
+            if b in _COMPATIBLE[kind]:
+                todo.append((m, kind, b))
+            else:
+                skipped.append({"model": m, "backend": b, "reason": f"a {kind} file cannot run on {b}"})
+    if not todo:
+        raise RtsegError("no model can run on the chosen backends: " + "; ".join(f"{s['model']} on {s['backend']}: {s['reason']}" for s in skipped))
+    return todo, skipped
+
+
+def run_bench(
+    models: Sequence[str],
+    backends: Sequence[str] | None = None,
+    input_hw: tuple[int, int] = (512, 1024),
+    batch: int = 1,
+    warmup: int = 10,
+    iters: int = 50,
+    device: str = "cpu",
+    precision: str = "fp32",
+    cuda_graphs: bool = False,
+    threads: int | None = None,
+    on_start: Callable[[str, str], None] | None = None,
+    on_row: Callable[[BenchRow], None] | None = None,
+) -> BenchReport:
+    """Measure every (model, backend) pair under the same protocol; see the module docstring."""
+    import torch
+
+    if warmup < 0 or iters < 1:
+        raise RtsegError(f"warmup must be >= 0 and iters >= 1, got {warmup} and {iters}")
+    todo, skipped = plan(models, backends)
+    if any(b == "tensorrt" for _, _, b in todo):
+        from rtseg.export.tensorrt import import_tensorrt
+
+        import_tensorrt()
+    cuda = is_cuda(device)
+    if threads is None and not cuda:
+        threads = os.cpu_count() or 1
+    rows: list[BenchRow] = []
+    for model, kind, backend in todo:
+        if on_start:
+            on_start(model, backend)
+        prec = precision
+        runner = load_runner(model, backend=backend, device=device if backend != "tensorrt" else (device if cuda else "cuda"),
+                             precision=prec, input_hw=input_hw if kind not in ("engine",) else None, batch=batch,
+                             cuda_graphs=cuda_graphs and backend == "torch", threads=threads)
+        try:
+            stats = runner.benchmark(warmup=warmup, iters=iters)
+        finally:
+            runner.close()
+        info = runner.info
+        extra = {k: info.extra[k] for k in ("threads", "cuda_graphs", "providers", "memory") if k in info.extra}
+        extra["load_1m"] = (_loadavg() or [None])[0]
+        row = BenchRow(info.extra.get("model", model), backend, info.backend_version, info.precision, info.device,
+                       info.batch, info.input_hw, stats, str(info.extra.get("timed", "")), extra)
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:  # pragma: no cover
+        ort_version = None
+    from rtseg import __version__
+
+    record = {
+        "device": device_name(device),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+        "rtseg": __version__,
+        "precision": precision,
+        "batch": batch,
+        "input": f"{input_hw[0]}x{input_hw[1]}",
+        "warmup": warmup,
+        "iters": iters,
+        "load_average": _loadavg(),
+        "protocol": "per backend: warm-up calls, then calls timed one by one (rtseg.latency.timing.time_fn) over 4 "
+                    "rotating random inputs; median/p90/p99 of the per-call times; FPS = batch x 1000 / median",
+        "weights": "as given (untrained archs use seeded random weights; latency does not depend on weight values)",
+    }
+    return BenchReport(rows, record, skipped)

@@ -1,0 +1,158 @@
+"""TensorRT runner: a serialized engine, device memory from cuda-python or pycuda, no PyTorch.
+
+Inference uses the TensorRT 10/11 tensor-address API (``set_input_shape``, ``set_tensor_address``,
+``execute_async_v3`` on our own stream). Before deserializing, the engine's sidecar is read: an
+engine built by another TensorRT version or on another GPU model is refused with a message saying
+so (engines are not portable; TensorRT itself would only report "Serialization assertion ...
+version tag does not match"). A corrupt or foreign file that TensorRT cannot deserialize is refused
+the same way, and an input size outside the engine's shape (or its optimization profile) too.
+
+Timing: :meth:`infer` is H2D + execute + D2H + sync (what the demo waits). :meth:`benchmark` times
+the network only: enqueue + stream synchronize with the input already on the device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtseg.errors import RtsegError
+from rtseg.export.metadata import read_metadata
+from rtseg.export.tensorrt import import_tensorrt
+from rtseg.latency.timing import TimingStats, time_fn
+from rtseg.runtime.base import Runner, RunnerInfo
+from rtseg.runtime.cuda_memory import CudaMemory, open_cuda_memory
+
+
+def check_engine_compat(meta: dict[str, Any] | None, trt_version: str, gpu: dict[str, Any] | None, path: Path) -> None:
+    """Refuse an engine whose sidecar says it was built with another TensorRT or on another GPU."""
+    eng = (meta or {}).get("artifacts", {}).get("engine")
+    if not eng:
+        return
+    built = str(eng.get("tensorrt", ""))
+    if built and built != str(trt_version):
+        raise RtsegError(
+            f"engine {path} was built with TensorRT {built} but this machine has TensorRT {trt_version}; engines are not "
+            "portable across TensorRT versions: rebuild it here with rtseg export --trt"
+        )
+    cc = eng.get("compute_capability")
+    if gpu and cc and str(gpu.get("compute_capability")) != str(cc):
+        raise RtsegError(
+            f"engine {path} was built for a GPU of compute capability {cc} ({eng.get('gpu', '?')}) but this GPU is "
+            f"{gpu.get('name')} ({gpu.get('compute_capability')}); rebuild it here with rtseg export --trt"
+        )
+
+
+class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
+    def __init__(
+        self,
+        engine_path: str | Path,
+        input_hw: tuple[int, int] | None = None,
+        batch: int | None = None,
+        memory: str | None = None,
+        device: str = "cuda",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        trt = import_tensorrt()
+        path = Path(engine_path)
+        if not path.exists():
+            raise RtsegError(f"engine file not found: {path} (build it with rtseg export --trt)")
+        meta = read_metadata(path)
+        idx = int(str(device).split(":")[1]) if ":" in str(device) else 0
+        self.mem: CudaMemory = open_cuda_memory(memory, idx)
+        gpu = self.mem.device_properties()
+        check_engine_compat(meta, trt.__version__, gpu, path)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        data = path.read_bytes()
+        self.engine = self.runtime.deserialize_cuda_engine(data) if data else None
+        if self.engine is None:
+            raise RtsegError(
+                f"TensorRT {trt.__version__} cannot load {path}: the file is corrupt, not an engine, or was built by another "
+                "TensorRT version or GPU; rebuild it here with rtseg export --trt"
+            )
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(ins) != 1 or not outs:
+            raise RtsegError(f"engine {path} has inputs {ins} and outputs {outs}; rtseg runners take one image input")
+        self.input_name, self.output_name = ins[0], outs[0]
+        shape = tuple(int(d) for d in self.engine.get_tensor_shape(self.input_name))
+        if len(shape) != 4 or shape[1] != 3:
+            raise RtsegError(f"engine {path} takes input shape {shape}; expected (N, 3, H, W)")
+        meta_hw = None
+        if meta and isinstance(meta.get("input", {}).get("shape"), list):
+            s = meta["input"]["shape"]
+            if all(isinstance(v, int) for v in s[2:]):
+                meta_hw = (s[2], s[3])
+        want = (
+            batch if batch is not None else (shape[0] if shape[0] > 0 else 1),
+            3,
+            *(input_hw or ((shape[2], shape[3]) if shape[2] > 0 else (meta_hw or (0, 0)))),
+        )
+        if any(d < 0 for d in shape):
+            if want[2] <= 0:
+                raise RtsegError(f"engine {path} has a dynamic input size; give it with --input HxW")
+            if not self.context.set_input_shape(self.input_name, want):
+                mn, opt, mx = self.engine.get_tensor_profile_shape(self.input_name, 0)
+                raise RtsegError(
+                    f"input shape {want} is outside engine {path}'s optimization profile (min {tuple(mn)}, max {tuple(mx)}); "
+                    "use an input inside it or rebuild with a wider --dynamic range"
+                )
+        elif tuple(want) != shape:
+            raise RtsegError(f"engine {path} was built for input {shape}, not {tuple(want)}; rebuild it with that --input/--batch or use --dynamic")
+        self.in_shape = tuple(int(v) for v in want)
+        self.out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
+        self.in_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
+        self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
+        self.host_in = np.zeros(self.in_shape, self.in_dtype)
+        self.host_out = np.zeros(self.out_shape, self.out_dtype)
+        self.buffers: dict[str, int] = {}
+        for name in names:
+            shp = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            dt = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
+            self.buffers[name] = self.mem.alloc(int(np.prod(shp)) * dt.itemsize)
+            self.context.set_tensor_address(name, self.buffers[name])
+        eng_meta = (meta or {}).get("artifacts", {}).get("engine", {})
+        self.info = RunnerInfo(
+            backend="tensorrt",
+            backend_version=str(trt.__version__),
+            device=f"{gpu.get('name')} (sm_{str(gpu.get('compute_capability', '')).replace('.', '')})",
+            precision="fp16" if eng_meta.get("fp16_mode", "fp32") != "fp32" else "fp32",
+            input_hw=(self.in_shape[2], self.in_shape[3]),
+            batch=self.in_shape[0],
+            num_classes=self.out_shape[1] if len(self.out_shape) == 4 else 0,
+            extra={"memory": self.mem.name, "engine": str(path),
+                   "timed": "network only: enqueue + stream sync, input resident on the GPU, monotonic clock",
+                   "data_info": (meta or {}).get("data_info"), **(extra or {})},
+        )
+
+    def _execute(self) -> None:
+        if not self.context.execute_async_v3(self.mem.stream):
+            raise RtsegError("TensorRT execution failed (see the TensorRT messages above)")
+        self.mem.synchronize()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if tuple(batch.shape) != self.in_shape:
+            raise RtsegError(f"input shape {tuple(batch.shape)} does not match the engine's {self.in_shape}")
+        np.copyto(self.host_in, batch, casting="same_kind" if self.in_dtype == np.float32 else "unsafe")
+        self.mem.htod(self.buffers[self.input_name], self.host_in)
+        if not self.context.execute_async_v3(self.mem.stream):
+            raise RtsegError("TensorRT execution failed (see the TensorRT messages above)")
+        self.mem.dtoh(self.host_out, self.buffers[self.output_name])
+        self.mem.synchronize()
+        return self.host_out.astype(np.float32, copy=True)
+
+    def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
+        rng = np.random.default_rng(0)
+        self.infer(rng.standard_normal(self.in_shape).astype(np.float32))
+        return time_fn(self._execute, [()], warmup=warmup, repeats=iters, device="cpu")
+
+    def close(self) -> None:
+        for ptr in self.buffers.values():
+            self.mem.free(ptr)
+        self.buffers = {}
+        self.mem.close()
