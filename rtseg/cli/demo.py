@@ -100,12 +100,15 @@ def demo(
     """Segment a video, webcam or the synthetic street scene live; report inference and end-to-end FPS."""
     from rtseg.video import DemoOptions, model_meta, open_source, run_demo
     from rtseg.video.cvutil import gui_unavailable_reason
+    from rtseg.video.writer import CODECS
 
     input_hw = parse_hw(input) if input else None
     if frames is not None and frames < 1:
         raise RtsegError(f"--frames must be at least 1, got {frames}")
     if not 0.0 <= alpha <= 1.0:
         raise RtsegError(f"--alpha must be between 0 and 1, got {alpha}")
+    if save is not None and save.suffix.lower() not in CODECS:
+        raise RtsegError(f"cannot write video {save}: unknown extension {save.suffix or '(none)'!r}; use one of {', '.join(CODECS)}")
     if show:
         reason = gui_unavailable_reason()
         if reason:
@@ -127,7 +130,7 @@ def demo(
                 synthetic_frames=frames or DEFAULT_SYNTHETIC_FRAMES,
                 seed=seed,
             )
-        total = frames or src.frame_count
+        total = min(n for n in (frames, src.frame_count) if n) if (frames or src.frame_count) else None
         if not show and save is None:
             console.print("[dim]no window and no --save: measuring only (add --save out.mp4 to keep the overlaid video)[/]")
         with Progress(

@@ -116,9 +116,10 @@ class FrameSource:
     def stop(self) -> None:
         """Stop capturing and release the device or file (idempotent, safe from any thread)."""
         self._stop.set()
+        deadline = time.monotonic() + 5.0
         if self._thread is not None:
             # Unblock a capture thread waiting on a full queue.
-            while self._thread.is_alive():
+            while self._thread.is_alive() and time.monotonic() < deadline:
                 try:
                     self._queue.get_nowait()
                 except queue.Empty:
@@ -126,7 +127,10 @@ class FrameSource:
                 self._thread.join(timeout=0.05)
         if self.end_reason is None:
             self.end_reason = "stopped"
-        self._release()
+        if self._thread is None or not self._thread.is_alive():
+            self._release()
+        # else: a driver call that never returns; releasing under it could crash, and the
+        # daemon thread goes away with the process.
 
     def __enter__(self) -> "FrameSource":
         return self.start()
