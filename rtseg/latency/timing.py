@@ -9,6 +9,7 @@ inside a network.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -51,7 +52,7 @@ def _is_cuda(device: Any) -> bool:
     return str(device).startswith("cuda")
 
 
-def time_fn(
+def time_samples(
     fn: Callable[..., Any],
     inputs: Sequence[tuple[Any, ...]] = ((),),
     warmup: int = 10,
@@ -59,15 +60,10 @@ def time_fn(
     device: Any = "cpu",
     min_time_s: float = 0.0,
     max_repeats: int | None = None,
-) -> TimingStats:
-    """Time ``fn(*inputs[i % len(inputs)])`` per call and summarize.
-
-    ``device`` selects the clock: for ``cuda*`` each call is bracketed by CUDA events on the current
-    stream and the device is synchronized before reading them; otherwise ``time.perf_counter`` is
-    used (the function must be synchronous, which CPU torch and onnxruntime are). ``min_time_s``
-    keeps repeating (up to ``max_repeats``) until that much time has been measured, which steadies
-    the median of very fast operators.
-    """
+) -> list[float]:
+    """The raw per-call times (ms) behind :func:`time_fn`, for callers that pool samples across
+    interleaved rounds (``lut validate`` measures every arch in several rounds, so a burst of load
+    from another process lands on all archs alike instead of on one)."""
     if not inputs:
         inputs = ((),)
     cuda = _is_cuda(device)
@@ -82,7 +78,7 @@ def time_fn(
     if sync:
         sync()
     samples: list[float] = []
-    limit = max_repeats or repeats
+    limit = max(max_repeats or 0, repeats)
     total = 0.0
     i = 0
     while i < repeats or (total < min_time_s * 1000.0 and i < limit):
@@ -103,4 +99,64 @@ def time_fn(
         samples.append(ms)
         total += ms
         i += 1
-    return TimingStats.from_samples(samples)
+    return samples
+
+
+def time_fn(
+    fn: Callable[..., Any],
+    inputs: Sequence[tuple[Any, ...]] = ((),),
+    warmup: int = 10,
+    repeats: int = 50,
+    device: Any = "cpu",
+    min_time_s: float = 0.0,
+    max_repeats: int | None = None,
+) -> TimingStats:
+    """Time ``fn(*inputs[i % len(inputs)])`` per call and summarize.
+
+    ``device`` selects the clock: for ``cuda*`` each call is bracketed by CUDA events on the current
+    stream and the device is synchronized before reading them; otherwise ``time.perf_counter`` is
+    used (the function must be synchronous, which CPU torch and onnxruntime are). ``min_time_s``
+    keeps repeating (up to ``max_repeats``) until that much time has been measured, which steadies
+    the median of very fast operators.
+    """
+    return TimingStats.from_samples(time_samples(fn, inputs, warmup, repeats, device, min_time_s, max_repeats))
+
+
+def median_ci(samples_ms: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median from order statistics (ranks
+    n/2 -+ z*sqrt(n)/2), so the sampler can tell a settled median from one that needs more runs."""
+    a = sorted(samples_ms)
+    n = len(a)
+    if n == 0:
+        raise ValueError("no timing samples")
+    half = z * math.sqrt(n) / 2.0
+    lo = max(0, int(math.floor(n / 2.0 - half)))
+    hi = min(n - 1, int(math.ceil(n / 2.0 + half)))
+    return a[lo], a[hi]
+
+
+def sample_until_stable(
+    take: Callable[[int, int], list[float]],
+    warmup: int,
+    repeats: int,
+    rel_ci: float = 0.05,
+    max_repeats: int = 400,
+    max_s: float | None = None,
+) -> list[float]:
+    """Call ``take(warmup, n)`` for ``repeats`` samples, then keep adding batches of ``repeats`` (no
+    warm-up) until the median's confidence interval is within ``rel_ci`` of the median, ``max_repeats``
+    samples are taken or ``max_s`` seconds of samples are spent. On a quiet machine the first batch
+    settles it; when another process steals the CPU for a while, the extra samples outvote the
+    disturbed ones instead of the entry being whatever that moment looked like."""
+    samples = list(take(warmup, repeats))
+    spent = sum(samples) / 1000.0
+    step = max(1, repeats)
+    while len(samples) < max_repeats and (max_s is None or spent < max_s):
+        lo, hi = median_ci(samples)
+        med = statistics.median(samples)
+        if med <= 0 or (hi - lo) <= rel_ci * med:
+            break
+        more = take(0, min(step, max_repeats - len(samples)))
+        samples += more
+        spent += sum(more) / 1000.0
+    return samples

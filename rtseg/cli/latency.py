@@ -1,0 +1,145 @@
+"""``rtseg profile-ops``, ``rtseg lut show`` and ``rtseg lut validate``: thin wrappers over
+:mod:`rtseg.latency.profile`, :mod:`rtseg.latency.lut` and :mod:`rtseg.latency.validate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from rtseg.cli._app import app, console, new_typer, print_json
+from rtseg.io import parse_hw
+
+lut_app = new_typer(help="Inspect and validate latency lookup tables (LUTs).")
+app.add_typer(lut_app, name="lut")
+
+
+@app.command("profile-ops")
+def profile_ops_cmd(
+    space: str = typer.Option("ssr", help="Search space whose operators to measure."),
+    input: str = typer.Option("512x1024", "--input", help="Network input size HxW."),
+    backend: str = typer.Option("torch", help="torch, onnxruntime or tensorrt."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    precision: str = typer.Option("fp32", help="fp32 or fp16 (fp16 on a GPU)."),
+    batch: int = typer.Option(1, help="Batch size."),
+    warmup: Optional[int] = typer.Option(None, help="Warm-up runs per operator [default: 5]."),
+    repeats: Optional[int] = typer.Option(None, help="Timed runs per operator (more are added until the median settles) [default: 25]."),
+    method: str = typer.Option("isolated", help="isolated (each operator alone) or network (CAS: inside a stack of itself, minus identities)."),
+    out: Optional[Path] = typer.Option(None, help="LUT path [default: engines/<device>/lut-<space>-<backend>-<precision>-<H>x<W>.json]."),
+    classes: int = typer.Option(19, help="Number of classes (the head's operators depend on it)."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch/onnxruntime (recorded in the LUT) [default: torch's]."),
+    min_time: Optional[float] = typer.Option(None, "--min-time", help="Keep timing an operator at least this many seconds [default: 0.03]."),
+    head: Optional[list[str]] = typer.Option(None, help="Head(s) to cover [default: every head of the space]."),
+    force: bool = typer.Option(False, help="Discard an existing LUT at --out measured with other settings and start over."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (the LUT summary) on stdout."),
+) -> None:
+    """Measure every operator a search space can place at an input size into a LUT (resumable)."""
+    from rtseg.latency.lut import load_lut
+    from rtseg.latency.profile import DEFAULT_MIN_TIME_S, DEFAULT_REPEATS, DEFAULT_WARMUP, profile_ops
+
+    h, w = parse_hw(input)
+    path = profile_ops(
+        space, h, w, backend=backend, device=device, precision=precision, batch=batch,
+        warmup=DEFAULT_WARMUP if warmup is None else warmup, repeats=DEFAULT_REPEATS if repeats is None else repeats,
+        method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
+        force=force, console=console, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
+    )
+    lut = load_lut(path)
+    summary = lut.summary()
+    if json_out:
+        print_json(summary)
+        return
+    _print_summary(summary)
+    console.print(f"wrote [bold]{path}[/]")
+
+
+@lut_app.command("show")
+def show(
+    lut: Path = typer.Argument(..., help="LUT JSON file."),
+    top: int = typer.Option(5, help="How many fastest and slowest operators to list."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Provenance and a summary of a LUT (entries, fastest and slowest operators, profiling time)."""
+    from rtseg.latency.lut import load_lut
+
+    summary = load_lut(lut).summary(top=top)
+    if json_out:
+        print_json(summary)
+        return
+    _print_summary(summary)
+
+
+@lut_app.command("validate")
+def validate(
+    lut: Path = typer.Argument(..., help="LUT JSON file."),
+    samples: int = typer.Option(16, help="How many random archs of the LUT's space to predict and measure."),
+    seed: int = typer.Option(0, help="Seed of the arch sample."),
+    warmup: int = typer.Option(10, help="Warm-up runs per arch."),
+    repeats: int = typer.Option(50, help="Timed runs per arch, split over --rounds interleaved rounds."),
+    rounds: int = typer.Option(5, help="Interleaved measuring rounds (spreads bursts of load over all archs)."),
+    plot: Optional[Path] = typer.Option(None, help="Save a predicted-vs-measured scatter (PNG)."),
+    force: bool = typer.Option(False, help="Measure even if the LUT was profiled on another device."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Predict N random archs from a LUT, measure them end to end, report MAPE, within-10% and Kendall's tau."""
+    from rtseg.latency.validate import validate_lut
+
+    res = validate_lut(lut, samples=samples, seed=seed, warmup=warmup, repeats=repeats, rounds=rounds, force=force,
+                       progress=True, plot=plot, console=console)
+    if json_out:
+        print_json(res.to_dict())
+        return
+    s = res.settings
+    t = Table(title=f"{res.lut}: {s['backend']} {s['precision']} {s['input'][0]}x{s['input'][1]} on {s['device']}"
+                    + (f" ({s['threads']} threads)" if s.get("threads") else ""))
+    for col in ("#", "ops", "predicted ms", "measured ms (p10-p90)", "error"):
+        t.add_column(col, justify="right")
+    for r in res.rows:
+        t.add_row(str(r.index), str(r.n_ops), f"{r.predicted_ms:.3f}",
+                  f"{r.measured_ms:.3f} ({r.measured_p10_ms:.2f}-{r.measured_p90_ms:.2f})", f"{r.error:+.1%}")
+    console.print(t)
+    for note in s.get("notes") or []:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"MAPE [bold]{res.mape:.1%}[/], within ±10%: [bold]{res.within_10pct:.0%}[/], "
+                  f"Kendall tau [bold]{res.kendall_tau:.3f}[/] over {res.samples} archs (mean signed error {res.mean_error:+.1%})")
+    if plot is not None:
+        console.print(f"wrote {plot}")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    prov = s["provenance"]
+    dev = prov.get("device") or {}
+    t = Table(title=f"LUT {s.get('path') or ''}", show_header=False)
+    t.add_column("field")
+    t.add_column("value")
+    dev_desc = f"{dev.get('name')} ({dev.get('arg', dev.get('kind'))})"
+    if dev.get("kind") == "cpu":
+        dev_desc += f", {dev.get('threads')} threads of {dev.get('logical_cores')} cores"
+    else:
+        dev_desc += f", sm {dev.get('compute_capability')}, driver {dev.get('driver')}, CUDA {dev.get('cuda')}"
+    rows = [
+        ("space", f"{s['space']} ({s['num_classes']} classes, heads {', '.join(s['heads'])})"),
+        ("device", dev_desc),
+        ("backend", f"{prov.get('backend')} {prov.get('backend_version')}"),
+        ("precision / batch", f"{prov.get('precision')} / {prov.get('batch')}"),
+        ("input", "x".join(map(str, prov.get("input", [])))),
+        ("method", str(prov.get("method")) + (f" (stack of {prov.get('stack')})" if prov.get("stack") else "")),
+        ("warm-up / repeats", f"{prov.get('warmup')} / {prov.get('repeats')} (+ until the median settles)"),
+        ("entries", f"{s['entries']}" + ("" if s["complete"] else f" of {s.get('expected_entries')} (incomplete: re-run profile-ops to resume)")),
+        ("network constant", f"{s['constant_ms']:.3f} ms" + ("" if s["calibrated"] else " (skeleton not measured yet)")),
+        ("profiling time", f"{(s.get('profiling_s') or 0):.1f} s over {prov.get('runs', 1)} run(s)"),
+        ("created / updated", f"{prov.get('created')} / {prov.get('updated')}"),
+        ("rtseg", str(prov.get("rtseg_version"))),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    for title, key in (("fastest operators", "fastest"), ("slowest operators", "slowest")):
+        ot = Table(title=title)
+        for col in ("operator", "median ms", "p10", "p90", "n"):
+            ot.add_column(col, justify="right" if col != "operator" else "left", overflow="fold")
+        for r in s[key]:
+            ot.add_row(r["op"], f"{r['median_ms']:.4f}", f"{r['p10_ms']:.4f}", f"{r['p90_ms']:.4f}", str(r["n"]))
+        console.print(ot)

@@ -1,0 +1,274 @@
+"""Backends that time a module the way it will be deployed: PyTorch, ONNX Runtime, TensorRT.
+
+One interface for an operator and for a whole network, so a LUT entry and the end-to-end latency
+it predicts are measured under identical settings (thread count, precision, memory format, graph
+optimization, execution provider):
+
+    timer = make_timer("onnxruntime", device_info, "fp32", batch=1)
+    prepared = timer.prepare(module, input_sets)   # export / session / engine build: not timed
+    stats = prepared.time(warmup=5, repeats=30)      # rtseg.latency.timing protocol
+
+``input_sets`` are several sets of example inputs (fp32, CPU) that the timing loop rotates through;
+each backend moves them to its device, dtype and layout once, before timing.
+
+TensorRT is never replaced by another backend: when ``tensorrt`` cannot be imported the timer
+refuses to start with :class:`MissingDependencyError` naming the extra to install (FasterSeg's
+silent fallback to PyTorch timings is the failure this prevents).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from rtseg.errors import MissingDependencyError, RtsegError
+from rtseg.latency.device import DeviceInfo
+from rtseg.latency.timing import TimingStats, sample_until_stable, time_samples
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+TRT_MISSING = "the tensorrt backend needs TensorRT: pip install 'rtseg[trt]' on the GPU machine"
+
+
+@dataclass
+class Prepared:
+    """A module made ready on a backend: ``fn(*args[i])`` runs it once, synchronously or on CUDA."""
+
+    fn: Callable[..., Any]
+    args: list[tuple[Any, ...]]
+    clock: str  # "cpu" (perf_counter around a synchronous call) or "cuda:N" (CUDA events)
+    keep: list[Any] = field(default_factory=list)  # sessions, engines, temp dirs kept alive
+
+    def samples(self, warmup: int, repeats: int, min_time_s: float = 0.0, max_repeats: int | None = None) -> list[float]:
+        with torch.inference_mode():
+            return time_samples(self.fn, self.args, warmup=warmup, repeats=repeats, device=self.clock,
+                                min_time_s=min_time_s, max_repeats=max_repeats)
+
+    def stable_samples(self, warmup: int, repeats: int, min_time_s: float = 0.0, max_repeats: int = 400,
+                       rel_ci: float = 0.05, max_s: float | None = None) -> list[float]:
+        """Samples until the median settles (see :func:`rtseg.latency.timing.sample_until_stable`)."""
+
+        def take(wu: int, n: int) -> list[float]:
+            return self.samples(wu, n, min_time_s if wu else 0.0, max_repeats)
+
+        return sample_until_stable(take, warmup, repeats, rel_ci=rel_ci, max_repeats=max_repeats, max_s=max_s)
+
+    def time(self, warmup: int, repeats: int, min_time_s: float = 0.0, max_repeats: int | None = None) -> TimingStats:
+        return TimingStats.from_samples(self.samples(warmup, repeats, min_time_s, max_repeats))
+
+    def close(self) -> None:
+        for obj in self.keep:
+            if isinstance(obj, tempfile.TemporaryDirectory):
+                obj.cleanup()
+        self.keep.clear()
+
+
+class OpTimer(ABC):
+    """Times modules on one backend, device, precision and batch."""
+
+    name: str = ""
+
+    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1) -> None:
+        if precision not in PRECISIONS:
+            raise RtsegError(f"unknown precision {precision!r}: use fp32 or fp16")
+        if precision == "fp16" and device.kind != "cuda":
+            raise RtsegError("fp16 is measured on a GPU (CPU fp16 kernels are not a deployment target): use --device cuda or --precision fp32")
+        if batch < 1:
+            raise RtsegError(f"--batch must be a positive integer, got {batch}")
+        self.device = device
+        self.precision = precision
+        self.batch = batch
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float16 if self.precision == "fp16" else torch.float32
+
+    @property
+    @abstractmethod
+    def version(self) -> str: ...
+
+    def settings(self) -> dict[str, Any]:
+        """Backend settings recorded in a LUT's provenance."""
+        return {}
+
+    @abstractmethod
+    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared: ...
+
+    def time_module(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]], warmup: int, repeats: int,
+                    min_time_s: float = 0.0, max_repeats: int | None = None) -> TimingStats:
+        prepared = self.prepare(module, input_sets)
+        try:
+            return prepared.time(warmup, repeats, min_time_s, max_repeats)
+        finally:
+            prepared.close()
+
+
+class TorchTimer(OpTimer):
+    """Eager PyTorch in inference mode. On CUDA: cuDNN autotuning, and channels_last for fp16, which
+    lets cuDNN use tensor-core NHWC kernels (the layout TensorRT picks too); on CPU the default
+    contiguous layout, which is what oneDNN-backed eager convs are fastest with at batch 1."""
+
+    name = "torch"
+
+    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, channels_last: bool | None = None) -> None:
+        super().__init__(device, precision, batch)
+        self.channels_last = (device.kind == "cuda" and precision == "fp16") if channels_last is None else channels_last
+        if device.kind == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    @property
+    def version(self) -> str:
+        return torch.__version__
+
+    def settings(self) -> dict[str, Any]:
+        return {"channels_last": self.channels_last, "cudnn_benchmark": self.device.kind == "cuda", "inference_mode": True}
+
+    def _move(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device.arg, dtype=self.dtype)
+        if self.channels_last and t.dim() == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
+        module = module.eval().to(self.device.arg, dtype=self.dtype)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        args = [tuple(self._move(t) for t in s) for s in input_sets]
+        clock = self.device.arg if self.device.kind == "cuda" else "cpu"
+        return Prepared(module, args, clock, keep=[module])
+
+
+class OnnxRuntimeTimer(OpTimer):
+    """The module exported to ONNX (the same exporter as ``rtseg export``) and run by an ONNX Runtime
+    session from :func:`rtseg.runtime.ort_session.make_session` (graph optimization ALL, the CPU or
+    CUDA execution provider, the LUT's thread count). On CUDA, inputs and outputs stay on the device
+    through I/O binding so the timing is the run, not host copies. ``Run`` returns when the work is
+    done, so a host clock times it on either device."""
+
+    name = "onnxruntime"
+
+    @property
+    def version(self) -> str:
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+    def settings(self) -> dict[str, Any]:
+        return {"graph_optimization": "ORT_ENABLE_ALL", "opset": _opset(), "threads": self.device.details.get("threads"),
+                "provider": "CUDAExecutionProvider" if self.device.kind == "cuda" else "CPUExecutionProvider",
+                "io_binding": self.device.kind == "cuda"}
+
+    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
+        from rtseg.export.onnx import export_onnx
+        from rtseg.runtime.ort_session import make_session
+
+        tmp = tempfile.TemporaryDirectory(prefix="rtseg-ort-")
+        path = Path(tmp.name) / "m.onnx"
+        module = module.eval().to("cpu", dtype=self.dtype)
+        first = tuple(t.to(dtype=self.dtype) for t in input_sets[0])
+        try:
+            export_onnx(module, first, path, opset=_opset())
+            sess = make_session(path, device=self.device.arg, threads=self.device.details.get("threads") if self.device.kind == "cpu" else None)
+        except BaseException:
+            tmp.cleanup()
+            raise
+        names = [i.name for i in sess.get_inputs()]
+        np_dtype = "float16" if self.precision == "fp16" else "float32"
+        feeds = [{n: t.to(dtype=self.dtype).numpy().astype(np_dtype, copy=False) for n, t in zip(names, s)} for s in input_sets]
+        if self.device.kind != "cuda":
+            def run(feed: dict[str, Any]) -> Any:
+                return sess.run(None, feed)
+
+            return Prepared(run, [(f,) for f in feeds], "cpu", keep=[sess, tmp])
+        import onnxruntime as ort
+
+        idx = int(self.device.details.get("index", 0))
+        bindings = []
+        for feed in feeds:
+            b = sess.io_binding()
+            for n, a in feed.items():
+                b.bind_ortvalue_input(n, ort.OrtValue.ortvalue_from_numpy(a, "cuda", idx))
+            for o in sess.get_outputs():
+                b.bind_output(o.name, "cuda", idx)
+            bindings.append(b)
+
+        def run_bound(b: Any) -> Any:
+            return sess.run_with_iobinding(b)
+
+        return Prepared(run_bound, [(b,) for b in bindings], "cpu", keep=[sess, tmp, bindings])
+
+
+class TensorRTTimer(OpTimer):
+    """One TensorRT engine per module, built from its one-op (or whole-network) ONNX graph, as
+    FasterSeg timed operators, with fp16 enabled for ``--precision fp16``; engines share a timing
+    cache so rebuilding a LUT is fast. Needs ``tensorrt`` and a CUDA device; refuses otherwise."""
+
+    name = "tensorrt"
+
+    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, workspace_gb: float = 1.0) -> None:
+        require_tensorrt()
+        super().__init__(device, precision, batch)
+        if device.kind != "cuda":
+            raise RtsegError("the tensorrt backend runs on a GPU: use --device cuda (or --backend torch/onnxruntime on a CPU)")
+        self.workspace_gb = workspace_gb
+        self._tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-")
+        self.timing_cache = Path(self._tmp.name) / "timing.cache"
+
+    @property
+    def version(self) -> str:
+        import tensorrt
+
+        return str(tensorrt.__version__)
+
+    def settings(self) -> dict[str, Any]:
+        return {"fp16": self.precision == "fp16", "workspace_gb": self.workspace_gb, "opset": _opset()}
+
+    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
+        from rtseg.export.onnx import export_onnx
+        from rtseg.export.tensorrt import build_engine  # written by the export issue; imported lazily
+        from rtseg.runtime.tensorrt import TensorRTRunner
+
+        tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-op-", dir=self._tmp.name)
+        onnx_path, engine_path = Path(tmp.name) / "m.onnx", Path(tmp.name) / "m.engine"
+        export_onnx(module.eval().cpu().float(), tuple(t.float() for t in input_sets[0]), onnx_path, opset=_opset())
+        build_engine(onnx_path, engine_path, fp16=self.precision == "fp16", workspace_gb=self.workspace_gb, timing_cache=self.timing_cache)
+        runner = TensorRTRunner(engine_path)
+        arrays = [tuple(t.float().numpy() for t in s) for s in input_sets]
+        return Prepared(lambda *a: runner.infer(*a), arrays, "cpu", keep=[runner, tmp])
+
+
+def require_tensorrt() -> None:
+    """Raise :class:`MissingDependencyError` unless ``import tensorrt`` works (never fall back)."""
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # ImportError, or a broken install raising OSError on its shared libraries
+        raise MissingDependencyError(TRT_MISSING) from None
+
+
+def _opset() -> int:
+    from rtseg.export.onnx import DEFAULT_OPSET
+
+    return DEFAULT_OPSET
+
+
+def make_timer(backend: str, device: DeviceInfo, precision: str = "fp32", batch: int = 1) -> OpTimer:
+    """The timer for ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``)."""
+    if backend == "tensorrt":
+        require_tensorrt()  # before anything else: never time another backend in its place
+        return TensorRTTimer(device, precision, batch)
+    if backend == "torch":
+        return TorchTimer(device, precision, batch)
+    if backend == "onnxruntime":
+        return OnnxRuntimeTimer(device, precision, batch)
+    raise RtsegError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
+def input_bytes(input_sets: Sequence[tuple[torch.Tensor, ...]] | tuple[torch.Tensor, ...]) -> int:
+    first = input_sets[0] if input_sets and isinstance(input_sets[0], tuple) else input_sets
+    return int(sum(t.numel() * t.element_size() for t in first))  # type: ignore[union-attr]

@@ -1,0 +1,190 @@
+"""Which device a measurement runs on, described well enough to refuse mixing LUTs across machines.
+
+A LUT is only meaningful on the device it was measured on, with the same thread count on a CPU (a
+2-thread and a 16-thread timing of one operator differ several-fold). :func:`detect_device` names
+the device the way the user will recognise it (GPU model, or the CPU model from ``/proc/cpuinfo``)
+and records what else decides speed: compute capability, driver and CUDA/cuDNN versions on a GPU;
+logical cores and the torch thread count on a CPU. :meth:`DeviceInfo.identity` is the part two
+runs must share for their timings to be comparable.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from rtseg.errors import RtsegError
+from rtseg.io import slugify
+
+
+def parse_device(device: str) -> str:
+    """Normalize ``cpu`` / ``cuda`` / ``cuda:N`` (``cuda`` becomes ``cuda:0``)."""
+    d = str(device).strip().lower()
+    if d == "cpu":
+        return "cpu"
+    if d == "cuda":
+        return "cuda:0"
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return d
+    raise RtsegError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+
+
+def cpu_model() -> str:
+    """The CPU model name as the kernel reports it (``/proc/cpuinfo``), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _parse_size(text: str) -> int | None:
+    text = text.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text.rstrip("KMGB")
+    return int(digits) * mult if digits.isdigit() else None
+
+
+def cpu_cache_bytes() -> int | None:
+    """Size of the largest CPU cache level (the last-level cache) from sysfs, or None if unknown."""
+    best: tuple[int, int] | None = None
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return None
+    for name in names:
+        if not name.startswith("index"):
+            continue
+        try:
+            with open(f"{root}/{name}/level", encoding="utf-8") as fh:
+                level = int(fh.read().strip())
+            with open(f"{root}/{name}/size", encoding="utf-8") as fh:
+                size = _parse_size(fh.read())
+        except (OSError, ValueError):
+            continue
+        if size and (best is None or level > best[0]):
+            best = (level, size)
+    return best[1] if best else None
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (None keeps the current one) and return it."""
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise RtsegError(f"--threads must be a positive integer, got {threads}")
+        torch.set_num_threads(int(threads))
+    return int(torch.get_num_threads())
+
+
+def _nvidia_driver(index: int) -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", str(index)],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = out.stdout.strip()
+    return text.splitlines()[0].strip() if out.returncode == 0 and text else None
+
+
+@dataclass
+class DeviceInfo:
+    """A measured device: ``kind`` is ``cpu`` or ``cuda``; ``arg`` the device string it was run with."""
+
+    kind: str
+    arg: str
+    name: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        """Folder name under ``engines/``: the device model (CPU LUTs also name the thread count)."""
+        base = slugify(self.name)
+        if self.kind == "cpu":
+            return f"{base}-{self.details.get('threads', 0)}t"
+        return base
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for two timings to be comparable."""
+        ident: dict[str, Any] = {"kind": self.kind, "name": self.name}
+        if self.kind == "cpu":
+            ident["threads"] = self.details.get("threads")
+        else:
+            ident["compute_capability"] = self.details.get("compute_capability")
+        return ident
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "arg": self.arg, "name": self.name, "slug": self.slug, **self.details}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "DeviceInfo":
+        details = {k: v for k, v in d.items() if k not in ("kind", "arg", "name", "slug")}
+        return DeviceInfo(kind=str(d.get("kind", "cpu")), arg=str(d.get("arg", "cpu")), name=str(d.get("name", "?")), details=details)
+
+
+def detect_device(device: str = "cpu", threads: int | None = None) -> DeviceInfo:
+    """Describe ``device`` (and set the torch thread count on a CPU); refuses a CUDA device that is not there."""
+    import torch
+
+    arg = parse_device(device)
+    if arg == "cpu":
+        n = set_threads(threads)
+        return DeviceInfo(
+            "cpu", arg, cpu_model(),
+            {"threads": n, "logical_cores": os.cpu_count(), "llc_bytes": cpu_cache_bytes(), "machine": platform.machine(),
+             "os": platform.platform()},
+        )
+    if not torch.cuda.is_available():
+        raise RtsegError(f"--device {device} asked for a GPU but torch sees no CUDA device here; use --device cpu or run on the GPU machine")
+    index = int(arg.split(":")[1])
+    if index >= torch.cuda.device_count():
+        raise RtsegError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    set_threads(threads)
+    props = torch.cuda.get_device_properties(index)
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return DeviceInfo(
+        "cuda", arg, torch.cuda.get_device_name(index),
+        {
+            "index": index,
+            "compute_capability": f"{props.major}.{props.minor}",
+            "memory_gb": round(props.total_memory / 2**30, 1),
+            "multiprocessors": props.multi_processor_count,
+            "llc_bytes": int(getattr(props, "L2_cache_size", 0)) or None,
+            "driver": _nvidia_driver(index),
+            "cuda": torch.version.cuda,
+            "cudnn": cudnn,
+            "host_cpu": cpu_model(),
+        },
+    )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def keeps_torch_threads(fn: F) -> F:
+    """Decorator: the function may set torch's thread count for its measurements (the LUT's); the
+    caller's setting is restored afterwards, so a library call leaves no global state behind."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        prev = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != prev:
+                torch.set_num_threads(prev)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,335 @@
+"""The latency lookup table: a versioned JSON file of measured operator latencies with provenance.
+
+File layout (``format: rtseg.lut``, ``schema_version: 1``)::
+
+    {"format": "rtseg.lut", "schema_version": 1, "space": "ssr", "num_classes": 19,
+     "heads": ["classifier", "aggregation"], "complete": true,
+     "provenance": {"device": {...}, "device_arg": "cpu", "backend": "torch", "backend_version": "...",
+                    "backend_settings": {...}, "precision": "fp32", "batch": 1, "input": [128, 256],
+                    "warmup": 5, "repeats": 30, "min_time_s": 0.03, "rotation": 4, "method": "isolated",
+                    "stack": 3, "threads": 2, "created": "...", "updated": "...", "rtseg_version": "...",
+                    "profiling_s": 61.2, "runs": 1},
+     "entries": {"<OpSignature.key>": {"op": "nb1d(64->64,...)@32x64", "median_ms": ..., "p10_ms": ...,
+                                       "p90_ms": ..., "n": 30, "method": "isolated"}, ...},
+     "skeletons": {"classifier": {"median_ms": ..., "p10_ms": ..., "p90_ms": ..., "n": ...,
+                                  "fixed": ["<key>", ...]}, ...}}
+
+The prediction model (why it has this form): a network's latency is the sum of its operators'
+entries plus one measured per-network constant, ``predict(arch) = sum(cost(sig)) + constant_ms``.
+The constant is CAS's identity network (seed 004 sec. 4.1) put to work: each ``skeletons[head]`` is the
+whole network with every searchable (shape-preserving) layer replaced by identity, timed end to
+end; what it costs beyond its own operators' entries (the top-level forward, the final output, the
+cache state a real network leaves behind) is a property of the network, not of any operator, so it
+is ``constant_ms``. Heads other than the space's first (search) head differ in that constant; the
+difference is added to the cost of that head's operator, which occurs exactly once per network, so
+the sum identity holds for every arch. Nothing is fitted: every number comes from a measurement.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rtseg.errors import RtsegError
+from rtseg.io import atomic_write_text, read_json
+from rtseg.ops import OpSignature
+
+LUT_FORMAT = "rtseg.lut"
+LUT_SCHEMA_VERSION = 1
+#: Provenance fields that must agree for two runs to write into one LUT.
+MATCH_FIELDS = ("backend", "precision", "batch", "input", "method", "warmup", "repeats")
+
+
+@dataclass
+class Prediction:
+    """Predicted end-to-end latency of one arch: the per-operator costs plus the network constant."""
+
+    total_ms: float
+    per_op: list[tuple[OpSignature, float]]
+    constant_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total_ms": self.total_ms, "constant_ms": self.constant_ms,
+                "per_op": [{"op": s.short(), "key": s.key, "ms": ms} for s, ms in self.per_op]}
+
+
+def _check_stats(where: str, e: Any) -> None:
+    if not isinstance(e, dict):
+        raise RtsegError(f"{where} must be an object with median_ms, p10_ms, p90_ms and n")
+    for k in ("median_ms", "p10_ms", "p90_ms", "n"):
+        v = e.get(k)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(float(v)):
+            raise RtsegError(f"{where} lacks a numeric {k!r}")
+
+
+def validate_doc(doc: Any, source: str) -> None:
+    """Check the structure of a LUT document; errors name the file and the offending field."""
+    if not isinstance(doc, dict):
+        raise RtsegError(f"{source}: a LUT must be a JSON object, got {type(doc).__name__}")
+    if doc.get("format") != LUT_FORMAT:
+        raise RtsegError(f"{source} is not an rtseg LUT (format is {doc.get('format')!r}, expected {LUT_FORMAT!r}); create one with rtseg profile-ops")
+    ver = doc.get("schema_version")
+    if ver != LUT_SCHEMA_VERSION:
+        raise RtsegError(f"{source}: LUT schema_version {ver!r} is not supported by this rtseg (expects {LUT_SCHEMA_VERSION}); re-run rtseg profile-ops")
+    for key, typ in (("space", str), ("num_classes", int), ("heads", list), ("provenance", dict), ("entries", dict)):
+        if not isinstance(doc.get(key), typ):
+            raise RtsegError(f"{source}: LUT field {key!r} is missing or not a {typ.__name__}")
+    prov = doc["provenance"]
+    for key in ("device", "backend", "precision", "batch", "input", "method"):
+        if key not in prov:
+            raise RtsegError(f"{source}: LUT provenance lacks {key!r}")
+    inp = prov["input"]
+    if not (isinstance(inp, list) and len(inp) == 2 and all(isinstance(v, int) for v in inp)):
+        raise RtsegError(f"{source}: LUT provenance.input must be [H, W]")
+    for k, e in doc["entries"].items():
+        _check_stats(f"{source}: entry {k[:80]}", e)
+    for head, sk in (doc.get("skeletons") or {}).items():
+        _check_stats(f"{source}: skeleton {head!r}", sk)
+        if not isinstance(sk.get("fixed"), list):
+            raise RtsegError(f"{source}: skeleton {head!r} lacks its list of fixed operators")
+
+
+class LUT:
+    """A loaded latency lookup table (see the module docstring for the file and the model)."""
+
+    def __init__(self, doc: dict[str, Any], path: Path | None = None) -> None:
+        validate_doc(doc, str(path) if path else "LUT")
+        self.doc = doc
+        self.path = path
+        self._build_model()
+
+    # -- identity ---------------------------------------------------------------------------------
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.doc["provenance"]
+
+    @property
+    def space(self) -> str:
+        return self.doc["space"]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.doc["num_classes"])
+
+    @property
+    def heads(self) -> list[str]:
+        return list(self.doc["heads"])
+
+    @property
+    def backend(self) -> str:
+        return self.provenance["backend"]
+
+    @property
+    def precision(self) -> str:
+        return self.provenance["precision"]
+
+    @property
+    def batch(self) -> int:
+        return int(self.provenance["batch"])
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        h, w = self.provenance["input"]
+        return int(h), int(w)
+
+    @property
+    def method(self) -> str:
+        return self.provenance["method"]
+
+    @property
+    def threads(self) -> int | None:
+        return self.provenance.get("threads")
+
+    @property
+    def entries(self) -> dict[str, dict[str, Any]]:
+        return self.doc["entries"]
+
+    @property
+    def skeletons(self) -> dict[str, dict[str, Any]]:
+        return self.doc.setdefault("skeletons", {})
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path else f"LUT({self.space}, {self.backend})"
+
+    # -- the prediction model ---------------------------------------------------------------------
+    def _build_model(self) -> None:
+        """Costs per key and the network constant, derived from the measured entries and skeletons."""
+        self._cost: dict[str, float] = {k: float(e["median_ms"]) for k, e in self.entries.items()}
+        self._constants: dict[str, float] = {}
+        for head, sk in self.skeletons.items():
+            if all(k in self._cost for k in sk["fixed"]):
+                self._constants[head] = float(sk["median_ms"]) - sum(self._cost[k] for k in sk["fixed"])
+        base = self.heads[0] if self.heads else None
+        self._constant = self._constants.get(base, 0.0) if base else 0.0
+        # per-head constants beyond the search head's go into that head's own operator (once per net)
+        for head, c in self._constants.items():
+            if head == base or not self.skeletons[head].get("head_key"):
+                continue
+            key = self.skeletons[head]["head_key"]
+            if key in self._cost:
+                self._cost[key] += c - self._constant
+
+    def refresh(self) -> None:
+        """Recompute the model after entries or skeletons changed (the profiler calls this)."""
+        validate_doc(self.doc, self.name)
+        self._build_model()
+
+    @property
+    def constant_ms(self) -> float:
+        """Per-network constant of the prediction model (0 until the skeleton is measured)."""
+        return self._constant
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.heads) and self.heads[0] in self._constants
+
+    def has(self, sig: OpSignature) -> bool:
+        return sig.key in self._cost
+
+    def cost(self, sig: OpSignature) -> float:
+        """Latency (ms) the model charges for ``sig`` (a dict lookup; the search calls this a lot)."""
+        try:
+            return self._cost[sig.key]
+        except KeyError:
+            h, w = self.input_hw
+            raise RtsegError(
+                f"LUT {self.name} does not cover operator {sig.short()} (it was measured for space {self.space!r} at "
+                f"{h}x{w}, {self.num_classes} classes); re-run rtseg profile-ops --space {self.space} --input "
+                f"<HxW of your network> for that space and input"
+            ) from None
+
+    def predict(self, arch: Any, h: int | None = None, w: int | None = None, force: bool = False) -> Prediction:
+        """Predicted end-to-end latency of ``arch`` at ``h x w`` (default: the LUT's input size).
+
+        Refuses an arch of another space, input size or class count unless ``force`` (then any
+        operator the LUT lacks still raises)."""
+        from rtseg.arch import load_arch
+        from rtseg.spaces import get_space
+
+        arch = load_arch(arch)
+        lh, lw = self.input_hw
+        h = lh if h is None else int(h)
+        w = lw if w is None else int(w)
+        if not force:
+            if arch.space != self.space:
+                raise RtsegError(f"LUT {self.name} was measured for space {self.space!r}, the arch is of space {arch.space!r}; profile that space or pass --force")
+            if (h, w) != (lh, lw):
+                raise RtsegError(f"LUT {self.name} was measured at {lh}x{lw}, the arch is asked about at {h}x{w}; use --input {lh}x{lw} or profile at {h}x{w}")
+            if arch.num_classes != self.num_classes:
+                raise RtsegError(f"LUT {self.name} was measured for {self.num_classes} classes, the arch has {arch.num_classes}; profile with --classes {arch.num_classes} or pass --force")
+            if arch.head not in self.heads:
+                raise RtsegError(f"LUT {self.name} covers heads {', '.join(self.heads)}, not {arch.head!r}; profile that head or pass --force")
+        sigs = get_space(arch.space).signatures(arch, h, w)
+        per_op = [(s, self.cost(s)) for s in sigs]
+        total = sum(ms for _, ms in per_op) + self._constant
+        return Prediction(total_ms=total, per_op=per_op, constant_ms=self._constant)
+
+    # -- provenance checks ------------------------------------------------------------------------
+    def check_device(self, force: bool = False, device: str | None = None, backend: str | None = None) -> list[str]:
+        """Refuse (RtsegError, unless ``force``) to measure against this LUT on another device or backend.
+
+        ``device`` defaults to the device the LUT was measured on (``cpu``, ``cuda:N``); ``backend``,
+        when given, must be the LUT's. Returns notes on differences that do not invalidate the LUT
+        (library versions), for the caller to show."""
+        from rtseg.latency.device import detect_device
+
+        prov = self.provenance
+        lut_dev = prov["device"] if isinstance(prov["device"], dict) else {"name": str(prov["device"])}
+        arg = device or prov.get("device_arg") or lut_dev.get("arg") or "cpu"
+        problems: list[str] = []
+        if backend is not None and backend != self.backend:
+            problems.append(f"it was measured with the {self.backend} backend, not {backend}")
+        try:
+            here = detect_device(arg, threads=None)
+        except RtsegError as exc:
+            problems.append(f"its device {arg} is not available here ({exc})")
+            here = None
+        if here is not None:
+            if here.kind != lut_dev.get("kind", here.kind) or here.name != lut_dev.get("name"):
+                problems.append(f"it was measured on {lut_dev.get('name')!r} ({lut_dev.get('kind')}), this machine's {arg} is {here.name!r}")
+            elif here.kind == "cuda" and lut_dev.get("compute_capability") not in (None, here.details.get("compute_capability")):
+                problems.append(f"it was measured on compute capability {lut_dev.get('compute_capability')}, this GPU has {here.details.get('compute_capability')}")
+            elif here.kind == "cpu" and self.threads and self.threads > (here.details.get("logical_cores") or self.threads):
+                problems.append(f"it was measured with {self.threads} threads, this machine has {here.details.get('logical_cores')} cores")
+        if problems and not force:
+            raise RtsegError(f"LUT {self.name} does not match this run: {'; '.join(problems)}; measure a LUT here with rtseg profile-ops or pass --force")
+        notes = [f"forced past: {p}" for p in problems]
+        import torch
+
+        if self.backend == "torch" and prov.get("backend_version") not in (None, torch.__version__):
+            notes.append(f"LUT measured with torch {prov.get('backend_version')}, this is torch {torch.__version__}")
+        return notes
+
+    def mismatches(self, run: dict[str, Any]) -> list[str]:
+        """Differences between this LUT's provenance and a profiling run's (``run`` is its provenance)."""
+        out = []
+        for key in ("space", "num_classes"):
+            if run.get(key) is not None and run[key] != self.doc.get(key):
+                out.append(f"{key} {self.doc.get(key)!r} vs {run[key]!r}")
+        prov = self.provenance
+        for key in MATCH_FIELDS:
+            if key in run and prov.get(key) != run[key]:
+                out.append(f"{key} {prov.get(key)!r} vs {run[key]!r}")
+        mine = prov.get("device") if isinstance(prov.get("device"), dict) else {}
+        theirs = run.get("device") if isinstance(run.get("device"), dict) else {}
+        for key in ("kind", "name", "threads", "compute_capability"):
+            if mine.get(key) != theirs.get(key):
+                out.append(f"device {key} {mine.get(key)!r} vs {theirs.get(key)!r}")
+        return out
+
+    # -- reporting --------------------------------------------------------------------------------
+    def summary(self, top: int = 5) -> dict[str, Any]:
+        rows = sorted(((float(e["median_ms"]), k, e) for k, e in self.entries.items()), key=lambda r: r[0])
+
+        def row(r: tuple[float, str, dict[str, Any]]) -> dict[str, Any]:
+            return {"op": r[2].get("op") or OpSignature.from_key(r[1]).short(), "median_ms": r[0], "p10_ms": r[2]["p10_ms"],
+                    "p90_ms": r[2]["p90_ms"], "n": r[2]["n"]}
+
+        prov = self.provenance
+        return {
+            "path": str(self.path) if self.path else None,
+            "space": self.space,
+            "num_classes": self.num_classes,
+            "heads": self.heads,
+            "entries": len(self.entries),
+            "complete": bool(self.doc.get("complete")),
+            "expected_entries": self.doc.get("expected_entries"),
+            "constant_ms": self.constant_ms,
+            "calibrated": self.calibrated,
+            "skeletons": {h: {"median_ms": s["median_ms"], "p10_ms": s["p10_ms"], "p90_ms": s["p90_ms"], "n": s["n"]}
+                          for h, s in self.skeletons.items()},
+            "fastest": [row(r) for r in rows[:top]],
+            "slowest": [row(r) for r in rows[::-1][:top]],
+            "profiling_s": prov.get("profiling_s"),
+            "provenance": copy.deepcopy(prov),
+        }
+
+    # -- I/O --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.doc
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write atomically (a crash mid-write leaves the previous file intact)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("no path to save the LUT to")
+        atomic_write_text(target, json.dumps(self.doc, indent=1) + "\n")
+        return target
+
+
+def new_lut(space: str, num_classes: int, heads: list[str], provenance: dict[str, Any], path: Path | None = None) -> LUT:
+    doc = {"format": LUT_FORMAT, "schema_version": LUT_SCHEMA_VERSION, "space": space, "num_classes": int(num_classes),
+           "heads": list(heads), "complete": False, "provenance": provenance, "entries": {}, "skeletons": {}}
+    return LUT(doc, path)
+
+
+def load_lut(path: str | Path) -> LUT:
+    """Load and check a LUT file (clear RtsegError on a missing file, bad JSON or a wrong schema)."""
+    p = Path(path)
+    doc = read_json(p, "LUT file")
+    return LUT(doc, p)

@@ -1,0 +1,384 @@
+"""``rtseg profile-ops``: measure every operator a search space can place at an input size into a LUT.
+
+What is measured, per distinct :class:`~rtseg.ops.OpSignature` of the space (every head's fixed
+parts included), on one backend/device/precision/batch:
+
+* ``isolated``: the operator alone, built by :func:`rtseg.ops.build_op` from its signature and fed
+  its own example inputs (rotated through several input sets when they fit in the last-level
+  cache, so a repeat does not find the previous repeat's data waiting there).
+* ``network`` (CAS, seed 004 sec. 4.1): the operator inside a network made of it, minus the same
+  network made of identities, ``c_o = (c'_o - c'_id) / K`` for a stack of ``K`` copies with their
+  own weights; each copy then reads an input its predecessor just wrote and its weights are not the
+  ones the previous call used, as in a real network. Operators that change shape (downsamplers,
+  heads, resizes) cannot be stacked and are measured in isolation (each entry records its method).
+
+Then, per head, the *skeleton*: the network with every searchable layer replaced by identity,
+timed end to end; it turns into the per-network constant of the prediction model (see
+:mod:`rtseg.latency.lut`).
+
+Nothing is lost: entries are written atomically at most ``flush_s`` apart and on any exit
+(Ctrl-C, an error), and a re-run with the same settings measures only what is missing. A file with
+other settings is refused unless ``force``, which starts it over (never mixes).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from rtseg.errors import RtsegError
+from rtseg.io import parse_hw
+from rtseg.latency.backends import BACKENDS, OpTimer, input_bytes, make_timer, require_tensorrt
+from rtseg.latency.device import DeviceInfo, detect_device, keeps_torch_threads
+from rtseg.latency.lut import LUT, load_lut, new_lut
+from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
+
+METHODS = ("isolated", "network")
+#: Defaults sized so the whole ssr space (~1600 signatures) profiles in about a minute (isolated) on a
+#: 2-core CPU at 128x256; ``min_time_s`` adds repeats to sub-millisecond operators so their median
+#: rests on enough samples.
+DEFAULT_WARMUP = 5
+DEFAULT_REPEATS = 25
+DEFAULT_MIN_TIME_S = 0.03
+DEFAULT_MAX_REPEATS = 400
+DEFAULT_STACK = 3
+#: Keep sampling an entry until its median's 95% CI is within 5% (at most DEFAULT_MAX_REPEATS runs or
+#: DEFAULT_MAX_S seconds of runs): a quiet machine stops after the first batch of repeats.
+DEFAULT_REL_CI = 0.05
+DEFAULT_MAX_S = 1.0
+MAX_ROTATION = 4
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_lut_path(device: DeviceInfo, space: str, backend: str, precision: str, h: int, w: int,
+                     batch: int = 1, method: str = "isolated", root: str | Path = "engines") -> Path:
+    """``engines/<device-slug>/lut-<space>-<backend>-<precision>-<H>x<W>.json`` (``-b<N>`` for batch N,
+    ``-network`` for the network method, so both methods' tables can sit side by side)."""
+    name = f"lut-{space}-{backend}-{precision}-{h}x{w}"
+    if batch != 1:
+        name += f"-b{batch}"
+    if method != "isolated":
+        name += f"-{method}"
+    return Path(root) / device.slug / f"{name}.json"
+
+
+# -- which operators are searchable layers ---------------------------------------------------------
+_SHAPE_CACHE: dict[OpSpec, bool] = {}
+
+
+def shape_preserving(spec: OpSpec, h: int = 32, w: int = 32) -> bool:
+    """An operator that keeps channels and resolution (a searchable layer slot: it can be stacked for
+    the network method and replaced by identity in the skeleton). Resize and identity are not."""
+    if spec.type in ("identity", "resize") or spec.c_in != spec.c_out or spec.stride != 1:
+        return False
+    if spec not in _SHAPE_CACHE:
+        try:
+            _SHAPE_CACHE[spec] = build_op(spec).output_hw(h, w) == (h, w)
+        except RtsegError:
+            _SHAPE_CACHE[spec] = False
+    return _SHAPE_CACHE[spec]
+
+
+def skeleton_network(space: Any, arch: Any) -> nn.Module:
+    """CAS's identity network for ``arch``: its network with every shape-preserving operator replaced by identity."""
+    net = space.build(arch)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Op) and shape_preserving(child.spec):
+                setattr(parent, name, build_op(OpSpec.make("identity", child.spec.c_in, child.spec.c_in)))
+    return net
+
+
+def skeleton_plan(space: Any, h: int, w: int, num_classes: int, heads: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per head: an arch to build the skeleton from, and the signatures the skeleton still runs."""
+    plan: dict[str, dict[str, Any]] = {}
+    base: set[str] | None = None
+    for head in heads:
+        arch = space.sample(random.Random(0), num_classes=num_classes, head=head)
+        fixed = [s for s in space.signatures(arch, h, w) if not shape_preserving(s.spec, s.h, s.w)]
+        keys = [s.key for s in fixed]
+        head_key = None
+        if base is None:
+            base = set(keys)
+        else:
+            head_key = next((k for k in keys if k not in base), None)
+        plan[head] = {"arch": arch, "fixed": fixed, "head_key": head_key}
+    return plan
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+def rotation_for(timer: OpTimer, sets_bytes: int, rotation: int | None) -> int:
+    """How many input sets to rotate: several when one set fits in the last-level cache."""
+    if rotation is not None:
+        return max(1, int(rotation))
+    llc = timer.device.details.get("llc_bytes") or 0
+    return MAX_ROTATION if llc and sets_bytes <= llc // 2 else 1
+
+
+def _input_sets(sig: OpSignature, batch: int, n: int) -> list[tuple[torch.Tensor, ...]]:
+    cls = op_class(sig.type)
+    return [tuple(cls.example_inputs(sig, batch=batch)) for _ in range(n)]
+
+
+def _stats_entry(sig: OpSignature, samples: list[float], method: str, **extra: Any) -> dict[str, Any]:
+    from rtseg.latency.timing import TimingStats
+
+    st = TimingStats.from_samples(samples)
+    return {"op": sig.short(), "median_ms": st.median_ms, "p10_ms": st.p10_ms, "p90_ms": st.p90_ms, "n": st.n,
+            "method": method, **extra}
+
+
+class _IdentityCache:
+    """c'_id per input shape: a stack of identities costs the same for every operator of that shape."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[Any, ...], float] = {}
+
+
+def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: int, method: str = "isolated",
+                      stack: int = DEFAULT_STACK, min_time_s: float = DEFAULT_MIN_TIME_S,
+                      max_repeats: int = DEFAULT_MAX_REPEATS, rotation: int | None = None,
+                      identity_cache: _IdentityCache | None = None, rel_ci: float = DEFAULT_REL_CI,
+                      max_s: float | None = DEFAULT_MAX_S) -> dict[str, Any]:
+    """One LUT entry for ``sig`` (median/p10/p90/n in ms, and the method actually used)."""
+    probe = _input_sets(sig, timer.batch, 1)
+    n_rot = rotation_for(timer, input_bytes(probe), rotation)
+    sets = probe + _input_sets(sig, timer.batch, n_rot - 1)
+    if method == "network" and shape_preserving(sig.spec, sig.h, sig.w) and len(sets[0]) == 1:
+        k = max(1, int(stack))
+        net = nn.Sequential(*(build_op(sig.spec) for _ in range(k)))
+        prepared = timer.prepare(net, sets)
+        try:
+            s_o = prepared.stable_samples(warmup, repeats, min_time_s, max_repeats, rel_ci, max_s)
+        finally:
+            prepared.close()
+        shape = (tuple(sets[0][0].shape), n_rot)
+        cache = identity_cache if identity_cache is not None else _IdentityCache()
+        if shape not in cache.values:
+            ident = nn.Sequential(*(build_op(OpSpec.make("identity", sig.spec.c_in, sig.spec.c_in)) for _ in range(k)))
+            prepared = timer.prepare(ident, sets)
+            try:
+                cache.values[shape] = timer_median(prepared.samples(warmup, max(repeats, 50), min_time_s, max_repeats))
+            finally:
+                prepared.close()
+        c_id = cache.values[shape]
+        per = [(t - c_id) / k for t in s_o]
+        return _stats_entry(sig, per, "network", stack=k, network_median_ms=timer_median(s_o), identity_ms=c_id)
+    prepared = timer.prepare(build_op(sig.spec), sets)
+    try:
+        samples = prepared.stable_samples(warmup, repeats, min_time_s, max_repeats, rel_ci, max_s)
+    finally:
+        prepared.close()
+    return _stats_entry(sig, samples, "isolated")
+
+
+def timer_median(samples: list[float]) -> float:
+    import statistics
+
+    return float(statistics.median(samples))
+
+
+def measure_skeleton(timer: OpTimer, space: Any, arch: Any, h: int, w: int, warmup: int, repeats: int,
+                     rotation: int | None = None) -> dict[str, Any]:
+    """End-to-end timing of the identity network of ``arch`` (more repeats: it sets the constant)."""
+    net = skeleton_network(space, arch)
+    x = torch.randn(timer.batch, 3, h, w)
+    n_rot = rotation_for(timer, x.numel() * x.element_size(), rotation)
+    sets = [(x,)] + [(torch.randn_like(x),) for _ in range(n_rot - 1)]
+    prepared = timer.prepare(net, sets)
+    try:
+        samples = prepared.stable_samples(max(warmup, 5), max(4 * repeats, 100), rel_ci=0.02, max_repeats=2000, max_s=5.0)
+    finally:
+        prepared.close()
+    from rtseg.latency.timing import TimingStats
+
+    st = TimingStats.from_samples(samples)
+    return {"median_ms": st.median_ms, "p10_ms": st.p10_ms, "p90_ms": st.p90_ms, "n": st.n}
+
+
+# -- the command -----------------------------------------------------------------------------------
+def run_provenance(space: str, num_classes: int, heads: Sequence[str], info: DeviceInfo, timer: OpTimer, h: int, w: int,
+                   batch: int, warmup: int, repeats: int, method: str, min_time_s: float, rotation: int | None,
+                   stack: int) -> dict[str, Any]:
+    import rtseg
+
+    prov: dict[str, Any] = {
+        "space": space,
+        "num_classes": num_classes,
+        "device": info.to_dict(),
+        "device_arg": info.arg,
+        "backend": timer.name,
+        "backend_version": timer.version,
+        "backend_settings": timer.settings(),
+        "precision": timer.precision,
+        "batch": batch,
+        "input": [h, w],
+        "warmup": warmup,
+        "repeats": repeats,
+        "min_time_s": min_time_s,
+        "rotation": "auto" if rotation is None else rotation,
+        "method": method,
+        "stack": stack if method == "network" else None,
+        "threads": torch.get_num_threads(),
+        "clock": "cuda events" if info.kind == "cuda" and timer.name == "torch" else "time.perf_counter (synchronous call)",
+        "statistic": "median of repeats; p10/p90 spread",
+        "stability": f"repeats added until the median's 95% CI is within {DEFAULT_REL_CI:.0%} (max {DEFAULT_MAX_REPEATS} runs, {DEFAULT_MAX_S} s)",
+        "rtseg_version": rtseg.__version__,
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+    }
+    return prov
+
+
+@keeps_torch_threads
+def profile_ops(
+    space_name: str,
+    h: int,
+    w: int,
+    backend: str = "torch",
+    device: str = "cpu",
+    precision: str = "fp32",
+    batch: int = 1,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+    method: str = "isolated",
+    out_path: str | Path | None = None,
+    num_classes: int = 19,
+    progress: bool = True,
+    *,
+    threads: int | None = None,
+    heads: Sequence[str] | None = None,
+    signatures: Sequence[OpSignature] | None = None,
+    force: bool = False,
+    min_time_s: float = DEFAULT_MIN_TIME_S,
+    max_repeats: int = DEFAULT_MAX_REPEATS,
+    rotation: int | None = None,
+    stack: int = DEFAULT_STACK,
+    flush_s: float = 1.0,
+    on_entry: Callable[[int, OpSignature, dict[str, Any]], None] | None = None,
+    console: Any = None,
+) -> Path:
+    """Measure the operators of ``space_name`` at ``h x w`` into a LUT file and return its path.
+
+    ``signatures`` restricts the run to a subset (tests, or re-measuring a few entries); the LUT then
+    records that it is incomplete. ``on_entry(i, sig, entry)`` is called after each new entry.
+    """
+    if backend == "tensorrt":
+        require_tensorrt()  # first of all: a missing TensorRT must never turn into another backend's timings
+    if backend not in BACKENDS:
+        raise RtsegError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if method not in METHODS:
+        raise RtsegError(f"unknown method {method!r}: use isolated or network")
+    if warmup < 0 or repeats < 1:
+        raise RtsegError("--warmup must be >= 0 and --repeats >= 1")
+    from rtseg.spaces import get_space
+
+    space = get_space(space_name)
+    h, w = parse_hw((h, w), space.size_divisor)
+    heads = list(heads or space.heads)
+    for hd in heads:
+        if hd not in space.heads:
+            raise RtsegError(f"head {hd!r} is not available in space {space_name!r}; choose from {', '.join(space.heads)}")
+    info = detect_device(device, threads)
+    timer = make_timer(backend, info, precision, batch)
+    plan = skeleton_plan(space, h, w, num_classes, heads)
+    all_sigs = list(signatures) if signatures is not None else space.candidate_signatures(h, w, num_classes, heads=tuple(heads))
+    seen = {s.key for s in all_sigs}
+    for p in plan.values():  # the skeletons' own operators must be entries
+        for s in p["fixed"]:
+            if s.key not in seen:
+                seen.add(s.key)
+                all_sigs.append(s)
+    prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, warmup, repeats, method, min_time_s, rotation, stack)
+    out = Path(out_path) if out_path is not None else default_lut_path(info, space_name, backend, precision, h, w, batch, method)
+    lut = _open_or_create(out, space_name, num_classes, heads, prov, force)
+
+    todo = [s for s in all_sigs if s.key not in lut.entries]
+    todo_skel = [hd for hd in heads if hd not in lut.skeletons]
+    lut.doc["expected_entries"] = len(all_sigs)
+    started = time.perf_counter()
+    previous = float(lut.provenance.get("profiling_s") or 0.0)
+    last_flush = started
+    ident = _IdentityCache()
+
+    def flush() -> None:
+        lut.provenance["profiling_s"] = round(previous + time.perf_counter() - started, 3)
+        lut.provenance["updated"] = _now()
+        lut.doc["complete"] = signatures is None and all(s.key in lut.entries for s in all_sigs) and all(hd in lut.skeletons for hd in heads)
+        lut.save(out)
+
+    bar = _progress(console) if progress else None
+    try:
+        if bar is not None:
+            bar.start()
+            task = bar.add_task(f"profiling {space_name} {h}x{w} ({backend}, {info.name}, {precision}, {method})",
+                                total=len(todo) + len(todo_skel))
+        for i, sig in enumerate(todo):
+            entry = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, ident)
+            lut.entries[sig.key] = entry
+            if on_entry is not None:
+                on_entry(i, sig, entry)
+            if bar is not None:
+                bar.advance(task)
+            if time.perf_counter() - last_flush >= flush_s:
+                flush()
+                last_flush = time.perf_counter()
+        for hd in todo_skel:
+            p = plan[hd]
+            sk = measure_skeleton(timer, space, p["arch"], h, w, warmup, repeats, rotation)
+            sk["fixed"] = [s.key for s in p["fixed"]]
+            sk["head_key"] = p["head_key"]
+            lut.skeletons[hd] = sk
+            if bar is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+        flush()
+    lut.refresh()
+    return out
+
+
+def _open_or_create(out: Path, space: str, num_classes: int, heads: list[str], prov: dict[str, Any], force: bool) -> LUT:
+    """Resume a matching LUT at ``out``; refuse a mismatching one unless ``force`` (then start over)."""
+    run = dict(prov, space=space, num_classes=num_classes)
+    if out.exists():
+        try:
+            lut = load_lut(out)
+        except RtsegError as exc:
+            if not force:
+                raise RtsegError(f"{exc} (pass --force to overwrite it with a new LUT)") from None
+            lut = None
+        if lut is not None:
+            diff = lut.mismatches(run)
+            if lut.heads != list(heads):
+                diff.append(f"heads {lut.heads} vs {list(heads)}")
+            if not diff:
+                lut.provenance["runs"] = int(lut.provenance.get("runs", 1)) + 1
+                lut.provenance["backend_version"] = prov["backend_version"]
+                return lut
+            if not force:
+                raise RtsegError(
+                    f"{out} already holds a LUT measured with other settings ({'; '.join(diff[:4])}); choose another --out, "
+                    "or pass --force to discard it and measure a new one"
+                )
+    prov = dict(prov, created=_now(), runs=1, profiling_s=0.0)
+    return new_lut(space, num_classes, heads, prov, out)
+
+
+def _progress(console: Any) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console or Console(stderr=True), transient=False)

@@ -1,0 +1,239 @@
+"""``rtseg lut validate``: how well a LUT predicts whole networks, measured end to end.
+
+N random archs of the LUT's space are drawn (seeded), each one's latency is predicted from the LUT
+(operators plus the network constant) and measured end to end on the LUT's backend, device,
+precision, batch, input size and thread count. Reported: per-arch predicted vs measured, the mean
+absolute percentage error, the share within +-10% (nn-Meter's figure of merit) and Kendall's tau
+(does the LUT rank archs the way the device does, which is what a search needs).
+
+End-to-end timings are taken in interleaved rounds: every arch is timed a few repeats per round, in
+a shuffled order, and the samples of all rounds are pooled into one median. A burst of load from
+another process then spreads over all archs instead of inflating the one measured during it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from rtseg.errors import RtsegError
+from rtseg.latency.backends import Prepared, make_timer
+from rtseg.latency.device import detect_device, keeps_torch_threads
+from rtseg.latency.lut import LUT, load_lut
+from rtseg.latency.timing import TimingStats
+
+DEFAULT_ROUNDS = 5
+
+
+@dataclass
+class ArchRow:
+    index: int
+    name: str
+    n_ops: int
+    predicted_ms: float
+    measured_ms: float
+    measured_p10_ms: float
+    measured_p90_ms: float
+    n: int
+    error: float  # (predicted - measured) / measured
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ValidationResult:
+    lut: str
+    samples: int
+    seed: int
+    rows: list[ArchRow]
+    mape: float
+    within_10pct: float
+    within_5pct: float
+    kendall_tau: float
+    mean_error: float
+    settings: dict[str, Any] = field(default_factory=dict)
+    archs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lut": self.lut, "samples": self.samples, "seed": self.seed, "mape": self.mape,
+                "within_10pct": self.within_10pct, "within_5pct": self.within_5pct, "kendall_tau": self.kendall_tau,
+                "mean_error": self.mean_error, "settings": self.settings, "rows": [r.to_dict() for r in self.rows],
+                "archs": self.archs}
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b (ties in either ranking handled); nan for fewer than two points or a constant list."""
+    n = len(x)
+    if n != len(y):
+        raise ValueError("kendall_tau needs two lists of equal length")
+    conc = disc = tx = ty = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                tx += 1
+            elif dy == 0:
+                ty += 1
+            elif (dx > 0) == (dy > 0):
+                conc += 1
+            else:
+                disc += 1
+    denom = math.sqrt((conc + disc + tx) * (conc + disc + ty))
+    return (conc - disc) / denom if denom else float("nan")
+
+
+def _prepare_arch(timer: Any, arch: Any, h: int, w: int, batch: int, sets: int = 2) -> Prepared:
+    from rtseg.arch import build_model
+
+    net = build_model(arch)
+    inputs = [(torch.randn(batch, 3, h, w),) for _ in range(max(1, sets))]
+    return timer.prepare(net, inputs)
+
+
+@keeps_torch_threads
+def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", device: str = "cpu", precision: str = "fp32",
+                         batch: int = 1, warmup: int = 10, repeats: int = 50, threads: int | None = None) -> TimingStats:
+    """End-to-end latency of the network of ``arch`` at ``h x w`` on a backend (the LUT protocol:
+    warm-up, synchronization, per-call clock, median). ``threads`` sets torch's CPU thread count
+    (pass the LUT's ``provenance['threads']`` to compare with its prediction); None keeps it."""
+    info = detect_device(device, threads)
+    timer = make_timer(backend, info, precision, batch)
+    prepared = _prepare_arch(timer, arch, h, w, batch)
+    try:
+        return prepared.time(warmup, repeats)
+    finally:
+        prepared.close()
+
+
+@keeps_torch_threads
+def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup: int = 10, repeats: int = 50,
+                 rounds: int = DEFAULT_ROUNDS, force: bool = False, progress: bool = True, plot: str | Path | None = None,
+                 head: str | None = None, console: Any = None, archs: Sequence[Any] | None = None) -> ValidationResult:
+    """Predict and measure ``samples`` random archs of the LUT's space; see the module docstring.
+
+    ``repeats`` is the total number of timed runs per arch, split over ``rounds`` interleaved rounds.
+    ``archs`` replaces the random sample with given archs (a LUT restricted to their operators).
+    """
+    from rtseg.spaces import get_space
+
+    table = lut if isinstance(lut, LUT) else load_lut(lut)
+    if rounds < 1 or repeats < rounds:
+        raise RtsegError("--repeats must be at least --rounds (each round times every arch at least once)")
+    notes = table.check_device(force=force)
+    if not table.calibrated and not force:
+        raise RtsegError(f"LUT {table.name} has no measured skeleton (its profiling did not finish); re-run rtseg profile-ops with the same settings to complete it")
+    space = get_space(table.space)
+    h, w = table.input_hw
+    head = head or table.heads[0]
+    if archs is None:
+        rng = random.Random(seed)
+        archs = []
+        for i in range(samples):
+            a = space.sample(rng, num_classes=table.num_classes, head=head)
+            a.name = f"{table.space}-validate-{seed}-{i}"
+            archs.append(a)
+    else:
+        archs = list(archs)
+        samples = len(archs)
+    if samples < 2:
+        raise RtsegError("--samples must be at least 2 (Kendall's tau needs pairs)")
+    preds = [table.predict(a, h, w, force=force) for a in archs]  # any uncovered operator fails here, before timing
+
+    info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
+    timer = make_timer(table.backend, info, table.precision, table.batch)
+    per_round = max(1, repeats // rounds)
+    pooled: list[list[float]] = [[] for _ in archs]
+    started = time.perf_counter()
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("ETA"), TimeRemainingColumn(), console=console or Console(stderr=True))
+        bar.start()
+        task = bar.add_task(f"measuring {samples} archs end to end ({table.backend}, {info.name})", total=samples + samples * rounds)
+    prepared: list[Prepared] = []
+    try:
+        for a in archs:
+            p = _prepare_arch(timer, a, h, w, table.batch)
+            p.samples(warmup, 1)  # warm every arch once before the rounds
+            prepared.append(p)
+            if bar is not None:
+                bar.advance(task)
+        order = list(range(samples))
+        shuffle = random.Random(seed + 1)
+        for r in range(rounds):
+            shuffle.shuffle(order)
+            for i in order:
+                pooled[i] += prepared[i].samples(2, per_round)
+                if bar is not None:
+                    bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+        for p in prepared:
+            p.close()
+
+    rows = []
+    for i, (a, pred, s) in enumerate(zip(archs, preds, pooled)):
+        st = TimingStats.from_samples(s)
+        rows.append(ArchRow(i, a.name or str(i), len(pred.per_op), pred.total_ms, st.median_ms, st.p10_ms, st.p90_ms, st.n,
+                            (pred.total_ms - st.median_ms) / st.median_ms))
+    errs = [abs(r.error) for r in rows]
+    result = ValidationResult(
+        lut=table.name, samples=samples, seed=seed, rows=rows,
+        mape=sum(errs) / len(errs),
+        within_10pct=sum(e <= 0.10 for e in errs) / len(errs),
+        within_5pct=sum(e <= 0.05 for e in errs) / len(errs),
+        kendall_tau=kendall_tau([r.predicted_ms for r in rows], [r.measured_ms for r in rows]),
+        mean_error=sum(r.error for r in rows) / len(rows),
+        settings={"backend": table.backend, "device": info.name, "device_arg": info.arg, "precision": table.precision,
+                  "batch": table.batch, "input": [h, w], "threads": torch.get_num_threads() if info.kind == "cpu" else None,
+                  "method": table.method, "head": head, "warmup": warmup, "repeats": repeats, "rounds": rounds,
+                  "constant_ms": table.constant_ms, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
+        archs=[a.to_dict() for a in archs],
+    )
+    if plot is not None:
+        plot_validation(result, plot)
+    return result
+
+
+def plot_validation(result: ValidationResult, path: str | Path) -> Path:
+    """Predicted-vs-measured scatter with the y = x line and a +-10% band (PNG, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rtseg.io import atomic_save
+
+    meas = [r.measured_ms for r in result.rows]
+    pred = [r.predicted_ms for r in result.rows]
+    lo, hi = min(meas + pred) * 0.9, max(meas + pred) * 1.1
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="tab:green", alpha=0.15, label="±10%")
+    ax.plot([lo, hi], [lo, hi], color="k", lw=1, label="predicted = measured")
+    ax.errorbar(meas, pred, xerr=[[r.measured_ms - r.measured_p10_ms for r in result.rows], [r.measured_p90_ms - r.measured_ms for r in result.rows]],
+                fmt="o", ms=4, color="tab:blue", ecolor="tab:blue", alpha=0.8, elinewidth=0.8, label="archs (p10-p90)")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("predicted latency from LUT (ms)")
+    s = result.settings
+    ax.set_title(f"{s.get('backend')} {s.get('precision')} {s['input'][0]}x{s['input'][1]} on {s.get('device')}\n"
+                 f"MAPE {result.mape:.1%}, within ±10% {result.within_10pct:.0%}, τ {result.kendall_tau:.2f}", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    out = atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return out
