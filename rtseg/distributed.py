@@ -85,6 +85,20 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks.
+
+    DDP keeps parameters identical but each rank updates its BN running stats from its own batches
+    (DDP only re-broadcasts rank 0's at the next training forward), so replicas must agree on them
+    before validating or saving; the average over ranks is also the better estimate."""
+    if not is_initialized():
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf /= dist.get_world_size()
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Send a picklable object from ``src`` to every rank (used for decisions only rank 0 can make)."""
     if not is_initialized():

@@ -39,7 +39,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -371,7 +371,7 @@ class _Budget:
     def total_steps(self, step: int, steps_per_epoch: int, max_total: int) -> int:
         if self.seconds is None or self.step_time is None:
             return max_total
-        val_per_step = (self.val_time or self.step_time * 0.0) / max(1, steps_per_epoch)
+        val_per_step = (self.val_time or 0.0) / max(1, steps_per_epoch)  # one validation per epoch
         more = max(0.0, self.remaining() - (self.val_time or 0.0)) / (self.step_time + val_per_step)
         return int(min(max_total, step + max(1, math.floor(more))))
 
@@ -389,12 +389,15 @@ def train(
     cfg: TrainConfig,
     out_dir: str | Path,
     console: Console | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``data_spec`` at ``input_hw`` into ``out_dir``; returns the run summary.
 
     Works alone or under torchrun (DDP). Keys of the summary: run, epochs, steps, stopped_by,
     best_miou, best_epoch, final (last validation metrics), train_img_per_s, elapsed_s, device,
     world_size, checkpoint (best.pt), last, ranks (per-rank weight digest and mIoU), ranks_agree.
+    ``on_epoch(record)`` is called on every rank after each epoch's files are written (the record is
+    what metrics/epoch_XXX.json holds); an exception raised there interrupts training like Ctrl-C.
     """
     cfg = cfg.resolved()
     con = console or Console(stderr=True)
@@ -568,7 +571,8 @@ def train(
             ep_train_s = time.perf_counter() - ep_t0
             if timed_steps:
                 budget.step_time = timed_time / timed_steps
-            # validation
+            # validation (replicas first agree on their BN statistics)
+            dist.sync_buffers(unwrap(net))
             progress.update(task, description="val")
             t_val = time.perf_counter()
             val = evaluate(unwrap(net), val_loader, info.num_classes, info.ignore_index, device, amp=use_amp, class_names=info.class_names)
@@ -627,6 +631,8 @@ def train(
                     highlight=False,
                 )
             dist.barrier()
+            if on_epoch is not None:
+                on_epoch(rec)
             if stop:
                 break
 

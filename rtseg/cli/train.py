@@ -66,11 +66,13 @@ def train_cmd(
         epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, amp=amp, ohem=ohem, workers=workers, seed=seed,
         device=device, minutes=minutes, train_len=train_len, val_len=val_len, resume=resume,
     )
+    main = True
     try:
         summary = train(a, data, hw, cfg, out, console=console)
+        main = dist.is_main()
     finally:
         dist.cleanup()
-    if not dist.is_main():
+    if not main:
         return
     if json_out:
         print_json(summary)
@@ -140,9 +142,10 @@ def eval_cmd(
             task = prog.add_task("eval", total=len(ds))
             m = evaluate(model, loader, info.num_classes, info.ignore_index, dev, amp=amp and dev.type == "cuda",
                          class_names=info.class_names, on_batch=lambda n: prog.advance(task, n * dist.world_size()))
+        main = dist.is_main()
     finally:
         dist.cleanup()
-    if not dist.is_main():
+    if not main:
         return
     result = {
         "checkpoint": str(checkpoint),
