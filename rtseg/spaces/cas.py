@@ -481,6 +481,13 @@ class CASSupernet(DecisionTable, nn.Module):
                 if p.kind == kind:
                     cell.edges[e].remove(index)
 
+    def regularization(self) -> dict[str, torch.Tensor]:
+        """CAS adds no regularizer of its own (its loss is eq. 1: L_val + λ L_cost)."""
+        return {}
+
+    def on_epoch(self, epoch: int, total_epochs: int) -> None:
+        """Nothing is scheduled per epoch in CAS."""
+
     # -- forward --------------------------------------------------------------------------------
     def _weights(self, kind: str) -> list[tuple[torch.Tensor, list[bool]]]:
         return [(self.probs(edge_name(kind, j, i)), self._alive(edge_name(kind, j, i)).tolist())
