@@ -189,7 +189,7 @@ def timer_median(samples: list[float]) -> float:
 
 
 def measure_skeleton(timer: OpTimer, space: Any, arch: Any, h: int, w: int, warmup: int, repeats: int,
-                     rotation: int | None = None) -> dict[str, Any]:
+                     rotation: int | None = None, max_s: float = 5 * DEFAULT_MAX_S) -> dict[str, Any]:
     """End-to-end timing of the identity network of ``arch`` (more repeats: it sets the constant)."""
     net = skeleton_network(space, arch)
     x = torch.randn(timer.batch, 3, h, w)
@@ -197,7 +197,8 @@ def measure_skeleton(timer: OpTimer, space: Any, arch: Any, h: int, w: int, warm
     sets = [(x,)] + [(torch.randn_like(x),) for _ in range(n_rot - 1)]
     prepared = timer.prepare(net, sets)
     try:
-        samples = prepared.stable_samples(max(warmup, 5), max(4 * repeats, 100), rel_ci=0.02, max_repeats=2000, max_s=5.0)
+        samples = prepared.stable_samples(max(warmup, 5), max(4 * repeats, 20), rel_ci=0.02, max_repeats=max(40 * repeats, 200),
+                                          max_s=max_s)
     finally:
         prepared.close()
     from rtseg.latency.timing import TimingStats
@@ -264,6 +265,7 @@ def profile_ops(
     max_repeats: int = DEFAULT_MAX_REPEATS,
     rotation: int | None = None,
     stack: int = DEFAULT_STACK,
+    max_entry_s: float = DEFAULT_MAX_S,
     flush_s: float = 1.0,
     on_entry: Callable[[int, OpSignature, dict[str, Any]], None] | None = None,
     console: Any = None,
@@ -271,7 +273,8 @@ def profile_ops(
     """Measure the operators of ``space_name`` at ``h x w`` into a LUT file and return its path.
 
     ``signatures`` restricts the run to a subset (tests, or re-measuring a few entries); the LUT then
-    records that it is incomplete. ``on_entry(i, sig, entry)`` is called after each new entry.
+    records that it is incomplete. ``max_entry_s`` caps the seconds of timed runs spent on one entry
+    while waiting for its median to settle (five times that for a skeleton). ``on_entry(i, sig, entry)`` is called after each new entry.
     """
     if backend == "tensorrt":
         require_tensorrt()  # first of all: a missing TensorRT must never turn into another backend's timings
@@ -324,7 +327,8 @@ def profile_ops(
             task = bar.add_task(f"profiling {space_name} {h}x{w} ({backend}, {info.name}, {precision}, {method})",
                                 total=len(todo) + len(todo_skel))
         for i, sig in enumerate(todo):
-            entry = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, ident)
+            entry = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, ident,
+                                      max_s=max_entry_s)
             lut.entries[sig.key] = entry
             if on_entry is not None:
                 on_entry(i, sig, entry)
@@ -335,7 +339,7 @@ def profile_ops(
                 last_flush = time.perf_counter()
         for hd in todo_skel:
             p = plan[hd]
-            sk = measure_skeleton(timer, space, p["arch"], h, w, warmup, repeats, rotation)
+            sk = measure_skeleton(timer, space, p["arch"], h, w, warmup, repeats, rotation, max_s=5 * max_entry_s)
             sk["fixed"] = [s.key for s in p["fixed"]]
             sk["head_key"] = p["head_key"]
             lut.skeletons[hd] = sk

@@ -1,0 +1,208 @@
+"""LUTs measured for real on a tiny subset: schema, the prediction identity, resume, refusals, validation."""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+
+import pytest
+
+from rtseg.arch import Arch
+from rtseg.errors import RtsegError
+from rtseg.latency.lut import LUT, load_lut
+from rtseg.latency.profile import profile_ops
+from rtseg.latency.timing import TimingStats
+from rtseg.latency.validate import measure_arch_latency, validate_lut
+from rtseg.ops import OpSignature
+from rtseg.spaces import get_space
+
+H, W = 64, 128
+FAST = dict(warmup=1, repeats=3, min_time_s=0.0, max_entry_s=0.05, threads=1, progress=False)
+
+
+def two_archs() -> list[Arch]:
+    sp = get_space("ssr")
+    rng = random.Random(3)
+    return [sp.sample(rng, head="classifier"), sp.sample(rng, head="aggregation")]
+
+
+def arch_signatures(archs: list[Arch]) -> list[OpSignature]:
+    sp = get_space("ssr")
+    return [s for a in archs for s in sp.signatures(a, H, W)]
+
+
+@pytest.fixture(scope="module")
+def small_lut(tmp_path_factory) -> LUT:
+    """The operators of two archs (both heads) at 64x128, measured with the torch backend."""
+    out = tmp_path_factory.mktemp("lut") / "small.json"
+    profile_ops("ssr", H, W, out_path=out, signatures=arch_signatures(two_archs()), **FAST)
+    return load_lut(out)
+
+
+def test_lut_file_has_schema_and_provenance(small_lut):
+    doc = json.loads(small_lut.path.read_text())
+    assert doc["format"] == "rtseg.lut" and doc["schema_version"] == 1
+    prov = small_lut.provenance
+    for key in ("device", "backend", "backend_version", "precision", "batch", "input", "warmup", "repeats", "method",
+                "created", "updated", "rtseg_version", "threads", "profiling_s"):
+        assert key in prov, key
+    assert prov["device"]["kind"] == "cpu" and prov["device"]["name"] and prov["device"]["threads"] == 1
+    assert (small_lut.backend, small_lut.precision, small_lut.batch, small_lut.input_hw) == ("torch", "fp32", 1, (H, W))
+    assert small_lut.space == "ssr" and small_lut.num_classes == 19 and small_lut.heads == ["classifier", "aggregation"]
+    assert not doc["complete"]  # a subset of the space
+    for e in small_lut.entries.values():
+        assert e["p10_ms"] <= e["median_ms"] <= e["p90_ms"] and e["n"] >= 3 and e["method"] == "isolated"
+    assert set(small_lut.skeletons) == {"classifier", "aggregation"} and small_lut.calibrated
+
+
+def test_prediction_is_sum_of_costs_plus_constant(small_lut):
+    sp = get_space("ssr")
+    for a in two_archs():
+        pred = small_lut.predict(a)
+        sigs = sp.signatures(a, H, W)
+        assert pred.total_ms == pytest.approx(sum(small_lut.cost(s) for s in sigs) + small_lut.constant_ms, rel=1e-12)
+        assert [s for s, _ in pred.per_op] == sigs and pred.total_ms > 0
+    # the constant is the measured skeleton minus its own operators' entries (nothing fitted)
+    sk = small_lut.skeletons["classifier"]
+    assert small_lut.constant_ms == pytest.approx(sk["median_ms"] - sum(small_lut.entries[k]["median_ms"] for k in sk["fixed"]))
+
+
+def test_missing_operator_and_mismatched_arch_are_refused(small_lut):
+    a = two_archs()[0]
+    other = get_space("ssr").sample(random.Random(99))
+    with pytest.raises(RtsegError, match="does not cover operator .* re-run rtseg profile-ops"):
+        small_lut.predict(other)
+    with pytest.raises(RtsegError, match="measured at 64x128"):
+        small_lut.predict(a, 128, 256)
+    with pytest.raises(RtsegError, match="19 classes"):
+        small_lut.predict(a.with_(num_classes=7))
+    # force skips the provenance checks; an operator the LUT lacks still fails clearly
+    with pytest.raises(RtsegError, match="does not cover"):
+        small_lut.predict(a.with_(num_classes=7), force=True)
+
+
+def test_check_device_refuses_another_device(small_lut):
+    assert small_lut.check_device() == [] or all("torch" in n for n in small_lut.check_device())
+    with pytest.raises(RtsegError, match="onnxruntime"):
+        small_lut.check_device(backend="onnxruntime")
+    doc = json.loads(small_lut.path.read_text())
+    doc["provenance"]["device"]["name"] = "Some Other CPU 9000"
+    other = LUT(doc)
+    with pytest.raises(RtsegError, match="Some Other CPU 9000.*pass --force"):
+        other.check_device()
+    assert any("forced past" in n for n in other.check_device(force=True))
+
+
+def test_supernet_expected_cost_matches_prediction_when_one_hot():
+    """The search's E[latency] (SSRSupernet.expected_cost + constant_ms) equals LUT.predict for a one-hot
+    supernet: checked on a LUT document covering the whole space with synthetic numbers."""
+    sp = get_space("ssr")
+    sigs = sp.candidate_signatures(H, W, 19, heads=("classifier",))
+    entries = {s.key: {"median_ms": 0.01 + (zlib.crc32(s.key.encode()) % 997) / 1000.0, "p10_ms": 0.0, "p90_ms": 9.0, "n": 1} for s in sigs}
+    fixed = [s.key for s in sp.fixed_signatures(H, W, 19, "classifier")]
+    doc = {"format": "rtseg.lut", "schema_version": 1, "space": "ssr", "num_classes": 19, "heads": ["classifier"],
+           "provenance": {"device": {"kind": "cpu", "name": "x"}, "backend": "torch", "precision": "fp32", "batch": 1,
+                          "input": [H, W], "method": "isolated"},
+           "entries": entries, "skeletons": {"classifier": {"median_ms": 5.0, "p10_ms": 5, "p90_ms": 5, "n": 1, "fixed": fixed}}}
+    lut = LUT(doc)
+    assert lut.constant_ms == pytest.approx(5.0 - sum(entries[k]["median_ms"] for k in fixed))
+    for seed in range(3):
+        a = sp.sample(random.Random(seed))
+        net = sp.supernet(19)
+        net.fix(a)
+        e = float(net.expected_cost(lut.cost, H, W).detach()) + lut.constant_ms
+        assert e == pytest.approx(lut.predict(a).total_ms, rel=1e-5)
+
+
+def test_resume_after_interruption_measures_only_missing(tmp_path):
+    sigs = arch_signatures(two_archs()[:1])
+    out = tmp_path / "r.json"
+    seen: list[str] = []
+
+    class Boom(Exception):
+        pass
+
+    def stop_after_4(i, sig, entry):
+        seen.append(sig.key)
+        if len(seen) == 4:
+            raise Boom()
+
+    with pytest.raises(Boom):
+        profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=stop_after_4, **FAST)
+    first = load_lut(out)  # flushed on the way out, atomically
+    assert len(first.entries) == 4 and not first.skeletons
+    again: list[str] = []
+    profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=lambda i, s, e: again.append(s.key), **FAST)
+    done = load_lut(out)
+    assert not set(again) & set(seen)  # nothing measured twice
+    assert set(done.entries) == {s.key for s in sigs}
+    for k in seen:
+        assert done.entries[k] == first.entries[k]
+    assert done.provenance["runs"] == 2 and done.calibrated
+    # a finished LUT re-run measures nothing
+    third: list[str] = []
+    profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=lambda i, s, e: third.append(s.key), **FAST)
+    assert third == []
+
+
+def test_mismatched_provenance_is_refused_unless_force(tmp_path):
+    sigs = arch_signatures(two_archs()[:1])[:2]
+    out = tmp_path / "m.json"
+    kw = dict(FAST, heads=["classifier"], signatures=sigs, out_path=out)
+    profile_ops("ssr", H, W, **kw)
+    with pytest.raises(RtsegError, match="other settings .*method.*--force"):
+        profile_ops("ssr", H, W, **dict(kw, method="network"))
+    with pytest.raises(RtsegError, match="other settings"):
+        profile_ops("ssr", H, W, **dict(kw, threads=2))
+    profile_ops("ssr", H, W, **dict(kw, method="network", force=True))
+    assert load_lut(out).method == "network" and load_lut(out).provenance["runs"] == 1
+
+
+def test_malformed_luts_are_clear_errors(tmp_path):
+    with pytest.raises(RtsegError, match="not found"):
+        load_lut(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ nope")
+    with pytest.raises(RtsegError, match="not valid JSON"):
+        load_lut(bad)
+    bad.write_text(json.dumps({"format": "something"}))
+    with pytest.raises(RtsegError, match="not an rtseg LUT"):
+        load_lut(bad)
+    bad.write_text(json.dumps({"format": "rtseg.lut", "schema_version": 99}))
+    with pytest.raises(RtsegError, match="schema_version 99"):
+        load_lut(bad)
+    bad.write_text(json.dumps({"format": "rtseg.lut", "schema_version": 1, "space": "ssr", "num_classes": 19, "heads": ["classifier"],
+                               "provenance": {"device": {}, "backend": "torch", "precision": "fp32", "batch": 1, "input": [64, 128],
+                                              "method": "isolated"}, "entries": {"k": {"median_ms": "fast"}}}))
+    with pytest.raises(RtsegError, match="numeric 'median_ms'"):
+        load_lut(bad)
+    # a corrupt file at --out is refused, and --force replaces it
+    with pytest.raises(RtsegError, match="--force"):
+        profile_ops("ssr", H, W, out_path=bad, signatures=arch_signatures(two_archs()[:1])[:1], heads=["classifier"], **FAST)
+
+
+def test_network_method_and_onnxruntime_backend(tmp_path):
+    sigs = arch_signatures(two_archs()[:1])
+    out = profile_ops("ssr", H, W, backend="onnxruntime", method="network", stack=2, out_path=tmp_path / "n.json",
+                      signatures=sigs, heads=["classifier"], **FAST)
+    lut = load_lut(out)
+    assert lut.backend == "onnxruntime" and lut.provenance["backend_settings"]["graph_optimization"] == "ORT_ENABLE_ALL"
+    methods = {OpSignature.from_key(k).type: e["method"] for k, e in lut.entries.items()}
+    assert methods["nb1d"] == "network" and methods["db"] == "isolated" and methods["classifier"] == "isolated"
+    nb = next(e for k, e in lut.entries.items() if e["method"] == "network")
+    assert nb["stack"] == 2 and nb["network_median_ms"] > nb["identity_ms"]
+    assert lut.predict(two_archs()[0]).total_ms > 0
+
+
+def test_validate_and_measure_arch_latency(small_lut, tmp_path):
+    res = validate_lut(small_lut, archs=two_archs(), warmup=1, repeats=4, rounds=2, progress=False, plot=tmp_path / "v.png")
+    assert res.samples == 2 and len(res.rows) == 2
+    assert 0 <= res.mape and 0 <= res.within_10pct <= 1 and -1 <= res.kendall_tau <= 1
+    for r in res.rows:
+        assert r.n == 4 and r.measured_ms > 0 and r.error == pytest.approx((r.predicted_ms - r.measured_ms) / r.measured_ms)
+    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    d = res.to_dict()
+    assert {"mape", "within_10pct", "kendall_tau", "samples", "rows"} <= set(d)
+    st = measure_arch_latency(two_archs()[0], H, W, backend="torch", device="cpu", precision="fp32", batch=1, warmup=1, repeats=3, threads=1)
+    assert isinstance(st, TimingStats) and st.n == 3 and st.median_ms > 0
