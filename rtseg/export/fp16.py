@@ -65,6 +65,46 @@ def _constants_to_initializers(graph: onnx.GraphProto) -> None:
     graph.node.extend(keep)
 
 
+def _classify(model: onnx.ModelProto) -> tuple[dict[str, int], set[str]]:
+    """Element types of every tensor, and the float *activations*: tensors that reach back to a float
+    graph input through float data (everything else that is float is weights or shape math)."""
+    g = model.graph
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types: dict[str, int] = {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        types[v.name] = v.type.tensor_type.elem_type
+    for t in g.initializer:
+        types[t.name] = t.data_type
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    types[n.output[0]] = a.t.data_type
+    act = {v.name for v in g.input if v.type.tensor_type.elem_type == _FLOAT}
+    for n in g.node:  # ONNX nodes are topologically sorted
+        if any(i in act for i in n.input):
+            for o in n.output:
+                if types.get(o) == _FLOAT:
+                    act.add(o)
+    return types, act
+
+
+def fp16_tensor_names(model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = KEEP_FP32_OPS) -> list[str]:
+    """Tensors of an FP32 model that its FP16 variant stores in FP16: every activation except the
+    graph inputs and the graph outputs a kept-FP32 op produces. If any of them exceeds 65504 in
+    magnitude, the FP16 model overflows there; :func:`rtseg.export.parity.activation_peak` checks."""
+    _, act = _classify(model)
+    keep = set(keep_fp32_ops)
+    inputs = {v.name for v in model.graph.input}
+    outputs = {v.name for v in model.graph.output}
+    names = []
+    for n in model.graph.node:
+        for o in n.output:
+            if o in act and o not in inputs and not (n.op_type in keep and o in outputs):
+                names.append(o)
+    return names
+
+
 def convert_fp16_model(model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = KEEP_FP32_OPS) -> onnx.ModelProto:
     """Return the FP16 variant of ``model`` (see the module docstring); ``model`` is not modified."""
     if is_fp16_onnx(model):
@@ -76,24 +116,11 @@ def convert_fp16_model(model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = KE
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute):
             raise RtsegError(f"the FP16 pass does not handle control flow ({n.op_type} node {n.name!r})")
     _constants_to_initializers(g)
-    inferred = onnx.shape_inference.infer_shapes(m)
-    types: dict[str, int] = {}
-    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        types[v.name] = v.type.tensor_type.elem_type
+    types, act = _classify(m)
     inits = {t.name: t for t in g.initializer}
-    for name, t in inits.items():
-        types[name] = t.data_type
     keep = set(keep_fp32_ops)
     graph_inputs = {v.name for v in g.input if v.type.tensor_type.elem_type == _FLOAT}
     graph_outputs = {v.name for v in g.output if v.type.tensor_type.elem_type == _FLOAT}
-
-    # 1. which float tensors are activations (reach back to a float graph input through float data)
-    act: set[str] = set(graph_inputs)
-    for n in g.node:  # ONNX nodes are topologically sorted
-        if any(i in act for i in n.input):
-            for o in n.output:
-                if types.get(o) == _FLOAT:
-                    act.add(o)
 
     def is_half_node(n: onnx.NodeProto) -> bool:
         return n.op_type not in keep and any(i in act for i in n.input)

@@ -11,6 +11,7 @@ matters where it flips a pixel's class; the logit differences are reported besid
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from rtseg.errors import RtsegError
 
 GATES = {"fp32": 0.9999, "fp16": 0.995}
+FP16_MAX = 65504.0
 
 
 @dataclass
@@ -33,6 +35,9 @@ class ParityReport:
     finite: bool
     threshold: float
     passed: bool
+    #: FP16 only: the largest |value| of any tensor the FP16 graph stores in FP16 (from the FP32
+    #: graph); above 65504 the FP16 model overflows there, whatever the backend used for the check.
+    max_activation: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,8 +76,10 @@ def compare(
     precision: str,
     name: str,
     reference_name: str,
+    max_activation: float | None = None,
 ) -> ParityReport:
-    """Compare logits ``(N, C, H, W)`` pairwise and apply the gate of ``precision``."""
+    """Compare logits ``(N, C, H, W)`` pairwise and apply the gate of ``precision`` (with
+    ``max_activation`` > 65504 counting as an overflow, i.e. not finite)."""
     if len(reference) != len(candidate):
         raise ValueError("reference and candidate must have the same number of outputs")
     max_abs, abs_sum, n_el, agree, pixels, finite = 0.0, 0.0, 0, 0, 0, True
@@ -92,9 +99,40 @@ def compare(
         pixels += r.shape[0] * r.shape[2] * r.shape[3]
     threshold = GATES[precision]
     agreement = agree / max(pixels, 1)
+    if max_activation is not None and not max_activation <= FP16_MAX:
+        finite = False
     passed = agreement >= threshold and finite
     return ParityReport(name, reference_name, precision, len(reference), pixels, max_abs, abs_sum / max(n_el, 1),
-                        agreement, finite, threshold, bool(passed))
+                        agreement, finite, threshold, bool(passed), max_activation)
+
+
+def activation_peak(onnx_fp32: str | Path, inputs: Sequence[np.ndarray], chunk: int = 64) -> float:
+    """Largest |value| over every tensor the FP16 variant of ``onnx_fp32`` stores in FP16.
+
+    Why: ONNX Runtime's CPU provider runs FP16 ops it has no kernel for in FP32 behind casts, so an
+    FP16 model checked on a CPU never overflows there, while TensorRT or a GPU would. The FP32
+    graph's intermediate tensors are exposed as outputs (``chunk`` at a time, to bound memory) and
+    their peak compared with FP16's range."""
+    import onnx
+
+    from rtseg.export.fp16 import fp16_tensor_names
+    from rtseg.runtime.ort_session import make_session
+
+    model = onnx.load(str(onnx_fp32))
+    names = fp16_tensor_names(model)
+    existing = {o.name for o in model.graph.output}
+    for n in names:
+        if n not in existing:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    sess = make_session(model.SerializeToString())
+    feed = sess.get_inputs()[0].name
+    peak = 0.0
+    for x in inputs:
+        for i in range(0, len(names), chunk):
+            for y in sess.run(names[i : i + chunk], {feed: x}):
+                if y.size:
+                    peak = max(peak, float(np.abs(y).max()))
+    return peak
 
 
 def run_parity(
@@ -111,7 +149,9 @@ def run_parity(
 
 def describe_failure(rep: ParityReport) -> str:
     why = []
-    if not rep.finite:
+    if rep.max_activation is not None and rep.max_activation > FP16_MAX:
+        why.append(f"an activation reaches {rep.max_activation:.3g}, beyond FP16's 65504: the FP16 model overflows")
+    elif not rep.finite:
         why.append("NaN or Inf in the outputs")
     if rep.agreement < rep.threshold:
         why.append(f"argmax agreement {rep.agreement * 100:.3f} % < {rep.threshold * 100:.2f} %")

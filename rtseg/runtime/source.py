@@ -150,8 +150,10 @@ def resolve_model(model: str | Path) -> ModelSource:
                            data_info=default_data_info(arch.num_classes), sha256=file_sha256(path))
     if kind == "checkpoint":
         state, meta = _load_checkpoint(path)
-        arch = load_arch(meta["arch"]) if not isinstance(meta.get("arch"), Arch) else meta["arch"]
-        info = meta.get("data_info") or default_data_info(arch.num_classes)
+        arch = meta["arch_obj"] if isinstance(meta.get("arch_obj"), Arch) else load_arch(meta["arch"])
+        info_obj = meta.get("info")
+        # the exact preprocessing the network was trained with (rtseg.checkpoint stores it as "data")
+        info = info_obj.to_dict() if hasattr(info_obj, "to_dict") else (meta.get("data") or default_data_info(arch.num_classes))
         hw = meta.get("input_hw")
         name = arch.name or path.stem
         if path.stem not in ("last", "best", "model", "checkpoint"):
