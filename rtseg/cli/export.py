@@ -15,14 +15,17 @@ from rtseg.io import parse_hw
 
 
 def _parity_table(reports: list) -> Table:
-    t = Table(title="parity (argmax pixel agreement is the gate)")
-    for col, just in (("check", "left"), ("vs", "left"), ("inputs", "right"), ("max |diff|", "right"),
-                      ("mean |diff|", "right"), ("agreement", "right"), ("gate", "right"), ("finite", "center"), ("", "center")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    t = Table(title="parity: argmax pixel agreement is the gate")
+    for col in ("check", "reference", "max |diff|", "agreement", "gate", "result"):
+        t.add_column(col, justify="left" if col in ("check", "reference") else "right")
     for r in reports:
-        t.add_row(r.name, r.reference, str(r.inputs), f"{r.max_abs_diff:.3g}", f"{r.mean_abs_diff:.3g}",
-                  f"{r.agreement * 100:.4f} %", f">= {r.threshold * 100:.2f} %", "yes" if r.finite else "[red]NO[/]",
-                  "[green]pass[/]" if r.passed else "[red]FAIL[/]")
+        result = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
+        if not r.finite:
+            result += " [red](overflow/NaN)[/]"
+        t.add_row(r.name, r.reference, f"{r.max_abs_diff:.2g}", f"{r.agreement * 100:.3f} %", f">= {r.threshold * 100:.2f} %", result)
+    peaks = [f"{r.name}: {r.max_activation:.3g}" for r in reports if r.max_activation is not None]
+    if peaks:
+        t.caption = "largest activation stored in FP16 (limit 65504): " + ", ".join(peaks)
     return t
 
 
@@ -73,18 +76,18 @@ def export(
     for note in res.notes:
         console.print(f"[dim]note:[/] {note}")
     console.print(_parity_table(res.parity))
-    t = Table(title=f"{res.name}: exported to {res.out_dir}")
+    t = Table(title=f"{res.name} exported to {res.out_dir}/")
     t.add_column("file")
-    t.add_column("what")
     t.add_column("size", justify="right")
+    t.add_column("what")
     meta = res.metadata
-    rows = [(res.onnx, f"ONNX fp32 ({meta['export']['exporter']} exporter, opset {meta['export']['opset']})"),
-            (res.onnx_fp16, "ONNX fp16, fp32 inputs/outputs (for strongly typed TensorRT)"),
-            (res.engine, f"TensorRT engine ({meta['artifacts'].get('engine', {}).get('fp16_mode', '')})"),
-            (res.metadata_path, "metadata sidecar (input, mean/std, classes, palette, arch, parity)")]
+    rows = [(res.onnx, f"fp32, {meta['export']['exporter']} exporter, opset {meta['export']['opset']}"),
+            (res.onnx_fp16, "fp16, fp32 I/O (strongly typed TensorRT)"),
+            (res.engine, f"TensorRT {meta['artifacts'].get('engine', {}).get('tensorrt', '')} engine"),
+            (res.metadata_path, "sidecar: input, mean/std, classes, arch, parity")]
     for path, what in rows:
         if path is not None:
-            t.add_row(str(path), what, f"{Path(path).stat().st_size / 1e6:.2f} MB")
+            t.add_row(Path(path).name, f"{Path(path).stat().st_size / 1e6:.2f} MB", what)
     console.print(t)
     if not meta["model"]["trained"]:
         console.print("[yellow]note:[/] untrained arch: seeded random weights, for latency work before training")

@@ -9,7 +9,7 @@ folder of the rtseg source tree (an editable install).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ class ExportOptions:
     out_dir: Path | None = None
     device: str = "cuda"  # the GPU TensorRT builds for
     profile: str = "default"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> "ExportOptions":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
