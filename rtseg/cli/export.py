@@ -140,5 +140,9 @@ def bench(
                   f"warm-up {rec['warmup']}, {rec['iters']} timed calls; torch {rec['torch']}, onnxruntime {rec['onnxruntime']}")
     for what in sorted({(r.backend, r.timed) for r in rep.rows}):
         console.print(f"[dim]timed ({what[0]}):[/] {what[1]}")
+    load = rec.get("load_average")
+    if load and rec.get("cores") and device == "cpu" and max(load[:1] + [r.extra.get("load_1m") or 0 for r in rep.rows]) > rec["cores"]:
+        console.print(f"[yellow]warning:[/] the CPU was busy (load average {load[0]} on {rec['cores']} cores): these latencies are inflated; "
+                      "re-run on an idle machine, or with --threads 1 to avoid oversubscribed thread pools")
     if json_out:
         print_json(rep.to_dict())
