@@ -225,3 +225,10 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     broken.write_text("{")
     with pytest.raises(RtsegError, match="not valid JSON"):
         export_model(str(broken))
+
+
+def test_dynamo_exporter_path_passes_the_same_gates(tmp_path):
+    res = export_model("baseline1", ExportOptions(input_hw=(32, 64), exporter="dynamo", out_dir=tmp_path))
+    meta = json.loads(res.metadata_path.read_text())
+    assert meta["export"]["exporter"] == "dynamo" and meta["export"]["opset"] >= 18
+    assert all(p.passed for p in res.parity)

@@ -1,1 +1,12 @@
-"""Export: PyTorch -> ONNX (fp32 and fp16) -> TensorRT engine, with parity gates and metadata."""
+"""Export: PyTorch -> ONNX (fp32 and fp16) -> TensorRT engine, with parity gates and metadata.
+
+``export_model(model, ExportOptions(...))`` is what ``rtseg export`` runs; the pieces live in
+:mod:`rtseg.export.onnx` (exporters, onnxslim), :mod:`rtseg.export.fp16` (the FP16 variant),
+:mod:`rtseg.export.parity` (gates), :mod:`rtseg.export.metadata` (the sidecar),
+:mod:`rtseg.export.profiles` (export/*.json) and :mod:`rtseg.export.tensorrt` (the engine builder).
+"""
+
+from rtseg.export.pipeline import ExportResult, export_model
+from rtseg.export.profiles import ExportOptions, load_profile
+
+__all__ = ["ExportOptions", "ExportResult", "export_model", "load_profile"]

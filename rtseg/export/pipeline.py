@@ -229,6 +229,8 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
         src_onnx = res.onnx_fp16 if opts.fp16 and res.onnx_fp16 else onnx_path
         build_engine(src_onnx, engine_path, fp16=opts.fp16, workspace_gb=opts.workspace_gb, timing_cache=cache,
                      dynamic=dynamic, progress=True, info=info)
+        if info.get("warning"):
+            res.notes.append(info["warning"])
         gpu = _gpu_properties(opts.device)
         meta["artifacts"]["engine"] = {"file": engine_path.name, "precision": "fp16" if opts.fp16 else "fp32",
                                        "sha256": file_sha256(engine_path),

@@ -129,9 +129,8 @@ def run_bench(
     for model, kind, backend in todo:
         if on_start:
             on_start(model, backend)
-        prec = precision
         runner = load_runner(model, backend=backend, device=device if backend != "tensorrt" else (device if cuda else "cuda"),
-                             precision=prec, input_hw=input_hw if kind not in ("engine",) else None, batch=batch,
+                             precision=precision, input_hw=input_hw if kind not in ("engine",) else None, batch=batch,
                              cuda_graphs=cuda_graphs and backend == "torch", threads=threads)
         try:
             stats = runner.benchmark(warmup=warmup, iters=iters)

@@ -83,16 +83,18 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
         shape = tuple(int(d) for d in self.engine.get_tensor_shape(self.input_name))
         if len(shape) != 4 or shape[1] != 3:
             raise RtsegError(f"engine {path} takes input shape {shape}; expected (N, 3, H, W)")
-        meta_hw = None
-        if meta and isinstance(meta.get("input", {}).get("shape"), list):
-            s = meta["input"]["shape"]
-            if all(isinstance(v, int) for v in s[2:]):
-                meta_hw = (s[2], s[3])
-        want = (
-            batch if batch is not None else (shape[0] if shape[0] > 0 else 1),
-            3,
-            *(input_hw or ((shape[2], shape[3]) if shape[2] > 0 else (meta_hw or (0, 0)))),
-        )
+        inp = (meta or {}).get("input", {})
+        meta_hw = inp.get("export_hw")  # the size a dynamic engine was optimized for
+        if isinstance(inp.get("shape"), list) and all(isinstance(v, int) for v in inp["shape"][2:]):
+            meta_hw = inp["shape"][2:]
+        if input_hw is not None:
+            hw = tuple(int(v) for v in input_hw)
+        elif shape[2] > 0 and shape[3] > 0:
+            hw = (shape[2], shape[3])
+        else:
+            hw = tuple(int(v) for v in meta_hw) if meta_hw else (0, 0)
+        n = batch if batch is not None else (shape[0] if shape[0] > 0 else 1)
+        want = (int(n), 3, *hw)
         if any(d < 0 for d in shape):
             if want[2] <= 0:
                 raise RtsegError(f"engine {path} has a dynamic input size; give it with --input HxW")
