@@ -39,6 +39,10 @@ def test_default_output_folder_is_engines_device_model(cli, tmp_path, monkeypatc
     folders = list((tmp_path / "engines").glob("cpu-*/erfnet"))
     assert len(folders) == 1
     assert (folders[0] / "model.onnx").exists() and not (folders[0] / "model.fp16.onnx").exists()
+    stale = folders[0] / "model.engine"
+    stale.write_bytes(b"an engine from an earlier export")
+    r = cli("export", "erfnet", "--input", "32x64", "--fp32", "--no-simplify")
+    assert r.exit_code == 0 and not stale.exists()  # the sidecar describes every file in the folder
 
 
 def test_profile_file_and_overrides(cli, tmp_path):

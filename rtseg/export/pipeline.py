@@ -134,6 +134,8 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
     module = build_module(src)
     out_dir = Path(opts.out_dir) if opts.out_dir else default_out_dir(src.name, opts.device if opts.trt else "cpu")
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("model.json", "model.onnx", "model.fp16.onnx", "model.engine"):  # so the sidecar describes every file
+        (out_dir / stale).unlink(missing_ok=True)
     res = ExportResult(out_dir=out_dir, name=src.name)
     lap("load")
 
