@@ -270,3 +270,19 @@ def test_cli_sample_and_show(cli, tmp_path):
     assert d["space"] == "dcnas" and d["flops"] > 0 and d["ops"][-2]["type"] == "dense_head"
     r = cli("arch", "show", "dcnas_hrnet", "--input", "128x256")
     assert r.exit_code == 0 and "mbconv" in r.output
+
+
+@pytest.mark.slow
+def test_memory_benchmark_script_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "search" / "bench_dcnas_memory.py"
+    out = tmp_path / "mem.json"
+    r = subprocess.run([sys.executable, str(script), "--width", "4", "--layers", "1", "--input", "64x64", "--batch", "1",
+                        "--steps", "1", "--rounds", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert [(row["path_sampling"], row["partial_channel"]) for row in d["rows"]] == [(False, 1), (True, 1), (False, 4), (True, 4)]
+    assert all(row["peak_mb"] >= 0 and row["step_s"] > 0 for row in d["rows"]) and "peak MB" in r.stderr
