@@ -35,7 +35,7 @@ def init_distributed(device: str | torch.device | None = None, timeout_s: float 
         dev = torch.device(device)
         if dev.type == "cuda" and dev.index is None and env_world_size() > 1:
             dev = torch.device(f"cuda:{local_rank}")
-    if dev.type == "cuda":
+    if dev.type == "cuda" and dev.index is not None:
         torch.cuda.set_device(dev)
     if env_world_size() > 1 and not is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"

@@ -404,6 +404,26 @@ def train(
     parse_data_spec(data_spec)
     out = Path(out_dir).expanduser()
     device = dist.init_distributed(None if cfg.device in (None, "", "auto") else str(resolve_device(cfg.device)))
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # leave the data workers their cores: an oversubscribed OpenMP pool slows training 10x or more
+        torch.set_num_threads(max(1, min(threads_before, (os.cpu_count() or 1) - int(cfg.workers or 0))))
+    try:
+        return _train(arch, data_spec, input_hw, cfg, out, device, con, on_epoch)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(
+    arch: Arch | str | Path | dict,
+    data_spec: str,
+    input_hw: tuple[int, int],
+    cfg: TrainConfig,
+    out: Path,
+    device: torch.device,
+    con: Console,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     ddp = dist.world_size() > 1
     main = dist.is_main()
 

@@ -20,6 +20,15 @@ from rtseg.spaces import get_space
 from rtseg.train import make_loader
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine an oversubscribed OpenMP pool is 10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _random_batch(g, n=3, c=7, h=20, w=24, absent=()):
     target = torch.randint(0, c, (n, h, w), generator=g)
     pred = torch.where(torch.rand(n, h, w, generator=g) < 0.6, target, torch.randint(0, c, (n, h, w), generator=g))

@@ -16,6 +16,15 @@ from rtseg.train import OhemCELoss, ShardSampler, TrainConfig, _Budget, build_lo
 TINY = dict(batch=4, train_len=8, val_len=4, workers=0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine an oversubscribed OpenMP pool is 10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_poly_lr():
     assert poly_lr(0.01, 0, 100) == 0.01
     assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5**0.9)
