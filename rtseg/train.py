@@ -31,6 +31,7 @@ its confusion matrices summed, and at the end every rank's weight digest is gath
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -64,6 +65,20 @@ from rtseg.io import atomic_save, atomic_write_json, read_json
 def default_workers() -> int:
     """Data-loading processes: one core is left to the training process (0 on a single core)."""
     return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, workers: int) -> Iterator[None]:
+    """On CPU, leave the data workers their cores: torch's OpenMP pool defaults to every core, and an
+    oversubscribed pool (workers, or other jobs on a shared machine) slows training 10x or more.
+    An explicit OMP_NUM_THREADS wins; the previous setting is restored afterwards."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - max(0, workers))))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def default_lr(optimizer: str) -> float:
@@ -404,14 +419,8 @@ def train(
     parse_data_spec(data_spec)
     out = Path(out_dir).expanduser()
     device = dist.init_distributed(None if cfg.device in (None, "", "auto") else str(resolve_device(cfg.device)))
-    threads_before = torch.get_num_threads()
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        # leave the data workers their cores: an oversubscribed OpenMP pool slows training 10x or more
-        torch.set_num_threads(max(1, min(threads_before, (os.cpu_count() or 1) - int(cfg.workers or 0))))
-    try:
+    with cpu_threads(device, int(cfg.workers or 0)):
         return _train(arch, data_spec, input_hw, cfg, out, device, con, on_epoch)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _train(

@@ -115,7 +115,7 @@ def eval_cmd(
     from rtseg.data import build_dataset, dataset_info
     from rtseg.evaluate import evaluate
     from rtseg.spaces import get_space
-    from rtseg.train import default_workers, make_loader, resolve_device
+    from rtseg.train import cpu_threads, default_workers, make_loader, resolve_device
 
     if batch < 1:
         raise RtsegError(f"--batch must be at least 1, got {batch}")
@@ -138,7 +138,7 @@ def eval_cmd(
         loader = make_loader(ds, batch, False, w, ddp, pin_memory=dev.type == "cuda")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not dist.is_main()) as prog:
+        with cpu_threads(dev, w), Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not dist.is_main()) as prog:
             task = prog.add_task("eval", total=len(ds))
             m = evaluate(model, loader, info.num_classes, info.ignore_index, dev, amp=amp and dev.type == "cuda",
                          class_names=info.class_names, on_batch=lambda n: prog.advance(task, n * dist.world_size()))
