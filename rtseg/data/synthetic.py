@@ -460,14 +460,14 @@ def _vignette(h: int, w: int) -> np.ndarray:
     return (1.0 - 0.175 * (((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2)).astype(np.float32)
 
 
-def _finish(c: _Canvas, wd: _World, rng: np.random.Generator) -> np.ndarray:
-    """Lighting, texture and sensor effects; returns the final uint8 image."""
+def _finish(c: _Canvas, wd: _World, rng: np.random.Generator, tex_rng: np.random.Generator) -> np.ndarray:
+    """Lighting, texture (from ``tex_rng``, fixed along a video) and sensor noise (from ``rng``)."""
     h, w = c.h, c.w
     lab = c.lab
     # coarse shading blotches + fine grain, amplitude chosen per class and per scene
-    coarse = cv2.resize(rng.standard_normal((max(2, h // 16), max(2, w // 16))).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    coarse = cv2.resize(tex_rng.standard_normal((max(2, h // 16), max(2, w // 16))).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     tex = coarse * wd.shade[lab]
-    tex += _noise(rng, h, w) * wd.texture[lab]
+    tex += _noise(tex_rng, h, w) * wd.texture[lab]
     # global exposure and vignetting (a multiplicative light map), cast shadows darken every class
     light = _vignette(h, w) * np.float32(wd.gain)
     if wd.shadows:
@@ -489,8 +489,9 @@ def _finish(c: _Canvas, wd: _World, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _render(wd: _World, h: int, w: int, cam_z: float = 0.0, yaw: float | None = None, t: float = 0.0, noise_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _render(wd: _World, h: int, w: int, cam_z: float = 0.0, yaw: float | None = None, t: float = 0.0, noise_seed: int = 0, texture_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(noise_seed)
+    tex_rng = rng if texture_seed is None else np.random.default_rng(texture_seed)
     c = _Canvas(wd, h, w, cam_z, wd.yaw if yaw is None else yaw)
     _draw_sky_and_far(c, wd, rng)
     _draw_ground(c, wd)
@@ -500,7 +501,7 @@ def _render(wd: _World, h: int, w: int, cam_z: float = 0.0, yaw: float | None = 
     objs = [o for o in wd.objects if cam_z + 1.0 < o.z + o.vz * t < cam_z + _Z_FAR]
     for o in sorted(objs, key=lambda o: -(o.z + o.vz * t)):
         _draw_object(c, o, t)
-    return _finish(c, wd, rng), c.lab
+    return _finish(c, wd, rng, tex_rng), c.lab
 
 
 def render_scene(seed: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -524,7 +525,7 @@ def video_frames(n: int, h: int, w: int, seed: int = 0, fps: float = 15.0, speed
     for i in range(n):
         t = i / fps
         yaw = world.yaw + 0.06 * math.sin(2 * math.pi * t / 12.0)
-        yield _render(world, h, w, cam_z=speed * t, yaw=yaw, t=t, noise_seed=int(seed) * 1_000_003 + i)
+        yield _render(world, h, w, cam_z=speed * t, yaw=yaw, t=t, noise_seed=int(seed) * 1_000_003 + i, texture_seed=int(seed) & 0x7FFFFFFF)
 
 
 # --------------------------------------------------------------------------------------------
