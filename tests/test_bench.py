@@ -28,6 +28,7 @@ def test_run_bench_measures_every_pair_under_one_protocol():
     rec = rep.record
     assert rec["iters"] == 3 and rec["warmup"] == 1 and rec["input"] == "32x64" and rec["threads"] == 1
     assert "cores" in rec["device"] and rec["protocol"] and rec["torch"] and rec["onnxruntime"]
+    assert "Romera" in rec["peers"]["erfnet"]  # the hand-designed peer names its source
 
 
 def test_bench_cli_json(cli, tmp_path):

@@ -138,6 +138,8 @@ def bench(
     rec = rep.record
     console.print(f"[dim]record:[/] {rec['device']}; threads {rec['threads']}; load average {rec['load_average']}; "
                   f"warm-up {rec['warmup']}, {rec['iters']} timed calls; torch {rec['torch']}, onnxruntime {rec['onnxruntime']}")
+    for name, source in rec.get("peers", {}).items():
+        console.print(f"[dim]peer {name}:[/] {source}")
     for what in sorted({(r.backend, r.timed) for r in rep.rows}):
         console.print(f"[dim]timed ({what[0]}):[/] {what[1]}")
     load = rec.get("load_average")

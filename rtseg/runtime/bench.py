@@ -172,4 +172,23 @@ def run_bench(
                     "rotating random inputs; median/p90/p99 of the per-call times; FPS = batch x 1000 / median",
         "weights": "as given (untrained archs use seeded random weights; latency does not depend on weight values)",
     }
+    peers = _peer_sources(sorted({m for m, _, _ in todo}))
+    if peers:
+        record["peers"] = peers  # hand-designed nets in the comparison, with their source
     return BenchReport(rows, record, skipped)
+
+
+def _peer_sources(models: Sequence[str]) -> dict[str, str]:
+    from rtseg.runtime.source import resolve_model
+
+    out = {}
+    for m in models:
+        try:
+            src = resolve_model(m)
+        except RtsegError:  # pragma: no cover - already resolved once by the runner
+            continue
+        if src.arch is not None and src.arch.space == "peer":
+            from rtseg.spaces.peers import PEER_SOURCES
+
+            out[src.name] = str(src.arch.meta.get("source") or PEER_SOURCES.get(src.arch.genotype["model"], ""))
+    return out
