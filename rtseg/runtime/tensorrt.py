@@ -75,59 +75,64 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
             )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(ins) != 1 or not outs:
-            raise RtsegError(f"engine {path} has inputs {ins} and outputs {outs}; rtseg runners take one image input")
-        self.input_name, self.output_name = ins[0], outs[0]
-        shape = tuple(int(d) for d in self.engine.get_tensor_shape(self.input_name))
-        if len(shape) != 4 or shape[1] != 3:
-            raise RtsegError(f"engine {path} takes input shape {shape}; expected (N, 3, H, W)")
+        if not self.inputs or not outs:
+            raise RtsegError(f"engine {path} has inputs {self.inputs} and outputs {outs}; it needs at least one of each")
+        self.output_name = outs[0]
+        shapes = {n: tuple(int(d) for d in self.engine.get_tensor_shape(n)) for n in self.inputs}
+        # an image model (one NCHW input with 3 channels) gets the Runner checks; one-op engines from
+        # the LUT profiler (any channel count, several inputs) run with their built shapes
+        first = shapes[self.inputs[0]]
+        image = len(self.inputs) == 1 and len(first) == 4 and first[1] == 3
         inp = (meta or {}).get("input", {})
         meta_hw = inp.get("export_hw")  # the size a dynamic engine was optimized for
         if isinstance(inp.get("shape"), list) and all(isinstance(v, int) for v in inp["shape"][2:]):
             meta_hw = inp["shape"][2:]
-        if input_hw is not None:
-            hw = tuple(int(v) for v in input_hw)
-        elif shape[2] > 0 and shape[3] > 0:
-            hw = (shape[2], shape[3])
-        else:
-            hw = tuple(int(v) for v in meta_hw) if meta_hw else (0, 0)
-        n = batch if batch is not None else (shape[0] if shape[0] > 0 else 1)
-        want = (int(n), 3, *hw)
-        if any(d < 0 for d in shape):
-            if want[2] <= 0:
-                raise RtsegError(f"engine {path} has a dynamic input size; give it with --input HxW")
-            if not self.context.set_input_shape(self.input_name, want):
-                mn, opt, mx = self.engine.get_tensor_profile_shape(self.input_name, 0)
-                raise RtsegError(
-                    f"input shape {want} is outside engine {path}'s optimization profile (min {tuple(mn)}, max {tuple(mx)}); "
-                    "use an input inside it or rebuild with a wider --dynamic range"
-                )
-        elif tuple(want) != shape:
-            raise RtsegError(f"engine {path} was built for input {shape}, not {tuple(want)}; rebuild it with that --input/--batch or use --dynamic")
-        self.in_shape = tuple(int(v) for v in want)
+        self.in_shapes: dict[str, tuple[int, ...]] = {}
+        for name, shape in shapes.items():
+            want = shape
+            if name == self.inputs[0] and len(shape) == 4:
+                if input_hw is not None:
+                    hw = tuple(int(v) for v in input_hw)
+                elif shape[2] > 0 and shape[3] > 0:
+                    hw = (shape[2], shape[3])
+                else:
+                    hw = tuple(int(v) for v in meta_hw) if meta_hw else (0, 0)
+                n = batch if batch is not None else (shape[0] if shape[0] > 0 else 1)
+                want = (int(n), shape[1], *hw)
+            if any(d < 0 for d in shape):
+                if any(d <= 0 for d in want):
+                    raise RtsegError(f"engine {path} has a dynamic input size; give it with --input HxW")
+                if not self.context.set_input_shape(name, want):
+                    mn, _, mx = self.engine.get_tensor_profile_shape(name, 0)
+                    raise RtsegError(
+                        f"input shape {want} is outside engine {path}'s optimization profile (min {tuple(mn)}, max {tuple(mx)}); "
+                        "use an input inside it or rebuild with a wider --dynamic range"
+                    )
+            elif tuple(want) != shape:
+                raise RtsegError(f"engine {path} was built for input {shape}, not {tuple(want)}; rebuild it with that --input/--batch or use --dynamic")
+            self.in_shapes[name] = tuple(int(v) for v in want)
         self.out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
-        self.in_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
-        self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
-        self.host_in = np.zeros(self.in_shape, self.in_dtype)
-        self.host_out = np.zeros(self.out_shape, self.out_dtype)
+        self.host_in = {n: np.zeros(self.in_shapes[n], np.dtype(trt.nptype(self.engine.get_tensor_dtype(n)))) for n in self.inputs}
+        self.host_out = np.zeros(self.out_shape, np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name))))
         self.buffers: dict[str, int] = {}
         for name in names:
             shp = tuple(int(d) for d in self.context.get_tensor_shape(name))
             dt = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             self.buffers[name] = self.mem.alloc(int(np.prod(shp)) * dt.itemsize)
             self.context.set_tensor_address(name, self.buffers[name])
+        in0 = self.in_shapes[self.inputs[0]]
         eng_meta = (meta or {}).get("artifacts", {}).get("engine", {})
         self.info = RunnerInfo(
             backend="tensorrt",
             backend_version=str(trt.__version__),
             device=f"{gpu.get('name')} (sm_{str(gpu.get('compute_capability', '')).replace('.', '')})",
             precision="fp16" if eng_meta.get("fp16_mode", "fp32") != "fp32" else "fp32",
-            input_hw=(self.in_shape[2], self.in_shape[3]),
-            batch=self.in_shape[0],
-            num_classes=self.out_shape[1] if len(self.out_shape) == 4 else 0,
-            extra={"memory": self.mem.name, "engine": str(path),
+            input_hw=(in0[2], in0[3]) if len(in0) == 4 else (0, 0),
+            batch=in0[0] if in0 else 1,
+            num_classes=self.out_shape[1] if image and len(self.out_shape) == 4 else 0,
+            extra={"memory": self.mem.name, "engine": str(path), "image_model": image,
                    "timed": "network only: enqueue + stream sync, input resident on the GPU, monotonic clock",
                    "data_info": (meta or {}).get("data_info"), **(extra or {})},
         )
@@ -137,11 +142,17 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
             raise RtsegError("TensorRT execution failed (see the TensorRT messages above)")
         self.mem.synchronize()
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        if tuple(batch.shape) != self.in_shape:
-            raise RtsegError(f"input shape {tuple(batch.shape)} does not match the engine's {self.in_shape}")
-        np.copyto(self.host_in, batch, casting="same_kind" if self.in_dtype == np.float32 else "unsafe")
-        self.mem.htod(self.buffers[self.input_name], self.host_in)
+    def infer(self, batch: np.ndarray, *more: np.ndarray) -> np.ndarray:
+        """H2D, execute, D2H: inputs in the engine's input order (one image batch for a model)."""
+        arrays = (batch, *more)
+        if len(arrays) != len(self.inputs):
+            raise RtsegError(f"the engine takes {len(self.inputs)} inputs, got {len(arrays)}")
+        for name, x in zip(self.inputs, arrays):
+            if tuple(x.shape) != self.in_shapes[name]:
+                raise RtsegError(f"input shape {tuple(x.shape)} does not match the engine's {self.in_shapes[name]}")
+            host = self.host_in[name]
+            np.copyto(host, x, casting="unsafe")
+            self.mem.htod(self.buffers[name], host)
         if not self.context.execute_async_v3(self.mem.stream):
             raise RtsegError("TensorRT execution failed (see the TensorRT messages above)")
         self.mem.dtoh(self.host_out, self.buffers[self.output_name])
@@ -150,7 +161,7 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
 
     def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
         rng = np.random.default_rng(0)
-        self.infer(rng.standard_normal(self.in_shape).astype(np.float32))
+        self.infer(*(rng.standard_normal(self.in_shapes[n]).astype(np.float32) for n in self.inputs))
         return time_fn(self._execute, [()], warmup=warmup, repeats=iters, device="cpu")
 
     def close(self) -> None:
