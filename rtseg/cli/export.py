@@ -125,19 +125,23 @@ def bench(
 
         rep = run_bench(models, backend, hw, batch, warmup, iters, device, precision, cuda_graphs, threads,
                         on_start=start, on_row=lambda r: prog.advance(task))
-    t = Table(title=f"latency at {hw[0]}x{hw[1]}, batch {batch} on {rep.record['device']}")
-    for col in ("model", "backend", "precision", "mean ms", "median ms", "p90 ms", "p99 ms", "FPS"):
-        t.add_column(col, justify="left" if col in ("model", "backend", "precision") else "right")
+    t = Table(title=f"latency (ms) at {hw[0]}x{hw[1]}, batch {batch} on {rep.record['device']}")
+    t.add_column("model", overflow="fold", min_width=10)
+    t.add_column("backend", overflow="fold")
+    t.add_column("prec")
+    for col in ("mean", "median", "p90", "p99", "FPS"):
+        t.add_column(col, justify="right")
     for r in rep.rows:
         s = r.stats
-        t.add_row(r.model, f"{r.backend} {r.backend_version}", r.precision, f"{s.mean_ms:.2f}", f"{s.median_ms:.2f}",
-                  f"{s.p90_ms:.2f}", f"{s.p99_ms:.2f}", f"{r.fps:.1f}")
+        t.add_row(r.model, r.backend, r.precision, f"{s.mean_ms:.2f}", f"{s.median_ms:.2f}", f"{s.p90_ms:.2f}",
+                  f"{s.p99_ms:.2f}", f"{r.fps:.1f}")
     console.print(t)
     for s in rep.skipped:
         console.print(f"[yellow]skipped[/] {s['model']} on {s['backend']}: {s['reason']}")
     rec = rep.record
     console.print(f"[dim]record:[/] {rec['device']}; threads {rec['threads']}; load average {rec['load_average']}; "
-                  f"warm-up {rec['warmup']}, {rec['iters']} timed calls; torch {rec['torch']}, onnxruntime {rec['onnxruntime']}")
+                  f"warm-up {rec['warmup']}, {rec['iters']} timed calls; "
+                  + ", ".join(sorted({f"{r.backend} {r.backend_version}" for r in rep.rows})))
     for name, source in rec.get("peers", {}).items():
         console.print(f"[dim]peer {name}:[/] {source}")
     for what in sorted({(r.backend, r.timed) for r in rep.rows}):
