@@ -82,21 +82,32 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _gpu_properties(device: str) -> dict[str, Any]:  # pragma: no cover - GPU only
-    try:
-        from rtseg.runtime.cuda_memory import open_cuda_memory
+def _device_index(device: str) -> int:
+    d = str(device).strip().lower()
+    if d == "cuda":
+        return 0
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return int(d[5:])
+    raise RtsegError(f"TensorRT builds for a GPU: --device must be cuda or cuda:N, got {device!r}")
 
-        mem = open_cuda_memory()
-        props = mem.device_properties()
-        mem.close()
-        return props
+
+def _open_gpu(device: str) -> tuple[Any, dict[str, Any]]:  # pragma: no cover - GPU only
+    """Make ``device`` the current CUDA device for the builder (via the memory adapter, which sets
+    it) and return (adapter, its properties); falls back to torch for the properties only."""
+    from rtseg.runtime.cuda_memory import open_cuda_memory
+
+    idx = _device_index(device)
+    try:
+        mem = open_cuda_memory(device_index=idx)
+        return mem, mem.device_properties()
     except RtsegError:
         import torch
 
         if torch.cuda.is_available():
-            p = torch.cuda.get_device_properties(torch.device(device).index or 0)
-            return {"name": p.name, "compute_capability": f"{p.major}.{p.minor}"}
-    return {}
+            torch.cuda.set_device(idx)
+            p = torch.cuda.get_device_properties(idx)
+            return None, {"name": p.name, "compute_capability": f"{p.major}.{p.minor}"}
+        raise
 
 
 def export_model(model: str | Path, opts: ExportOptions | None = None, stage: Stage | None = None) -> ExportResult:
@@ -119,10 +130,11 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
         timings[name] = round(now - t0, 3)
         t0 = now
 
-    if opts.trt:  # fail before any work when TensorRT is missing
+    if opts.trt:  # fail before any work when TensorRT is missing or the device is not a GPU
         from rtseg.export.tensorrt import import_tensorrt
 
         import_tensorrt()
+        _device_index(opts.device)
     say("loading the model")
     src = resolve_model(model)
     if src.kind in ("onnx", "engine"):
@@ -229,11 +241,15 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
             dynamic = {"input": ((1, 3, *mn), (opts.batch, 3, h, w), (opts.batch, 3, *mx))}
         info: dict[str, Any] = {}
         src_onnx = res.onnx_fp16 if opts.fp16 and res.onnx_fp16 else onnx_path
-        build_engine(src_onnx, engine_path, fp16=opts.fp16, workspace_gb=opts.workspace_gb, timing_cache=cache,
-                     dynamic=dynamic, progress=True, info=info)
+        mem, gpu = _open_gpu(opts.device)
+        try:
+            build_engine(src_onnx, engine_path, fp16=opts.fp16, workspace_gb=opts.workspace_gb, timing_cache=cache,
+                         dynamic=dynamic, progress=True, info=info)
+        finally:
+            if mem is not None:
+                mem.close()
         if info.get("warning"):
             res.notes.append(info["warning"])
-        gpu = _gpu_properties(opts.device)
         meta["artifacts"]["engine"] = {"file": engine_path.name, "precision": "fp16" if opts.fp16 else "fp32",
                                        "sha256": file_sha256(engine_path),
                                        "gpu": gpu.get("name"), "compute_capability": gpu.get("compute_capability"), **info}
@@ -242,7 +258,7 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
         lap("trt_build")
         say("checking the engine against ONNX Runtime (fp32)")
         ref_ort = [ort32.infer(x) for x in inputs]
-        runner = TensorRTRunner(engine_path, input_hw=(h, w), batch=opts.batch)
+        runner = TensorRTRunner(engine_path, input_hw=(h, w), batch=opts.batch, device=opts.device)
         try:
             rep = compare(ref_ort, [runner.infer(x) for x in inputs], "fp16" if opts.fp16 else "fp32", "tensorrt engine", "onnxruntime fp32")
         finally:
