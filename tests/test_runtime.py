@@ -169,5 +169,8 @@ def test_missing_device_memory_packages_name_the_extra(monkeypatch):
 
 
 def test_device_names():
-    assert device_slug("cpu").startswith("cpu-") and "/" not in device_slug("cpu")
+    from rtseg.io import slugify
+    from rtseg.latency.device import cpu_model
+
+    assert device_slug("cpu") == slugify(cpu_model()) and "/" not in device_slug("cpu")
     assert "cores" in device_name("cpu")

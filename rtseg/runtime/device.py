@@ -1,5 +1,8 @@
 """Human-readable names of the device a runner measures on (CPU model or GPU model).
 
+The CPU model comes from :mod:`rtseg.latency.device` (the LUT provenance), so a runner, a bench
+record and a LUT name the same machine the same way.
+
 Names go into every measurement record and, slugified, into the default output folder
 ``engines/<device-slug>/``, so a number or an engine can always be traced to the hardware it came
 from. GPU names come from torch when it has CUDA (the engine-only path passes its own name from the
@@ -9,23 +12,14 @@ CUDA memory adapter instead).
 from __future__ import annotations
 
 import os
-import platform
-from functools import lru_cache
 
 from rtseg.io import slugify
+from rtseg.latency.device import cpu_model
 
 
-@lru_cache(maxsize=1)
 def cpu_name() -> str:
-    """The CPU model as /proc/cpuinfo names it (``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    """The CPU model (``/proc/cpuinfo``), as the LUT provenance names it."""
+    return cpu_model()
 
 
 def is_cuda(device: str) -> bool:
@@ -54,7 +48,9 @@ def device_name(device: str = "cpu") -> str:
 
 
 def device_slug(device: str = "cpu") -> str:
-    """The folder name of a device under ``engines/``: ``cpu-amd-epyc``, ``nvidia-h100-80gb-hbm3``."""
+    """The folder name of a device under ``engines/``: ``amd-epyc``, ``nvidia-h100-80gb-hbm3`` (the
+    LUT profiler's folder for the same device, less its CPU thread-count suffix: exported files do
+    not depend on threads)."""
     if is_cuda(device):
         return slugify(gpu_name(device).split(" (sm_")[0])
-    return "cpu-" + slugify(cpu_name())
+    return slugify(cpu_name())
