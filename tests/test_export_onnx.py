@@ -107,6 +107,11 @@ def test_exporter_falls_back_to_dynamo_with_a_warning(tmp_path):
     assert info.exporter == "dynamo" and info.opset >= 18 and info.fallback_reason
     y = make_session(info.path).run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(y, _Antialiased()(x).numpy(), atol=1e-4)
+    # ...and it is exactly what TensorRT's parser refuses: found before any build starts
+    from rtseg.export.tensorrt import trt_unsupported
+
+    assert any("antialias" in msg for msg in trt_unsupported(info.path))
+    assert trt_unsupported(export_onnx(torch.nn.Conv2d(3, 3, 1), (x,), tmp_path / "c.onnx")) == []
 
 
 def test_no_fallback_gives_one_clear_error(tmp_path):

@@ -119,6 +119,21 @@ def layer_precisions(engine: Any, trt: Any) -> dict[str, int]:  # pragma: no cov
     return counts
 
 
+def trt_unsupported(onnx_path: str | Path) -> list[str]:
+    """Nodes TensorRT's ONNX parser is known to refuse, found before a long build is started:
+    antialiased Resize ("Antialiasing is not supported", onnx-tensorrt operators.md) and
+    control flow rtseg nets never need (deploy.md sec. 3.1-3.2)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    found = []
+    for n in model.graph.node:
+        attrs = {a.name: a for a in n.attribute}
+        if n.op_type == "Resize" and "antialias" in attrs and attrs["antialias"].i:
+            found.append(f"Resize {n.name or n.output[0]!r} with antialias=1 (use antialias=False in the model)")
+    return found
+
+
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
@@ -143,6 +158,9 @@ def build_engine(
         raise RtsegError(f"ONNX file not found: {onnx_path} (export it first with rtseg export)")
     if workspace_gb <= 0:
         raise RtsegError(f"workspace must be positive, got {workspace_gb} GB")
+    bad = trt_unsupported(onnx_path)
+    if bad:
+        raise RtsegError(f"TensorRT cannot build {onnx_path}: {'; '.join(bad)}")
     major = trt_major(trt)  # pragma: no cover - from here on TensorRT is present
     onnx_fp16 = is_fp16_onnx(onnx_path)
     source = onnx_path
