@@ -125,3 +125,19 @@ def test_ort_session_errors(tmp_path):
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         with pytest.raises(MissingDependencyError, match="no CUDA execution provider"):
             make_session(path, device="cuda")
+
+
+@keeps_torch_threads
+def test_thread_clock_counts_cpu_time_of_one_thread():
+    import time
+
+    st = time_fn(lambda: time.sleep(0.003), repeats=3, warmup=0, device="thread")
+    assert st.median_ms < 1.0  # sleeping is not CPU time
+    assert time_fn(lambda: time.sleep(0.003), repeats=3, warmup=0).median_ms >= 2.9
+    with pytest.raises(RtsegError, match="--threads 1"):
+        make_timer("torch", detect_device("cpu", threads=2), clock="thread")
+    with pytest.raises(RtsegError, match="unknown clock"):
+        make_timer("torch", detect_device("cpu", threads=1), clock="sundial")
+    timer = make_timer("onnxruntime", detect_device("cpu", threads=1), clock="thread")
+    sig = OpSpec.make("db", 16, 64, 2).at(32, 64)
+    assert timer.time_module(build_op(sig.spec), [op_class("db").example_inputs(sig)], 1, 3).median_ms > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,7 @@ def arch_signatures(archs: list[Arch]) -> list[OpSignature]:
 def small_lut(tmp_path_factory) -> LUT:
     """The operators of two archs (both heads) at 64x128, measured with the torch backend."""
     out = tmp_path_factory.mktemp("lut") / "small.json"
-    profile_ops("ssr", H, W, out_path=out, signatures=arch_signatures(two_archs()), **FAST)
+    profile_ops("ssr", H, W, method="isolated", out_path=out, signatures=arch_signatures(two_archs()), **FAST)
     return load_lut(out)
 
 
@@ -149,7 +150,7 @@ def test_resume_after_interruption_measures_only_missing(tmp_path):
 def test_mismatched_provenance_is_refused_unless_force(tmp_path):
     sigs = arch_signatures(two_archs()[:1])[:2]
     out = tmp_path / "m.json"
-    kw = dict(FAST, heads=["classifier"], signatures=sigs, out_path=out)
+    kw = dict(FAST, heads=["classifier"], signatures=sigs, out_path=out, method="isolated")
     profile_ops("ssr", H, W, **kw)
     with pytest.raises(RtsegError, match="other settings .*method.*--force"):
         profile_ops("ssr", H, W, **dict(kw, method="network"))
@@ -206,3 +207,15 @@ def test_validate_and_measure_arch_latency(small_lut, tmp_path):
     assert {"mape", "within_10pct", "kendall_tau", "samples", "rows"} <= set(d)
     st = measure_arch_latency(two_archs()[0], H, W, backend="torch", device="cpu", precision="fp32", batch=1, warmup=1, repeats=3, threads=1)
     assert isinstance(st, TimingStats) and st.n == 3 and st.median_ms > 0
+
+
+def test_default_output_path_names_device_space_backend_precision_size(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sigs = arch_signatures(two_archs()[:1])[:2]
+    out = profile_ops("ssr", H, W, signatures=sigs, heads=["classifier"], **FAST)
+    lut = load_lut(out)
+    slug = lut.provenance["device"]["slug"]
+    assert out == Path("engines") / slug / f"lut-ssr-torch-fp32-{H}x{W}.json" and (tmp_path / out).exists()
+    assert lut.method == "network" and slug.endswith("-1t")
+    out2 = profile_ops("ssr", H, W, signatures=sigs, heads=["classifier"], method="isolated", batch=2, **FAST)
+    assert out2.name == f"lut-ssr-torch-fp32-{H}x{W}-b2-isolated.json" and load_lut(out2).batch == 2

@@ -19,7 +19,7 @@ def full_lut(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "lut.json"
     r = CliRunner().invoke(app, ["profile-ops", "--space", "ssr", "--input", "64x128", "--backend", "torch", "--device", "cpu",
                                  "--precision", "fp32", "--threads", "1", "--warmup", "0", "--repeats", "1", "--min-time", "0",
-                                 "--head", "classifier", "--out", str(out), "--json"])
+                                 "--method", "isolated", "--head", "classifier", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
     return out, json.loads(r.stdout)
 

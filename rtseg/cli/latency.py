@@ -26,10 +26,11 @@ def profile_ops_cmd(
     batch: int = typer.Option(1, help="Batch size."),
     warmup: Optional[int] = typer.Option(None, help="Warm-up runs per operator [default: 5]."),
     repeats: Optional[int] = typer.Option(None, help="Timed runs per operator (more are added until the median settles) [default: 25]."),
-    method: str = typer.Option("isolated", help="isolated (each operator alone) or network (CAS: inside a stack of itself, minus identities)."),
+    method: str = typer.Option("network", help="network (CAS: each operator inside a stack of itself, minus identities) or isolated (each operator alone)."),
     out: Optional[Path] = typer.Option(None, help="LUT path [default: engines/<device>/lut-<space>-<backend>-<precision>-<H>x<W>.json]."),
     classes: int = typer.Option(19, help="Number of classes (the head's operators depend on it)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch/onnxruntime (recorded in the LUT) [default: torch's]."),
+    clock: str = typer.Option("wall", help="wall (what a user waits) or thread (CPU time of one thread, --threads 1: for a CPU shared with other work)."),
     min_time: Optional[float] = typer.Option(None, "--min-time", help="Keep timing an operator at least this many seconds [default: 0.03]."),
     head: Optional[list[str]] = typer.Option(None, help="Head(s) to cover [default: every head of the space]."),
     force: bool = typer.Option(False, help="Discard an existing LUT at --out measured with other settings and start over."),
@@ -44,7 +45,7 @@ def profile_ops_cmd(
         space, h, w, backend=backend, device=device, precision=precision, batch=batch,
         warmup=DEFAULT_WARMUP if warmup is None else warmup, repeats=DEFAULT_REPEATS if repeats is None else repeats,
         method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
-        force=force, console=console, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
+        force=force, console=console, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
     )
     lut = load_lut(path)
     summary = lut.summary()
@@ -126,6 +127,7 @@ def _print_summary(s: dict[str, Any]) -> None:
         ("precision / batch", f"{prov.get('precision')} / {prov.get('batch')}"),
         ("input", "x".join(map(str, prov.get("input", [])))),
         ("method", str(prov.get("method")) + (f" (stack of {prov.get('stack')})" if prov.get("stack") else "")),
+        ("clock", str(prov.get("clock_detail") or prov.get("clock", "wall"))),
         ("warm-up / repeats", f"{prov.get('warmup')} / {prov.get('repeats')} (+ until the median settles)"),
         ("entries", f"{s['entries']}" + ("" if s["complete"] else f" of {s.get('expected_entries')} (incomplete: re-run profile-ops to resume)")),
         ("network constant", f"{s['constant_ms']:.3f} ms" + ("" if s["calibrated"] else " (skeleton not measured yet)")),

@@ -29,7 +29,7 @@ from torch import nn
 
 from rtseg.errors import MissingDependencyError, RtsegError
 from rtseg.latency.device import DeviceInfo
-from rtseg.latency.timing import TimingStats, sample_until_stable, time_samples
+from rtseg.latency.timing import CLOCKS, TimingStats, sample_until_stable, time_samples
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
@@ -74,7 +74,11 @@ class OpTimer(ABC):
 
     name: str = ""
 
-    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1) -> None:
+    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall") -> None:
+        if clock not in CLOCKS:
+            raise RtsegError(f"unknown clock {clock!r}: use {' or '.join(CLOCKS)}")
+        if clock == "thread" and (device.kind != "cpu" or device.details.get("threads") != 1):
+            raise RtsegError("--clock thread measures the CPU time of one thread: use it with --device cpu --threads 1")
         if precision not in PRECISIONS:
             raise RtsegError(f"unknown precision {precision!r}: use fp32 or fp16")
         if precision == "fp16" and device.kind != "cuda":
@@ -84,6 +88,13 @@ class OpTimer(ABC):
         self.device = device
         self.precision = precision
         self.batch = batch
+        self.clock = clock
+
+    def _clock(self) -> str:
+        """The ``time_samples`` device string for this timer's clock."""
+        if self.clock == "thread":
+            return "thread"
+        return self.device.arg if self.device.kind == "cuda" and self.name == "torch" else "cpu"
 
     @property
     def dtype(self) -> torch.dtype:
@@ -116,8 +127,9 @@ class TorchTimer(OpTimer):
 
     name = "torch"
 
-    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, channels_last: bool | None = None) -> None:
-        super().__init__(device, precision, batch)
+    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall",
+                 channels_last: bool | None = None) -> None:
+        super().__init__(device, precision, batch, clock)
         self.channels_last = (device.kind == "cuda" and precision == "fp16") if channels_last is None else channels_last
         if device.kind == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -140,8 +152,7 @@ class TorchTimer(OpTimer):
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
         args = [tuple(self._move(t) for t in s) for s in input_sets]
-        clock = self.device.arg if self.device.kind == "cuda" else "cpu"
-        return Prepared(module, args, clock, keep=[module])
+        return Prepared(module, args, self._clock(), keep=[module])
 
 
 class OnnxRuntimeTimer(OpTimer):
@@ -185,7 +196,7 @@ class OnnxRuntimeTimer(OpTimer):
             def run(feed: dict[str, Any]) -> Any:
                 return sess.run(None, feed)
 
-            return Prepared(run, [(f,) for f in feeds], "cpu", keep=[sess, tmp])
+            return Prepared(run, [(f,) for f in feeds], self._clock(), keep=[sess, tmp])
         import onnxruntime as ort
 
         idx = int(self.device.details.get("index", 0))
@@ -211,9 +222,10 @@ class TensorRTTimer(OpTimer):
 
     name = "tensorrt"
 
-    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, workspace_gb: float = 1.0) -> None:
+    def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall",
+                 workspace_gb: float = 1.0) -> None:
         require_tensorrt()
-        super().__init__(device, precision, batch)
+        super().__init__(device, precision, batch, clock)
         if device.kind != "cuda":
             raise RtsegError("the tensorrt backend runs on a GPU: use --device cuda (or --backend torch/onnxruntime on a CPU)")
         self.workspace_gb = workspace_gb
@@ -257,15 +269,16 @@ def _opset() -> int:
     return DEFAULT_OPSET
 
 
-def make_timer(backend: str, device: DeviceInfo, precision: str = "fp32", batch: int = 1) -> OpTimer:
-    """The timer for ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``)."""
+def make_timer(backend: str, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall") -> OpTimer:
+    """The timer for ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``) reading ``clock`` (see
+    :data:`rtseg.latency.timing.CLOCKS`)."""
     if backend == "tensorrt":
         require_tensorrt()  # before anything else: never time another backend in its place
-        return TensorRTTimer(device, precision, batch)
+        return TensorRTTimer(device, precision, batch, clock)
     if backend == "torch":
-        return TorchTimer(device, precision, batch)
+        return TorchTimer(device, precision, batch, clock)
     if backend == "onnxruntime":
-        return OnnxRuntimeTimer(device, precision, batch)
+        return OnnxRuntimeTimer(device, precision, batch, clock)
     raise RtsegError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 

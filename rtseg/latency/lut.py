@@ -41,7 +41,7 @@ from rtseg.ops import OpSignature
 LUT_FORMAT = "rtseg.lut"
 LUT_SCHEMA_VERSION = 1
 #: Provenance fields that must agree for two runs to write into one LUT.
-MATCH_FIELDS = ("backend", "precision", "batch", "input", "method", "warmup", "repeats")
+MATCH_FIELDS = ("backend", "precision", "batch", "input", "method", "warmup", "repeats", "clock")
 
 
 @dataclass
@@ -139,6 +139,10 @@ class LUT:
     @property
     def method(self) -> str:
         return self.provenance["method"]
+
+    @property
+    def clock(self) -> str:
+        return str(self.provenance.get("clock", "wall"))
 
     @property
     def threads(self) -> int | None:

@@ -40,7 +40,11 @@ from rtseg.latency.device import DeviceInfo, detect_device, keeps_torch_threads
 from rtseg.latency.lut import LUT, load_lut, new_lut
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
 
-METHODS = ("isolated", "network")
+METHODS = ("network", "isolated")
+#: The default method: on the 2-core CPU this project is developed on, isolated per-op sums
+#: under-predicted whole networks by ~15% (Kendall tau 0.68 over 16 archs at 128x256), the network
+#: method landed within 10% on every arch (MAPE ~5%); see the README section of profile-ops.
+DEFAULT_METHOD = "network"
 #: Defaults sized so the whole ssr space (~1600 signatures) profiles in about a minute (isolated) on a
 #: 2-core CPU at 128x256; ``min_time_s`` adds repeats to sub-millisecond operators so their median
 #: rests on enough samples.
@@ -61,13 +65,13 @@ def _now() -> str:
 
 
 def default_lut_path(device: DeviceInfo, space: str, backend: str, precision: str, h: int, w: int,
-                     batch: int = 1, method: str = "isolated", root: str | Path = "engines") -> Path:
+                     batch: int = 1, method: str = DEFAULT_METHOD, root: str | Path = "engines") -> Path:
     """``engines/<device-slug>/lut-<space>-<backend>-<precision>-<H>x<W>.json`` (``-b<N>`` for batch N,
-    ``-network`` for the network method, so both methods' tables can sit side by side)."""
+    ``-<method>`` for a non-default method, so both methods' tables can sit side by side)."""
     name = f"lut-{space}-{backend}-{precision}-{h}x{w}"
     if batch != 1:
         name += f"-b{batch}"
-    if method != "isolated":
+    if method != DEFAULT_METHOD:
         name += f"-{method}"
     return Path(root) / device.slug / f"{name}.json"
 
@@ -145,7 +149,7 @@ class _IdentityCache:
         self.values: dict[tuple[Any, ...], float] = {}
 
 
-def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: int, method: str = "isolated",
+def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: int, method: str = DEFAULT_METHOD,
                       stack: int = DEFAULT_STACK, min_time_s: float = DEFAULT_MIN_TIME_S,
                       max_repeats: int = DEFAULT_MAX_REPEATS, rotation: int | None = None,
                       identity_cache: _IdentityCache | None = None, rel_ci: float = DEFAULT_REL_CI,
@@ -231,7 +235,9 @@ def run_provenance(space: str, num_classes: int, heads: Sequence[str], info: Dev
         "method": method,
         "stack": stack if method == "network" else None,
         "threads": torch.get_num_threads(),
-        "clock": "cuda events" if info.kind == "cuda" and timer.name == "torch" else "time.perf_counter (synchronous call)",
+        "clock": timer.clock,
+        "clock_detail": ("thread CPU time (CLOCK_THREAD_CPUTIME_ID)" if timer.clock == "thread" else
+                         "CUDA events" if info.kind == "cuda" and timer.name == "torch" else "time.perf_counter around a synchronous call"),
         "statistic": "median of repeats; p10/p90 spread",
         "stability": f"repeats added until the median's 95% CI is within {DEFAULT_REL_CI:.0%} (max {DEFAULT_MAX_REPEATS} runs, {DEFAULT_MAX_S} s)",
         "rtseg_version": rtseg.__version__,
@@ -252,7 +258,7 @@ def profile_ops(
     batch: int = 1,
     warmup: int = DEFAULT_WARMUP,
     repeats: int = DEFAULT_REPEATS,
-    method: str = "isolated",
+    method: str = DEFAULT_METHOD,
     out_path: str | Path | None = None,
     num_classes: int = 19,
     progress: bool = True,
@@ -265,6 +271,7 @@ def profile_ops(
     max_repeats: int = DEFAULT_MAX_REPEATS,
     rotation: int | None = None,
     stack: int = DEFAULT_STACK,
+    clock: str = "wall",
     max_entry_s: float = DEFAULT_MAX_S,
     flush_s: float = 1.0,
     on_entry: Callable[[int, OpSignature, dict[str, Any]], None] | None = None,
@@ -293,7 +300,7 @@ def profile_ops(
         if hd not in space.heads:
             raise RtsegError(f"head {hd!r} is not available in space {space_name!r}; choose from {', '.join(space.heads)}")
     info = detect_device(device, threads)
-    timer = make_timer(backend, info, precision, batch)
+    timer = make_timer(backend, info, precision, batch, clock)
     plan = skeleton_plan(space, h, w, num_classes, heads)
     all_sigs = list(signatures) if signatures is not None else space.candidate_signatures(h, w, num_classes, heads=tuple(heads))
     seen = {s.key for s in all_sigs}

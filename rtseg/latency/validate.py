@@ -101,12 +101,14 @@ def _prepare_arch(timer: Any, arch: Any, h: int, w: int, batch: int, sets: int =
 
 @keeps_torch_threads
 def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", device: str = "cpu", precision: str = "fp32",
-                         batch: int = 1, warmup: int = 10, repeats: int = 50, threads: int | None = None) -> TimingStats:
+                         batch: int = 1, warmup: int = 10, repeats: int = 50, threads: int | None = None,
+                         clock: str = "wall") -> TimingStats:
     """End-to-end latency of the network of ``arch`` at ``h x w`` on a backend (the LUT protocol:
     warm-up, synchronization, per-call clock, median). ``threads`` sets torch's CPU thread count
-    (pass the LUT's ``provenance['threads']`` to compare with its prediction); None keeps it."""
+    (pass the LUT's ``provenance['threads']`` and ``clock`` to compare with its prediction); None
+    keeps the current thread count."""
     info = detect_device(device, threads)
-    timer = make_timer(backend, info, precision, batch)
+    timer = make_timer(backend, info, precision, batch, clock)
     prepared = _prepare_arch(timer, arch, h, w, batch)
     try:
         return prepared.time(warmup, repeats)
@@ -149,7 +151,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     preds = [table.predict(a, h, w, force=force) for a in archs]  # any uncovered operator fails here, before timing
 
     info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
-    timer = make_timer(table.backend, info, table.precision, table.batch)
+    timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
     per_round = max(1, repeats // rounds)
     pooled: list[list[float]] = [[] for _ in archs]
     started = time.perf_counter()
@@ -199,7 +201,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         mean_error=sum(r.error for r in rows) / len(rows),
         settings={"backend": table.backend, "device": info.name, "device_arg": info.arg, "precision": table.precision,
                   "batch": table.batch, "input": [h, w], "threads": torch.get_num_threads() if info.kind == "cpu" else None,
-                  "method": table.method, "head": head, "warmup": warmup, "repeats": repeats, "rounds": rounds,
+                  "method": table.method, "clock": table.clock, "head": head, "warmup": warmup, "repeats": repeats, "rounds": rounds,
                   "constant_ms": table.constant_ms, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
         archs=[a.to_dict() for a in archs],
     )
