@@ -26,6 +26,7 @@ def test_export_json_writes_onnx_fp16_and_sidecar(cli, tmp_path):
     for key in ("onnx", "onnx_fp16", "metadata"):
         assert (out / d[key].split("/")[-1]).exists()
     assert d["engine"] is None
+    assert all((out / f).stat().st_mode & 0o044 for f in ("model.onnx", "model.fp16.onnx", "model.json"))  # shareable
     meta = json.loads((out / "model.json").read_text())
     assert meta["input"]["shape"] == [1, 3, 64, 128] and meta["input"]["layout"] == "NCHW"
     assert meta["parity"]["onnx_fp32"]["agreement"] >= 0.9999

@@ -18,6 +18,7 @@ but still measures and records the figures.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,7 +271,18 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
     meta["export"]["stage_seconds"] = timings
     meta["export"]["notes"] = res.notes
     write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+    _share(res.onnx, res.onnx_fp16, res.engine, res.metadata_path)
     return res
+
+
+def _share(*paths: Path | None) -> None:
+    """Atomic writes go through mkstemp (mode 0600); exported files are meant to be deployed and
+    shared, so give them ordinary permissions (0644 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in paths:
+        if p is not None and p.exists():
+            os.chmod(p, 0o644 & ~umask)
 
 
 __all__ = ["ExportOptions", "ExportResult", "GATES", "ParityGateError", "default_out_dir", "export_model"]
