@@ -66,8 +66,8 @@ def export(
     if batch is not None and batch < 1:
         raise RtsegError(f"--batch must be a positive integer, got {batch}")
     try:
-        with console.status("export") as status:
-            res = export_model(model, opts, stage=lambda s: status.update(f"[cyan]{s}[/]"))
+        # one line per stage rather than a spinner: the TensorRT build draws its own progress bars
+        res = export_model(model, opts, stage=lambda s: console.print(f"[cyan]>[/] {s}"))
     except ParityGateError as exc:
         console.print(_parity_table(exc.reports))
         if json_out:
