@@ -35,14 +35,16 @@ def default_backend(kind: str) -> str:
 
 
 def _export_to(src: Any, folder: Path, input_hw: tuple[int, int], batch: int, precision: str) -> Path:
-    """Export a checkpoint/arch source to ``folder/model[.fp16].onnx`` (no gates: bench/demo only)."""
+    """Export a checkpoint/arch source to ``folder/model[.fp16].onnx`` as ``rtseg export`` would
+    (TorchScript exporter, onnxslim, FP16 pass) but without the parity gates: bench/demo only."""
     import torch
 
-    from rtseg.export.onnx import convert_fp16, export_onnx
+    from rtseg.export.onnx import convert_fp16, export_onnx, simplify_onnx
     from rtseg.runtime.source import build_module
 
     module = build_module(src)
     path = export_onnx(module, (torch.zeros(batch, 3, *input_hw),), folder / "model.onnx")
+    simplify_onnx(path)  # the same graph rtseg export writes
     if precision == "fp16":
         path = convert_fp16(path, folder / "model.fp16.onnx")
     return path
