@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.table import Table
@@ -41,12 +43,13 @@ def profile_ops_cmd(
     from rtseg.latency.profile import DEFAULT_MIN_TIME_S, DEFAULT_REPEATS, DEFAULT_WARMUP, profile_ops
 
     h, w = parse_hw(input)
-    path = profile_ops(
-        space, h, w, backend=backend, device=device, precision=precision, batch=batch,
-        warmup=DEFAULT_WARMUP if warmup is None else warmup, repeats=DEFAULT_REPEATS if repeats is None else repeats,
-        method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
-        force=force, console=console, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
-    )
+    with _term_as_interrupt():  # `kill` flushes what was measured, like Ctrl-C
+        path = profile_ops(
+            space, h, w, backend=backend, device=device, precision=precision, batch=batch,
+            warmup=DEFAULT_WARMUP if warmup is None else warmup, repeats=DEFAULT_REPEATS if repeats is None else repeats,
+            method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
+            force=force, console=console, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
+        )
     lut = load_lut(path)
     summary = lut.summary()
     if json_out:
@@ -107,6 +110,24 @@ def validate(
                   f"Kendall tau [bold]{res.kendall_tau:.3f}[/] over {res.samples} archs (mean signed error {res.mean_error:+.1%})")
     if plot is not None:
         console.print(f"wrote {plot}")
+
+
+@contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while profiling, so the LUT is flushed before exiting."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _print_summary(s: dict[str, Any]) -> None:
