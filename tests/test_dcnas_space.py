@@ -183,7 +183,9 @@ def test_signatures_match_the_modules_that_run():
 
 
 def test_candidate_signatures_cover_every_sampled_arch():
-    cands = {s.key for s in SPACE.candidate_signatures(64, 128, 19)}
+    cands = {s.key for s in SPACE.candidate_signatures(64, 128, 19, heads=("classifier",))}
+    with pytest.raises(RtsegError, match="head 'aggregation' is not available"):
+        SPACE.candidate_signatures(64, 128, 19, heads=("aggregation",))
     for seed in range(10):
         assert {s.key for s in SPACE.signatures(SPACE.sample(random.Random(seed)), 64, 128)} <= cands
 

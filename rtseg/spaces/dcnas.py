@@ -654,6 +654,9 @@ class DCNASSpace(SearchSpace):
     def candidate_signatures(self, h: int, w: int, num_classes: int = 19, heads: tuple[str, ...] | None = None) -> list[OpSignature]:
         """Every distinct signature an arch of this space (default config) can place at ``h x w``."""
         self.check_input(h, w)
+        for hd in heads or ():
+            if hd not in self.heads:
+                raise RtsegError(f"head {hd!r} is not available in space {self.name!r}; choose {', '.join(self.heads)}")
         cfg = self.config
         seen = {s.key: s for s in self.fixed_signatures(h, w, num_classes)}
         for n in cfg.nodes():
