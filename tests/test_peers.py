@@ -15,6 +15,14 @@ from rtseg.spaces import get_space
 PEER = get_space("peer")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_erfnet_builds_from_builtin_name_with_published_size():
     model = rtseg.build_model("erfnet")
     # ERFNet has 2.06 M parameters with 19-20 classes (paper: "2.1M").
