@@ -24,12 +24,19 @@ def _fvcore_count(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     module.eval()
-    with torch.no_grad():
-        fca = FlopCountAnalysis(module, inputs)
-        fca.unsupported_ops_warnings(False)
-        fca.uncalled_modules_warnings(False)
-        fca.tracer_warnings("none")
-        return int(fca.total())
+    # fvcore traces by running the module once; the values are irrelevant to the count, and one
+    # thread is fastest for these small single-image runs (and immune to a busy machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            fca = FlopCountAnalysis(module, inputs)
+            fca.unsupported_ops_warnings(False)
+            fca.uncalled_modules_warnings(False)
+            fca.tracer_warnings("none")
+            return int(fca.total())
+    finally:
+        torch.set_num_threads(threads)
 
 
 def count_flops(model: nn.Module, h: int, w: int, batch: int = 1, in_channels: int = 3) -> int:

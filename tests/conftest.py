@@ -5,8 +5,9 @@ import os
 import pytest
 import torch
 
-# Keep the suite predictable on the 2-core CI machine.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the suite's tensors are tiny (threading costs more than it gains) and an
+# OpenMP pool that oversubscribes a busy 2-core machine slows such runs 10x or more.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def search(
     reg: str = typer.Option("ssr", help="Per-level regularizer: ssr (seed 002 eq. 9), entropy, none."),
     no_shrink: bool = typer.Option(False, "--no-shrink", help="Disable hierarchical progressive shrinking."),
     warmup_epochs: int = typer.Option(1, help="Epochs that train only the weights before arch updates."),
-    arch_lr: float = typer.Option(2e-2, help="Adam learning rate of the architecture parameters."),
+    arch_lr: float = typer.Option(5e-2, help="Adam learning rate of the architecture parameters."),
     w_lr: float = typer.Option(2e-3, help="Adam learning rate of the supernet weights (poly decay)."),
     train_len: Optional[int] = typer.Option(256, help="Training images per epoch for synthetic data (split in two halves)."),
     val_len: Optional[int] = typer.Option(32, help="Validation images for synthetic data."),

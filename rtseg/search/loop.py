@@ -56,7 +56,7 @@ class SearchConfig:
     # defaults here are larger because rtseg searches are meant to finish in minutes.
     w_lr: float = 2e-3
     w_weight_decay: float = 1e-4
-    arch_lr: float = 2e-2
+    arch_lr: float = 5e-2
     arch_weight_decay: float = 1e-3
     warmup_epochs: int = 1
     relaxation: str = "sigmoid"
@@ -122,6 +122,15 @@ def _rebuild_optimizer(old: torch.optim.Optimizer, params: list[torch.nn.Paramet
 
 def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
                on_step: Callable[[int], None] | None = None) -> SearchResult:
+    """Run (or ``resume``) a search into ``out_dir``; see the module docstring."""
+    from rtseg.train import cpu_threads
+
+    with cpu_threads(torch.device("cuda" if str(cfg.device).startswith("cuda") else "cpu"), cfg.workers):
+        return _run_search(cfg, out_dir, resume, progress, on_step)
+
+
+def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: bool,
+                on_step: Callable[[int], None] | None) -> SearchResult:
     from rtseg.data import build_dataset
     from rtseg.distributed import init_distributed, is_main, world_size
     from rtseg.evaluate import evaluate
@@ -147,22 +156,25 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, pro
     lat_cost, lat_const = lut.cost, float(lut.constant_ms)
     flops_budget = cfg.flops_g * 1e9 if cfg.flops_g else None
 
-    dist_info = init_distributed()
-    device = torch.device(cfg.device if not str(cfg.device).startswith("cuda") or torch.cuda.is_available() else "cpu")
-    if dist_info and device.type == "cuda":
-        device = torch.device(f"cuda:{dist_info.local_rank}")
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise RtsegError(f"--device {cfg.device} asked for, but this torch sees no CUDA GPU; use --device cpu")
+    device = init_distributed(cfg.device)
+    distributed = world_size() > 1
     torch.manual_seed(cfg.seed)
 
     train_set = build_dataset(cfg.data, "train", (h, w), augment=True, seed=cfg.seed, length=cfg.train_len)
     val_set = build_dataset(cfg.data, "val", (h, w), augment=False, seed=cfg.seed, length=cfg.val_len)
     info = train_set.info
+    if lut.num_classes != info.num_classes and not cfg.force:
+        raise RtsegError(f"LUT {cfg.lut} was profiled for {lut.num_classes} classes, dataset {cfg.data} has {info.num_classes}; "
+                         f"re-run profile-ops with --classes {info.num_classes}")
     cheapest = check_feasible(cfg.space, h, w, info.num_classes, cfg.latency_ms, lat_cost, lat_const)
     n = len(train_set)
     split_a = torch.utils.data.Subset(train_set, list(range(0, n, 2)))
     split_b = torch.utils.data.Subset(train_set, list(range(1, n, 2)))
-    loader_a = make_loader(split_a, cfg.batch, shuffle=True, workers=cfg.workers, distributed=dist_info is not None)
-    loader_b = make_loader(split_b, cfg.batch, shuffle=True, workers=cfg.workers, distributed=dist_info is not None)
-    val_loader = make_loader(val_set, cfg.batch, shuffle=False, workers=cfg.workers, distributed=False)
+    loader_a = make_loader(split_a, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed)
+    loader_b = make_loader(split_b, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed + 1)
+    val_loader = make_loader(val_set, cfg.batch, shuffle=False, workers=cfg.workers, distributed=distributed)
 
     supernet = space.supernet(info.num_classes, relaxation=cfg.relaxation).to(device)
     w_opt = torch.optim.Adam(supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
@@ -225,7 +237,7 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, pro
                     p.grad = None
                 _allreduce_grads(supernet.weight_parameters())
                 w_opt.step()
-                sums["loss_w"] += float(loss_w)
+                sums["loss_w"] += float(loss_w.detach())
                 sums["n"] += 1
                 # 2. architecture on split B
                 if epoch >= cfg.warmup_epochs:
@@ -246,30 +258,31 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, pro
                     _allreduce_grads(supernet.arch_parameters())
                     a_opt.step()
                     arch_steps += 1
-                    sums["ce_b"] += float(ce_b)
+                    sums["ce_b"] += float(ce_b.detach())
                     if main:
-                        trajectory.append(_snapshot(supernet, arch_steps, float(e_lat)))
+                        trajectory.append(_snapshot(supernet, arch_steps, float(e_lat.detach())))
                     if cfg.shrink and arch_steps % cfg.shrink_every == 0:
                         newly = shrink(supernet, supernet.decisions(), cfg.shrink_h)
                         if newly:
                             removed += newly
                             w_opt = _rebuild_optimizer(w_opt, supernet.weight_parameters())
                 if prog:
-                    prog.update(task, advance=1, info=f"loss {float(loss_w):.3f}")
+                    prog.update(task, advance=1, info=f"loss {float(loss_w.detach()):.3f}")
                 if on_step:
                     on_step(gstep)
                 if _is_discrete(supernet) or (deadline and time.monotonic() > deadline):
                     break
             # end of epoch: log, validate, checkpoint
             with torch.no_grad():
-                e_lat, e_flops = expected_terms()
+                e_lat, _ = expected_terms()
+                e_flops = supernet.expected_cost(op_flops, h, w)
             active = supernet.active_decisions()
             ent = total_entropy(supernet, active)
             metrics = evaluate(supernet, val_loader, info.num_classes, info.ignore_index, device)
             row = {
                 "epoch": epoch,
                 "expected_latency_ms": float(e_lat),
-                "expected_flops_g": float(e_flops) / 1e9 if e_flops is not None else float(supernet.expected_cost(op_flops, h, w)) / 1e9,
+                "expected_flops_g": float(e_flops) / 1e9,
                 "total_entropy": ent,
                 "candidates_left": _candidates_left(active),
                 "supernet_val_miou": float(metrics["miou"]),
@@ -356,8 +369,8 @@ def _verify(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
     except RtsegError as exc:
         return {"measured_latency_ms": None, "measured_note": f"not measured: {exc}"}
     h, w = cfg.input_hw
-    stats = measure_arch_latency(arch, h, w, backend=lut.backend, device=lut.provenance.get("device_arg", cfg.device),
-                                 precision=lut.precision, batch=lut.batch)
+    stats = measure_arch_latency(arch, h, w, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
+                                 precision=lut.precision, batch=lut.batch, threads=lut.threads)
     return {"measured_latency_ms": stats.median_ms, "measured_over_target": stats.median_ms / cfg.latency_ms,
             "measured_backend": lut.backend}
 

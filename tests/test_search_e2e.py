@@ -1,0 +1,94 @@
+"""End-to-end search on a real (quickly measured) LUT and the synthetic dataset, at a tiny size."""
+
+import json
+
+import pytest
+
+import rtseg
+from rtseg.errors import RtsegError
+from rtseg.latency.lut import load_lut
+from rtseg.latency.profile import profile_ops
+from rtseg.search import SearchConfig, run_search
+
+H, W = 32, 64
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lut_path(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lut") / "lut.json"
+    return profile_ops("ssr", H, W, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1,
+                       num_classes=10, heads=["classifier"], out_path=out, progress=False, threads=1)
+
+
+def _cfg(lut_path, target, **kw):
+    base = dict(space="ssr", lut=str(lut_path), latency_ms=target, input_hw=(H, W), epochs=2, batch=2, train_len=16,
+                val_len=4, warmup_epochs=0, shrink_every=2, verify_latency=False)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def _target(lut_path, fraction=0.5):
+    """A budget ``fraction`` of the way from the cheapest arch to baseline1 (at this tiny size the
+    fixed parts dominate, so a plain fraction of baseline1 could be infeasible)."""
+    from rtseg.spaces import get_space
+
+    lut = load_lut(lut_path)
+    cheapest = lut.predict(get_space("ssr").cheapest_arch(lut.cost, H, W, 10), H, W).total_ms
+    base = lut.predict(rtseg.load_arch("baseline1").with_(num_classes=10), H, W).total_ms
+    return cheapest + fraction * (base - cheapest)
+
+
+def test_search_writes_a_buildable_arch_within_the_budget_band(lut_path, tmp_path):
+    target = _target(lut_path)
+    res = run_search(_cfg(lut_path, target), tmp_path / "run", progress=False)
+    arch = rtseg.load_arch(tmp_path / "run" / "arch.json")
+    model = rtseg.build_model(arch)
+    assert arch.num_classes == 10 and model is not None
+    pred = load_lut(lut_path).predict(arch, H, W).total_ms
+    assert 0.8 * target <= pred <= target
+    assert res.summary["predicted_latency_ms"] == pytest.approx(pred)
+    log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2
+    for key in ("expected_latency_ms", "expected_flops_g", "total_entropy", "candidates_left", "supernet_val_miou"):
+        assert key in log[-1]
+    for png in ("entropy.png", "trajectories.png"):
+        assert (tmp_path / "run" / png).stat().st_size > 1000
+
+
+def test_flops_budget_is_honoured(lut_path, tmp_path):
+    from rtseg.flops import sum_op_flops
+    from rtseg.spaces import get_space
+
+    target = _target(lut_path, 0.9)
+    flops_g = 0.8 * sum_op_flops(get_space("ssr").signatures(rtseg.load_arch("baseline1").with_(num_classes=10), H, W)) / 1e9
+    res = run_search(_cfg(lut_path, target, flops_g=flops_g, epochs=1), tmp_path / "run", progress=False)
+    assert res.summary["flops"] <= flops_g * 1e9
+
+
+def test_resume_continues_from_the_last_epoch(lut_path, tmp_path):
+    target = _target(lut_path)
+    run_search(_cfg(lut_path, target, epochs=1), tmp_path / "run", progress=False)
+    res = run_search(_cfg(lut_path, target, epochs=2), tmp_path / "run", resume=True, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1]
+    assert res.summary["epochs_run"] == 2
+
+
+def test_infeasible_budget_is_refused_with_the_cheapest_latency(lut_path, tmp_path):
+    with pytest.raises(RtsegError, match=r"infeasible: the cheapest ssr arch .* is predicted at"):
+        run_search(_cfg(lut_path, 1e-6), tmp_path / "run", progress=False)
+
+
+def test_cli_search_json_and_errors(cli, lut_path, tmp_path):
+    target = _target(lut_path)
+    r = cli("search", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}", "--epochs", "1",
+            "--batch", "2", "--train-len", "8", "--val-len", "2", "--warmup-epochs", "0", "--no-verify",
+            "--out", tmp_path / "run", "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["target_latency_ms"] == pytest.approx(target, rel=1e-5)
+    r = cli("search", "--lut", lut_path, "--latency-ms", "1", "--input", "64x128", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "was measured at 32x64" in r.output
+    r = cli("search", "--lut", tmp_path / "nope.json", "--latency-ms", "1", "--out", tmp_path / "y")
+    assert r.exit_code == 2 and r.output.startswith("error:")
