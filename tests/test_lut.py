@@ -55,6 +55,8 @@ def test_lut_file_has_schema_and_provenance(small_lut):
     for e in small_lut.entries.values():
         assert e["p10_ms"] <= e["median_ms"] <= e["p90_ms"] and e["n"] >= 3 and e["method"] == "isolated"
     assert set(small_lut.skeletons) == {"classifier", "aggregation"} and small_lut.calibrated
+    probe = small_lut.summary()["probe"]  # the reference operator, timed at the start and the end at least
+    assert probe["n"] >= 2 and 0 < probe["min_ms"] <= probe["max_ms"] and probe["op"].startswith("nb1d")
 
 
 def test_prediction_is_sum_of_costs_plus_constant(small_lut):
@@ -205,6 +207,7 @@ def test_validate_and_measure_arch_latency(small_lut, tmp_path):
     assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d = res.to_dict()
     assert {"mape", "within_10pct", "kendall_tau", "samples", "rows"} <= set(d)
+    assert d["settings"]["probe_ratio"] > 0 and d["settings"]["threads"] == 1
     st = measure_arch_latency(two_archs()[0], H, W, backend="torch", device="cpu", precision="fp32", batch=1, warmup=1, repeats=3, threads=1)
     assert isinstance(st, TimingStats) and st.n == 3 and st.median_ms > 0
 

@@ -81,8 +81,8 @@ def validate(
     samples: int = typer.Option(16, help="How many random archs of the LUT's space to predict and measure."),
     seed: int = typer.Option(0, help="Seed of the arch sample."),
     warmup: int = typer.Option(10, help="Warm-up runs per arch."),
-    repeats: int = typer.Option(50, help="Timed runs per arch, split over --rounds interleaved rounds."),
-    rounds: int = typer.Option(5, help="Interleaved measuring rounds (spreads bursts of load over all archs)."),
+    repeats: int = typer.Option(100, help="Timed runs per arch, split over --rounds interleaved rounds."),
+    rounds: int = typer.Option(10, help="Interleaved measuring rounds (spreads bursts of load over all archs)."),
     plot: Optional[Path] = typer.Option(None, help="Save a predicted-vs-measured scatter (PNG)."),
     force: bool = typer.Option(False, help="Measure even if the LUT was profiled on another device."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
@@ -130,6 +130,13 @@ def _term_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def _probe_text(p: dict[str, Any] | None) -> str:
+    if not p:
+        return "not recorded"
+    return (f"reference {p['op']}: {p['min_ms']:.3f}-{p['max_ms']:.3f} ms over {p['n']} timings "
+            f"(spread {p['spread']:.0%}{'; re-profile on an idle machine' if (p['spread'] or 0) > 0.10 else ''})")
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     prov = s["provenance"]
     dev = prov.get("device") or {}
@@ -153,6 +160,7 @@ def _print_summary(s: dict[str, Any]) -> None:
         ("entries", f"{s['entries']}" + ("" if s["complete"] else f" of {s.get('expected_entries')} (incomplete: re-run profile-ops to resume)")),
         ("network constant", f"{s['constant_ms']:.3f} ms" + ("" if s["calibrated"] else " (skeleton not measured yet)")),
         ("profiling time", f"{(s.get('profiling_s') or 0):.1f} s over {prov.get('runs', 1)} run(s)"),
+        ("machine steadiness", _probe_text(s.get("probe"))),
         ("created / updated", f"{prov.get('created')} / {prov.get('updated')}"),
         ("rtseg", str(prov.get("rtseg_version"))),
     ]

@@ -307,11 +307,23 @@ class LUT:
             "calibrated": self.calibrated,
             "skeletons": {h: {"median_ms": s["median_ms"], "p10_ms": s["p10_ms"], "p90_ms": s["p90_ms"], "n": s["n"]}
                           for h, s in self.skeletons.items()},
+            "probe": self.probe_summary(),
             "fastest": [row(r) for r in rows[:top]],
             "slowest": [row(r) for r in rows[::-1][:top]],
             "profiling_s": prov.get("profiling_s"),
             "provenance": copy.deepcopy(prov),
         }
+
+    def probe_summary(self) -> dict[str, Any] | None:
+        """How steady the machine was while profiling: the reference operator's timings over the run."""
+        pr = self.doc.get("probes") or {}
+        vals = sorted(float(v) for _, v in pr.get("samples", []))
+        if not vals:
+            return None
+        import statistics
+
+        return {"op": pr.get("short"), "key": pr.get("op"), "n": len(vals), "min_ms": vals[0], "median_ms": statistics.median(vals),
+                "max_ms": vals[-1], "spread": vals[-1] / vals[0] - 1.0 if vals[0] > 0 else None}
 
     # -- I/O --------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

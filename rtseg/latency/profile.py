@@ -57,6 +57,8 @@ DEFAULT_STACK = 3
 #: DEFAULT_MAX_S seconds of runs): a quiet machine stops after the first batch of repeats.
 DEFAULT_REL_CI = 0.05
 DEFAULT_MAX_S = 1.0
+#: Seconds between two timings of the reference operator (see :func:`probe_signature`).
+PROBE_EVERY_S = 15.0
 MAX_ROTATION = 4
 
 
@@ -118,6 +120,23 @@ def skeleton_plan(space: Any, h: int, w: int, num_classes: int, heads: Sequence[
             head_key = next((k for k in keys if k not in base), None)
         plan[head] = {"arch": arch, "fixed": fixed, "head_key": head_key}
     return plan
+
+
+def probe_signature(sigs: Sequence[OpSignature]) -> OpSignature:
+    """The reference operator timed every :data:`PROBE_EVERY_S` seconds while profiling, and again by
+    ``lut validate``: the first searchable layer of the space. Its spread tells how steady the
+    machine was while the LUT was measured (other processes, clock changes), and its ratio at
+    validation time how much faster or slower the machine is then; nothing is corrected with it."""
+    return next((s for s in sigs if shape_preserving(s.spec, s.h, s.w)), sigs[0])
+
+
+def measure_probe(timer: OpTimer, sig: OpSignature) -> float:
+    """A quick isolated median of the reference operator (ms)."""
+    prepared = timer.prepare(build_op(sig.spec), _input_sets(sig, timer.batch, 1))
+    try:
+        return timer_median(prepared.samples(3, 15))
+    finally:
+        prepared.close()
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -320,6 +339,16 @@ def profile_ops(
     previous = float(lut.provenance.get("profiling_s") or 0.0)
     last_flush = started
     ident = _IdentityCache()
+    probe = probe_signature(all_sigs)
+    probes = lut.doc.setdefault("probes", {"op": probe.key, "short": probe.short(), "samples": []})
+    last_probe = -1e9
+
+    def maybe_probe(force_now: bool = False) -> None:
+        nonlocal last_probe
+        now = time.perf_counter()
+        if probes.get("op") == probe.key and (force_now or now - last_probe >= PROBE_EVERY_S):
+            probes["samples"].append([round(previous + now - started, 1), measure_probe(timer, probe)])
+            last_probe = now
 
     def flush() -> None:
         lut.provenance["profiling_s"] = round(previous + time.perf_counter() - started, 3)
@@ -333,7 +362,10 @@ def profile_ops(
             bar.start()
             task = bar.add_task(f"profiling {space_name} {h}x{w} ({backend}, {info.name}, {precision}, {method})",
                                 total=len(todo) + len(todo_skel))
+        if todo or todo_skel:
+            maybe_probe(True)
         for i, sig in enumerate(todo):
+            maybe_probe()
             entry = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, ident,
                                       max_s=max_entry_s)
             lut.entries[sig.key] = entry
@@ -344,6 +376,8 @@ def profile_ops(
             if time.perf_counter() - last_flush >= flush_s:
                 flush()
                 last_flush = time.perf_counter()
+        if todo:
+            maybe_probe(True)
         for hd in todo_skel:
             p = plan[hd]
             sk = measure_skeleton(timer, space, p["arch"], h, w, warmup, repeats, rotation, max_s=5 * max_entry_s)

@@ -28,7 +28,8 @@ from rtseg.latency.device import detect_device, keeps_torch_threads
 from rtseg.latency.lut import LUT, load_lut
 from rtseg.latency.timing import TimingStats
 
-DEFAULT_ROUNDS = 5
+DEFAULT_ROUNDS = 10
+DEFAULT_REPEATS = 100
 
 
 @dataclass
@@ -117,7 +118,7 @@ def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", devi
 
 
 @keeps_torch_threads
-def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup: int = 10, repeats: int = 50,
+def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup: int = 10, repeats: int = DEFAULT_REPEATS,
                  rounds: int = DEFAULT_ROUNDS, force: bool = False, progress: bool = True, plot: str | Path | None = None,
                  head: str | None = None, console: Any = None, archs: Sequence[Any] | None = None) -> ValidationResult:
     """Predict and measure ``samples`` random archs of the LUT's space; see the module docstring.
@@ -152,6 +153,16 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
 
     info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
     timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
+    probe_ratio = None
+    probe = table.probe_summary()
+    if probe and probe["median_ms"] > 0:
+        from rtseg.latency.profile import measure_probe
+        from rtseg.ops import OpSignature
+
+        probe_ratio = measure_probe(timer, OpSignature.from_key(probe["key"])) / probe["median_ms"]
+        if abs(probe_ratio - 1.0) > 0.05:
+            notes.append(f"the reference operator {probe['op']} runs {abs(probe_ratio - 1):.0%} {'slower' if probe_ratio > 1 else 'faster'} "
+                         "now than while the LUT was profiled (other load, clock changes): expect predictions to be off by about that much")
     per_round = max(1, repeats // rounds)
     pooled: list[list[float]] = [[] for _ in archs]
     started = time.perf_counter()
@@ -202,7 +213,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         settings={"backend": table.backend, "device": info.name, "device_arg": info.arg, "precision": table.precision,
                   "batch": table.batch, "input": [h, w], "threads": torch.get_num_threads() if info.kind == "cpu" else None,
                   "method": table.method, "clock": table.clock, "head": head, "warmup": warmup, "repeats": repeats, "rounds": rounds,
-                  "constant_ms": table.constant_ms, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
+                  "constant_ms": table.constant_ms, "probe_ratio": probe_ratio, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
         archs=[a.to_dict() for a in archs],
     )
     if plot is not None:
