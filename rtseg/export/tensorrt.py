@@ -83,7 +83,10 @@ def _make_monitor(trt: Any) -> Any:  # pragma: no cover - needs TensorRT
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             if not self.tasks:
-                self.progress.start()
+                try:
+                    self.progress.start()
+                except Exception:  # rich < 14 refuses a second live display (e.g. profile-ops' own bar)
+                    self.progress.disable = True
             indent = "  " if parent_phase else ""
             self.tasks[phase_name] = self.progress.add_task(indent + phase_name, total=max(1, num_steps))
 
