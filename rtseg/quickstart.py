@@ -1,0 +1,283 @@
+"""``rtseg quickstart``: the whole pipeline on this machine, offline, in one folder with a report.
+
+    profile-ops (ssr, small input) -> lut validate -> search (LUT latency budget, synthetic data)
+    -> train the result -> export ONNX (+ TensorRT when importable) -> bench -> demo on a synthetic video
+
+Each stage calls the same library function as its command, with settings scaled to a time budget
+(``minutes``, default 15 on a 2-core CPU). Every stage writes its own artifacts under ``out``; the
+report (``report.md`` and ``report.html``) links them: the LUT validation scatter, the search
+trajectories, the training curve, the benchmark table, overlay frames and the output video.
+Stages that already finished are skipped on a re-run (``resume``), so an interrupted quickstart
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rtseg.errors import RtsegError
+from rtseg.io import atomic_write_json, atomic_write_text, read_json
+
+#: The quickstart's input size: small enough for a CPU, large enough for the 1/8 stage to see context.
+QUICK_HW = (64, 128)
+
+
+@dataclass
+class QuickstartConfig:
+    out: Path = Path("rtseg-out/quickstart")
+    minutes: float = 15.0
+    input_hw: tuple[int, int] = QUICK_HW
+    budget_fraction: float = 0.6  # search budget T as a fraction of baseline1's predicted latency
+    device: str = "cpu"
+    seed: int = 0
+    demo_frames: int = 120
+    resume: bool = True
+
+
+@dataclass
+class StageLog:
+    name: str
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _share(cfg: QuickstartConfig, fraction: float, floor: float = 0.25) -> float:
+    return max(floor, cfg.minutes * fraction)
+
+
+def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every stage into ``cfg.out`` and return the report's data (also written as report.json)."""
+    import torch
+
+    from rtseg.arch import load_arch
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    h, w = cfg.input_hw
+    state_path = out / "quickstart.json"
+    state: dict[str, Any] = read_json(state_path, "quickstart state") if cfg.resume and state_path.exists() else {}
+    stages: dict[str, Any] = state.setdefault("stages", {})
+
+    def stage(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if name in stages:
+            say(f"[{name}] done before, kept (delete {state_path} to redo)")
+            return stages[name]
+        say(f"[{name}] ...")
+        t0 = time.monotonic()
+        result = fn()
+        result["seconds"] = round(time.monotonic() - t0, 1)
+        stages[name] = result
+        atomic_write_json(state_path, state)
+        say(f"[{name}] {result['seconds']:.0f} s")
+        return result
+
+    from rtseg.data import dataset_info
+
+    info = dataset_info("synthetic")
+    lut_path = out / "lut.json"
+
+    def profile() -> dict[str, Any]:
+        from rtseg.latency.lut import load_lut
+        from rtseg.latency.profile import profile_ops
+
+        # fewer repeats than the command's defaults: the whole space must fit in about a minute
+        profile_ops("ssr", h, w, "torch", cfg.device, "fp32", warmup=2, repeats=5, min_time_s=0.0, max_repeats=15,
+                    num_classes=info.num_classes, heads=["classifier"], out_path=lut_path, progress=True)
+        lut = load_lut(lut_path)
+        return {"lut": str(lut_path), "entries": len(lut.entries), "device": lut.provenance["device"].get("name"),
+                "constant_ms": lut.constant_ms}
+
+    def validate() -> dict[str, Any]:
+        from rtseg.latency.validate import validate_lut
+
+        res = validate_lut(lut_path, samples=8, seed=cfg.seed, warmup=3, repeats=15, plot=out / "lut_validation.png")
+        return {"mape": res.mape, "within_10pct": res.within_10pct, "kendall_tau": res.kendall_tau, "samples": res.samples,
+                "plot": "lut_validation.png"}
+
+    def search() -> dict[str, Any]:
+        from rtseg.latency.lut import load_lut
+        from rtseg.search import SearchConfig, run_search
+
+        lut = load_lut(lut_path)
+        base = load_arch("baseline1").with_(num_classes=info.num_classes)
+        target = cfg.budget_fraction * lut.predict(base, h, w).total_ms
+        scfg = SearchConfig(space="ssr", lut=str(lut_path), latency_ms=target, input_hw=(h, w), epochs=6, batch=4,
+                            train_len=192, val_len=32, minutes=_share(cfg, 0.25), seed=cfg.seed, device=cfg.device)
+        res = run_search(scfg, out / "search", resume=(out / "search" / "state.pt").exists(), progress=True)
+        s = dict(res.summary)
+        s["baseline1_predicted_ms"] = lut.predict(base, h, w).total_ms
+        return s
+
+    def train_stage() -> dict[str, Any]:
+        from rtseg.train import TrainConfig, train
+
+        tcfg = TrainConfig(epochs=100, batch=8, minutes=_share(cfg, 0.3), train_len=400, val_len=48, seed=cfg.seed,
+                           device=cfg.device, resume=(out / "train" / "last.pt").exists())
+        s = train(out / "search" / "arch.json", "synthetic", (h, w), tcfg, out / "train")
+        return {k: s[k] for k in ("best_miou", "best_epoch", "epochs", "steps", "train_img_per_s", "stopped_by") if k in s}
+
+    def export_stage() -> dict[str, Any]:
+        from rtseg.export.pipeline import export_model
+        from rtseg.export.profiles import ExportOptions
+
+        trt = _tensorrt_importable()
+        res = export_model(str(out / "train" / "best.pt"),
+                           ExportOptions(input_hw=(h, w), fp16=True, trt=trt and torch.cuda.is_available(), out_dir=out / "export"))
+        d = res.to_dict()
+        if not trt:
+            d["notes"] = list(d.get("notes", [])) + ["TensorRT not importable here: engine skipped (pip install 'rtseg[trt]' on a GPU)"]
+        return d
+
+    def bench_stage() -> dict[str, Any]:
+        from rtseg.runtime.bench import run_bench
+
+        rep = run_bench([str(out / "export" / "model.onnx"), "baseline1"], ["torch", "onnxruntime"], input_hw=(h, w),
+                        warmup=5, iters=30, device=cfg.device)
+        return rep.to_dict()
+
+    def demo_stage() -> dict[str, Any]:
+        from rtseg.runtime import load_runner
+        from rtseg.video import DemoOptions, model_meta, open_source, run_demo
+
+        runner = load_runner(str(out / "export" / "model.onnx"), backend="onnxruntime", device=cfg.device)
+        meta = model_meta(runner, name="quickstart model")
+        src = open_source("synthetic", synthetic_hw=(2 * h, 2 * w), synthetic_frames=cfg.demo_frames, seed=cfg.seed + 7)
+        video = out / "demo.mp4"
+        res = run_demo(src, runner, meta, DemoOptions(save=video, max_frames=cfg.demo_frames, baseline_iters=30),
+                       model_name="quickstart")
+        frames = _grab_frames(video, out, n=3)
+        rec = dict(res.record)
+        rec["video"] = video.name
+        rec["overlay_frames"] = [f.name for f in frames]
+        return rec
+
+    stage("profile", profile)
+    stage("validate", validate)
+    stage("search", search)
+    stage("train", train_stage)
+    stage("export", export_stage)
+    stage("bench", bench_stage)
+    stage("demo", demo_stage)
+    report = write_report(out, state)
+    state["report"] = str(report)
+    atomic_write_json(state_path, state)
+    return state
+
+
+def _tensorrt_importable() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _grab_frames(video: Path, out: Path, n: int = 3) -> list[Path]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 1
+    paths = []
+    for i in range(n):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, int((i + 0.5) * total / n))
+        ok, frame = cap.read()
+        if not ok:
+            break
+        p = out / f"overlay_{i}.png"
+        cv2.imwrite(str(p), frame)
+        paths.append(p)
+    cap.release()
+    return paths
+
+
+def write_report(out: Path, state: dict[str, Any]) -> Path:
+    """report.md and report.html from the stages' summaries; images are linked, not embedded."""
+    s = state["stages"]
+    lines = ["# rtseg quickstart report", ""]
+    prof, val, srch, tr = s.get("profile", {}), s.get("validate", {}), s.get("search", {}), s.get("train", {})
+    lines += ["## 1. Latency LUT (profile-ops)", "",
+              f"{prof.get('entries')} operator entries measured on {prof.get('device')} ({prof.get('seconds')} s): `{Path(prof.get('lut', '')).name}`.", "",
+              "## 2. LUT validation (predicted vs measured, end to end)", "",
+              f"{val.get('samples')} random archs: MAPE {100 * val.get('mape', float('nan')):.1f}%, "
+              f"within ±10%: {100 * val.get('within_10pct', float('nan')):.0f}%, Kendall tau {val.get('kendall_tau', float('nan')):.2f}.", "",
+              "![LUT validation](lut_validation.png)", "",
+              "## 3. Latency-constrained search", "",
+              f"Budget T = {srch.get('target_latency_ms', 0):.3f} ms (baseline1 predicted {srch.get('baseline1_predicted_ms', 0):.3f} ms). "
+              f"Searched net: predicted {srch.get('predicted_latency_ms', 0):.3f} ms"
+              + (f", measured {srch['measured_latency_ms']:.3f} ms" if srch.get("measured_latency_ms") else "")
+              + f", {srch.get('flops', 0) / 1e9:.3f} G multiply-adds; {srch.get('epochs_run')} epochs, discrete: {srch.get('discrete')}, "
+              f"budget-fit changes after decoding: {len(srch.get('budget_fit_changes', []))}.", "",
+              "![search trajectories](search/trajectories.png)", "", "![entropy](search/entropy.png)", "",
+              "## 4. Training", "",
+              f"Best validation mIoU {100 * tr.get('best_miou', 0):.1f}% at epoch {tr.get('best_epoch')} "
+              f"({tr.get('train_img_per_s', 0):.1f} img/s, stopped by {tr.get('stopped_by')}).", "",
+              "![training curve](train/curve.png)", "",
+              "## 5. Export", ""]
+    exp = s.get("export", {})
+    for p in exp.get("parity", []):
+        lines.append(f"- parity {p.get('name', p.get('what', ''))}: " + ", ".join(f"{k}={v}" for k, v in p.items() if k in ("agreement", "max_abs_diff", "passed")))
+    for note in exp.get("notes", []):
+        lines.append(f"- note: {note}")
+    lines += ["", "## 6. Benchmark", "", "| model | backend | median ms | p90 ms | FPS |", "|---|---|---|---|---|"]
+    for r in s.get("bench", {}).get("results", []):
+        lines.append(f"| {Path(r['model']).name} | {r['backend']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['fps']:.1f} |")
+    demo = s.get("demo", {})
+    lines += ["", "## 7. Demo (synthetic video, ONNX Runtime)", "",
+              f"{demo.get('frames')} frames; inference FPS {demo.get('inference_fps', 0):.1f}, end-to-end FPS {demo.get('end_to_end_fps', 0):.1f}. "
+              f"Video: [{demo.get('video')}]({demo.get('video')}).", ""]
+    lines += [f"![overlay]({f})" for f in demo.get("overlay_frames", [])]
+    lines += ["", "Timings per stage (s): " + ", ".join(f"{k} {v.get('seconds')}" for k, v in s.items())]
+    md = "\n".join(lines) + "\n"
+    atomic_write_text(out / "report.md", md)
+    atomic_write_text(out / "report.html", _md_to_html(md))
+    atomic_write_json(out / "report.json", state)
+    return out / "report.html"
+
+
+def _md_to_html(md: str) -> str:
+    """A tiny Markdown subset (headings, images, links, tables, lists) so the report opens anywhere."""
+    import re
+
+    body = []
+    in_table = False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                body.append("<table border=1 cellpadding=4>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        m = re.match(r"^(#+) (.*)", line)
+        if m:
+            n = len(m.group(1))
+            body.append(f"<h{n}>{html.escape(m.group(2))}</h{n}>")
+            continue
+        m = re.match(r"^!\[(.*)\]\((.*)\)$", line)
+        if m:
+            body.append(f'<p><img src="{html.escape(m.group(2))}" alt="{html.escape(m.group(1))}" style="max-width:100%"></p>')
+            continue
+        text = html.escape(line)
+        text = re.sub(r"\[(.*?)\]\((.*?)\)", r'<a href="\2">\1</a>', text)
+        text = re.sub(r"`(.*?)`", r"<code>\1</code>", text)
+        body.append(f"<li>{text[2:]}</li>" if line.startswith("- ") else (f"<p>{text}</p>" if text else ""))
+    if in_table:
+        body.append("</table>")
+    return "<!doctype html><meta charset=utf-8><title>rtseg quickstart</title><body style='font-family:sans-serif;max-width:1000px'>\n" + "\n".join(body) + "\n</body>\n"
+
+
+def load_report(out: str | Path) -> dict[str, Any]:
+    p = Path(out) / "quickstart.json"
+    if not p.exists():
+        raise RtsegError(f"no quickstart run in {out}")
+    return json.loads(p.read_text())
