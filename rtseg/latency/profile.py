@@ -36,7 +36,7 @@ from torch import nn
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
 from rtseg.latency.backends import BACKENDS, OpTimer, input_bytes, make_timer, require_tensorrt
-from rtseg.latency.device import DeviceInfo, detect_device, keeps_torch_threads
+from rtseg.latency.device import DeviceInfo, detect_device, keeps_torch_threads, steady_allocator
 from rtseg.latency.lut import LUT, load_lut, new_lut
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
 
@@ -254,6 +254,7 @@ def run_provenance(space: str, num_classes: int, heads: Sequence[str], info: Dev
         "method": method,
         "stack": stack if method == "network" else None,
         "threads": torch.get_num_threads(),
+        "allocator": steady_allocator(),
         "clock": timer.clock,
         "clock_detail": ("thread CPU time (CLOCK_THREAD_CPUTIME_ID)" if timer.clock == "thread" else
                          "CUDA events" if info.kind == "cuda" and timer.name == "torch" else "time.perf_counter around a synchronous call"),

@@ -24,7 +24,7 @@ import torch
 
 from rtseg.errors import RtsegError
 from rtseg.latency.backends import Prepared, make_timer
-from rtseg.latency.device import detect_device, keeps_torch_threads
+from rtseg.latency.device import detect_device, keeps_torch_threads, steady_allocator
 from rtseg.latency.lut import LUT, load_lut
 from rtseg.latency.timing import TimingStats
 
@@ -109,6 +109,7 @@ def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", devi
     (pass the LUT's ``provenance['threads']`` and ``clock`` to compare with its prediction); None
     keeps the current thread count."""
     info = detect_device(device, threads)
+    steady_allocator()  # as profile-ops does, so the timing is comparable with a LUT's
     timer = make_timer(backend, info, precision, batch, clock)
     prepared = _prepare_arch(timer, arch, h, w, batch)
     try:
@@ -152,6 +153,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     preds = [table.predict(a, h, w, force=force) for a in archs]  # any uncovered operator fails here, before timing
 
     info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
+    allocator = steady_allocator()
     timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
     probe_ratio = None
     probe = table.probe_summary()
@@ -213,7 +215,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         settings={"backend": table.backend, "device": info.name, "device_arg": info.arg, "precision": table.precision,
                   "batch": table.batch, "input": [h, w], "threads": torch.get_num_threads() if info.kind == "cpu" else None,
                   "method": table.method, "clock": table.clock, "head": head, "warmup": warmup, "repeats": repeats, "rounds": rounds,
-                  "constant_ms": table.constant_ms, "probe_ratio": probe_ratio, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
+                  "constant_ms": table.constant_ms, "probe_ratio": probe_ratio, "allocator": allocator, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
         archs=[a.to_dict() for a in archs],
     )
     if plot is not None:
