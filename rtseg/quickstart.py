@@ -8,7 +8,9 @@ Each stage calls the same library function as its command, with settings scaled 
 report (``report.md`` and ``report.html``) links them: the LUT validation scatter, the search
 trajectories, the training curve, the benchmark table, overlay frames and the output video.
 Stages that already finished are skipped on a re-run (``resume``), so an interrupted quickstart
-continues where it stopped.
+continues where it stopped. Every timed stage (profile, validate, bench, demo) runs on one CPU thread:
+the LUT and the end-to-end measurements then use the same setting, and an OpenMP pool that
+oversubscribes a busy machine (10x slowdowns were measured on a shared 2-core box) cannot skew them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class QuickstartConfig:
     seed: int = 0
     demo_frames: int = 120
     resume: bool = True
+    profile_repeats: int = 5  # timed runs per operator (the command's default is more; the space must fit in ~a minute)
+    validate_samples: int = 8
 
 
 @dataclass
@@ -86,8 +90,9 @@ def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) ->
         from rtseg.latency.profile import profile_ops
 
         # fewer repeats than the command's defaults: the whole space must fit in about a minute
-        profile_ops("ssr", h, w, "torch", cfg.device, "fp32", warmup=2, repeats=5, min_time_s=0.0, max_repeats=15,
-                    num_classes=info.num_classes, heads=["classifier"], out_path=lut_path, progress=True)
+        profile_ops("ssr", h, w, "torch", cfg.device, "fp32", warmup=min(2, cfg.profile_repeats), repeats=cfg.profile_repeats,
+                    min_time_s=0.0, max_repeats=3 * cfg.profile_repeats,
+                    num_classes=info.num_classes, heads=["classifier"], out_path=lut_path, progress=True, threads=1)
         lut = load_lut(lut_path)
         return {"lut": str(lut_path), "entries": len(lut.entries), "device": lut.provenance["device"].get("name"),
                 "constant_ms": lut.constant_ms}
@@ -95,7 +100,8 @@ def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) ->
     def validate() -> dict[str, Any]:
         from rtseg.latency.validate import validate_lut
 
-        res = validate_lut(lut_path, samples=8, seed=cfg.seed, warmup=3, repeats=15, plot=out / "lut_validation.png")
+        res = validate_lut(lut_path, samples=cfg.validate_samples, seed=cfg.seed, warmup=3, repeats=3 * cfg.profile_repeats,
+                           plot=out / "lut_validation.png", progress=False)
         return {"mape": res.mape, "within_10pct": res.within_10pct, "kendall_tau": res.kendall_tau, "samples": res.samples,
                 "plot": "lut_validation.png"}
 
@@ -137,14 +143,14 @@ def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) ->
         from rtseg.runtime.bench import run_bench
 
         rep = run_bench([str(out / "export" / "model.onnx"), "baseline1"], ["torch", "onnxruntime"], input_hw=(h, w),
-                        warmup=5, iters=30, device=cfg.device)
+                        warmup=5, iters=30, device=cfg.device, threads=1)
         return rep.to_dict()
 
     def demo_stage() -> dict[str, Any]:
         from rtseg.runtime import load_runner
         from rtseg.video import DemoOptions, model_meta, open_source, run_demo
 
-        runner = load_runner(str(out / "export" / "model.onnx"), backend="onnxruntime", device=cfg.device)
+        runner = load_runner(str(out / "export" / "model.onnx"), backend="onnxruntime", device=cfg.device, threads=1)
         meta = model_meta(runner, name="quickstart model")
         src = open_source("synthetic", synthetic_hw=(2 * h, 2 * w), synthetic_frames=cfg.demo_frames, seed=cfg.seed + 7)
         video = out / "demo.mp4"

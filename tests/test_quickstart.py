@@ -1,0 +1,31 @@
+"""The quickstart end to end at a tiny size: every stage runs and the report links what it made."""
+
+import json
+
+import pytest
+
+from rtseg.quickstart import QuickstartConfig, run_quickstart
+
+pytestmark = pytest.mark.slow
+
+
+def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
+    out = tmp_path / "qs"
+    cfg = QuickstartConfig(out=out, minutes=1.0, input_hw=(32, 64), demo_frames=12, profile_repeats=1, validate_samples=3)
+    state = run_quickstart(cfg, say=lambda m: None)
+    assert list(state["stages"]) == ["profile", "validate", "search", "train", "export", "bench", "demo"]
+    for f in ("report.md", "report.html", "lut.json", "lut_validation.png", "search/arch.json", "search/trajectories.png",
+              "train/curve.png", "train/best.pt", "export/model.onnx", "export/model.json", "demo.mp4", "overlay_0.png"):
+        assert (out / f).is_file(), f
+    md = (out / "report.md").read_text()
+    assert "lut_validation.png" in md and "train/curve.png" in md and "demo.mp4" in md
+    assert state["stages"]["demo"]["frames"] == 12
+    assert json.loads((out / "report.json").read_text())["stages"]["export"]["passed"] is True
+    # a re-run keeps the finished stages
+    again = run_quickstart(cfg, say=lambda m: None)
+    assert again["stages"]["profile"]["seconds"] == state["stages"]["profile"]["seconds"]
+
+
+def test_cli_quickstart_help(cli):
+    r = cli("quickstart", "--help")
+    assert r.exit_code == 0 and "--minutes" in r.output
