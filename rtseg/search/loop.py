@@ -59,7 +59,7 @@ class SearchConfig:
     arch_lr: float = 5e-2
     arch_weight_decay: float = 1e-3
     warmup_epochs: int = 1
-    relaxation: str = "sigmoid"
+    relaxation: str | None = None  # None: the space's own (sigmoid-normalized for ssr, softmax for cas/dcnas)
     train_len: int | None = 256
     val_len: int | None = 32
     workers: int = 0
@@ -176,7 +176,8 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
     loader_b = make_loader(split_b, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed + 1)
     val_loader = make_loader(val_set, cfg.batch, shuffle=False, workers=cfg.workers, distributed=distributed)
 
-    supernet = space.supernet(info.num_classes, relaxation=cfg.relaxation).to(device)
+    supernet = (space.supernet(info.num_classes, relaxation=cfg.relaxation) if cfg.relaxation
+                else space.supernet(info.num_classes)).to(device)
     w_opt = torch.optim.Adam(supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
     a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=cfg.arch_weight_decay)
     start_epoch, log, trajectory, arch_steps = 0, [], [], 0
@@ -223,6 +224,8 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
             for sampler in (getattr(loader_a, "sampler", None), getattr(loader_b, "sampler", None)):
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)
+            if hasattr(supernet, "on_epoch"):  # e.g. DCNAS anneals its path-sampling temperature
+                supernet.on_epoch(epoch, cfg.epochs)
             sums = {"loss_w": 0.0, "ce_b": 0.0, "n": 0}
             for step, ((xa, ya), (xb, yb)) in enumerate(zip(loader_a, loader_b)):
                 gstep = epoch * steps_per_epoch + step

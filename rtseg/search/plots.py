@@ -46,6 +46,8 @@ def plot_search(log: list[dict[str, Any]], trajectory: list[dict[str, Any]], out
     ds = [n for n in names if n.endswith(".ds")]
     picks += ds[:1] + ds[-1:]
     picks += [n for n in names if n.endswith(".c3x1")][-1:]
+    if not picks:  # other spaces: the first and last few decisions
+        picks = names[:3] + names[-2:] if len(names) > 5 else names
     fig, axes = plt.subplots(1, len(picks), figsize=(3.6 * len(picks), 3.2), squeeze=False)
     steps = [t["step"] for t in trajectory]
     for ax, name in zip(axes[0], picks):
