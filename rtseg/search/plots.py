@@ -38,8 +38,14 @@ def plot_search(log: list[dict[str, Any]], trajectory: list[dict[str, Any]], out
     fig.savefig(p, dpi=110)
     plt.close(fig)
     written.append(p)
-    if not trajectory:
-        return written
+    if not trajectory:  # stopped before the first architecture step: say so in the picture
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no architecture steps yet (stopped during weight warm-up)", ha="center", va="center")
+        p = out / "trajectories.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        return written + [p]
     # probability trajectories of a few representative decisions
     names = list(trajectory[-1]["probs"].keys())
     picks = [n for n in names if n.endswith(".depth")]
