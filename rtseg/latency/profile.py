@@ -41,9 +41,9 @@ from rtseg.latency.lut import LUT, load_lut, new_lut
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
 
 METHODS = ("network", "isolated")
-#: The default method: on the 2-core CPU this project is developed on, isolated per-op sums
-#: under-predicted whole networks by ~15% (Kendall tau 0.68 over 16 archs at 128x256), the network
-#: method landed within 10% on every arch (MAPE ~5%); see the README section of profile-ops.
+#: The default method: on the 2-core dev CPU (torch, 1 thread, 128x256, 16 archs) isolated per-op sums
+#: under-predicted whole networks by 8% on average (MAPE 8.2%, 15 of 16 within 10%, tau 0.92), the
+#: network method gave MAPE 5.5%, 16 of 16 within 10%, tau 0.98 (see rtseg/latency/README.md).
 DEFAULT_METHOD = "network"
 #: Defaults sized so the whole ssr space (~1600 signatures) profiles in about a minute (isolated) on a
 #: 2-core CPU at 128x256; ``min_time_s`` adds repeats to sub-millisecond operators so their median
