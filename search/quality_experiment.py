@@ -69,7 +69,7 @@ def main() -> None:
             s = train(arch, "synthetic", (h, w), TrainConfig(epochs=100, batch=8, minutes=args.train_minutes, train_len=400,
                                                               val_len=64, seed=args.seed), run)
         lat = measure_arch_latency(arch, h, w, backend=lut.backend, device="cpu", precision=lut.precision,
-                                   threads=lut.threads, repeats=50)
+                                   threads=lut.threads, clock=lut.clock, repeats=50)
         rows.append({"model": name, "val_miou": s["best_miou"], "predicted_ms": lut.predict(arch, h, w).total_ms,
                      "measured_ms": lat.median_ms, "flops_g": sum_op_flops(space.signatures(arch, h, w)) / 1e9})
         print(json.dumps(rows[-1]))

@@ -373,7 +373,7 @@ def _verify(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
         return {"measured_latency_ms": None, "measured_note": f"not measured: {exc}"}
     h, w = cfg.input_hw
     stats = measure_arch_latency(arch, h, w, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
-                                 precision=lut.precision, batch=lut.batch, threads=lut.threads)
+                                 precision=lut.precision, batch=lut.batch, threads=lut.threads, clock=lut.clock)
     return {"measured_latency_ms": stats.median_ms, "measured_over_target": stats.median_ms / cfg.latency_ms,
             "measured_backend": lut.backend}
 
