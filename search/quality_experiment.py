@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.6)
     ap.add_argument("--search-minutes", type=float, default=6.0)
     ap.add_argument("--search-epochs", type=int, default=8)
+    ap.add_argument("--search-train-len", type=int, default=96, help="synthetic images per search epoch (two halves)")
+    ap.add_argument("--search-warmup-epochs", type=int, default=0)
     ap.add_argument("--train-minutes", type=float, default=3.0)
     ap.add_argument("--randoms", type=int, default=5)
     ap.add_argument("--out", default="runs/quality")
@@ -47,7 +49,8 @@ def main() -> None:
     searched_path = out / "search" / "arch.json"
     if not searched_path.exists():
         run_search(SearchConfig(space="ssr", lut=args.lut, latency_ms=target, input_hw=(h, w), epochs=args.search_epochs,
-                                minutes=args.search_minutes, seed=args.seed), out / "search")
+                                minutes=args.search_minutes, seed=args.seed, train_len=args.search_train_len,
+                                warmup_epochs=args.search_warmup_epochs), out / "search")
     candidates = {"searched": load_arch(searched_path)}
     rng = random.Random(args.seed)
     randoms = []
