@@ -61,7 +61,11 @@ def _print_summary(rec: dict[str, Any]) -> None:
         + (f", {100 * ratio:.0f}% of inference" if ratio else "")
     )
     if rec.get("standalone_inference_fps"):
-        console.print(f"inference FPS measured alone before the run: {rec['standalone_inference_fps']:.1f}")
+        alone = rec["standalone_inference_fps"]
+        console.print(
+            f"inference FPS measured alone before the run: {alone:.1f} "
+            f"(end-to-end is {100 * rec['end_to_end_fps'] / alone:.0f}% of it; the other stages share the CPU)"
+        )
     out = rec.get("output")
     if out:
         console.print(
