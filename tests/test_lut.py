@@ -54,7 +54,7 @@ def test_lut_file_has_schema_and_provenance(small_lut):
     assert not doc["complete"]  # a subset of the space
     for e in small_lut.entries.values():
         assert e["p10_ms"] <= e["median_ms"] <= e["p90_ms"] and e["n"] >= 3 and e["method"] == "isolated"
-    assert set(small_lut.skeletons) == {"classifier", "aggregation"} and small_lut.calibrated
+    assert set(small_lut.skeletons) == {"classifier", "aggregation"} and small_lut.has_skeleton
     probe = small_lut.summary()["probe"]  # the reference operator, timed at the start and the end at least
     assert probe["n"] >= 2 and 0 < probe["min_ms"] <= probe["max_ms"] and probe["op"].startswith("nb1d")
 
@@ -132,20 +132,20 @@ def test_resume_after_interruption_measures_only_missing(tmp_path):
             raise Boom()
 
     with pytest.raises(Boom):
-        profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=stop_after_4, **FAST)
+        profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=stop_after_4, recheck=False, **FAST)
     first = load_lut(out)  # flushed on the way out, atomically
     assert len(first.entries) == 4 and not first.skeletons
     again: list[str] = []
-    profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=lambda i, s, e: again.append(s.key), **FAST)
+    profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=lambda i, s, e: again.append(s.key), recheck=False, **FAST)
     done = load_lut(out)
     assert not set(again) & set(seen)  # nothing measured twice
     assert set(done.entries) == {s.key for s in sigs}
     for k in seen:
         assert done.entries[k] == first.entries[k]
-    assert done.provenance["runs"] == 2 and done.calibrated
+    assert done.provenance["runs"] == 2 and done.has_skeleton
     # a finished LUT re-run measures nothing
     third: list[str] = []
-    profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=lambda i, s, e: third.append(s.key), **FAST)
+    profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], on_entry=lambda i, s, e: third.append(s.key), recheck=False, **FAST)
     assert third == []
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def lut_path(tmp_path_factory):
     out = tmp_path_factory.mktemp("lut") / "lut.json"
     return profile_ops("ssr", H, W, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1,
-                       num_classes=10, heads=["classifier"], out_path=out, progress=False, threads=1)
+                       num_classes=10, heads=["classifier"], out_path=out, progress=False, threads=1, recheck=False)
 
 
 def _cfg(lut_path, target, **kw):

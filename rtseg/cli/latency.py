@@ -35,6 +35,8 @@ def profile_ops_cmd(
     clock: str = typer.Option("wall", help="wall (what a user waits) or thread (CPU time of one thread, --threads 1: for a CPU shared with other work)."),
     min_time: Optional[float] = typer.Option(None, "--min-time", help="Keep timing an operator at least this many seconds [default: 0.03]."),
     head: Optional[list[str]] = typer.Option(None, help="Head(s) to cover [default: every head of the space]."),
+    recheck: bool = typer.Option(True, help="Re-time every entry quickly at the end and re-measure those a burst of load inflated."),
+    calibration_archs: int = typer.Option(4, "--calibration-archs", help="Random whole networks timed at the end to fit the layer-cost factor (0: keep raw entries)."),
     force: bool = typer.Option(False, help="Discard an existing LUT at --out measured with other settings and start over."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (the LUT summary) on stdout."),
 ) -> None:
@@ -49,6 +51,7 @@ def profile_ops_cmd(
             warmup=DEFAULT_WARMUP if warmup is None else warmup, repeats=DEFAULT_REPEATS if repeats is None else repeats,
             method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
             force=force, console=console, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
+            recheck=recheck, calibration_archs=max(0, calibration_archs),
         )
     lut = load_lut(path)
     summary = lut.summary()
@@ -108,6 +111,8 @@ def validate(
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"MAPE [bold]{res.mape:.1%}[/], within ±10%: [bold]{res.within_10pct:.0%}[/], "
                   f"Kendall tau [bold]{res.kendall_tau:.3f}[/] over {res.samples} archs (mean signed error {res.mean_error:+.1%})")
+    if s.get("calibration_scale", 1.0) != 1.0:
+        console.print(f"layer entries scaled x{s['calibration_scale']:.3f} by the LUT's calibration (fitted on other archs than these)")
     if plot is not None:
         console.print(f"wrote {plot}")
 
@@ -137,6 +142,22 @@ def _probe_text(p: dict[str, Any] | None) -> str:
             f"(spread {p['spread']:.0%}{'; re-profile on an idle machine' if (p['spread'] or 0) > 0.10 else ''})")
 
 
+def _calibration_text(c: dict[str, Any] | None, rejected: dict[str, Any] | None = None) -> str:
+    if not c and rejected:
+        return (f"rejected: whole networks ran x{rejected['scale']:.2f} the sum of their layer entries, too far from 1 to be a "
+                "cache effect (busy machine or too few repeats); entries used as measured; re-profile on a quiet machine")
+    if not c:
+        return "none (layer entries used as measured)"
+    return (f"x{c['scale']:.3f} on layer entries, fitted on {c.get('archs')} whole networks "
+            f"(their error {c.get('mape_before', 0):.1%} -> {c.get('mape_after', 0):.1%})")
+
+
+def _recheck_text(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "not run"
+    return f"{r.get('checked')} entries re-timed, {r.get('lowered')} re-measured lower (a burst of load had inflated them)"
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     prov = s["provenance"]
     dev = prov.get("device") or {}
@@ -158,7 +179,9 @@ def _print_summary(s: dict[str, Any]) -> None:
         ("clock", str(prov.get("clock_detail") or prov.get("clock", "wall"))),
         ("warm-up / repeats", f"{prov.get('warmup')} / {prov.get('repeats')} (+ until the median settles)"),
         ("entries", f"{s['entries']}" + ("" if s["complete"] else f" of {s.get('expected_entries')} (incomplete: re-run profile-ops to resume)")),
-        ("network constant", f"{s['constant_ms']:.3f} ms" + ("" if s["calibrated"] else " (skeleton not measured yet)")),
+        ("network constant", f"{s['constant_ms']:.3f} ms" + ("" if s["skeleton_measured"] else " (skeleton not measured yet)")),
+        ("layer calibration", _calibration_text(s.get("calibration"), s.get("calibration_rejected"))),
+        ("recheck", _recheck_text(prov.get("recheck"))),
         ("profiling time", f"{(s.get('profiling_s') or 0):.1f} s over {prov.get('runs', 1)} run(s)"),
         ("machine steadiness", _probe_text(s.get("probe"))),
         ("created / updated", f"{prov.get('created')} / {prov.get('updated')}"),

@@ -22,7 +22,20 @@ end; what it costs beyond its own operators' entries (the top-level forward, the
 cache state a real network leaves behind) is a property of the network, not of any operator, so it
 is ``constant_ms``. Heads other than the space's first (search) head differ in that constant; the
 difference is added to the cost of that head's operator, which occurs exactly once per network, so
-the sum identity holds for every arch. Nothing is fitted: every number comes from a measurement.
+the sum identity holds for every arch.
+
+One number may be fitted, and only from measurements of whole networks: ``calibration.scale``
+(optional; written by ``profile-ops`` unless ``--calibration-archs 0``). The network method costs a
+searchable layer inside a stack of copies of itself; inside a real network each layer follows
+different ones, with colder caches, and runs slower than in the stack. The effect grows as layers
+shrink (measured on a 2-core EPYC at 128x256: whole ssr networks 5% slower than the sum of their
+entries, CAS networks of ~0.1 ms layers 14%). ``profile-ops`` therefore times a few random archs end
+to end (drawn with a seed of their own, never the ones ``lut validate`` draws) and fits one factor on
+the layer ("slot") entries, least squares through the origin on measured minus fixed parts.
+Entries of the fixed parts (stem, downsamplers, heads) and the constant are not scaled::
+
+    "calibration": {"scale": 1.14, "archs": 4, "seed": 104729, "head": "classifier",
+                    "mape_before": 0.14, "mape_after": 0.02, "rows": [...]}
 """
 
 from __future__ import annotations
@@ -91,6 +104,17 @@ def validate_doc(doc: Any, source: str) -> None:
         _check_stats(f"{source}: skeleton {head!r}", sk)
         if not isinstance(sk.get("fixed"), list):
             raise RtsegError(f"{source}: skeleton {head!r} lacks its list of fixed operators")
+    cal = doc.get("calibration")
+    if cal is not None:
+        scale = cal.get("scale") if isinstance(cal, dict) else None
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(float(scale)) or float(scale) <= 0:
+            raise RtsegError(f"{source}: LUT calibration must be an object with a positive numeric 'scale'")
+
+
+def is_slot_entry(entry: dict[str, Any]) -> bool:
+    """A searchable layer's entry (scaled by the calibration); older LUTs lack the flag, and there only
+    network-method entries were measured as layers."""
+    return bool(entry["slot"]) if "slot" in entry else entry.get("method") == "network"
 
 
 class LUT:
@@ -163,7 +187,9 @@ class LUT:
     # -- the prediction model ---------------------------------------------------------------------
     def _build_model(self) -> None:
         """Costs per key and the network constant, derived from the measured entries and skeletons."""
-        self._cost: dict[str, float] = {k: float(e["median_ms"]) for k, e in self.entries.items()}
+        self._scale = self.calibration_scale
+        self._cost: dict[str, float] = {k: float(e["median_ms"]) * (self._scale if is_slot_entry(e) else 1.0)
+                                        for k, e in self.entries.items()}
         self._constants: dict[str, float] = {}
         for head, sk in self.skeletons.items():
             if all(k in self._cost for k in sk["fixed"]):
@@ -189,7 +215,17 @@ class LUT:
         return self._constant
 
     @property
-    def calibrated(self) -> bool:
+    def calibration_scale(self) -> float:
+        """The fitted factor on layer entries (1.0 when the LUT has no calibration)."""
+        cal = self.doc.get("calibration")
+        return float(cal["scale"]) if isinstance(cal, dict) else 1.0
+
+    def raw_cost(self, sig: OpSignature) -> float:
+        """The measured entry of ``sig`` (ms), before the calibration factor."""
+        return float(self.entries[sig.key]["median_ms"])
+
+    @property
+    def has_skeleton(self) -> bool:
         return bool(self.heads) and self.heads[0] in self._constants
 
     def has(self, sig: OpSignature) -> bool:
@@ -304,7 +340,9 @@ class LUT:
             "complete": bool(self.doc.get("complete")),
             "expected_entries": self.doc.get("expected_entries"),
             "constant_ms": self.constant_ms,
-            "calibrated": self.calibrated,
+            "skeleton_measured": self.has_skeleton,
+            "calibration": {k: v for k, v in (self.doc.get("calibration") or {}).items() if k != "rows"} or None,
+            "calibration_rejected": {k: v for k, v in (self.doc.get("calibration_rejected") or {}).items() if k != "rows"} or None,
             "skeletons": {h: {"median_ms": s["median_ms"], "p10_ms": s["p10_ms"], "p90_ms": s["p90_ms"], "n": s["n"]}
                           for h, s in self.skeletons.items()},
             "probe": self.probe_summary(),

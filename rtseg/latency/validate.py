@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -100,6 +100,36 @@ def _prepare_arch(timer: Any, arch: Any, h: int, w: int, batch: int, sets: int =
     return timer.prepare(net, inputs)
 
 
+
+def measure_archs_interleaved(timer: Any, archs: Sequence[Any], h: int, w: int, batch: int, warmup: int, repeats: int,
+                              rounds: int, seed: int = 0, advance: Callable[[], None] | None = None) -> list[list[float]]:
+    """End-to-end samples (ms) of every arch, ``repeats`` each, taken in ``rounds`` shuffled rounds
+    (see the module docstring: a burst of load spreads over all archs). ``advance`` is called once
+    per arch prepared and once per arch and round."""
+    per_round = max(1, repeats // max(1, rounds))
+    pooled: list[list[float]] = [[] for _ in archs]
+    prepared: list[Prepared] = []
+    try:
+        for a in archs:
+            p = _prepare_arch(timer, a, h, w, batch)
+            p.samples(warmup, 1)  # warm every arch once before the rounds
+            prepared.append(p)
+            if advance is not None:
+                advance()
+        order = list(range(len(archs)))
+        shuffle = random.Random(seed + 1)
+        for _ in range(max(1, rounds)):
+            shuffle.shuffle(order)
+            for i in order:
+                pooled[i] += prepared[i].samples(2, per_round)
+                if advance is not None:
+                    advance()
+    finally:
+        for p in prepared:
+            p.close()
+    return pooled
+
+
 @keeps_torch_threads
 def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", device: str = "cpu", precision: str = "fp32",
                          batch: int = 1, warmup: int = 10, repeats: int = 50, threads: int | None = None,
@@ -133,7 +163,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     if rounds < 1 or repeats < rounds:
         raise RtsegError("--repeats must be at least --rounds (each round times every arch at least once)")
     notes = table.check_device(force=force)
-    if not table.calibrated and not force:
+    if not table.has_skeleton and not force:
         raise RtsegError(f"LUT {table.name} has no measured skeleton (its profiling did not finish); re-run rtseg profile-ops with the same settings to complete it")
     space = get_space(table.space)
     h, w = table.input_hw
@@ -165,10 +195,9 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         if abs(probe_ratio - 1.0) > 0.05:
             notes.append(f"the reference operator {probe['op']} runs {abs(probe_ratio - 1):.0%} {'slower' if probe_ratio > 1 else 'faster'} "
                          "now than while the LUT was profiled (other load, clock changes): expect predictions to be off by about that much")
-    per_round = max(1, repeats // rounds)
-    pooled: list[list[float]] = [[] for _ in archs]
     started = time.perf_counter()
     bar = None
+    advance: Callable[[], None] | None = None
     if progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -177,27 +206,12 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
                        TextColumn("ETA"), TimeRemainingColumn(), console=console or Console(stderr=True))
         bar.start()
         task = bar.add_task(f"measuring {samples} archs end to end ({table.backend}, {info.name})", total=samples + samples * rounds)
-    prepared: list[Prepared] = []
+        advance = lambda: bar.advance(task)  # noqa: E731
     try:
-        for a in archs:
-            p = _prepare_arch(timer, a, h, w, table.batch)
-            p.samples(warmup, 1)  # warm every arch once before the rounds
-            prepared.append(p)
-            if bar is not None:
-                bar.advance(task)
-        order = list(range(samples))
-        shuffle = random.Random(seed + 1)
-        for r in range(rounds):
-            shuffle.shuffle(order)
-            for i in order:
-                pooled[i] += prepared[i].samples(2, per_round)
-                if bar is not None:
-                    bar.advance(task)
+        pooled = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed, advance)
     finally:
         if bar is not None:
             bar.stop()
-        for p in prepared:
-            p.close()
 
     rows = []
     for i, (a, pred, s) in enumerate(zip(archs, preds, pooled)):
@@ -215,7 +229,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         settings={"backend": table.backend, "device": info.name, "device_arg": info.arg, "precision": table.precision,
                   "batch": table.batch, "input": [h, w], "threads": torch.get_num_threads() if info.kind == "cpu" else None,
                   "method": table.method, "clock": table.clock, "head": head, "warmup": warmup, "repeats": repeats, "rounds": rounds,
-                  "constant_ms": table.constant_ms, "probe_ratio": probe_ratio, "allocator": allocator, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
+                  "constant_ms": table.constant_ms, "calibration_scale": table.calibration_scale, "probe_ratio": probe_ratio, "allocator": allocator, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
         archs=[a.to_dict() for a in archs],
     )
     if plot is not None:
