@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,3 +45,19 @@ def randomize_bn(module: torch.nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+@pytest.fixture
+def torchrun():
+    """Run ``rtseg ARGS`` as 2 CPU processes under torchrun (gloo): ``torchrun("train", ...)`` -> CompletedProcess."""
+    cand = Path(sys.executable).parent / "rtseg"
+    script = str(cand) if cand.is_file() else shutil.which("rtseg")
+    if not script:
+        pytest.skip("the rtseg console script is not installed (pip install -e .)")
+
+    def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script, *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+    return run

@@ -92,3 +92,18 @@ def test_cli_search_json_and_errors(cli, lut_path, tmp_path):
     assert r.exit_code == 2 and "was measured at 32x64" in r.output
     r = cli("search", "--lut", tmp_path / "nope.json", "--latency-ms", "1", "--out", tmp_path / "y")
     assert r.exit_code == 2 and r.output.startswith("error:")
+
+
+def test_search_under_torchrun_keeps_replicas_identical(torchrun, lut_path, tmp_path):
+    """2 CPU processes (gloo) with a time limit: every rank stops at the same step, the supernets stay
+    bit-identical (gradients averaged by hand, BN statistics synced) and decode the same arch."""
+    target = _target(lut_path)
+    out = tmp_path / "ddp"
+    r = torchrun("search", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}", "--epochs", "20",
+                 "--batch", "2", "--train-len", "16", "--val-len", "4", "--warmup-epochs", "0", "--minutes", "0.05",
+                 "--workers", "0", "--device", "cpu", "--no-verify", "--out", out, "--json")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    s = json.loads(r.stdout[r.stdout.index("{"):])  # rank 0 alone prints
+    assert s["world_size"] == 2 and [x["rank"] for x in s["ranks"]] == [0, 1] and s["ranks_agree"]
+    arch = rtseg.load_arch(out / "arch.json")
+    assert 0.8 * target <= load_lut(lut_path).predict(arch, H, W).total_ms <= target

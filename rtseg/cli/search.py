@@ -48,7 +48,16 @@ def search(
                        epochs=epochs, batch=batch, reg=reg, shrink=not no_shrink, warmup_epochs=warmup_epochs,
                        arch_lr=arch_lr, w_lr=w_lr, train_len=train_len, val_len=val_len, minutes=minutes, device=device,
                        seed=seed, workers=workers, force=force, verify_latency=not no_verify)
-    result = run_search(cfg, out, resume=resume, progress=not json_out)
+    from rtseg import distributed as dist
+
+    main = True
+    try:
+        result = run_search(cfg, out, resume=resume, progress=not json_out)
+        main = dist.is_main()
+    finally:
+        dist.cleanup()
+    if not main:  # under torchrun only rank 0 reports
+        return
     s = result.summary
     if json_out:
         print_json(s)
@@ -66,4 +75,6 @@ def search(
     t.add_row("epochs run / to discrete", f"{s['epochs_run']} / {s['epochs_to_discrete'] or '-'}")
     t.add_row("budget-fit changes after decoding", str(len(s["budget_fit_changes"])))
     t.add_row("wall time", f"{s['wall_time_s']:.0f} s")
+    if s["world_size"] > 1:
+        t.add_row("processes", f"{s['world_size']} ({'replicas identical' if s['ranks_agree'] else 'REPLICAS DIFFER'})")
     console.print(t)

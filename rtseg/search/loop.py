@@ -132,10 +132,11 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, pro
 def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: bool,
                 on_step: Callable[[int], None] | None) -> SearchResult:
     from rtseg.data import build_dataset
+    from rtseg import distributed as dist
     from rtseg.distributed import init_distributed, is_main, world_size
     from rtseg.evaluate import evaluate
     from rtseg.latency.lut import load_lut
-    from rtseg.train import make_loader, poly_lr
+    from rtseg.train import make_loader, poly_lr, weights_digest
 
     out = Path(out_dir)
     h, w = cfg.input_hw
@@ -209,6 +210,14 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
     discrete_epoch = None
     deadline = t_start + cfg.minutes * 60 if cfg.minutes else None
 
+    def time_is_up() -> bool:
+        """The wall-clock limit, agreed by every rank (one rank leaving the loop alone would hang the
+        others in their next all-reduce)."""
+        if deadline is None:
+            return False
+        flag = torch.tensor([1.0 if time.monotonic() > deadline else 0.0], device=device if device.type == "cuda" else "cpu")
+        return bool(dist.all_reduce_max(flag).item())
+
     def expected_terms() -> tuple[torch.Tensor, torch.Tensor | None]:
         e_lat = supernet.expected_cost(lat_cost, h, w) + lat_const
         e_flops = supernet.expected_cost(op_flops, h, w) if flops_budget else None
@@ -273,9 +282,10 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
                     prog.update(task, advance=1, info=f"loss {float(loss_w.detach()):.3f}")
                 if on_step:
                     on_step(gstep)
-                if _is_discrete(supernet) or (deadline and time.monotonic() > deadline):
+                if _is_discrete(supernet) or time_is_up():
                     break
-            # end of epoch: log, validate, checkpoint
+            # end of epoch: log, validate, checkpoint (replicas first agree on their BN statistics)
+            dist.sync_buffers(supernet)
             with torch.no_grad():
                 e_lat, _ = expected_terms()
                 e_flops = supernet.expected_cost(op_flops, h, w)
@@ -311,7 +321,7 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
                     f"E[FLOPs] {row['expected_flops_g']:.3f} G, entropy {ent:.3f}, left {row['candidates_left']}, "
                     f"supernet mIoU {row['supernet_val_miou']:.3f}"
                 )
-            if _is_discrete(supernet) or (deadline and time.monotonic() > deadline):
+            if _is_discrete(supernet) or time_is_up():
                 break
     finally:
         if prog:
@@ -348,6 +358,9 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
         "wall_time_s": time.monotonic() - t_start,
         "world_size": world_size(),
     }
+    ranks = dist.all_gather_object({"rank": dist.rank(), "supernet": weights_digest(supernet), "arch": arch.to_json()})
+    summary["ranks"] = [{"rank": r["rank"], "supernet": r["supernet"]} for r in ranks]
+    summary["ranks_agree"] = len({r["supernet"] for r in ranks}) == 1 and len({r["arch"] for r in ranks}) == 1
     if main:
         if cfg.verify_latency:
             summary.update(_verify(lut, arch, cfg))
