@@ -208,20 +208,21 @@ def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: in
 
 def recheck_entry(timer: OpTimer, sig: OpSignature, entry: dict[str, Any], warmup: int, repeats: int, method: str, stack: int,
                   min_time_s: float, max_repeats: int, rotation: int | None, identity_cache: _IdentityCache,
-                  max_s: float | None) -> dict[str, Any]:
+                  max_s: float | None) -> tuple[dict[str, Any], bool]:
     """Second look at one entry, after all were measured: a quick re-timing, and a full one when the
     quick one is well below the entry. Load from other processes only ever adds time, so of two full
-    medians the smaller is the less disturbed; the entry keeps it and records the one it replaced."""
+    medians the smaller is the less disturbed; the entry keeps it and records the one it replaced.
+    Returns the entry and whether this look lowered it."""
     old = float(entry["median_ms"])
     n = max(1, min(RECHECK_QUICK_REPEATS, repeats))
     quick = measure_signature(timer, sig, min(1, warmup), n, method, stack, 0.0, n, rotation, identity_cache,
                               rel_ci=float("inf"), max_s=None)
     if old < RECHECK_FLOOR_MS or float(quick["median_ms"]) >= RECHECK_RATIO * old:
-        return dict(entry, checked=True)
+        return dict(entry, checked=True), False
     full = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, identity_cache, max_s=max_s)
     if float(full["median_ms"]) < old:
-        return dict(full, checked=True, replaced_ms=old)
-    return dict(entry, checked=True)
+        return dict(full, checked=True, replaced_ms=old), True
+    return dict(entry, checked=True), False
 
 
 #: Recheck: a quick re-timing below RECHECK_RATIO x the entry triggers a full one (entries under the
@@ -425,9 +426,9 @@ def profile_ops(
             bar.update(task, description=f"rechecking {len(to_check)} entries ({backend}, {info.name})")
         lowered = 0
         for sig in to_check:
-            entry = recheck_entry(timer, sig, lut.entries[sig.key], warmup, repeats, method, stack, min_time_s, max_repeats,
-                                  rotation, ident, max_entry_s)
-            lowered += "replaced_ms" in entry and "replaced_ms" not in lut.entries[sig.key]
+            entry, was_lowered = recheck_entry(timer, sig, lut.entries[sig.key], warmup, repeats, method, stack, min_time_s,
+                                               max_repeats, rotation, ident, max_entry_s)
+            lowered += was_lowered
             lut.entries[sig.key] = entry
             if bar is not None:
                 bar.advance(task)
