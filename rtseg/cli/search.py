@@ -68,7 +68,9 @@ def search(
     t.add_row("budget T", f"{s['target_latency_ms']:.3f} ms")
     t.add_row("predicted latency (LUT)", f"{s['predicted_latency_ms']:.3f} ms ({s['predicted_over_target']:.1%} of T)")
     if s.get("measured_latency_ms") is not None:
-        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)")
+        ref = s.get("reference_speed_ratio")
+        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)"
+                  + (f"; reference op runs x{ref:.2f} its profiling time" if ref else ""))
     elif s.get("measured_note"):
         t.add_row("measured latency", s["measured_note"])
     t.add_row("FLOPs", f"{s['flops'] / 1e9:.3f} G multiply-adds" + (f" (budget {s['flops_budget'] / 1e9:.3f} G)" if s["flops_budget"] else ""))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,6 +150,37 @@ def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", devi
 
 
 @keeps_torch_threads
+def measure_archs_like_lut(table: LUT, archs: Sequence[Any], warmup: int = 10, repeats: int = DEFAULT_REPEATS,
+                           rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> list[float]:
+    """Median end-to-end latency (ms) of each arch on the LUT's backend, device, threads and clock,
+    measured interleaved as ``lut validate`` does, so archs compared with each other see the same
+    machine (timed one after another on a shared CPU, each would see a different one)."""
+    info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
+    steady_allocator()
+    timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
+    h, w = table.input_hw
+    pooled = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed)
+    return [statistics.median(x) for x in pooled]
+
+
+@keeps_torch_threads
+def reference_speed_ratio(table: LUT, timer: Any = None) -> float | None:
+    """How much slower (> 1) or faster (< 1) the LUT's reference operator runs now than while the LUT
+    was profiled: on a shared machine, the context a latency measured now needs (None when the LUT
+    has no probes). ``timer`` defaults to one with the LUT's backend, device, threads and clock."""
+    from rtseg.latency.profile import measure_probe
+    from rtseg.ops import OpSignature
+
+    probe = table.probe_summary()
+    if not probe or probe["median_ms"] <= 0:
+        return None
+    if timer is None:
+        info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
+        timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
+    return measure_probe(timer, OpSignature.from_key(probe["key"])) / probe["median_ms"]
+
+
+@keeps_torch_threads
 def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup: int = 10, repeats: int = DEFAULT_REPEATS,
                  rounds: int = DEFAULT_ROUNDS, force: bool = False, progress: bool = True, plot: str | Path | None = None,
                  head: str | None = None, console: Any = None, archs: Sequence[Any] | None = None) -> ValidationResult:
@@ -185,13 +217,9 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
     allocator = steady_allocator()
     timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
-    probe_ratio = None
-    probe = table.probe_summary()
-    if probe and probe["median_ms"] > 0:
-        from rtseg.latency.profile import measure_probe
-        from rtseg.ops import OpSignature
-
-        probe_ratio = measure_probe(timer, OpSignature.from_key(probe["key"])) / probe["median_ms"]
+    probe_ratio = reference_speed_ratio(table, timer)
+    if probe_ratio is not None:
+        probe = table.probe_summary()
         if abs(probe_ratio - 1.0) > 0.05:
             notes.append(f"the reference operator {probe['op']} runs {abs(probe_ratio - 1):.0%} {'slower' if probe_ratio > 1 else 'faster'} "
                          "now than while the LUT was profiled (other load, clock changes): expect predictions to be off by about that much")

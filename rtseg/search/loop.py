@@ -328,7 +328,7 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
             prog.stop()
 
     # decode and land in the budget
-    fit = fit_to_budget(supernet, h, w, cfg.latency_ms, flops_budget, lat_cost, lat_const, flops_fn, low=0.8)
+    fit = fit_to_budget(supernet, h, w, cfg.latency_ms, flops_budget, lat_cost, lat_const, flops_fn, low=cfg.band[0])
     arch = fit.arch
     arch.name = f"searched-{cfg.space}-{cfg.latency_ms:g}ms"
     argmax_cost = arch_cost(supernet.decode(), h, w, lat_cost, lat_const, op_flops)
@@ -378,7 +378,7 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
 
 def _verify(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
     """Measure the decoded net end to end on the LUT's backend, when this machine is the LUT's device."""
-    from rtseg.latency.validate import measure_arch_latency
+    from rtseg.latency.validate import measure_arch_latency, reference_speed_ratio
 
     try:
         lut.check_device(force=False)
@@ -388,7 +388,7 @@ def _verify(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
     stats = measure_arch_latency(arch, h, w, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
                                  precision=lut.precision, batch=lut.batch, threads=lut.threads, clock=lut.clock)
     return {"measured_latency_ms": stats.median_ms, "measured_over_target": stats.median_ms / cfg.latency_ms,
-            "measured_backend": lut.backend}
+            "measured_backend": lut.backend, "reference_speed_ratio": reference_speed_ratio(lut)}
 
 
 def _is_discrete(supernet) -> bool:
