@@ -206,6 +206,17 @@ def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: in
     return _stats_entry(sig, samples, "isolated", slot=shape_preserving(sig.spec, sig.h, sig.w))
 
 
+def _has_calibration(lut: LUT) -> bool:
+    """A calibration was fitted (applied, or kept as rejected) and need not be fitted again."""
+    return "calibration" in lut.doc or "calibration_rejected" in lut.doc
+
+
+def _drop_calibration(lut: LUT) -> None:
+    """Forget a calibration record: the entries it was fitted on have changed."""
+    lut.doc.pop("calibration", None)
+    lut.doc.pop("calibration_rejected", None)
+
+
 def recheck_entry(timer: OpTimer, sig: OpSignature, entry: dict[str, Any], warmup: int, repeats: int, method: str, stack: int,
                   min_time_s: float, max_repeats: int, rotation: int | None, identity_cache: _IdentityCache,
                   max_s: float | None) -> tuple[dict[str, Any], bool]:
@@ -372,12 +383,10 @@ def profile_ops(
     todo_skel = [hd for hd in heads if hd not in lut.skeletons]
     to_check = [s for s in all_sigs if not lut.entries.get(s.key, {}).get("checked")] if recheck else []
     if todo or todo_skel:
-        for key in ("calibration", "calibration_rejected"):  # fitted on entries that are about to change
-            lut.doc.pop(key, None)
+        _drop_calibration(lut)  # fitted on entries that are about to change
     will_calibrate = calibration_archs > 0 and signatures is None
     cal_rounds = 5
-    cal_steps = (calibration_archs + calibration_archs * cal_rounds) if will_calibrate and not (
-        {"calibration", "calibration_rejected"} & set(lut.doc)) else 0
+    cal_steps = (calibration_archs + calibration_archs * cal_rounds) if will_calibrate and not _has_calibration(lut) else 0
     lut.doc["expected_entries"] = len(all_sigs)
     started = time.perf_counter()
     previous = float(lut.provenance.get("profiling_s") or 0.0)
@@ -401,6 +410,16 @@ def profile_ops(
         lut.save(out)
 
     bar = _progress(console) if progress else None
+
+    def entry_done() -> None:
+        """One entry measured or rechecked: advance the bar and flush when the last flush is old enough."""
+        nonlocal last_flush
+        if bar is not None:
+            bar.advance(task)
+        if time.perf_counter() - last_flush >= flush_s:
+            flush()
+            last_flush = time.perf_counter()
+
     try:
         if bar is not None:
             bar.start()
@@ -415,11 +434,7 @@ def profile_ops(
             lut.entries[sig.key] = entry
             if on_entry is not None:
                 on_entry(i, sig, entry)
-            if bar is not None:
-                bar.advance(task)
-            if time.perf_counter() - last_flush >= flush_s:
-                flush()
-                last_flush = time.perf_counter()
+            entry_done()
         if todo:
             maybe_probe(True)
         if to_check and bar is not None:
@@ -430,16 +445,11 @@ def profile_ops(
                                                max_repeats, rotation, ident, max_entry_s)
             lowered += was_lowered
             lut.entries[sig.key] = entry
-            if bar is not None:
-                bar.advance(task)
-            if time.perf_counter() - last_flush >= flush_s:
-                flush()
-                last_flush = time.perf_counter()
+            entry_done()
         if to_check:
             lut.provenance["recheck"] = {"checked": len(to_check), "lowered": lowered, "ratio": RECHECK_RATIO}
             if lowered:
-                for key in ("calibration", "calibration_rejected"):
-                    lut.doc.pop(key, None)
+                _drop_calibration(lut)
         for hd in todo_skel:
             p = plan[hd]
             sk = measure_skeleton(timer, space, p["arch"], h, w, warmup, repeats, rotation, max_s=5 * max_entry_s)
@@ -449,7 +459,7 @@ def profile_ops(
             if bar is not None:
                 bar.advance(task)
         lut.refresh()
-        if will_calibrate and "calibration" not in lut.doc and "calibration_rejected" not in lut.doc and all(s.key in lut.entries for s in all_sigs) and lut.has_skeleton:
+        if will_calibrate and not _has_calibration(lut) and all(s.key in lut.entries for s in all_sigs) and lut.has_skeleton:
             from rtseg.latency.calibrate import calibrate, is_sane
 
             if bar is not None:

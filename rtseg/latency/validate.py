@@ -149,15 +149,21 @@ def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", devi
         prepared.close()
 
 
+def _lut_timer(table: LUT) -> tuple[Any, Any]:
+    """The device and a timer with the LUT's backend, device, threads, precision, batch and clock
+    (sets torch's thread count: callers are wrapped in ``keeps_torch_threads``)."""
+    info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
+    return info, make_timer(table.backend, info, table.precision, table.batch, table.clock)
+
+
 @keeps_torch_threads
 def measure_archs_like_lut(table: LUT, archs: Sequence[Any], warmup: int = 10, repeats: int = DEFAULT_REPEATS,
                            rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> list[float]:
     """Median end-to-end latency (ms) of each arch on the LUT's backend, device, threads and clock,
     measured interleaved as ``lut validate`` does, so archs compared with each other see the same
     machine (timed one after another on a shared CPU, each would see a different one)."""
-    info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
     steady_allocator()
-    timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
+    _, timer = _lut_timer(table)
     h, w = table.input_hw
     pooled = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed)
     return [statistics.median(x) for x in pooled]
@@ -175,8 +181,7 @@ def reference_speed_ratio(table: LUT, timer: Any = None) -> float | None:
     if not probe or probe["median_ms"] <= 0:
         return None
     if timer is None:
-        info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
-        timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
+        _, timer = _lut_timer(table)
     return measure_probe(timer, OpSignature.from_key(probe["key"])) / probe["median_ms"]
 
 
@@ -214,9 +219,8 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         raise RtsegError("--samples must be at least 2 (Kendall's tau needs pairs)")
     preds = [table.predict(a, h, w, force=force) for a in archs]  # any uncovered operator fails here, before timing
 
-    info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
     allocator = steady_allocator()
-    timer = make_timer(table.backend, info, table.precision, table.batch, table.clock)
+    info, timer = _lut_timer(table)
     probe_ratio = reference_speed_ratio(table, timer)
     if probe_ratio is not None:
         probe = table.probe_summary()
