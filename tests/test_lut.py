@@ -66,9 +66,12 @@ def test_prediction_is_sum_of_costs_plus_constant(small_lut):
         sigs = sp.signatures(a, H, W)
         assert pred.total_ms == pytest.approx(sum(small_lut.cost(s) for s in sigs) + small_lut.constant_ms, rel=1e-12)
         assert [s for s, _ in pred.per_op] == sigs and pred.total_ms > 0
-    # the constant is the measured skeleton minus its own operators' entries (nothing fitted)
+    # the constant is the measured skeleton minus its own operators' entries (nothing fitted), each
+    # brought to the run's typical speed by the reference operator timed beside it
+    base = small_lut.speed_base_ms
+    at_base = lambda e: e["median_ms"] * base / e["ref_ms"]  # noqa: E731
     sk = small_lut.skeletons["classifier"]
-    assert small_lut.constant_ms == pytest.approx(sk["median_ms"] - sum(small_lut.entries[k]["median_ms"] for k in sk["fixed"]))
+    assert small_lut.constant_ms == pytest.approx(at_base(sk) - sum(at_base(small_lut.entries[k]) for k in sk["fixed"]))
 
 
 def test_missing_operator_and_mismatched_arch_are_refused(small_lut):

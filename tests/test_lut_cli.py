@@ -47,6 +47,7 @@ def test_lut_show(cli, full_lut):
     assert d["fastest"][0]["median_ms"] <= d["slowest"][0]["median_ms"] and d["profiling_s"] > 0
     r = cli("lut", "show", out)
     assert r.exit_code == 0 and "fastest operators" in r.output and "threads" in r.output and "layer calibration" in r.output
+    assert "speed reference" in r.output and d["speed"]["base_ms"] > 0 and d["speed"]["p10"] <= 1.0 <= d["speed"]["p90"]
 
 
 @pytest.mark.slow
@@ -61,6 +62,8 @@ def test_lut_validate_json_and_plot(cli, full_lut, tmp_path):
     for key in ("mape", "within_10pct", "kendall_tau"):
         assert isinstance(d[key], float)
     assert 0 <= d["within_10pct"] <= 1 and d["mape"] >= 0
+    assert d["speed_corrected"] and {"mape", "within_10pct", "kendall_tau", "mean_error"} <= set(d["uncorrected"])
+    assert all(r["predicted_ms"] == pytest.approx(r["predicted_at_base_ms"] * r["speed"]) for r in d["rows"])
     assert png.exists() and png.stat().st_size > 1000
 
 

@@ -37,6 +37,7 @@ def profile_ops_cmd(
     head: Optional[list[str]] = typer.Option(None, help="Head(s) to cover [default: every head of the space]."),
     recheck: bool = typer.Option(True, help="Re-time every entry quickly at the end and re-measure those a burst of load inflated."),
     calibration_archs: int = typer.Option(4, "--calibration-archs", help="Random whole networks timed at the end to fit the layer-cost factor (0: keep raw entries)."),
+    speed_reference: bool = typer.Option(True, help="Time a reference operator around every measurement, so entries measured while the machine ran faster or slower are charged at its typical speed."),
     force: bool = typer.Option(False, help="Discard an existing LUT at --out measured with other settings and start over."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (the LUT summary) on stdout."),
 ) -> None:
@@ -51,7 +52,7 @@ def profile_ops_cmd(
             warmup=DEFAULT_WARMUP if warmup is None else warmup, repeats=DEFAULT_REPEATS if repeats is None else repeats,
             method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
             force=force, console=console, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
-            recheck=recheck, calibration_archs=max(0, calibration_archs),
+            recheck=recheck, calibration_archs=max(0, calibration_archs), speed_reference=speed_reference,
         )
     lut = load_lut(path)
     summary = lut.summary()
@@ -88,29 +89,35 @@ def validate(
     rounds: int = typer.Option(10, help="Interleaved measuring rounds (spreads bursts of load over all archs)."),
     plot: Optional[Path] = typer.Option(None, help="Save a predicted-vs-measured scatter (PNG)."),
     force: bool = typer.Option(False, help="Measure even if the LUT was profiled on another device."),
+    speed_correction: bool = typer.Option(True, help="Scale each prediction by the machine's speed while that arch was timed, read from the LUT's reference operator (the uncorrected figures are printed too)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Predict N random archs from a LUT, measure them end to end, report MAPE, within-10% and Kendall's tau."""
     from rtseg.latency.validate import validate_lut
 
     res = validate_lut(lut, samples=samples, seed=seed, warmup=warmup, repeats=repeats, rounds=rounds, force=force,
-                       progress=True, plot=plot, console=console)
+                       progress=True, plot=plot, console=console, speed_correction=speed_correction)
     if json_out:
         print_json(res.to_dict())
         return
     s = res.settings
     t = Table(title=f"{res.lut}: {s['backend']} {s['precision']} {s['input'][0]}x{s['input'][1]} on {s['device']}"
                     + (f" ({s['threads']} threads)" if s.get("threads") else ""))
-    for col in ("#", "ops", "predicted ms", "measured ms (p10-p90)", "error"):
+    for col in ("#", "ops", "predicted ms", "machine speed", "measured ms (p10-p90)", "error"):
         t.add_column(col, justify="right")
     for r in res.rows:
-        t.add_row(str(r.index), str(r.n_ops), f"{r.predicted_ms:.3f}",
+        t.add_row(str(r.index), str(r.n_ops), f"{r.predicted_ms:.3f}", f"x{r.speed:.2f}" if res.speed_corrected else "-",
                   f"{r.measured_ms:.3f} ({r.measured_p10_ms:.2f}-{r.measured_p90_ms:.2f})", f"{r.error:+.1%}")
     console.print(t)
     for note in s.get("notes") or []:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"MAPE [bold]{res.mape:.1%}[/], within ±10%: [bold]{res.within_10pct:.0%}[/], "
                   f"Kendall tau [bold]{res.kendall_tau:.3f}[/] over {res.samples} archs (mean signed error {res.mean_error:+.1%})")
+    if res.speed_corrected:
+        u = res.uncorrected
+        console.print(f"predictions scaled by the machine's speed beside each arch (reference operator vs its typical time while "
+                      f"profiling); uncorrected: MAPE {u['mape']:.1%}, within ±10% {u['within_10pct']:.0%}, "
+                      f"Kendall tau {u['kendall_tau']:.3f} (mean signed error {u['mean_error']:+.1%})")
     if s.get("calibration_scale", 1.0) != 1.0:
         console.print(f"layer entries scaled x{s['calibration_scale']:.3f} by the LUT's calibration (fitted on other archs than these)")
     if plot is not None:
@@ -140,6 +147,13 @@ def _probe_text(p: dict[str, Any] | None) -> str:
         return "not recorded"
     return (f"reference {p['op']}: {p['min_ms']:.3f}-{p['max_ms']:.3f} ms over {p['n']} timings "
             f"(spread {p['spread']:.0%}{'; re-profile on an idle machine' if (p['spread'] or 0) > 0.10 else ''})")
+
+
+def _speed_text(sp: dict[str, Any] | None) -> str:
+    if not sp:
+        return "none (entries charged as measured)"
+    return (f"{sp['op']}: typical {sp['base_ms']:.3f} ms; beside the entries it ran {sp['p10']:.2f}-{sp['p90']:.2f}x that (p10-p90), "
+            "and each entry is charged at the typical speed")
 
 
 def _calibration_text(c: dict[str, Any] | None, rejected: dict[str, Any] | None = None) -> str:
@@ -183,6 +197,7 @@ def _print_summary(s: dict[str, Any]) -> None:
         ("layer calibration", _calibration_text(s.get("calibration"), s.get("calibration_rejected"))),
         ("recheck", _recheck_text(prov.get("recheck"))),
         ("profiling time", f"{(s.get('profiling_s') or 0):.1f} s over {prov.get('runs', 1)} run(s)"),
+        ("speed reference", _speed_text(s.get("speed"))),
         ("machine steadiness", _probe_text(s.get("probe"))),
         ("created / updated", f"{prov.get('created')} / {prov.get('updated')}"),
         ("rtseg", str(prov.get("rtseg_version"))),

@@ -35,7 +35,7 @@ def split_prediction(lut: LUT, arch: Any) -> tuple[float, float]:
         if entry is None:
             lut.cost(sig)  # raises the LUT's "does not cover" error
         if is_slot_entry(entry):
-            layers += float(entry["median_ms"])
+            layers += lut.raw_cost(sig)
         else:
             fixed += lut.cost(sig)
     return fixed, layers
@@ -55,9 +55,11 @@ def fit_scale(parts: list[tuple[float, float]], measured: list[float]) -> float:
 
 
 def calibrate(lut: LUT, timer: Any, n_archs: int = DEFAULT_CALIBRATION_ARCHS, warmup: int = 5, repeats: int = 40,
-              rounds: int = 5, advance: Callable[[], None] | None = None) -> dict[str, Any]:
+              rounds: int = 5, advance: Callable[[], None] | None = None, speed: Any = None) -> dict[str, Any]:
     """Measure ``n_archs`` random archs end to end with ``timer`` and return the calibration record
-    (the caller stores it as ``lut.doc['calibration']`` when :func:`is_sane` and refreshes the LUT)."""
+    (the caller stores it as ``lut.doc['calibration']`` when :func:`is_sane` and refreshes the LUT).
+    With a ``speed`` reference each arch's timing is brought to the speed the LUT's entries are
+    charged at first, so the factor fits the cost model rather than the machine's drift."""
     from rtseg.latency.validate import measure_archs_interleaved
     from rtseg.spaces import get_space
 
@@ -76,8 +78,8 @@ def calibrate(lut: LUT, timer: Any, n_archs: int = DEFAULT_CALIBRATION_ARCHS, wa
             lut.doc["calibration"] = saved
             lut.refresh()
     h, w = lut.input_hw
-    pooled = measure_archs_interleaved(timer, archs, h, w, lut.batch, warmup, repeats, rounds, CALIBRATION_SEED, advance)
-    measured = [statistics.median(s) for s in pooled]
+    timings = measure_archs_interleaved(timer, archs, h, w, lut.batch, warmup, repeats, rounds, CALIBRATION_SEED, advance, speed)
+    measured = [m / sp for m, sp in zip(timings.medians, timings.speed(lut.speed_base_ms))]
     scale = fit_scale(parts, measured)
 
     def mape(s: float) -> float:
@@ -90,5 +92,5 @@ def calibrate(lut: LUT, timer: Any, n_archs: int = DEFAULT_CALIBRATION_ARCHS, wa
         "head": head,
         "mape_before": mape(1.0),
         "mape_after": mape(scale),
-        "rows": [{"fixed_ms": f, "layers_ms": l, "measured_ms": m} for (f, l), m in zip(parts, measured)],
+        "rows": [{"fixed_ms": f, "layers_ms": l, "measured_ms": m, "ref_ms": r} for (f, l), m, r in zip(parts, measured, timings.ref_ms)],
     }

@@ -10,7 +10,7 @@ File layout (``format: rtseg.lut``, ``schema_version: 1``)::
                     "stack": 3, "threads": 2, "created": "...", "updated": "...", "rtseg_version": "...",
                     "profiling_s": 61.2, "runs": 1},
      "entries": {"<OpSignature.key>": {"op": "nb1d(64->64,...)@32x64", "median_ms": ..., "p10_ms": ...,
-                                       "p90_ms": ..., "n": 30, "method": "isolated"}, ...},
+                                       "p90_ms": ..., "n": 30, "method": "isolated", "ref_ms": ...}, ...},
      "skeletons": {"classifier": {"median_ms": ..., "p10_ms": ..., "p90_ms": ..., "n": ...,
                                   "fixed": ["<key>", ...]}, ...}}
 
@@ -23,6 +23,12 @@ cache state a real network leaves behind) is a property of the network, not of a
 is ``constant_ms``. Heads other than the space's first (search) head differ in that constant; the
 difference is added to the cost of that head's operator, which occurs exactly once per network, so
 the sum identity holds for every arch.
+
+Every measured median is charged at the profiling run's typical speed: an entry or skeleton with
+``ref_ms`` (the reference operator's time beside it, :mod:`rtseg.latency.speed`) counts as
+``median_ms * base_ms / ref_ms``, ``base_ms`` being the median of the entries' ``ref_ms``; on a
+machine whose speed drifts (a shared CPU) that keeps entries measured minutes apart additive.
+Entries without ``ref_ms`` (older LUTs, ``--no-speed-reference``) count as measured.
 
 One number may be fitted, and only from measurements of whole networks: ``calibration.scale``
 (optional; written by ``profile-ops`` unless ``--calibration-archs 0``). The network method costs a
@@ -54,7 +60,7 @@ from rtseg.ops import OpSignature
 LUT_FORMAT = "rtseg.lut"
 LUT_SCHEMA_VERSION = 1
 #: Provenance fields that must agree for two runs to write into one LUT.
-MATCH_FIELDS = ("backend", "precision", "batch", "input", "method", "warmup", "repeats", "clock")
+MATCH_FIELDS = ("backend", "precision", "batch", "input", "method", "warmup", "repeats", "clock", "speed_reference")
 
 
 @dataclass
@@ -77,6 +83,9 @@ def _check_stats(where: str, e: Any) -> None:
         v = e.get(k)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(float(v)):
             raise RtsegError(f"{where} lacks a numeric {k!r}")
+    ref = e.get("ref_ms")
+    if ref is not None and (not isinstance(ref, (int, float)) or isinstance(ref, bool) or not math.isfinite(float(ref)) or float(ref) <= 0):
+        raise RtsegError(f"{where}: 'ref_ms' (the speed reference's time) must be a positive number")
 
 
 def validate_doc(doc: Any, source: str) -> None:
@@ -187,13 +196,16 @@ class LUT:
     # -- the prediction model ---------------------------------------------------------------------
     def _build_model(self) -> None:
         """Costs per key and the network constant, derived from the measured entries and skeletons."""
+        from rtseg.latency.speed import base_speed
+
         self._scale = self.calibration_scale
-        self._cost: dict[str, float] = {k: float(e["median_ms"]) * (self._scale if is_slot_entry(e) else 1.0)
+        self._base = base_speed([e.get("ref_ms") or 0.0 for e in self.entries.values()])
+        self._cost: dict[str, float] = {k: self._at_base(e) * (self._scale if is_slot_entry(e) else 1.0)
                                         for k, e in self.entries.items()}
         self._constants: dict[str, float] = {}
         for head, sk in self.skeletons.items():
             if all(k in self._cost for k in sk["fixed"]):
-                self._constants[head] = float(sk["median_ms"]) - sum(self._cost[k] for k in sk["fixed"])
+                self._constants[head] = self._at_base(sk) - sum(self._cost[k] for k in sk["fixed"])
         base = self.heads[0] if self.heads else None
         self._constant = self._constants.get(base, 0.0) if base else 0.0
         # per-head constants beyond the search head's go into that head's own operator (once per net)
@@ -203,6 +215,17 @@ class LUT:
             key = self.skeletons[head]["head_key"]
             if key in self._cost:
                 self._cost[key] += c - self._constant
+
+    def _at_base(self, timing: dict[str, Any]) -> float:
+        """A measured median (an entry or a skeleton) at the run's typical speed (see :mod:`rtseg.latency.speed`)."""
+        from rtseg.latency.speed import speed_factor
+
+        return float(timing["median_ms"]) * speed_factor(timing.get("ref_ms"), self._base)
+
+    @property
+    def speed_base_ms(self) -> float | None:
+        """The reference operator's typical time over the profiling run (None: no speed reference)."""
+        return self._base
 
     def refresh(self) -> None:
         """Recompute the model after entries or skeletons changed (the profiler calls this)."""
@@ -221,8 +244,8 @@ class LUT:
         return float(cal["scale"]) if isinstance(cal, dict) else 1.0
 
     def raw_cost(self, sig: OpSignature) -> float:
-        """The measured entry of ``sig`` (ms), before the calibration factor."""
-        return float(self.entries[sig.key]["median_ms"])
+        """The measured entry of ``sig`` (ms) at the run's typical speed, before the calibration factor."""
+        return self._at_base(self.entries[sig.key])
 
     @property
     def has_skeleton(self) -> bool:
@@ -346,11 +369,24 @@ class LUT:
             "skeletons": {h: {"median_ms": s["median_ms"], "p10_ms": s["p10_ms"], "p90_ms": s["p90_ms"], "n": s["n"]}
                           for h, s in self.skeletons.items()},
             "probe": self.probe_summary(),
+            "speed": self.speed_summary(),
             "fastest": [row(r) for r in rows[:top]],
             "slowest": [row(r) for r in rows[::-1][:top]],
             "profiling_s": prov.get("profiling_s"),
             "provenance": copy.deepcopy(prov),
         }
+
+    def speed_summary(self) -> dict[str, Any] | None:
+        """The speed reference: its typical time and how far the machine's speed moved beside the entries."""
+        import numpy as np
+
+        ref = self.provenance.get("speed_reference")
+        if not isinstance(ref, dict) or self._base is None:
+            return None
+        ratios = [float(e["ref_ms"]) / self._base for e in self.entries.values() if e.get("ref_ms")]
+        p10, p90 = np.percentile(ratios, [10, 90])
+        return {"op": ref.get("short"), "key": ref.get("op"), "base_ms": self._base, "entries": len(ratios),
+                "p10": float(p10), "p90": float(p90), "min": min(ratios), "max": max(ratios)}
 
     def probe_summary(self) -> dict[str, Any] | None:
         """How steady the machine was while profiling: the reference operator's timings over the run."""

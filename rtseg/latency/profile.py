@@ -39,6 +39,7 @@ from rtseg.latency.backends import BACKENDS, OpTimer, input_bytes, make_timer, r
 from rtseg.latency.device import DeviceInfo, detect_device, keeps_torch_threads, steady_allocator
 from rtseg.latency.calibrate import DEFAULT_CALIBRATION_ARCHS
 from rtseg.latency.lut import LUT, load_lut, new_lut
+from rtseg.latency.speed import SpeedReference
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
 
 METHODS = ("network", "isolated")
@@ -173,8 +174,16 @@ def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: in
                       stack: int = DEFAULT_STACK, min_time_s: float = DEFAULT_MIN_TIME_S,
                       max_repeats: int = DEFAULT_MAX_REPEATS, rotation: int | None = None,
                       identity_cache: _IdentityCache | None = None, rel_ci: float = DEFAULT_REL_CI,
-                      max_s: float | None = DEFAULT_MAX_S) -> dict[str, Any]:
-    """One LUT entry for ``sig`` (median/p10/p90/n in ms, and the method actually used)."""
+                      max_s: float | None = DEFAULT_MAX_S, speed: SpeedReference | None = None) -> dict[str, Any]:
+    """One LUT entry for ``sig`` (median/p10/p90/n in ms, and the method actually used); with a
+    ``speed`` reference, also ``ref_ms``: the reference's median around the timed runs
+    (:mod:`rtseg.latency.speed`)."""
+    def timed(prepared: Any) -> tuple[list[float], float | None]:
+        def run() -> list[float]:
+            return prepared.stable_samples(warmup, repeats, min_time_s, max_repeats, rel_ci, max_s)
+
+        return speed.bracket(run) if speed is not None else (run(), None)
+
     probe = _input_sets(sig, timer.batch, 1)
     n_rot = rotation_for(timer, input_bytes(probe), rotation)
     sets = probe + _input_sets(sig, timer.batch, n_rot - 1)
@@ -183,7 +192,7 @@ def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: in
         net = nn.Sequential(*(build_op(sig.spec) for _ in range(k)))
         prepared = timer.prepare(net, sets)
         try:
-            s_o = prepared.stable_samples(warmup, repeats, min_time_s, max_repeats, rel_ci, max_s)
+            s_o, ref_ms = timed(prepared)
         finally:
             prepared.close()
         shape = (tuple(sets[0][0].shape), n_rot)
@@ -197,13 +206,28 @@ def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: in
                 prepared.close()
         c_id = cache.values[shape]
         per = [(t - c_id) / k for t in s_o]
-        return _stats_entry(sig, per, "network", slot=True, stack=k, network_median_ms=timer_median(s_o), identity_ms=c_id)
+        return _stats_entry(sig, per, "network", slot=True, stack=k, network_median_ms=timer_median(s_o), identity_ms=c_id,
+                            **_ref(ref_ms))
     prepared = timer.prepare(build_op(sig.spec), sets)
     try:
-        samples = prepared.stable_samples(warmup, repeats, min_time_s, max_repeats, rel_ci, max_s)
+        samples, ref_ms = timed(prepared)
     finally:
         prepared.close()
-    return _stats_entry(sig, samples, "isolated", slot=shape_preserving(sig.spec, sig.h, sig.w))
+    return _stats_entry(sig, samples, "isolated", slot=shape_preserving(sig.spec, sig.h, sig.w), **_ref(ref_ms))
+
+
+def _ref(ref_ms: float | None) -> dict[str, Any]:
+    return {} if ref_ms is None else {"ref_ms": ref_ms}
+
+
+def _at_run_speed(entry: dict[str, Any], other: dict[str, Any]) -> tuple[float, float]:
+    """Two measurements of one entry made comparable: each median over its own reference time when
+    both have one (the machine's speed at either moment divides out), else the raw medians."""
+    a, b = float(entry["median_ms"]), float(other["median_ms"])
+    ra, rb = entry.get("ref_ms"), other.get("ref_ms")
+    if ra and rb:
+        return a / float(ra), b / float(rb)
+    return a, b
 
 
 def _has_calibration(lut: LUT) -> bool:
@@ -219,19 +243,24 @@ def _drop_calibration(lut: LUT) -> None:
 
 def recheck_entry(timer: OpTimer, sig: OpSignature, entry: dict[str, Any], warmup: int, repeats: int, method: str, stack: int,
                   min_time_s: float, max_repeats: int, rotation: int | None, identity_cache: _IdentityCache,
-                  max_s: float | None) -> tuple[dict[str, Any], bool]:
+                  max_s: float | None, speed: SpeedReference | None = None) -> tuple[dict[str, Any], bool]:
     """Second look at one entry, after all were measured: a quick re-timing, and a full one when the
     quick one is well below the entry. Load from other processes only ever adds time, so of two full
     medians the smaller is the less disturbed; the entry keeps it and records the one it replaced.
-    Returns the entry and whether this look lowered it."""
+    With a speed reference the medians are compared at the speed each was measured at (a look
+    taken while the whole machine is faster does not replace an entry). Returns the entry and
+    whether this look lowered it."""
     old = float(entry["median_ms"])
     n = max(1, min(RECHECK_QUICK_REPEATS, repeats))
     quick = measure_signature(timer, sig, min(1, warmup), n, method, stack, 0.0, n, rotation, identity_cache,
-                              rel_ci=float("inf"), max_s=None)
-    if old < RECHECK_FLOOR_MS or float(quick["median_ms"]) >= RECHECK_RATIO * old:
+                              rel_ci=float("inf"), max_s=None, speed=speed)
+    q, o = _at_run_speed(quick, entry)
+    if old < RECHECK_FLOOR_MS or q >= RECHECK_RATIO * o:
         return dict(entry, checked=True), False
-    full = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, identity_cache, max_s=max_s)
-    if float(full["median_ms"]) < old:
+    full = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, identity_cache,
+                             max_s=max_s, speed=speed)
+    f, o = _at_run_speed(full, entry)
+    if f < o:
         return dict(full, checked=True, replaced_ms=old), True
     return dict(entry, checked=True), False
 
@@ -250,28 +279,33 @@ def timer_median(samples: list[float]) -> float:
 
 
 def measure_skeleton(timer: OpTimer, space: Any, arch: Any, h: int, w: int, warmup: int, repeats: int,
-                     rotation: int | None = None, max_s: float = 5 * DEFAULT_MAX_S) -> dict[str, Any]:
+                     rotation: int | None = None, max_s: float = 5 * DEFAULT_MAX_S,
+                     speed: SpeedReference | None = None) -> dict[str, Any]:
     """End-to-end timing of the identity network of ``arch`` (more repeats: it sets the constant)."""
     net = skeleton_network(space, arch)
     x = torch.randn(timer.batch, 3, h, w)
     n_rot = rotation_for(timer, x.numel() * x.element_size(), rotation)
     sets = [(x,)] + [(torch.randn_like(x),) for _ in range(n_rot - 1)]
     prepared = timer.prepare(net, sets)
+
+    def run() -> list[float]:
+        return prepared.stable_samples(max(warmup, 5), max(4 * repeats, 20), rel_ci=0.02, max_repeats=max(40 * repeats, 200),
+                                       max_s=max_s)
+
     try:
-        samples = prepared.stable_samples(max(warmup, 5), max(4 * repeats, 20), rel_ci=0.02, max_repeats=max(40 * repeats, 200),
-                                          max_s=max_s)
+        samples, ref_ms = speed.bracket(run) if speed is not None else (run(), None)
     finally:
         prepared.close()
     from rtseg.latency.timing import TimingStats
 
     st = TimingStats.from_samples(samples)
-    return {"median_ms": st.median_ms, "p10_ms": st.p10_ms, "p90_ms": st.p90_ms, "n": st.n}
+    return {"median_ms": st.median_ms, "p10_ms": st.p10_ms, "p90_ms": st.p90_ms, "n": st.n, **_ref(ref_ms)}
 
 
 # -- the command -----------------------------------------------------------------------------------
 def run_provenance(space: str, num_classes: int, heads: Sequence[str], info: DeviceInfo, timer: OpTimer, h: int, w: int,
                    batch: int, warmup: int, repeats: int, method: str, min_time_s: float, rotation: int | None,
-                   stack: int) -> dict[str, Any]:
+                   stack: int, speed: SpeedReference | None = None) -> dict[str, Any]:
     import rtseg
 
     prov: dict[str, Any] = {
@@ -294,6 +328,7 @@ def run_provenance(space: str, num_classes: int, heads: Sequence[str], info: Dev
         "threads": torch.get_num_threads(),
         "allocator": steady_allocator(),
         "clock": timer.clock,
+        "speed_reference": speed.to_dict() if speed is not None else None,
         "clock_detail": ("thread CPU time (CLOCK_THREAD_CPUTIME_ID)" if timer.clock == "thread" else
                          "CUDA events" if info.kind == "cuda" and timer.name == "torch" else "time.perf_counter around a synchronous call"),
         "statistic": "median of repeats; p10/p90 spread",
@@ -336,6 +371,7 @@ def profile_ops(
     console: Any = None,
     recheck: bool = True,
     calibration_archs: int = DEFAULT_CALIBRATION_ARCHS,
+    speed_reference: bool = True,
 ) -> Path:
     """Measure the operators of ``space_name`` at ``h x w`` into a LUT file and return its path.
 
@@ -347,7 +383,8 @@ def profile_ops(
     below their entry (a burst of load inflated them; see :func:`recheck_entry`). Once the LUT is
     complete, ``calibration_archs`` random archs are timed end to end to fit the layer factor
     (:mod:`rtseg.latency.calibrate`; 0 keeps the raw entries). Both are saved, so a resumed run
-    skips what is done.
+    skips what is done. ``speed_reference`` times the reference operator around every measurement
+    (:mod:`rtseg.latency.speed`); off, entries are charged as measured.
     """
     if backend == "tensorrt":
         require_tensorrt()  # first of all: a missing TensorRT must never turn into another backend's timings
@@ -375,7 +412,10 @@ def profile_ops(
             if s.key not in seen:
                 seen.add(s.key)
                 all_sigs.append(s)
-    prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, warmup, repeats, method, min_time_s, rotation, stack)
+    probe = probe_signature(all_sigs)
+    speed = SpeedReference(timer, probe) if speed_reference else None
+    prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, warmup, repeats, method, min_time_s, rotation, stack,
+                          speed)
     out = Path(out_path) if out_path is not None else default_lut_path(info, space_name, backend, precision, h, w, batch, method)
     lut = _open_or_create(out, space_name, num_classes, heads, prov, force)
 
@@ -392,7 +432,6 @@ def profile_ops(
     previous = float(lut.provenance.get("profiling_s") or 0.0)
     last_flush = started
     ident = _IdentityCache()
-    probe = probe_signature(all_sigs)
     probes = lut.doc.setdefault("probes", {"op": probe.key, "short": probe.short(), "samples": []})
     last_probe = -1e9
 
@@ -430,7 +469,7 @@ def profile_ops(
         for i, sig in enumerate(todo):
             maybe_probe()
             entry = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, ident,
-                                      max_s=max_entry_s)
+                                      max_s=max_entry_s, speed=speed)
             lut.entries[sig.key] = entry
             if on_entry is not None:
                 on_entry(i, sig, entry)
@@ -442,7 +481,7 @@ def profile_ops(
         lowered = 0
         for sig in to_check:
             entry, was_lowered = recheck_entry(timer, sig, lut.entries[sig.key], warmup, repeats, method, stack, min_time_s,
-                                               max_repeats, rotation, ident, max_entry_s)
+                                               max_repeats, rotation, ident, max_entry_s, speed)
             lowered += was_lowered
             lut.entries[sig.key] = entry
             entry_done()
@@ -452,7 +491,7 @@ def profile_ops(
                 _drop_calibration(lut)
         for hd in todo_skel:
             p = plan[hd]
-            sk = measure_skeleton(timer, space, p["arch"], h, w, warmup, repeats, rotation, max_s=5 * max_entry_s)
+            sk = measure_skeleton(timer, space, p["arch"], h, w, warmup, repeats, rotation, max_s=5 * max_entry_s, speed=speed)
             sk["fixed"] = [s.key for s in p["fixed"]]
             sk["head_key"] = p["head_key"]
             lut.skeletons[hd] = sk
@@ -465,12 +504,14 @@ def profile_ops(
             if bar is not None:
                 bar.update(task, description=f"calibrating on {calibration_archs} whole networks ({backend}, {info.name})")
             record = calibrate(lut, timer, calibration_archs, warmup=max(warmup, 3), repeats=8 * cal_rounds, rounds=cal_rounds,
-                               advance=(lambda: bar.advance(task)) if bar is not None else None)
+                               advance=(lambda: bar.advance(task)) if bar is not None else None, speed=speed)
             lut.doc.pop("calibration_rejected", None)
             lut.doc["calibration" if is_sane(record) else "calibration_rejected"] = record
     finally:
         if bar is not None:
             bar.stop()
+        if speed is not None:
+            speed.close()
         flush()
     lut.refresh()
     return out

@@ -27,6 +27,7 @@ from rtseg.errors import RtsegError
 from rtseg.latency.backends import Prepared, make_timer
 from rtseg.latency.device import detect_device, keeps_torch_threads, steady_allocator
 from rtseg.latency.lut import LUT, load_lut
+from rtseg.latency.speed import SpeedReference, speed_factor
 from rtseg.latency.timing import TimingStats
 
 DEFAULT_ROUNDS = 10
@@ -44,6 +45,9 @@ class ArchRow:
     measured_p90_ms: float
     n: int
     error: float  # (predicted - measured) / measured
+    speed: float = 1.0  # the reference's time beside this arch over its time in the LUT (> 1: a slower machine)
+    predicted_at_base_ms: float = 0.0  # the LUT's prediction at the profiling run's speed (predicted_ms / speed)
+    error_uncorrected: float = 0.0  # (predicted_at_base - measured) / measured
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,13 +64,16 @@ class ValidationResult:
     within_5pct: float
     kendall_tau: float
     mean_error: float
+    speed_corrected: bool = False
+    uncorrected: dict[str, float] = field(default_factory=dict)  # mape, within_10pct, kendall_tau, mean_error without it
     settings: dict[str, Any] = field(default_factory=dict)
     archs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"lut": self.lut, "samples": self.samples, "seed": self.seed, "mape": self.mape,
                 "within_10pct": self.within_10pct, "within_5pct": self.within_5pct, "kendall_tau": self.kendall_tau,
-                "mean_error": self.mean_error, "settings": self.settings, "rows": [r.to_dict() for r in self.rows],
+                "mean_error": self.mean_error, "speed_corrected": self.speed_corrected, "uncorrected": self.uncorrected,
+                "settings": self.settings, "rows": [r.to_dict() for r in self.rows],
                 "archs": self.archs}
 
 
@@ -102,13 +109,34 @@ def _prepare_arch(timer: Any, arch: Any, h: int, w: int, batch: int, sets: int =
 
 
 
+@dataclass
+class ArchTimings:
+    """End-to-end samples (ms) per arch, and with a speed reference the reference's median time
+    around each arch's runs (None without one)."""
+
+    samples: list[list[float]]
+    ref_ms: list[float | None]
+
+    @property
+    def medians(self) -> list[float]:
+        return [statistics.median(s) for s in self.samples]
+
+    def speed(self, base_ms: float | None) -> list[float]:
+        """How much slower (> 1) the machine ran while each arch was timed than at ``base_ms``."""
+        return [1.0 / speed_factor(r, base_ms) for r in self.ref_ms]
+
+
 def measure_archs_interleaved(timer: Any, archs: Sequence[Any], h: int, w: int, batch: int, warmup: int, repeats: int,
-                              rounds: int, seed: int = 0, advance: Callable[[], None] | None = None) -> list[list[float]]:
+                              rounds: int, seed: int = 0, advance: Callable[[], None] | None = None,
+                              speed: SpeedReference | None = None) -> ArchTimings:
     """End-to-end samples (ms) of every arch, ``repeats`` each, taken in ``rounds`` shuffled rounds
-    (see the module docstring: a burst of load spreads over all archs). ``advance`` is called once
-    per arch prepared and once per arch and round."""
+    (see the module docstring: a burst of load spreads over all archs). With ``speed``, each arch's
+    runs of a round are bracketed by reference blocks (:mod:`rtseg.latency.speed`) and the arch's
+    ``ref_ms`` is the median over its rounds. ``advance`` is called once per arch prepared and once
+    per arch and round."""
     per_round = max(1, repeats // max(1, rounds))
     pooled: list[list[float]] = [[] for _ in archs]
+    refs: list[list[float]] = [[] for _ in archs]
     prepared: list[Prepared] = []
     try:
         for a in archs:
@@ -122,13 +150,18 @@ def measure_archs_interleaved(timer: Any, archs: Sequence[Any], h: int, w: int, 
         for _ in range(max(1, rounds)):
             shuffle.shuffle(order)
             for i in order:
-                pooled[i] += prepared[i].samples(2, per_round)
+                if speed is None:
+                    pooled[i] += prepared[i].samples(2, per_round)
+                else:
+                    got, ref = speed.bracket(lambda: prepared[i].samples(2, per_round))
+                    pooled[i] += got
+                    refs[i].append(ref)
                 if advance is not None:
                     advance()
     finally:
         for p in prepared:
             p.close()
-    return pooled
+    return ArchTimings(pooled, [statistics.median(r) if r else None for r in refs])
 
 
 @keeps_torch_threads
@@ -165,8 +198,17 @@ def measure_archs_like_lut(table: LUT, archs: Sequence[Any], warmup: int = 10, r
     steady_allocator()
     _, timer = _lut_timer(table)
     h, w = table.input_hw
-    pooled = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed)
-    return [statistics.median(x) for x in pooled]
+    return measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed).medians
+
+
+def lut_speed_reference(table: LUT, timer: Any) -> SpeedReference | None:
+    """The LUT's speed reference on ``timer`` (None for a LUT profiled without one)."""
+    from rtseg.ops import OpSignature
+
+    ref = table.provenance.get("speed_reference")
+    if not isinstance(ref, dict) or not ref.get("op") or table.speed_base_ms is None:
+        return None
+    return SpeedReference(timer, OpSignature.from_key(ref["op"]), int(ref.get("block") or 3))
 
 
 @keeps_torch_threads
@@ -177,22 +219,33 @@ def reference_speed_ratio(table: LUT, timer: Any = None) -> float | None:
     from rtseg.latency.profile import measure_probe
     from rtseg.ops import OpSignature
 
+    if timer is None:
+        _, timer = _lut_timer(table)
+    speed = lut_speed_reference(table, timer)
+    if speed is not None:  # against the speed the LUT's entries are charged at
+        try:
+            return statistics.median(speed.samples(15)) / float(table.speed_base_ms or 1.0)
+        finally:
+            speed.close()
     probe = table.probe_summary()
     if not probe or probe["median_ms"] <= 0:
         return None
-    if timer is None:
-        _, timer = _lut_timer(table)
     return measure_probe(timer, OpSignature.from_key(probe["key"])) / probe["median_ms"]
 
 
 @keeps_torch_threads
 def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup: int = 10, repeats: int = DEFAULT_REPEATS,
                  rounds: int = DEFAULT_ROUNDS, force: bool = False, progress: bool = True, plot: str | Path | None = None,
-                 head: str | None = None, console: Any = None, archs: Sequence[Any] | None = None) -> ValidationResult:
+                 head: str | None = None, console: Any = None, archs: Sequence[Any] | None = None,
+                 speed_correction: bool = True) -> ValidationResult:
     """Predict and measure ``samples`` random archs of the LUT's space; see the module docstring.
 
     ``repeats`` is the total number of timed runs per arch, split over ``rounds`` interleaved rounds.
     ``archs`` replaces the random sample with given archs (a LUT restricted to their operators).
+    With ``speed_correction`` (and a LUT profiled with a speed reference) the reference operator is
+    timed beside every arch and the arch's prediction is scaled by the speed it shows, so the
+    figures judge the cost model, not the machine's drift since profiling (:mod:`rtseg.latency.speed`);
+    the uncorrected figures are reported beside them.
     """
     from rtseg.spaces import get_space
 
@@ -221,6 +274,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
 
     allocator = steady_allocator()
     info, timer = _lut_timer(table)
+    speed = lut_speed_reference(table, timer) if speed_correction else None
     probe_ratio = reference_speed_ratio(table, timer)
     if probe_ratio is not None:
         probe = table.probe_summary()
@@ -240,17 +294,21 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         task = bar.add_task(f"measuring {samples} archs end to end ({table.backend}, {info.name})", total=samples + samples * rounds)
         advance = lambda: bar.advance(task)  # noqa: E731
     try:
-        pooled = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed, advance)
+        timings = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed, advance, speed)
     finally:
         if bar is not None:
             bar.stop()
+        if speed is not None:
+            speed.close()
 
     rows = []
-    for i, (a, pred, s) in enumerate(zip(archs, preds, pooled)):
+    for i, (a, pred, s, sp) in enumerate(zip(archs, preds, timings.samples, timings.speed(table.speed_base_ms))):
         st = TimingStats.from_samples(s)
-        rows.append(ArchRow(i, a.name or str(i), len(pred.per_op), pred.total_ms, st.median_ms, st.p10_ms, st.p90_ms, st.n,
-                            (pred.total_ms - st.median_ms) / st.median_ms))
+        now = pred.total_ms * sp
+        rows.append(ArchRow(i, a.name or str(i), len(pred.per_op), now, st.median_ms, st.p10_ms, st.p90_ms, st.n,
+                            (now - st.median_ms) / st.median_ms, sp, pred.total_ms, (pred.total_ms - st.median_ms) / st.median_ms))
     errs = [abs(r.error) for r in rows]
+    raw_errs = [abs(r.error_uncorrected) for r in rows]
     result = ValidationResult(
         lut=table.name, samples=samples, seed=seed, rows=rows,
         mape=sum(errs) / len(errs),
@@ -258,10 +316,15 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         within_5pct=sum(e <= 0.05 for e in errs) / len(errs),
         kendall_tau=kendall_tau([r.predicted_ms for r in rows], [r.measured_ms for r in rows]),
         mean_error=sum(r.error for r in rows) / len(rows),
+        speed_corrected=speed is not None,
+        uncorrected={"mape": sum(raw_errs) / len(raw_errs), "within_10pct": sum(e <= 0.10 for e in raw_errs) / len(raw_errs),
+                     "kendall_tau": kendall_tau([r.predicted_at_base_ms for r in rows], [r.measured_ms for r in rows]),
+                     "mean_error": sum(r.error_uncorrected for r in rows) / len(rows)},
         settings={"backend": table.backend, "device": info.name, "device_arg": info.arg, "precision": table.precision,
                   "batch": table.batch, "input": [h, w], "threads": torch.get_num_threads() if info.kind == "cpu" else None,
                   "method": table.method, "clock": table.clock, "head": head, "warmup": warmup, "repeats": repeats, "rounds": rounds,
-                  "constant_ms": table.constant_ms, "calibration_scale": table.calibration_scale, "probe_ratio": probe_ratio, "allocator": allocator, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
+                  "constant_ms": table.constant_ms, "calibration_scale": table.calibration_scale, "probe_ratio": probe_ratio,
+                  "speed_base_ms": table.speed_base_ms, "allocator": allocator, "measure_s": round(time.perf_counter() - started, 2), "notes": notes},
         archs=[a.to_dict() for a in archs],
     )
     if plot is not None:

@@ -1,0 +1,125 @@
+"""The speed reference, run for real: every entry and end-to-end timing is taken beside a reference
+operator, the LUT charges entries at the run's typical speed, and validation scales each prediction
+by the speed the machine showed while that arch was timed (rtseg/latency/speed.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from rtseg.arch import Arch
+from rtseg.errors import RtsegError
+from rtseg.latency.backends import make_timer
+from rtseg.latency.device import detect_device
+from rtseg.latency.lut import load_lut
+from rtseg.latency.profile import _at_run_speed, profile_ops
+from rtseg.latency.speed import SpeedReference, base_speed, speed_factor
+from rtseg.latency.validate import validate_lut
+from rtseg.spaces import get_space
+
+H, W = 64, 128
+FAST = dict(warmup=1, repeats=3, min_time_s=0.0, max_entry_s=0.05, threads=1, progress=False)
+
+
+def one_arch() -> Arch:
+    return get_space("ssr").sample(random.Random(7), num_classes=19, head="classifier")
+
+
+@pytest.fixture(scope="module")
+def speed_lut(tmp_path_factory):
+    """The network-method entries of one ssr arch at 64x128, each timed beside the reference operator."""
+    out = tmp_path_factory.mktemp("speed") / "lut.json"
+    sigs = get_space("ssr").signatures(one_arch(), H, W)
+    profile_ops("ssr", H, W, method="network", stack=2, out_path=out, signatures=sigs, heads=["classifier"], **FAST)
+    return out
+
+
+def test_every_timing_records_the_reference_beside_it(speed_lut):
+    lut = load_lut(speed_lut)
+    ref = lut.provenance["speed_reference"]
+    assert ref["op"] == lut.doc["probes"]["op"] and ref["block"] >= 1  # the probe operator is the reference
+    refs = [e["ref_ms"] for e in lut.entries.values()]
+    assert all(r > 0 for r in refs) and lut.skeletons["classifier"]["ref_ms"] > 0
+    assert lut.speed_base_ms == pytest.approx(base_speed(refs))
+    summary = lut.summary()["speed"]
+    assert summary["entries"] == len(refs) and summary["min"] <= summary["p10"] <= 1.0 <= summary["p90"] <= summary["max"]
+
+
+def test_an_entry_measured_on_a_slower_machine_is_charged_at_the_typical_speed(speed_lut, tmp_path):
+    doc = json.loads(speed_lut.read_text())
+    for e in doc["entries"].values():
+        e["ref_ms"] = 1.0
+    key = next(iter(doc["entries"]))
+    measured = doc["entries"][key]["median_ms"]
+    slow = dict(doc, entries=dict(doc["entries"], **{key: dict(doc["entries"][key], median_ms=2 * measured, ref_ms=2.0)}))
+    path = tmp_path / "slow.json"
+    path.write_text(json.dumps(slow))
+    lut = load_lut(path)
+    assert lut.speed_base_ms == 1.0  # the median of the references: one slow moment does not move it
+    entry_cost = {k: lut._at_base(e) for k, e in lut.entries.items()}
+    assert entry_cost[key] == pytest.approx(measured)  # twice the time while the reference also took twice as long
+    del slow["entries"][key]["ref_ms"]  # an entry without a reference is charged as measured
+    path.write_text(json.dumps(slow))
+    assert load_lut(path)._at_base(load_lut(path).entries[key]) == pytest.approx(2 * measured)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "1.0", True])
+def test_malformed_reference_time_is_refused(speed_lut, tmp_path, bad):
+    doc = json.loads(speed_lut.read_text())
+    key = next(iter(doc["entries"]))
+    doc["entries"][key]["ref_ms"] = bad
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RtsegError, match="'ref_ms' .* must be a positive number"):
+        load_lut(path)
+
+
+def test_speed_factor_and_base():
+    assert speed_factor(2.0, 1.0) == 0.5 and speed_factor(None, 1.0) == 1.0 and speed_factor(1.0, None) == 1.0
+    assert base_speed([]) is None and base_speed([1.0, 3.0, 2.0, 0.0]) == 2.0
+
+
+def test_reference_brackets_a_measurement_on_a_real_timer():
+    sig = get_space("ssr").signatures(one_arch(), H, W)[1]
+    timer = make_timer("torch", detect_device("cpu", threads=1))
+    ref = SpeedReference(timer, sig, block=2)
+    try:
+        value, ref_ms = ref.bracket(lambda: 42)
+        assert value == 42 and ref_ms > 0 and len(ref.samples(5)) == 5
+    finally:
+        ref.close()
+        ref.close()  # idempotent
+
+
+def test_recheck_compares_two_looks_at_the_speed_each_ran():
+    # the entry was measured while the reference took 2 ms, the quick look while it took 1 ms: the
+    # machine, not the operator, was twice as fast, so the look must not replace the entry
+    assert _at_run_speed({"median_ms": 1.0, "ref_ms": 1.0}, {"median_ms": 2.0, "ref_ms": 2.0}) == (1.0, 1.0)
+    assert _at_run_speed({"median_ms": 1.0}, {"median_ms": 2.0, "ref_ms": 2.0}) == (1.0, 2.0)  # no pair: raw
+
+
+def test_validation_scales_each_prediction_by_the_speed_beside_it(speed_lut):
+    res = validate_lut(speed_lut, archs=[one_arch(), one_arch()], warmup=1, repeats=4, rounds=2, progress=False)
+    assert res.speed_corrected and res.settings["speed_base_ms"] > 0
+    for r in res.rows:
+        assert r.speed > 0 and r.predicted_ms == pytest.approx(r.predicted_at_base_ms * r.speed)
+        assert r.error == pytest.approx((r.predicted_ms - r.measured_ms) / r.measured_ms)
+        assert r.error_uncorrected == pytest.approx((r.predicted_at_base_ms - r.measured_ms) / r.measured_ms)
+    assert set(res.to_dict()["uncorrected"]) == {"mape", "within_10pct", "kendall_tau", "mean_error"}
+    raw = validate_lut(speed_lut, archs=[one_arch(), one_arch()], warmup=1, repeats=4, rounds=2, progress=False, speed_correction=False)
+    assert not raw.speed_corrected and all(r.speed == 1.0 and r.predicted_ms == r.predicted_at_base_ms for r in raw.rows)
+
+
+def test_without_a_reference_nothing_is_scaled_and_runs_never_mix(tmp_path):
+    sigs = get_space("ssr").signatures(one_arch(), H, W)[:4]
+    out = tmp_path / "plain.json"
+    profile_ops("ssr", H, W, method="isolated", out_path=out, signatures=sigs, heads=["classifier"], speed_reference=False,
+                calibration_archs=0, **FAST)
+    lut = load_lut(out)
+    assert lut.provenance["speed_reference"] is None and lut.speed_base_ms is None and lut.summary()["speed"] is None
+    assert all("ref_ms" not in e for e in lut.entries.values())
+    assert all(lut.raw_cost(s) == lut.entries[s.key]["median_ms"] for s in sigs)
+    with pytest.raises(RtsegError, match="speed_reference"):  # resuming with a reference would mix two kinds of entries
+        profile_ops("ssr", H, W, method="isolated", out_path=out, signatures=sigs, heads=["classifier"], **FAST)
