@@ -352,10 +352,11 @@ def plot_validation(result: ValidationResult, path: str | Path) -> Path:
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_xlabel("measured latency (ms)")
-    ax.set_ylabel("predicted latency from LUT (ms)")
+    ax.set_ylabel("predicted latency from LUT (ms)" + (", at the speed beside each arch" if result.speed_corrected else ""))
     s = result.settings
     ax.set_title(f"{s.get('backend')} {s.get('precision')} {s['input'][0]}x{s['input'][1]} on {s.get('device')}\n"
-                 f"MAPE {result.mape:.1%}, within ±10% {result.within_10pct:.0%}, τ {result.kendall_tau:.2f}", fontsize=9)
+                 f"MAPE {result.mape:.1%}, within ±10% {result.within_10pct:.0%}, τ {result.kendall_tau:.2f}"
+                 + (f" (speed-corrected; raw MAPE {result.uncorrected['mape']:.1%})" if result.speed_corrected else ""), fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     out = atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
