@@ -11,11 +11,11 @@ default) still judges the LUT on archs the fit never saw.
 from __future__ import annotations
 
 import random
-import statistics
 from typing import Any, Callable
 
 from rtseg.errors import RtsegError
 from rtseg.latency.lut import LUT, is_slot_entry
+from rtseg.latency.speed import SpeedReference
 
 #: Seed of the calibration archs (any value other than the seeds ``lut validate`` uses by default).
 CALIBRATION_SEED = 104729
@@ -55,7 +55,8 @@ def fit_scale(parts: list[tuple[float, float]], measured: list[float]) -> float:
 
 
 def calibrate(lut: LUT, timer: Any, n_archs: int = DEFAULT_CALIBRATION_ARCHS, warmup: int = 5, repeats: int = 40,
-              rounds: int = 5, advance: Callable[[], None] | None = None, speed: Any = None) -> dict[str, Any]:
+              rounds: int = 5, advance: Callable[[], None] | None = None,
+              speed: SpeedReference | None = None) -> dict[str, Any]:
     """Measure ``n_archs`` random archs end to end with ``timer`` and return the calibration record
     (the caller stores it as ``lut.doc['calibration']`` when :func:`is_sane` and refreshes the LUT).
     With a ``speed`` reference each arch's timing is brought to the speed the LUT's entries are

@@ -33,9 +33,8 @@ Entries without ``ref_ms`` (older LUTs, ``--no-speed-reference``) count as measu
 One number may be fitted, and only from measurements of whole networks: ``calibration.scale``
 (optional; written by ``profile-ops`` unless ``--calibration-archs 0``). The network method costs a
 searchable layer inside a stack of copies of itself; inside a real network each layer follows
-different ones, with colder caches, and runs slower than in the stack. The effect grows as layers
-shrink (fitted factors on a 2-core EPYC at 128x256, torch fp32, one thread: ssr 1.09, dcnas 1.27,
-cas 1.67; ssr on onnxruntime 1.02). ``profile-ops`` therefore times a few random archs end
+different ones, with colder caches, and runs slower than in the stack (fitted factors for ssr on a
+2-core EPYC at 128x256, fp32, one thread: 1.05 on torch, 1.15 on onnxruntime). ``profile-ops`` therefore times a few random archs end
 to end (drawn with a seed of their own, never the ones ``lut validate`` draws) and fits one factor on
 the layer ("slot") entries, least squares through the origin on measured minus fixed parts.
 Entries of the fixed parts (stem, downsamplers, heads) and the constant are not scaled::
@@ -55,6 +54,7 @@ from typing import Any
 
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text, read_json
+from rtseg.latency.speed import base_speed, speed_factor
 from rtseg.ops import OpSignature
 
 LUT_FORMAT = "rtseg.lut"
@@ -196,8 +196,6 @@ class LUT:
     # -- the prediction model ---------------------------------------------------------------------
     def _build_model(self) -> None:
         """Costs per key and the network constant, derived from the measured entries and skeletons."""
-        from rtseg.latency.speed import base_speed
-
         self._scale = self.calibration_scale
         self._base = base_speed([e.get("ref_ms") or 0.0 for e in self.entries.values()])
         self._cost: dict[str, float] = {k: self._at_base(e) * (self._scale if is_slot_entry(e) else 1.0)
@@ -218,8 +216,6 @@ class LUT:
 
     def _at_base(self, timing: dict[str, Any]) -> float:
         """A measured median (an entry or a skeleton) at the run's typical speed (see :mod:`rtseg.latency.speed`)."""
-        from rtseg.latency.speed import speed_factor
-
         return float(timing["median_ms"]) * speed_factor(timing.get("ref_ms"), self._base)
 
     @property

@@ -45,9 +45,9 @@ class ArchRow:
     measured_p90_ms: float
     n: int
     error: float  # (predicted - measured) / measured
-    speed: float = 1.0  # the reference's time beside this arch over its time in the LUT (> 1: a slower machine)
-    predicted_at_base_ms: float = 0.0  # the LUT's prediction at the profiling run's speed (predicted_ms / speed)
-    error_uncorrected: float = 0.0  # (predicted_at_base - measured) / measured
+    speed: float  # the reference's time beside this arch over its time in the LUT (> 1: a slower machine)
+    predicted_at_base_ms: float  # the LUT's prediction at the profiling run's speed (predicted_ms / speed)
+    error_uncorrected: float  # (predicted_at_base - measured) / measured
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,18 +219,13 @@ def reference_speed_ratio(table: LUT, timer: Any = None) -> float | None:
     from rtseg.latency.profile import measure_probe
     from rtseg.ops import OpSignature
 
+    probe = table.probe_summary()
+    base = table.speed_base_ms or (probe["median_ms"] if probe else None)  # the speed the entries are charged at
+    if not probe or not base or base <= 0:
+        return None
     if timer is None:
         _, timer = _lut_timer(table)
-    speed = lut_speed_reference(table, timer)
-    if speed is not None:  # against the speed the LUT's entries are charged at
-        try:
-            return statistics.median(speed.samples(15)) / float(table.speed_base_ms or 1.0)
-        finally:
-            speed.close()
-    probe = table.probe_summary()
-    if not probe or probe["median_ms"] <= 0:
-        return None
-    return measure_probe(timer, OpSignature.from_key(probe["key"])) / probe["median_ms"]
+    return measure_probe(timer, OpSignature.from_key(probe["key"])) / base
 
 
 @keeps_torch_threads
