@@ -218,7 +218,7 @@ def write_report(out: Path, state: dict[str, Any]) -> Path:
               "## 2. LUT validation (predicted vs measured, end to end)", "",
               f"{val.get('samples')} random archs: MAPE {100 * val.get('mape', float('nan')):.1f}%, "
               f"within ±10%: {100 * val.get('within_10pct', float('nan')):.0f}%, Kendall tau {val.get('kendall_tau', float('nan')):.2f}"
-              + (f" (predictions scaled by the machine's speed beside each arch; uncorrected MAPE {100 * val['uncorrected']['mape']:.1f}%)"
+              + (f" (compared at the LUT's typical speed, each timing scaled by the reference beside it; uncorrected MAPE {100 * val['uncorrected']['mape']:.1f}%)"
                  if val.get("speed_corrected") and val.get("uncorrected") else "") + ".", "",
               "![LUT validation](lut_validation.png)", "",
               "## 3. Latency-constrained search", "",

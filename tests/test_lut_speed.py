@@ -1,6 +1,6 @@
 """The speed reference, run for real: every entry and end-to-end timing is taken beside a reference
 operator, the LUT charges entries at the run's typical speed, and validation scales each prediction
-by the speed the machine showed while that arch was timed (rtseg/latency/speed.py)."""
+sample by sample, by the speed the machine showed while it was taken (rtseg/latency/speed.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rtseg.latency.device import detect_device
 from rtseg.latency.lut import load_lut
 from rtseg.latency.profile import _at_run_speed, profile_ops
 from rtseg.latency.speed import SpeedReference, base_speed, speed_factor
-from rtseg.latency.validate import validate_lut
+from rtseg.latency.validate import ArchTimings, validate_lut
 from rtseg.spaces import get_space
 
 H, W = 64, 128
@@ -100,16 +100,29 @@ def test_recheck_compares_two_looks_at_the_speed_each_ran():
     assert _at_run_speed({"median_ms": 1.0}, {"median_ms": 2.0, "ref_ms": 2.0}) == (1.0, 2.0)  # no pair: raw
 
 
-def test_validation_scales_each_prediction_by_the_speed_beside_it(speed_lut):
+def test_each_sample_is_brought_to_the_base_speed_by_the_reference_of_its_round():
+    # one arch timed in two rounds, the second while the machine ran twice as slow (the reference
+    # took 2 ms instead of 1): at the base speed every sample is 10 ms
+    t = ArchTimings(samples=[[10.0, 10.0, 20.0, 20.0]], sample_refs=[[1.0, 1.0, 2.0, 2.0]])
+    assert t.at_speed(1.0) == [[10.0, 10.0, 10.0, 10.0]] and t.medians_at(1.0) == [10.0]
+    assert t.medians == [15.0] and t.ref_ms == [1.5]
+    plain = ArchTimings(samples=[[10.0, 20.0]])  # no reference: nothing is scaled
+    assert plain.medians_at(1.0) == [15.0] and plain.ref_ms == [None]
+
+
+def test_validation_compares_at_the_base_speed(speed_lut):
     res = validate_lut(speed_lut, archs=[one_arch(), one_arch()], warmup=1, repeats=4, rounds=2, progress=False)
     assert res.speed_corrected and res.settings["speed_base_ms"] > 0
     for r in res.rows:
+        assert r.speed == pytest.approx(r.measured_ms / r.measured_at_base_ms)
         assert r.speed > 0 and r.predicted_ms == pytest.approx(r.predicted_at_base_ms * r.speed)
         assert r.error == pytest.approx((r.predicted_ms - r.measured_ms) / r.measured_ms)
+        assert r.error == pytest.approx((r.predicted_at_base_ms - r.measured_at_base_ms) / r.measured_at_base_ms)
         assert r.error_uncorrected == pytest.approx((r.predicted_at_base_ms - r.measured_ms) / r.measured_ms)
     assert set(res.to_dict()["uncorrected"]) == {"mape", "within_10pct", "kendall_tau", "mean_error"}
     raw = validate_lut(speed_lut, archs=[one_arch(), one_arch()], warmup=1, repeats=4, rounds=2, progress=False, speed_correction=False)
-    assert not raw.speed_corrected and all(r.speed == 1.0 and r.predicted_ms == r.predicted_at_base_ms for r in raw.rows)
+    assert not raw.speed_corrected and all(r.speed == 1.0 and r.predicted_ms == r.predicted_at_base_ms
+                                           and r.measured_at_base_ms == r.measured_ms for r in raw.rows)
 
 
 def test_without_a_reference_nothing_is_scaled_and_runs_never_mix(tmp_path):

@@ -89,7 +89,7 @@ def validate(
     rounds: int = typer.Option(10, help="Interleaved measuring rounds (spreads bursts of load over all archs)."),
     plot: Optional[Path] = typer.Option(None, help="Save a predicted-vs-measured scatter (PNG)."),
     force: bool = typer.Option(False, help="Measure even if the LUT was profiled on another device."),
-    speed_correction: bool = typer.Option(True, help="Scale each prediction by the machine's speed while that arch was timed, read from the LUT's reference operator (the uncorrected figures are printed too)."),
+    speed_correction: bool = typer.Option(True, help="Bring each timed sample to the LUT's typical speed by the reference operator timed beside it, so predictions and timings are compared at one speed (the uncorrected figures are printed too)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Predict N random archs from a LUT, measure them end to end, report MAPE, within-10% and Kendall's tau."""
@@ -115,8 +115,8 @@ def validate(
                   f"Kendall tau [bold]{res.kendall_tau:.3f}[/] over {res.samples} archs (mean signed error {res.mean_error:+.1%})")
     if res.speed_corrected:
         u = res.uncorrected
-        console.print(f"predictions scaled by the machine's speed beside each arch (reference operator vs its typical time while "
-                      f"profiling); uncorrected: MAPE {u['mape']:.1%}, within ±10% {u['within_10pct']:.0%}, "
+        console.print(f"compared at the LUT's typical speed: each sample scaled by the reference operator timed beside its round "
+                      f"(machine speed: the arch's median over its median at that speed); tau ranks at that speed; uncorrected: MAPE {u['mape']:.1%}, within ±10% {u['within_10pct']:.0%}, "
                       f"Kendall tau {u['kendall_tau']:.3f} (mean signed error {u['mean_error']:+.1%})")
     if s.get("calibration_scale", 1.0) != 1.0:
         console.print(f"layer entries scaled x{s['calibration_scale']:.3f} by the LUT's calibration (fitted on other archs than these)")

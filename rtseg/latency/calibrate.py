@@ -80,7 +80,7 @@ def calibrate(lut: LUT, timer: Any, n_archs: int = DEFAULT_CALIBRATION_ARCHS, wa
             lut.refresh()
     h, w = lut.input_hw
     timings = measure_archs_interleaved(timer, archs, h, w, lut.batch, warmup, repeats, rounds, CALIBRATION_SEED, advance, speed)
-    measured = [m / sp for m, sp in zip(timings.medians, timings.speed(lut.speed_base_ms))]
+    measured = timings.medians_at(lut.speed_base_ms if speed is not None else None)
     scale = fit_scale(parts, measured)
 
     def mape(s: float) -> float:
