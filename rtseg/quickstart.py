@@ -104,7 +104,8 @@ def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) ->
         res = validate_lut(lut_path, samples=cfg.validate_samples, seed=cfg.seed, warmup=3, repeats=repeats,
                            rounds=min(5, repeats), plot=out / "lut_validation.png", progress=False)
         return {"mape": res.mape, "within_10pct": res.within_10pct, "kendall_tau": res.kendall_tau, "samples": res.samples,
-                "speed_corrected": res.speed_corrected, "uncorrected": res.uncorrected, "plot": "lut_validation.png"}
+                "speed_corrected": res.speed_corrected, "uncorrected": res.uncorrected, "corrected": res.corrected,
+                "round_agreement": res.round_agreement, "plot": "lut_validation.png"}
 
     def search() -> dict[str, Any]:
         from rtseg.latency.lut import load_lut
@@ -218,8 +219,11 @@ def write_report(out: Path, state: dict[str, Any]) -> Path:
               "## 2. LUT validation (predicted vs measured, end to end)", "",
               f"{val.get('samples')} random archs: MAPE {100 * val.get('mape', float('nan')):.1f}%, "
               f"within ±10%: {100 * val.get('within_10pct', float('nan')):.0f}%, Kendall tau {val.get('kendall_tau', float('nan')):.2f}"
-              + (f" (compared at the LUT's typical speed, each timing scaled by the reference beside it; uncorrected MAPE {100 * val['uncorrected']['mape']:.1f}%)"
-                 if val.get("speed_corrected") and val.get("uncorrected") else "") + ".", "",
+              + (f" (compared at the LUT's typical speed, each timing scaled by the reference beside it, because those timings' rounds "
+                 f"agreed best; uncorrected MAPE {100 * val['uncorrected']['mape']:.1f}%, tau {val['uncorrected']['kendall_tau']:.2f})"
+                 if val.get("speed_corrected") and val.get("uncorrected") else
+                 f" (uncorrected timings, whose rounds agreed best; speed-corrected MAPE {100 * val['corrected']['mape']:.1f}%, "
+                 f"tau {val['corrected']['kendall_tau']:.2f})" if val.get("corrected") else "") + ".", "",
               "![LUT validation](lut_validation.png)", "",
               "## 3. Latency-constrained search", "",
               f"Budget T = {srch.get('target_latency_ms', 0):.3f} ms (baseline1 predicted {srch.get('baseline1_predicted_ms', 0):.3f} ms). "

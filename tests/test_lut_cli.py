@@ -62,7 +62,8 @@ def test_lut_validate_json_and_plot(cli, full_lut, tmp_path):
     for key in ("mape", "within_10pct", "kendall_tau"):
         assert isinstance(d[key], float)
     assert 0 <= d["within_10pct"] <= 1 and d["mape"] >= 0
-    assert d["speed_corrected"] and {"mape", "within_10pct", "kendall_tau", "mean_error"} <= set(d["uncorrected"])
+    assert d["headline"] in ("corrected", "raw") and d["speed_corrected"] == (d["headline"] == "corrected")
+    assert {"mape", "within_10pct", "kendall_tau", "mean_error"} <= set(d["uncorrected"]) & set(d["corrected"])
     assert all(r["predicted_ms"] == pytest.approx(r["predicted_at_base_ms"] * r["speed"]) for r in d["rows"])
     assert png.exists() and png.stat().st_size > 1000
 

@@ -16,7 +16,7 @@ from rtseg.latency.device import detect_device
 from rtseg.latency.lut import load_lut
 from rtseg.latency.profile import _at_run_speed, profile_ops
 from rtseg.latency.speed import SpeedReference, base_speed, speed_factor
-from rtseg.latency.validate import ArchTimings, validate_lut
+from rtseg.latency.validate import ArchTimings, choose_headline, validate_lut
 from rtseg.spaces import get_space
 
 H, W = 64, 128
@@ -110,18 +110,37 @@ def test_each_sample_is_brought_to_the_base_speed_by_the_reference_of_its_round(
     assert plain.medians_at(1.0) == [15.0] and plain.ref_ms == [None]
 
 
+def test_round_agreement_splits_even_and_odd_rounds():
+    # two archs, four rounds; the machine ran twice as slow in round 1 and the reference saw it
+    samples = [[10.0, 20.0, 10.0, 10.0], [12.0, 24.0, 12.0, 12.0]]
+    refs = [[1.0, 2.0, 1.0, 1.0], [1.0, 2.0, 1.0, 1.0]]
+    t = ArchTimings(samples, refs, [[0, 1, 2, 3], [0, 1, 2, 3]])
+    assert t.round_agreement(1.0)["spread"] == pytest.approx(0.0)  # corrected, the halves agree exactly
+    raw = t.round_agreement(None)
+    assert raw["spread"] > 0.1 and raw["tau"] == pytest.approx(1.0)
+    assert choose_headline({"corrected": t.round_agreement(1.0), "raw": raw}) == "corrected"
+    # a reference burst that the archs did not see: correcting adds noise, the raw rounds agree better
+    noisy = ArchTimings([[10.0, 10.0, 10.0, 10.0], [12.0, 12.0, 12.0, 12.0]], [[1.0, 1.0, 1.0, 1.0], [1.0, 3.0, 1.0, 1.0]],
+                        [[0, 1, 2, 3], [0, 1, 2, 3]])
+    assert choose_headline({"corrected": noisy.round_agreement(1.0), "raw": noisy.round_agreement(None)}) == "raw"
+    assert choose_headline({"raw": raw}) == "raw"
+
+
 def test_validation_compares_at_the_base_speed(speed_lut):
     res = validate_lut(speed_lut, archs=[one_arch(), one_arch()], warmup=1, repeats=4, rounds=2, progress=False)
-    assert res.speed_corrected and res.settings["speed_base_ms"] > 0
+    assert res.corrected and res.settings["speed_base_ms"] > 0
+    assert res.headline in ("corrected", "raw") and res.speed_corrected == (res.headline == "corrected")
+    assert res.mape == (res.corrected if res.speed_corrected else res.uncorrected)["mape"]
     for r in res.rows:
         assert r.speed == pytest.approx(r.measured_ms / r.measured_at_base_ms)
         assert r.speed > 0 and r.predicted_ms == pytest.approx(r.predicted_at_base_ms * r.speed)
         assert r.error == pytest.approx((r.predicted_ms - r.measured_ms) / r.measured_ms)
         assert r.error == pytest.approx((r.predicted_at_base_ms - r.measured_at_base_ms) / r.measured_at_base_ms)
         assert r.error_uncorrected == pytest.approx((r.predicted_at_base_ms - r.measured_ms) / r.measured_ms)
-    assert set(res.to_dict()["uncorrected"]) == {"mape", "within_10pct", "kendall_tau", "mean_error"}
+    assert set(res.to_dict()["uncorrected"]) == {"mape", "within_10pct", "within_5pct", "kendall_tau", "mean_error"}
+    assert set(res.round_agreement) == {"corrected", "raw"}
     raw = validate_lut(speed_lut, archs=[one_arch(), one_arch()], warmup=1, repeats=4, rounds=2, progress=False, speed_correction=False)
-    assert not raw.speed_corrected and all(r.speed == 1.0 and r.predicted_ms == r.predicted_at_base_ms
+    assert not raw.speed_corrected and raw.headline == "raw" and not raw.corrected and all(r.speed == 1.0 and r.predicted_ms == r.predicted_at_base_ms
                                            and r.measured_at_base_ms == r.measured_ms for r in raw.rows)
 
 

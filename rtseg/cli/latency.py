@@ -89,7 +89,7 @@ def validate(
     rounds: int = typer.Option(10, help="Interleaved measuring rounds (spreads bursts of load over all archs)."),
     plot: Optional[Path] = typer.Option(None, help="Save a predicted-vs-measured scatter (PNG)."),
     force: bool = typer.Option(False, help="Measure even if the LUT was profiled on another device."),
-    speed_correction: bool = typer.Option(True, help="Bring each timed sample to the LUT's typical speed by the reference operator timed beside it, so predictions and timings are compared at one speed (the uncorrected figures are printed too)."),
+    speed_correction: bool = typer.Option(True, help="Also bring each timed sample to the LUT's typical speed by the reference operator timed beside it; the headline is whichever of the corrected and uncorrected timings has the better agreement between its even and odd rounds (both are printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Predict N random archs from a LUT, measure them end to end, report MAPE, within-10% and Kendall's tau."""
@@ -106,18 +106,21 @@ def validate(
     for col in ("#", "ops", "predicted ms", "machine speed", "measured ms (p10-p90)", "error"):
         t.add_column(col, justify="right")
     for r in res.rows:
-        t.add_row(str(r.index), str(r.n_ops), f"{r.predicted_ms:.3f}", f"x{r.speed:.2f}" if res.speed_corrected else "-",
-                  f"{r.measured_ms:.3f} ({r.measured_p10_ms:.2f}-{r.measured_p90_ms:.2f})", f"{r.error:+.1%}")
+        pred = r.predicted_ms if res.speed_corrected else r.predicted_at_base_ms
+        t.add_row(str(r.index), str(r.n_ops), f"{pred:.3f}", f"x{r.speed:.2f}" if res.corrected else "-",
+                  f"{r.measured_ms:.3f} ({r.measured_p10_ms:.2f}-{r.measured_p90_ms:.2f})", f"{res.row_error(r):+.1%}")
     console.print(t)
     for note in s.get("notes") or []:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"MAPE [bold]{res.mape:.1%}[/], within ±10%: [bold]{res.within_10pct:.0%}[/], "
                   f"Kendall tau [bold]{res.kendall_tau:.3f}[/] over {res.samples} archs (mean signed error {res.mean_error:+.1%})")
-    if res.speed_corrected:
-        u = res.uncorrected
-        console.print(f"compared at the LUT's typical speed: each sample scaled by the reference operator timed beside its round "
-                      f"(machine speed: the arch's median over its median at that speed); tau ranks at that speed; uncorrected: MAPE {u['mape']:.1%}, within ±10% {u['within_10pct']:.0%}, "
-                      f"Kendall tau {u['kendall_tau']:.3f} (mean signed error {u['mean_error']:+.1%})")
+    if res.corrected:
+        other, other_name = (res.uncorrected, "uncorrected") if res.speed_corrected else (res.corrected, "speed-corrected")
+        ag = res.round_agreement
+        console.print(f"headline: {'speed-corrected' if res.speed_corrected else 'uncorrected'} figures, whose interleaved rounds agree "
+                      f"best (even vs odd rounds: tau {ag['corrected']['tau']:.2f} corrected, {ag['raw']['tau']:.2f} raw); "
+                      f"{other_name}: MAPE {other['mape']:.1%}, within ±10% {other['within_10pct']:.0%}, "
+                      f"Kendall tau {other['kendall_tau']:.3f} (mean signed error {other['mean_error']:+.1%})")
     if s.get("calibration_scale", 1.0) != 1.0:
         console.print(f"layer entries scaled x{s['calibration_scale']:.3f} by the LUT's calibration (fitted on other archs than these)")
     if plot is not None:
