@@ -91,6 +91,21 @@ class Arch:
         return Arch.from_dict(d)
 
 
+def deploy_note(arch: Arch | None, backend: str, device: str = "cpu") -> str | None:
+    """One line for a searched net run on another runtime than the one its latency budget was
+    measured on (None when it runs on that runtime, or was not searched): the search's latency
+    promise holds only on the LUT's backend and device kind."""
+    lut = ((arch.meta or {}).get("searched_with") or {}) if arch is not None else {}
+    lut_backend, lut_device = lut.get("lut_backend"), lut.get("lut_device_kind")
+    if not lut_backend:
+        return None
+    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    if lut_backend == backend and (lut_device or kind) == kind:
+        return None
+    return (f"this net was searched for {lut.get('latency_ms', 0):g} ms measured on {lut_backend} {lut.get('lut_precision', '')} "
+            f"on {lut.get('lut_device_name') or lut_device}; it now runs on {backend} ({kind}), where that budget was never measured")
+
+
 def builtin_arch_names() -> list[str]:
     folder = resources.files("rtseg") / "archs"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))

@@ -56,6 +56,27 @@ def test_search_writes_a_buildable_arch_within_the_budget_band(lut_path, tmp_pat
         assert (tmp_path / "run" / png).stat().st_size > 1000
 
 
+def test_the_searched_arch_records_its_runtime_and_other_runtimes_say_so(lut_path, tmp_path):
+    from rtseg.arch import deploy_note
+    from rtseg.runtime import load_runner
+
+    res = run_search(_cfg(lut_path, _target(lut_path)), tmp_path / "run", progress=False)
+    arch = rtseg.load_arch(tmp_path / "run" / "arch.json")
+    lut = load_lut(lut_path)
+    rec = arch.meta["searched_with"]
+    assert rec["lut_backend"] == lut.backend == res.summary["runtime"]["lut_backend"] == "torch"
+    assert rec["lut_device_kind"] == "cpu" and rec["lut_device_name"]
+    assert deploy_note(arch, "torch", "cpu") is None  # the LUT's own runtime: nothing to say
+    note = deploy_note(arch, "onnxruntime", "cpu")
+    assert "torch" in note and "onnxruntime" in note and "\n" not in note
+    assert deploy_note(arch, "torch", "cuda") is not None and deploy_note(rtseg.load_arch("baseline1"), "tensorrt") is None
+    runner = load_runner(tmp_path / "run" / "arch.json", backend="onnxruntime", input_hw=(H, W))
+    try:
+        assert runner.info.extra["deploy_note"] == note
+    finally:
+        runner.close()
+
+
 def test_flops_budget_is_honoured(lut_path, tmp_path):
     from rtseg.flops import sum_op_flops
     from rtseg.spaces import get_space

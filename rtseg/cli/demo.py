@@ -127,6 +127,8 @@ def demo(
     try:
         runner = _load_runner(model, backend, device, precision, input_hw, threads)
         meta = model_meta(runner, name=f"model {model}")
+        if runner.info.extra.get("deploy_note"):
+            console.print(f"[yellow]note:[/] {runner.info.extra['deploy_note']}")
         if src is None:
             src = open_source(
                 source,

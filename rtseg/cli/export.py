@@ -144,6 +144,9 @@ def bench(
                   + ", ".join(sorted({f"{r.backend} {r.backend_version}" for r in rep.rows})))
     for name, source in rec.get("peers", {}).items():
         console.print(f"[dim]peer {name}:[/] {source}")
+    for r in rep.rows:
+        if r.extra.get("deploy_note"):
+            console.print(f"[yellow]note:[/] {r.model} on {r.backend}: {r.extra['deploy_note']}")
     for what in sorted({(r.backend, r.timed) for r in rep.rows}):
         console.print(f"[dim]timed ({what[0]}):[/] {what[1]}")
     load = rec.get("load_average")

@@ -150,6 +150,12 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
     for stale in ("model.json", "model.onnx", "model.fp16.onnx", "model.engine"):  # so the sidecar describes every file
         (out_dir / stale).unlink(missing_ok=True)
     res = ExportResult(out_dir=out_dir, name=src.name)
+    if opts.trt:
+        from rtseg.arch import deploy_note
+
+        note = deploy_note(src.arch, "tensorrt", opts.device)
+        if note:
+            res.notes.append(note)
     lap("load")
 
     # -- ONNX FP32 ------------------------------------------------------------------------------

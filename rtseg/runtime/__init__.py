@@ -63,6 +63,7 @@ def load_runner(
     memory: str | None = None,
 ) -> Runner:
     """Load ``model`` (.pt checkpoint, .json arch or built-in name, .onnx, .engine/.plan) on ``backend``."""
+    from rtseg.arch import deploy_note
     from rtseg.io import parse_hw
     from rtseg.runtime.source import build_module, resolve_model, size_divisor
 
@@ -73,7 +74,7 @@ def load_runner(
     if batch < 1:
         raise RtsegError(f"batch must be a positive integer, got {batch}")
     extra = {"model": src.name, "source": src.ref, "source_kind": src.kind, "data_info": src.data_info or None,
-             "trained": src.trained}
+             "trained": src.trained, "deploy_note": deploy_note(src.arch, b, device)}
     if src.kind == "engine" and b != "tensorrt":
         raise RtsegError(f"{src.ref} is a TensorRT engine; it runs only on the tensorrt backend")
     if src.kind == "onnx" and b == "torch":

@@ -137,7 +137,7 @@ def run_bench(
         finally:
             runner.close()
         info = runner.info
-        extra = {k: info.extra[k] for k in ("threads", "cuda_graphs", "providers", "memory") if k in info.extra}
+        extra = {k: info.extra[k] for k in ("threads", "cuda_graphs", "providers", "memory", "deploy_note") if info.extra.get(k) is not None}
         extra["load_1m"] = (_loadavg() or [None])[0]
         row = BenchRow(info.extra.get("model", model), backend, info.backend_version, info.precision, info.device,
                        info.batch, info.input_hw, stats, str(info.extra.get("timed", "")), extra)

@@ -335,13 +335,14 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
     final_cost = arch_cost(arch, h, w, lat_cost, lat_const, op_flops)
     arch.meta = {
         "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "flops_g": cfg.flops_g, "reg": cfg.reg,
-                          "shrink": cfg.shrink, "input_hw": [h, w], "data": cfg.data},
+                          "shrink": cfg.shrink, "input_hw": [h, w], "data": cfg.data, **_lut_runtime(lut)},
         "predicted_latency_ms": final_cost.latency_ms,
         "flops": int(final_cost.flops),
     }
     summary: dict[str, Any] = {
         "arch": str(out / "arch.json"),
         "target_latency_ms": cfg.latency_ms,
+        "runtime": _lut_runtime(lut),
         "predicted_latency_ms": final_cost.latency_ms,
         "predicted_over_target": final_cost.latency_ms / cfg.latency_ms,
         "flops": int(final_cost.flops),
@@ -388,7 +389,17 @@ def _verify(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
     stats = measure_arch_latency(arch, h, w, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
                                  precision=lut.precision, batch=lut.batch, threads=lut.threads, clock=lut.clock)
     return {"measured_latency_ms": stats.median_ms, "measured_over_target": stats.median_ms / cfg.latency_ms,
-            "measured_backend": lut.backend, "reference_speed_ratio": reference_speed_ratio(lut)}
+            "measured_backend": lut.backend, "measured_device": _lut_runtime(lut)["lut_device_name"],
+            "reference_speed_ratio": reference_speed_ratio(lut)}
+
+
+def _lut_runtime(lut) -> dict[str, Any]:
+    """The runtime the LUT was measured on, as the decoded arch and the summary record it: the search's
+    latency promise holds there, and a net later run elsewhere says so (:func:`rtseg.arch.deploy_note`)."""
+    dev = lut.provenance.get("device")
+    dev = dev if isinstance(dev, dict) else {"name": str(dev)}
+    return {"lut_backend": lut.backend, "lut_precision": lut.precision, "lut_device_kind": dev.get("kind", "cpu"),
+            "lut_device_name": dev.get("name"), "lut_threads": lut.threads}
 
 
 def _is_discrete(supernet) -> bool:
