@@ -41,11 +41,12 @@ def test_arch_json_round_trip(tmp_path, seed):
     assert json.loads(p.read_text())["schema_version"] == 1
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_one_hot_supernet_equals_decoded_net(seed):
+@pytest.mark.parametrize("seed,sample_paths", [(0, False), (1, False), (2, False), (0, True), (1, True)])
+def test_one_hot_supernet_equals_decoded_net(seed, sample_paths):
     arch = SPACE.sample(random.Random(seed), num_classes=5)
     torch.manual_seed(seed)
     sn = SPACE.supernet(5)
+    sn.sample_paths = sample_paths
     randomize_bn(sn, seed)
     sn.eval()
     sn.fix(arch)
@@ -65,6 +66,29 @@ def test_supernet_trains_and_separates_arch_and_weight_params():
     loss = sn(torch.randn(2, 3, 32, 64)).logsumexp(1).mean()
     loss.backward()
     assert all(p.grad is not None for p in sn.arch_parameters())
+
+
+def test_single_path_runs_one_sampled_path_and_reaches_its_arch_parameters():
+    torch.manual_seed(0)
+    sn = SPACE.supernet(4)
+    sn.sample_paths = True
+    calls = []
+    for layer in (layer for stage in sn.stages for layer in stage):
+        for cand in layer.candidates:
+            cand.register_forward_hook(lambda m, i, o: calls.append(m))
+    x = torch.randn(2, 3, 32, 64)
+    sn(x).logsumexp(1).mean().backward()
+    stage_layers = [len(st) for st in sn.stages]
+    assert sum(st.fixed + 1 for st in sn.config.stages) <= len(calls) <= sum(stage_layers)  # one candidate per layer run
+    ds_grads = [p.grad for n, p in sn.alphas.items() if n.endswith("__ds") and p.grad is not None and p.grad.abs().sum() > 0]
+    assert len(ds_grads) == len(calls)  # exactly the layers that ran get an arch gradient
+    sn.eval()
+    calls.clear()
+    with torch.no_grad():
+        a, b = sn(x), sn(x)
+    torch.testing.assert_close(a, b)  # evaluation runs the most likely path, deterministically
+    decoded = sn.decode()
+    assert len(calls) == 2 * sum(len(blocks) for blocks in decoded.genotype["stages"])  # the decoded net's layers, once per call
 
 
 def test_signatures_match_the_modules_that_run():

@@ -60,6 +60,7 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     warmup_epochs: int = 1
     relaxation: str | None = None  # None: the space's own (sigmoid-normalized for ssr, softmax for cas/dcnas)
+    single_path: bool = False  # draw one path per step instead of the weighted sum (supernets with sample_paths)
     train_len: int | None = 256
     val_len: int | None = 32
     workers: int = 0
@@ -179,6 +180,10 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
 
     supernet = (space.supernet(info.num_classes, relaxation=cfg.relaxation) if cfg.relaxation
                 else space.supernet(info.num_classes)).to(device)
+    if cfg.single_path:
+        if not hasattr(supernet, "sample_paths"):
+            raise RtsegError(f"single-path sampling is not available for the {cfg.space} space; search it without --single-path")
+        supernet.sample_paths = True
     w_opt = torch.optim.Adam(supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
     a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=cfg.arch_weight_decay)
     start_epoch, log, trajectory, arch_steps = 0, [], [], 0

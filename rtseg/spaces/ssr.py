@@ -111,9 +111,13 @@ class SSRMixedLayer(nn.Module):
             masks[i, :c] = 1.0
         self.register_buffer("masks", masks, persistent=False)
 
-    def forward(self, x: torch.Tensor, p_ds: torch.Tensor, p_c3x1: torch.Tensor, p_c1x3: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, p_ds: torch.Tensor, p_c3x1: torch.Tensor, p_c1x3: torch.Tensor,
+                sample: bool = False) -> torch.Tensor:
         m1 = p_c3x1 @ self.masks
         m2 = p_c1x3 @ self.masks
+        if sample:
+            k = _pick(p_ds, self.training)
+            return self.candidates[k](x, m1, m2) * _path_gate(p_ds[k])
         out: torch.Tensor | None = None
         for i, cand in enumerate(self.candidates):
             if not isinstance(cand, NB1D):  # removed by shrinking
@@ -126,6 +130,21 @@ class SSRMixedLayer(nn.Module):
     def remove_candidate(self, index: int) -> None:
         """Drop a (dilation, spatial) candidate and free its weights."""
         self.candidates[index] = nn.Identity()
+
+
+def _pick(p: torch.Tensor, training: bool) -> int:
+    """One candidate of a decision: drawn from ``p`` while training, the most likely one otherwise."""
+    if training:
+        return int(torch.multinomial(p.detach(), 1))
+    return int(torch.argmax(p.detach()))
+
+
+def _path_gate(p_k: torch.Tensor) -> torch.Tensor:
+    """1 in the forward pass, ``d/dp_k = 1/p_k`` in the backward one: the sampled path's output is
+    passed unscaled (the network trains as the discrete subnet it is) while the architecture gradient
+    reaches ``p_k`` as in the weighted sum (ProxylessNAS's path-level approximation, Cai, Zhu, Han,
+    "ProxylessNAS: Direct Neural Architecture Search on Target Task and Hardware", ICLR 2019, sec. 3.2)."""
+    return p_k / p_k.detach()
 
 
 def relax(alpha: torch.Tensor, alive: torch.Tensor, mode: str) -> torch.Tensor:
@@ -151,7 +170,16 @@ class SSRSupernet(nn.Module):
     layers' weights. Dilation-and-spatial: a weighted sum of candidates (eq. 3-4). Channels: weighted
     zero-one masks shared by all candidates of a layer. Architecture parameters live in
     :attr:`alphas`; :meth:`weight_parameters` excludes them, for bilevel optimization.
+
+    With :attr:`sample_paths` (single-path search), every training forward pass draws one depth per
+    stage and one dilation-and-spatial candidate per layer from their probabilities and runs only
+    that path (see :func:`_path_gate` for the gradient); evaluation runs the most likely path. A
+    step then costs about one network instead of ten candidates per layer, so a search gets roughly
+    ten times the steps in the same time, and the weights are trained as the subnets they will be
+    decoded into rather than as a mixture whose outputs the decoded net never sees.
     """
+
+    sample_paths: bool = False
 
     def __init__(self, num_classes: int = 19, config: SSRConfig | None = None, relaxation: str = "sigmoid") -> None:
         super().__init__()
@@ -242,6 +270,12 @@ class SSRSupernet(nn.Module):
         p_depth = self.probs(f"stage{si + 1}.depth")
         alive_depth = self._alive(f"stage{si + 1}.depth")
         last = st.fixed + int(torch.nonzero(alive_depth).max()) + 1
+        if self.sample_paths:
+            d = _pick(p_depth, self.training)
+            for li in range(st.fixed + d + 1):
+                pre = f"stage{si + 1}.layer{li + 1}"
+                x = layers[li](x, self.probs(f"{pre}.ds"), self.probs(f"{pre}.c3x1"), self.probs(f"{pre}.c1x3"), sample=True)
+            return x * _path_gate(p_depth[d])
         out: torch.Tensor | None = None
         for li in range(last):
             pre = f"stage{si + 1}.layer{li + 1}"
