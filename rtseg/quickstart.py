@@ -3,6 +3,10 @@
     profile-ops (ssr, small input) -> lut validate -> search (LUT latency budget, synthetic data)
     -> train the result -> export ONNX (+ TensorRT when importable) -> bench -> demo on a synthetic video
 
+One runtime from LUT to deployment: the LUT is measured on the runtime the demo deploys
+(``backend``: onnxruntime on this CPU), so the latency that steers the search, the search's measured
+check of its result and the demo's FPS are all figures of that one runtime.
+
 Each stage calls the same library function as its command, with settings scaled to a time budget
 (``minutes``, default 15 on a 2-core CPU). Every stage writes its own artifacts under ``out``; the
 report (``report.md`` and ``report.html``) links them: the LUT validation scatter, the search
@@ -36,6 +40,7 @@ class QuickstartConfig:
     input_hw: tuple[int, int] = QUICK_HW
     budget_fraction: float = 0.6  # search budget T as a fraction of baseline1's predicted latency
     device: str = "cpu"
+    backend: str = "onnxruntime"  # the deploy runtime: the LUT is measured on it and the demo runs on it
     seed: int = 0
     demo_frames: int = 120
     resume: bool = True
@@ -90,11 +95,11 @@ def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) ->
         from rtseg.latency.profile import profile_ops
 
         # fewer repeats than the command's defaults: the whole space must fit in about a minute
-        profile_ops("ssr", h, w, "torch", cfg.device, "fp32", warmup=min(2, cfg.profile_repeats), repeats=cfg.profile_repeats,
+        profile_ops("ssr", h, w, cfg.backend, cfg.device, "fp32", warmup=min(2, cfg.profile_repeats), repeats=cfg.profile_repeats,
                     min_time_s=0.0, max_repeats=3 * cfg.profile_repeats,
                     num_classes=info.num_classes, heads=["classifier"], out_path=lut_path, progress=True, threads=1)
         lut = load_lut(lut_path)
-        return {"lut": str(lut_path), "entries": len(lut.entries), "device": lut.provenance["device"].get("name"),
+        return {"lut": str(lut_path), "entries": len(lut.entries), "device": lut.provenance["device"].get("name"), "backend": lut.backend,
                 "constant_ms": lut.constant_ms}
 
     def validate() -> dict[str, Any]:
@@ -158,7 +163,7 @@ def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) ->
         from rtseg.runtime import load_runner
         from rtseg.video import DemoOptions, model_meta, open_source, run_demo
 
-        runner = load_runner(str(out / "export" / "model.onnx"), backend="onnxruntime", device=cfg.device, threads=1)
+        runner = load_runner(str(out / "export" / "model.onnx"), backend=cfg.backend, device=cfg.device, threads=1)
         meta = model_meta(runner, name="quickstart model")
         src = open_source("synthetic", synthetic_hw=(2 * h, 2 * w), synthetic_frames=cfg.demo_frames, seed=cfg.seed + 7)
         video = out / "demo.mp4"
@@ -215,7 +220,9 @@ def write_report(out: Path, state: dict[str, Any]) -> Path:
     lines = ["# rtseg quickstart report", ""]
     prof, val, srch, tr = s.get("profile", {}), s.get("validate", {}), s.get("search", {}), s.get("train", {})
     lines += ["## 1. Latency LUT (profile-ops)", "",
-              f"{prof.get('entries')} operator entries measured on {prof.get('device')} ({prof.get('seconds')} s): `{Path(prof.get('lut', '')).name}`.", "",
+              f"{prof.get('entries')} operator entries measured with {prof.get('backend', 'torch')} on {prof.get('device')} "
+              f"({prof.get('seconds')} s): `{Path(prof.get('lut', '')).name}`; the search's budget, its measured check "
+              f"and the demo all run on that runtime.", "",
               "## 2. LUT validation (predicted vs measured, end to end)", "",
               f"{val.get('samples')} random archs: MAPE {100 * val.get('mape', float('nan')):.1f}%, "
               f"within ±10%: {100 * val.get('within_10pct', float('nan')):.0f}%, Kendall tau {val.get('kendall_tau', float('nan')):.2f}"

@@ -20,6 +20,9 @@ def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
     md = (out / "report.md").read_text()
     assert "lut_validation.png" in md and "train/curve.png" in md and "demo.mp4" in md
     assert state["stages"]["demo"]["frames"] == 12
+    # one runtime from LUT to deployment: the LUT, the search's measured check and the demo share it
+    assert state["stages"]["profile"]["backend"] == "onnxruntime" == state["stages"]["search"]["runtime"]["lut_backend"]
+    assert "onnxruntime" in md.split("## 2.")[0]
     assert json.loads((out / "report.json").read_text())["stages"]["export"]["passed"] is True
     # a re-run keeps the finished stages
     again = run_quickstart(cfg, say=lambda m: None)

@@ -14,6 +14,7 @@ def quickstart(
     out: Path = typer.Option(Path("rtseg-out/quickstart"), help="Folder for every artifact and the report."),
     minutes: float = typer.Option(15.0, help="Rough time budget; search and training get fixed shares of it."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    backend: str = typer.Option("onnxruntime", help="The deploy runtime: the LUT is measured on it, the search's budget is checked on it and the demo runs on it."),
     seed: int = typer.Option(0),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every stage (default: keep stages finished earlier)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report data as JSON on stdout."),
@@ -21,7 +22,9 @@ def quickstart(
     """Run the whole pipeline offline on this machine and write report.md / report.html."""
     from rtseg.quickstart import QuickstartConfig, run_quickstart
 
-    cfg = QuickstartConfig(out=out, minutes=minutes, device=device, seed=seed, resume=not fresh)
+    from rtseg.runtime import normalize_backend
+
+    cfg = QuickstartConfig(out=out, minutes=minutes, device=device, backend=normalize_backend(backend), seed=seed, resume=not fresh)
     if fresh and (out / "quickstart.json").exists():
         import shutil
 

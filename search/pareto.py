@@ -1,0 +1,354 @@
+"""Does the search beat chance and hand-designed nets at equal measured latency? A rerunnable Pareto experiment.
+
+    python search/pareto.py --lut LUT --fractions 0.4 0.7 --seeds 3 --out runs/pareto
+
+The LUT names the deploy runtime (its backend, device, threads and clock): every latency here is
+measured there. For each budget T = fraction x baseline1's measured latency:
+
+* ``searched``: ``rtseg search`` at T (single-path by default, ``--variants`` adds the weighted-sum
+  supernet as ``searched-ws``);
+* ``random0..N``: archs drawn uniformly from the same space whose LUT-predicted latency lies in
+  [0.85 T, T] (the band the search decodes into);
+* one member of each hand-designed family (``rtseg.spaces.families``: baseline1 scaled, ERFNet
+  scaled, an LR-ASPP MobileNetV3-style net), the one whose measured latency is nearest T.
+
+Every candidate is trained with the same recipe (optimizer, schedule, steps, data) from ``--seeds``
+initialisations, ``--jobs`` runs at a time, each on one CPU thread. After all training, every
+candidate's latency is measured on the deploy runtime in interleaved rounds (a burst of load falls on
+all of them alike). Output in OUT: ``pareto.json`` (every figure and setting), ``pareto.md`` (the
+table: mean +- std mIoU over seeds, measured latency, multiply-adds, params, the verdict per budget)
+and ``pareto.png`` (mIoU against measured latency with error bars). Every run is kept in its own
+folder; a re-run skips what finished, so an interrupted experiment resumes.
+
+The verdict per budget: the searched net's mean mIoU against (a) the best random arch's mean plus
+one pooled standard deviation (the square root of the mean of the per-arch seed variances of the
+searched and random archs: the noise of one trained mIoU at this recipe) and (b) every family's mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rtseg.arch import Arch, load_arch
+from rtseg.io import atomic_write_json, atomic_write_text
+
+
+def _train_one(job: dict[str, Any]) -> dict[str, Any]:
+    """One training run in a worker process (one CPU thread), resumable by its summary file."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    from rtseg.train import TrainConfig, train
+
+    run = Path(job["run"])
+    done = run / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    t0 = time.monotonic()
+    cfg = TrainConfig(epochs=job["epochs"], batch=job["batch"], train_len=job["train_len"], val_len=job["val_len"],
+                      seed=job["seed"], data_seed=0, workers=0, device="cpu", progress=False,
+                      resume=(run / "last.pt").exists())
+    s = train(load_arch(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run)
+    s["wall_s"] = time.monotonic() - t0
+    return s
+
+
+def _miou(summary: dict[str, Any]) -> float:
+    """The last validation's mIoU (not the best epoch's: no selection on the validation set)."""
+    return float((summary.get("final") or {}).get("miou", summary.get("best_miou")))
+
+
+def _measure(lut: Any) -> Any:
+    """A latency measure with the LUT's backend, device, threads and clock (the deploy runtime)."""
+    from rtseg.spaces.families import LatencyMeasure
+
+    return LatencyMeasure(lut.input_hw, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
+                          threads=lut.threads, precision=lut.precision, clock=lut.clock)
+
+
+def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, single_path: bool) -> Arch:
+    from rtseg.search import SearchConfig, run_search
+
+    if not (out / "arch.json").exists():
+        cfg = SearchConfig(space="ssr", lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.search_epochs,
+                           batch=args.search_batch, train_len=args.search_train_len, val_len=args.val_len,
+                           warmup_epochs=args.search_warmup_epochs, minutes=args.search_minutes, seed=0,
+                           single_path=single_path)
+        run_search(cfg, out, resume=(out / "state.pt").exists(), progress=True)
+    return load_arch(out / "arch.json")
+
+
+def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """name -> {"arch", "kind", extra record} for one budget (resumable: written to candidates.json)."""
+    from rtseg.spaces import get_space
+
+    path = out / "candidates.json"
+    cands = {k: {**v, "arch": load_arch(v["arch"])} for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    h, w = lut.input_hw
+    for variant in args.variants:
+        name = "searched" if variant == "single-path" else "searched-ws"
+        if name in cands:
+            continue
+        arch = _search(lut_path, target, out / name, args, single_path=variant == "single-path")
+        summary = json.loads((out / name / "search.json").read_text())
+        cands[name] = {"arch": arch, "kind": "searched", "search": {k: summary.get(k) for k in (
+            "predicted_latency_ms", "predicted_over_target", "measured_latency_ms", "measured_over_target", "epochs_run",
+            "discrete", "arch_steps", "budget_fit_changes", "wall_time_s", "reference_speed_ratio")}}
+        atomic_write_json(path, {k: {**v, "arch": v["arch"].to_dict()} for k, v in cands.items()})
+    space = get_space("ssr")
+    rng = random.Random(args.seed)
+    found = 0
+    while found < args.randoms:  # the same seeded draws every time: a re-run finds the same archs
+        a = space.sample(rng, num_classes=lut.num_classes)
+        if 0.85 * target <= lut.predict(a, h, w).total_ms <= target:
+            a.name = f"random{found}"
+            cands.setdefault(a.name, {"arch": a, "kind": "random"})
+            found += 1
+    atomic_write_json(path, {k: {**v, "arch": v["arch"].to_dict()} for k, v in cands.items()})
+    return {k: v for k, v in cands.items() if v["kind"] != "searched" or k in
+            {"searched" if x == "single-path" else "searched-ws" for x in args.variants}}
+
+
+def _families(lut: Any, target: float, out: Path, base: Arch) -> dict[str, dict[str, Any]]:
+    """The member of each hand-designed family whose latency measured on the deploy runtime is nearest
+    T (kept in families.json; none when this rtseg has no families). T is in the LUT's terms, so each
+    measurement is scaled by baseline1's predicted over its measured latency, timed just before: on a
+    shared machine whose speed drifts, the picks land at T relative to baseline1 whatever the speed."""
+    try:
+        from rtseg.spaces.families import family_names, pick_nearest
+    except ImportError:
+        return {}
+    from rtseg.latency.validate import measure_archs_like_lut
+
+    path = out / "families.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    h, w = lut.input_hw
+    measure = _measure(lut)
+    for fam in family_names():
+        if fam not in saved:
+            scale = lut.predict(base, h, w).total_ms / statistics.median(measure_archs_like_lut(lut, [base, base, base]))
+
+            def scaled(arch: Arch) -> float:
+                return measure(arch) * scale
+
+            scaled.many = lambda archs: [m * scale for m in measure.many(archs)]  # type: ignore[attr-defined]
+            scaled.record = {**measure.record, "scaled_to_lut_by": scale}  # type: ignore[attr-defined]
+            pick = pick_nearest(fam, target, scaled, input_hw=(h, w), num_classes=lut.num_classes)
+            saved[fam] = {"arch": pick.arch().to_dict(), "kind": "family",
+                          "pick": {k: v for k, v in pick.to_dict().items() if k not in ("arch", "tried")}}
+            atomic_write_json(path, saved)
+    return {k: {**v, "arch": load_arch(v["arch"])} for k, v in saved.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lut", required=True, help="LUT measured on the deploy runtime (rtseg profile-ops)")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.4, 0.7], help="budgets as fractions of baseline1's measured latency")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per candidate")
+    ap.add_argument("--randoms", type=int, default=5)
+    ap.add_argument("--variants", nargs="+", default=["single-path"], choices=["single-path", "weighted"])
+    ap.add_argument("--data", default="synthetic")
+    ap.add_argument("--epochs", type=int, default=3, help="training epochs per run (the same for every candidate)")
+    ap.add_argument("--train-len", type=int, default=400, help="training images per epoch")
+    ap.add_argument("--val-len", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--search-minutes", type=float, default=10.0)
+    ap.add_argument("--search-epochs", type=int, default=12)
+    ap.add_argument("--search-train-len", type=int, default=256)
+    ap.add_argument("--search-batch", type=int, default=4)
+    ap.add_argument("--search-warmup-epochs", type=int, default=2)
+    ap.add_argument("--only-candidates", action="store_true", help="search and pick the candidates, train nothing yet")
+    ap.add_argument("--no-families", action="store_true", help="leave the hand-designed families out")
+    ap.add_argument("--jobs", type=int, default=2, help="training runs at a time (one CPU thread each)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random archs")
+    ap.add_argument("--out", default="runs/pareto")
+    args = ap.parse_args()
+
+    from rtseg.latency.lut import load_lut
+    from rtseg.latency.validate import measure_archs_like_lut
+
+    t_start = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lut = load_lut(args.lut)
+    lut.check_device()
+    args.input_hw = list(lut.input_hw)
+    h, w = lut.input_hw
+    base = load_arch("baseline1").with_(num_classes=lut.num_classes)
+    base_ms = lut.predict(base, h, w).total_ms
+    print(f"baseline1 predicted {base_ms:.3f} ms on {lut.backend} ({lut.provenance['device'].get('name')}, {lut.threads} thread(s))", file=sys.stderr)
+
+    budgets: list[dict[str, Any]] = []
+    for f in args.fractions:
+        target = f * base_ms  # in the LUT's terms (its typical speed); measured at the end against f x baseline1 measured
+        bdir = out / f"T{f:g}"
+        print(f"budget {f:g} x baseline1 = {target:.3f} ms: choosing candidates", file=sys.stderr)
+        cands = _candidates(lut, args.lut, target, bdir, args)
+        if not args.no_families:
+            cands.update(_families(lut, target, bdir, base))
+        budgets.append({"fraction": f, "target_ms": target, "dir": bdir, "cands": cands})
+    if args.only_candidates:
+        return
+
+    jobs = []
+    for b in budgets:
+        for name, c in b["cands"].items():
+            for s in range(args.seeds):
+                jobs.append({"run": str(b["dir"] / "train" / f"{name}-s{s}"), "arch": c["arch"].to_dict(), "seed": s,
+                             "epochs": args.epochs, "batch": args.batch, "train_len": args.train_len, "val_len": args.val_len,
+                             "data": args.data, "input_hw": [h, w], "key": (b["fraction"], name, s)})
+    print(f"training {len(jobs)} runs, {args.jobs} at a time", file=sys.stderr)
+    results: dict[tuple, dict[str, Any]] = {}
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for job, summary in zip(jobs, pool.map(_train_one, [{k: v for k, v in j.items() if k != "key"} for j in jobs])):
+            results[job["key"]] = summary
+            print(f"  {job['run']}: mIoU {_miou(summary):.4f}", file=sys.stderr)
+
+    # latency of every candidate of every budget, measured together after training
+    lat_path = out / "latency.json"
+    names = [(b["fraction"], n) for b in budgets for n in b["cands"]]
+    if lat_path.exists() and len(json.loads(lat_path.read_text())["rows"]) == len(names) + 1:
+        measured = json.loads(lat_path.read_text())["rows"]
+    else:
+        archs = [c["arch"] for b in budgets for c in b["cands"].values()] + [base]
+        ms = measure_archs_like_lut(lut, archs)
+        measured = [{"fraction": f, "name": n, "measured_ms": m} for (f, n), m in zip(names + [(0.0, "baseline1")], ms)]
+        atomic_write_json(lat_path, {"rows": measured, "measure": "rtseg.latency.validate.measure_archs_like_lut: the LUT's "
+                                     "backend, device, threads and clock, 100 runs per arch in 10 interleaved rounds, median"})
+    lat = {(r["fraction"], r["name"]): r["measured_ms"] for r in measured}
+
+    record = summarize(budgets, results, lat, args, lut, base_ms, time.monotonic() - t_start)
+    atomic_write_json(out / "pareto.json", record)
+    atomic_write_text(out / "pareto.md", to_markdown(record))
+    plot(record, out / "pareto.png")
+    print(to_markdown(record))
+
+
+def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]], lat: dict[tuple, float],
+              args: argparse.Namespace, lut: Any, base_ms: float, wall_s: float) -> dict[str, Any]:
+    from rtseg.arch import build_model
+    from rtseg.flops import count_params, sum_op_flops
+    from rtseg.spaces import get_space
+
+    h, w = lut.input_hw
+    base_measured = lat[(0.0, "baseline1")]
+    out_budgets = []
+    for b in budgets:
+        target_measured = b["fraction"] * base_measured  # T as measured, in the same rounds as every candidate
+        rows = []
+        for name, c in b["cands"].items():
+            mious = [_miou(results[(b["fraction"], name, s)]) for s in range(args.seeds)]
+            arch = c["arch"]
+            rows.append({
+                "name": name, "kind": c["kind"], "miou_mean": statistics.mean(mious),
+                "miou_std": statistics.stdev(mious) if len(mious) > 1 else 0.0, "mious": mious,
+                "measured_ms": lat[(b["fraction"], name)], "measured_over_target": lat[(b["fraction"], name)] / target_measured,
+                "predicted_ms": lut.predict(arch, h, w).total_ms if arch.space == lut.space else None,
+                "macs_g": sum_op_flops(get_space(arch.space).signatures(arch, h, w)) / 1e9,
+                "params": count_params(build_model(arch)),
+                "train_wall_s": [results[(b["fraction"], name, s)].get("wall_s") for s in range(args.seeds)],
+                **{k: c[k] for k in ("search", "pick") if k in c},
+                "arch": arch.to_dict(),
+            })
+        searched = [r for r in rows if r["kind"] == "searched"]
+        randoms = [r for r in rows if r["kind"] == "random"]
+        fams = [r for r in rows if r["kind"] == "family"]
+        pooled = math.sqrt(statistics.mean([r["miou_std"] ** 2 for r in searched + randoms])) if args.seeds > 1 else 0.0
+        best_random = max(randoms, key=lambda r: r["miou_mean"])
+        verdicts = []
+        for s in searched:
+            beats_random = s["miou_mean"] >= best_random["miou_mean"] + pooled
+            beats_fams = all(s["miou_mean"] > f["miou_mean"] for f in fams)
+            verdicts.append({"searched": s["name"], "beats_best_random_by_pooled_std": beats_random, "beats_every_family": beats_fams,
+                             "margin_over_best_random": s["miou_mean"] - best_random["miou_mean"],
+                             "margin_over_best_family": s["miou_mean"] - max((f["miou_mean"] for f in fams), default=float("nan"))})
+        out_budgets.append({"fraction": b["fraction"], "target_ms": target_measured, "target_predicted_ms": b["target_ms"],
+                            "rows": rows, "pooled_std": pooled,
+                            "best_random": best_random["name"], "verdicts": verdicts})
+    from rtseg.runtime.device import device_name
+
+    return {
+        "format": "rtseg.pareto", "schema_version": 1,
+        "lut": str(args.lut), "runtime": {"backend": lut.backend, "precision": lut.precision, "device": device_name("cpu")
+                                          if (lut.provenance.get("device_arg") or "cpu") == "cpu" else lut.provenance["device"].get("name"),
+                                          "threads": lut.threads, "clock": lut.clock},
+        "input": [h, w], "data": args.data, "baseline1_measured_ms": base_measured, "baseline1_predicted_ms": base_ms,
+        "recipe": {"epochs": args.epochs, "train_len": args.train_len, "batch": args.batch, "val_len": args.val_len,
+                   "seeds": args.seeds, "optimizer": "adam (rtseg train defaults)", "metric": "last validation mIoU"},
+        "search": {"variants": args.variants, "minutes": args.search_minutes, "epochs": args.search_epochs,
+                   "train_len": args.search_train_len, "batch": args.search_batch, "warmup_epochs": args.search_warmup_epochs},
+        "budgets": out_budgets, "wall_time_s": wall_s,
+    }
+
+
+def to_markdown(rec: dict[str, Any]) -> str:
+    rt = rec["runtime"]
+    lines = [f"# Pareto experiment: {rt['backend']} {rt['precision']} on {rt['device']} ({rt['threads']} thread(s)), "
+             f"{rec['input'][0]}x{rec['input'][1]}, data {rec['data']}", "",
+             f"baseline1 measured {rec['baseline1_measured_ms']:.3f} ms; recipe: {rec['recipe']['epochs']} epochs x "
+             f"{rec['recipe']['train_len']} images, batch {rec['recipe']['batch']}, {rec['recipe']['seeds']} seeds; "
+             f"wall time {rec['wall_time_s'] / 60:.0f} min.", ""]
+    for b in rec["budgets"]:
+        lines += [f"## T = {b['target_ms']:.3f} ms ({b['fraction']:g} x baseline1)", "",
+                  "| candidate | kind | mIoU mean ± std (%) | measured ms (of T) | predicted ms | multiply-adds (G) | params |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in sorted(b["rows"], key=lambda r: -r["miou_mean"]):
+            pred = f"{r['predicted_ms']:.3f}" if r["predicted_ms"] is not None else "-"
+            lines.append(f"| {r['name']} | {r['kind']} | {100 * r['miou_mean']:.1f} ± {100 * r['miou_std']:.1f} | "
+                         f"{r['measured_ms']:.3f} ({r['measured_over_target']:.0%}) | {pred} | {r['macs_g']:.3f} | {r['params']:,} |")
+        lines.append("")
+        for v in b["verdicts"]:
+            lines.append(f"{v['searched']}: {100 * v['margin_over_best_random']:+.1f} points over the best random ({b['best_random']}), "
+                         f"pooled std {100 * b['pooled_std']:.1f}: {'beats' if v['beats_best_random_by_pooled_std'] else 'does not beat'} "
+                         f"it by one pooled std; {100 * v['margin_over_best_family']:+.1f} over the best family: "
+                         f"{'beats' if v['beats_every_family'] else 'does not beat'} every family.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rec: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rtseg.io import atomic_save
+
+    colors = {"searched": "tab:red", "random": "tab:gray", "family": "tab:blue"}
+    markers = {"searched": "*", "random": "o", "family": "s"}
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    seen = set()
+    for b in rec["budgets"]:
+        ax.axvline(b["target_ms"], color="k", lw=0.8, ls="--")
+        for r in b["rows"]:
+            label = r["kind"] if r["kind"] not in seen else None
+            seen.add(r["kind"])
+            ax.errorbar(r["measured_ms"], 100 * r["miou_mean"], yerr=100 * r["miou_std"], fmt=markers[r["kind"]],
+                        color=colors[r["kind"]], ms=10 if r["kind"] == "searched" else 6, capsize=3, label=label)
+            if r["kind"] != "random":
+                ax.annotate(r["name"], (r["measured_ms"], 100 * r["miou_mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    rt = rec["runtime"]
+    ax.set_xlabel(f"measured latency (ms), {rt['backend']} on {rt['device']}, {rt['threads']} thread(s)")
+    ax.set_ylabel(f"val mIoU (%), mean ± std over {rec['recipe']['seeds']} seeds")
+    ax.set_title(f"searched vs random vs hand-designed at T = " + ", ".join(f"{b['target_ms']:.2f}" for b in rec["budgets"])
+                 + f" ms (dashed), {rec['input'][0]}x{rec['input'][1]}", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
