@@ -49,8 +49,13 @@ class Arch:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @staticmethod
-    def from_dict(d: Any, source: str = "arch") -> "Arch":
-        """Parse and validate (against the space) an arch document; errors name the offending field."""
+    def from_dict(d: Any, source: str = "arch", *, validate: bool = True) -> "Arch":
+        """Parse and validate (against the space) an arch document; errors name the offending field.
+
+        ``validate=False`` checks the document's structure only: for an arch recorded beside an
+        exported ONNX file or engine, where the file is the network and the space (which needs
+        torch) is not imported on a deploy machine.
+        """
         if not isinstance(d, Mapping):
             raise RtsegError(f"{source}: an arch must be a JSON object, got {type(d).__name__}")
         fmt = d.get("format", ARCH_FORMAT)
@@ -77,9 +82,10 @@ class Arch:
             name=d.get("name"),
             meta=copy.deepcopy(dict(d.get("meta", {}))),
         )
-        from rtseg.spaces import get_space
+        if validate:
+            from rtseg.spaces import get_space
 
-        get_space(arch.space).validate(arch, source=source)
+            get_space(arch.space).validate(arch, source=source)
         return arch
 
     def save(self, path: str | Path) -> Path:

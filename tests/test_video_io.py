@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rtseg.errors import RtsegError
-from rtseg.video.cvutil import gui_unavailable_reason, opencv_gui_backend
+from rtseg.video.cvutil import gui_install_command, gui_unavailable_reason, opencv_distributions, opencv_gui_backend
 from rtseg.video.overlay import bgr_palette, blend_labels, draw_fps
 from rtseg.video.sources import LiveSource, open_file, open_source
 from rtseg.video.stats import PipelineStats
@@ -165,8 +165,19 @@ def test_headless_opencv_is_detected() -> None:
     if opencv_gui_backend() is None:
         reason = gui_unavailable_reason()
         assert reason and "no GUI support" in reason and "--save" in reason
+        assert f"`{gui_install_command(opencv_distributions())}`" in reason  # the exact command for this install
     else:  # pragma: no cover - a GUI build of OpenCV
         assert opencv_gui_backend()
+
+
+def test_gui_install_command_replaces_the_headless_build() -> None:
+    # the two builds share the cv2 folder: the headless one goes first, and a GUI one whose files it overwrote too
+    assert gui_install_command(["opencv-python-headless"]) == "pip uninstall -y opencv-python-headless && pip install opencv-python"
+    assert gui_install_command(["opencv-python", "opencv-python-headless"]) == (
+        "pip uninstall -y opencv-python opencv-python-headless && pip install opencv-python")
+    assert gui_install_command(["opencv-contrib-python-headless"]) == (
+        "pip uninstall -y opencv-contrib-python-headless && pip install opencv-contrib-python")
+    assert gui_install_command([]) == "pip install opencv-python"  # an OpenCV pip did not install
 
 
 def test_stats_define_inference_and_end_to_end_fps() -> None:

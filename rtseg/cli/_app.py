@@ -27,13 +27,43 @@ class _ErrorHandlingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except RtsegError as exc:
-            from rich.markup import escape  # messages may hold brackets, e.g. pip install 'rtseg[trt]'
-
-            Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+            _print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except ModuleNotFoundError as exc:  # a package of an extra this install lacks (a deploy install: torch)
+            hint = missing_dependency_hint(exc.name)
+            if hint is None:
+                raise
+            _print_error(hint)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             Console(stderr=True).print("[yellow]interrupted[/]: results written so far are kept; re-run to resume")
             raise typer.Exit(130) from None
+
+
+def _print_error(message: str) -> None:
+    from rich.markup import escape  # messages may hold brackets, e.g. pip install 'rtseg[trt]'
+
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+
+#: Packages of the extras (pyproject.toml) that a command may import when it runs, and what installs them.
+_TOOLKIT_HINT = (
+    "this needs PyTorch, and {name} is not installed (a deploy install runs exported .onnx files and TensorRT "
+    "engines only); install the whole toolkit with pip install 'rtseg[all]' ('rtseg[torch,gui]' on a desktop), "
+    "or give demo and bench an exported model"
+)
+_EXTRA_HINTS = {
+    **{m: _TOOLKIT_HINT for m in ("torch", "torchvision", "fvcore", "onnxslim", "onnxscript", "matplotlib")},
+    "cv2": "OpenCV is not installed; install it with pip install 'rtseg[deploy]' (headless) or pip install 'rtseg[gui]' "
+           "(the build that opens windows for --show), not both",
+}
+
+
+def missing_dependency_hint(module: str | None) -> str | None:
+    """One sentence naming the extra that installs ``module`` (the top-level name), or None if none does."""
+    top = (module or "").split(".")[0]
+    hint = _EXTRA_HINTS.get(top)
+    return hint.format(name=top) if hint else None
 
 
 def new_typer(**kwargs: Any) -> typer.Typer:

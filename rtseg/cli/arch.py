@@ -13,7 +13,6 @@ from rtseg.arch import load_arch
 from rtseg.cli._app import app, console, new_typer, print_json
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
-from rtseg.spaces import get_space
 
 arch_app = new_typer(help="Create and inspect architectures (JSON genotypes).")
 app.add_typer(arch_app, name="arch")
@@ -28,6 +27,8 @@ def sample(
     out: Optional[Path] = typer.Option(None, help="Write the arch JSON here (default: stdout)."),
 ) -> None:
     """Write a random valid arch of a space."""
+    from rtseg.spaces import get_space  # torch: imported per command so `rtseg` starts without it
+
     sp = get_space(space)
     if head not in sp.heads:
         raise RtsegError(f"head {head!r} is not available in space {space!r}; choose one of {', '.join(sp.heads)}")
@@ -50,6 +51,7 @@ def show(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Params, FLOPs (multiply-adds, fvcore) and the operator list of an arch."""
+    from rtseg.spaces import get_space
     from rtseg.summary import summarize
 
     a = load_arch(arch)

@@ -2,6 +2,10 @@
 (:func:`preprocess`), label colouring (:func:`colorize`) and the image/label pair dataset that
 applies the transforms.
 
+Nothing here imports torch at module level (only :class:`PairDataset` items are tensors, and torch is
+imported on the first item fetched), so the deploy path (the demo's synthetic video, the model's
+palette and normalisation) runs where PyTorch is not installed.
+
 Normalisation convention (used by training, evaluation, export and the demo alike): the model takes
 **RGB** images scaled to 0..1, minus ``mean``, divided by ``std`` (both per channel, on the 0..1
 scale), laid out as float32 CHW. OpenCV reads BGR, so file loaders convert to RGB first.
@@ -10,14 +14,15 @@ scale), laid out as float32 CHW. OpenCV reads BGR, so file loaders convert to RG
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from rtseg.errors import RtsegError
+
+if TYPE_CHECKING:
+    import torch
 
 #: ImageNet statistics on the 0..1 RGB scale: the common choice for Cityscapes/CamVid training.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -123,8 +128,12 @@ def read_label(path: str) -> np.ndarray:
     return lab
 
 
-class PairDataset(Dataset):
+class PairDataset:
     """Base of every dataset: subclasses implement ``__len__`` and ``load(idx) -> (rgb uint8, label uint8)``.
+
+    A map-style dataset as torch's ``DataLoader``, ``Subset`` and samplers take it (``__len__`` and
+    ``__getitem__``); deliberately not a ``torch.utils.data.Dataset`` subclass, which would make
+    importing any dataset module (and the synthetic renderer beside it) import torch.
 
     Items are ``(image float32 CHW normalised tensor, label int64 HW tensor)``. With ``augment`` the
     training transform runs (random scale, crop, flip, colour jitter); otherwise the image is resized
@@ -156,6 +165,8 @@ class PairDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         from rtseg.data.transforms import eval_transform, train_transform
 
         epoch: int | None = None

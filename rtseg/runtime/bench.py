@@ -69,6 +69,15 @@ class BenchReport:
         return {"results": [r.to_dict() for r in self.rows], "record": self.record, "skipped": self.skipped}
 
 
+def _installed_version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
 def _loadavg() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -113,8 +122,6 @@ def run_bench(
     on_row: Callable[[BenchRow], None] | None = None,
 ) -> BenchReport:
     """Measure every (model, backend) pair under the same protocol; see the module docstring."""
-    import torch
-
     if warmup < 0 or iters < 1:
         raise RtsegError(f"warmup must be >= 0 and iters >= 1, got {warmup} and {iters}")
     todo, skipped = plan(models, backends)
@@ -153,13 +160,14 @@ def run_bench(
     from rtseg import __version__
 
     record = {
-        "device": device_name(device),
+        # the runners name the device they ran on (TensorRT asks CUDA itself; device_name would ask torch)
+        "device": rows[0].device if len({r.device for r in rows}) == 1 else device_name(device),
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "threads": threads,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": _installed_version("torch"),  # read without importing torch (a deploy machine has none)
         "onnxruntime": ort_version,
         "rtseg": __version__,
         "precision": precision,

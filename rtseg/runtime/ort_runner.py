@@ -103,7 +103,7 @@ def _has_fp16(model: str | Path | bytes) -> bool:
     """Whether the model computes in FP16 (its I/O may still be FP32: keep_io_types)."""
     import onnx
 
-    from rtseg.export.onnx import is_fp16_onnx
+    from rtseg.export.fp16 import is_fp16_onnx  # not export.onnx, which imports torch
 
     try:
         m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)

@@ -167,7 +167,8 @@ def resolve_model(model: str | Path) -> ModelSource:
         src.name = meta.get("model", {}).get("name") or src.name
         src.data_info = dict(meta.get("data_info") or {})
         if meta.get("model", {}).get("arch"):
-            src.arch = load_arch(meta["model"]["arch"])
+            # a record of what was exported: the file is the network, so no space (torch) is needed
+            src.arch = Arch.from_dict(meta["model"]["arch"], source=f"the arch in {path}'s sidecar", validate=False)
         shape = meta.get("input", {}).get("shape")
         if shape and all(isinstance(v, int) for v in shape[2:]):
             src.input_hw = (int(shape[2]), int(shape[3]))

@@ -63,13 +63,48 @@ def opencv_gui_backend() -> str | None:
     return None
 
 
+#: The pip distributions of OpenCV. All four install the same ``cv2`` folder, so two of them in one
+#: environment overwrite each other's files (the last installed wins, and uninstalling either one then
+#: breaks ``import cv2``): exactly one may be installed.
+OPENCV_DISTRIBUTIONS = ("opencv-python", "opencv-contrib-python", "opencv-python-headless", "opencv-contrib-python-headless")
+
+
+def opencv_distributions() -> list[str]:
+    """The OpenCV pip distributions installed here (normally one; none for a conda or system OpenCV)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for dist in OPENCV_DISTRIBUTIONS:
+        try:
+            version(dist)
+        except PackageNotFoundError:
+            continue
+        found.append(dist)
+    return found
+
+
+def gui_install_command(installed: list[str]) -> str:
+    """The pip command that replaces a headless OpenCV by the GUI build of the same flavour.
+
+    The headless package is uninstalled first (the two share ``cv2``), and so is a GUI package that is
+    already there, because the headless one overwrote its files: ``pip install`` alone would call it
+    satisfied and leave the headless files in place.
+    """
+    gui = "opencv-contrib-python" if any("contrib" in d for d in installed) else "opencv-python"
+    remove = [d for d in installed if d.endswith("-headless") or d == gui]
+    return (f"pip uninstall -y {' '.join(remove)} && " if remove else "") + f"pip install {gui}"
+
+
 def gui_unavailable_reason() -> str | None:
     """None when ``cv2.imshow`` can open a window here, else one sentence saying why not and what to do."""
     backend = opencv_gui_backend()
     if backend is None:
+        installed = opencv_distributions()
+        origin = f"from {' and '.join(installed)}" if installed else "not installed by pip"
+        clash = " (both are installed, and they overwrite each other's cv2 files)" if len(installed) > 1 else ""
         return (
-            f"this OpenCV build ({cv2.__version__}, e.g. opencv-python-headless) has no GUI support, so --show "
-            "cannot open a window; use --no-show --save out.mp4, or install opencv-python instead of opencv-python-headless"
+            f"this OpenCV build ({cv2.__version__}, {origin}) has no GUI support, so --show cannot open a window{clash}; "
+            f"install the GUI build with `{gui_install_command(installed)}`, or use --no-show --save out.mp4"
         )
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "no display is available (DISPLAY is not set), so --show cannot open a window; use --no-show --save out.mp4"
