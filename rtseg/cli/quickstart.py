@@ -6,15 +6,16 @@ from pathlib import Path
 
 import typer
 
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 
 
 @app.command("quickstart")
 def quickstart(
-    out: Path = typer.Option(Path("rtseg-out/quickstart"), help="Folder for every artifact and the report."),
-    minutes: float = typer.Option(15.0, help="Rough time budget; search and training get fixed shares of it."),
+    out: Path = typer.Option(Path("rtseg-out/quickstart"), help="Folder for every artifact and the report.", callback=P.output_dir),
+    minutes: float = typer.Option(15.0, help="Rough time budget; search and training get fixed shares of it.", callback=P.POSITIVE),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of every stage.", callback=P.SEED),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every stage (default: keep stages finished earlier)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report data as JSON on stdout."),
 ) -> None:
