@@ -20,7 +20,6 @@ accepts.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -110,20 +109,40 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint (plain data and tensors only)")
 
 
+#: How a file written by ``torch.save`` begins: a zip archive (the format since torch 1.6), or the
+#: legacy format, a protocol-2 pickle of torch's magic number 0x1950a86a20f9469cfc6c.
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
 def _read(path: Path) -> Any:
     if not path.exists():
         raise RtsegError(f"checkpoint not found: {path} (check the path; rtseg train writes RUN/last.pt and RUN/best.pt)")
     if path.is_dir():
         raise RtsegError(f"checkpoint expected, got a directory: {path} (pass RUN/best.pt or RUN/last.pt)")
+    with open(path, "rb") as fh:
+        head = fh.read(len(_LEGACY_MAGIC))
+    if not head.startswith(_ZIP_MAGIC) and head != _LEGACY_MAGIC:
+        # not even handed to the unpickler: random bytes, a text file or a plain pickle would
+        # otherwise be reported as whatever its first bytes happen to mean to pickle
+        what = "an empty file" if not head else "not written by torch.save"
+        raise RtsegError(f"{path} is not a PyTorch checkpoint ({what}); pass a checkpoint written by rtseg train (RUN/best.pt or RUN/last.pt)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
+        # the weights_only unpickler names the class it refused as a GLOBAL; its other refusals
+        # (an unknown opcode...) are damaged bytes, not objects
+        if "global" in str(exc).lower():
             raise RtsegError(f"{path} holds Python objects beyond tensors and plain data; rtseg only loads checkpoints with weights_only=True (re-save it with rtseg train)") from None
-        raise RtsegError(f"{path} is not a readable checkpoint (corrupt or truncated: {str(exc).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
-        raise RtsegError(f"{path} is not a readable checkpoint (corrupt, truncated or not written by torch.save: {first})") from None
+        raise RtsegError(f"{path} is not a readable checkpoint (corrupt or truncated: {_first_line(exc)})") from None
+    except Exception as exc:  # zipfile, EOF, KeyError on a damaged record...: whatever a broken file raises
+        raise RtsegError(f"{path} is not a readable checkpoint (corrupt, truncated or not written by torch.save: {_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not any(b in ln for b in boilerplate)]
+    return (lines[0] if lines else type(exc).__name__)[:120]
 
 
 def _arch_key(d: Mapping[str, Any]) -> tuple:

@@ -1,5 +1,9 @@
 """Small file helpers shared by every command that writes results.
 
+:func:`check_output_dir`, :func:`check_output_file` and :func:`check_input_file` refuse a path that
+cannot be used before any work starts (the CLI runs them on every path option, through
+``rtseg.cli.params``; library code runs them on the default paths it computes).
+
 Long jobs (profiling, search, training) write through :func:`atomic_write_text` /
 :func:`atomic_write_json` so an interruption never leaves a truncated file behind: the data goes to
 a temporary file in the same directory, is flushed and fsynced, then renamed over the target.
@@ -12,7 +16,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from rtseg.errors import RtsegError
 
@@ -99,3 +103,83 @@ def slugify(text: str) -> str:
     """A filesystem-safe lower-case slug (device names become folder names under engines/)."""
     s = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
     return s or "unknown"
+
+
+# --- paths a command will write or read, checked before any work starts ----------------------------
+
+
+def _exists(path: Path, name: str) -> bool:
+    try:
+        return path.exists()
+    except OSError as exc:  # e.g. a parent folder that may not be listed
+        raise RtsegError(f"{name} {path} cannot be checked ({exc.strerror or exc}); pass a path you can read and write") from None
+
+
+def _nearest_existing(path: Path, name: str) -> Path:
+    """The closest ancestor of ``path`` that exists (``..`` resolved first, as the OS will)."""
+    p = Path(os.path.abspath(path)).parent
+    while not _exists(p, name) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _probe_writable(folder: Path) -> Optional[str]:
+    """None if a file can be created in ``folder``, else why not. A real create-and-delete, since
+    ``os.access`` consults permission bits, which root passes even in ``/proc`` where nothing can be
+    created."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".rtseg-write-check-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def _check_creatable(path: Path, name: str) -> None:
+    """``path`` does not exist: its nearest existing ancestor must be a folder we can write into."""
+    anc = _nearest_existing(path, name)
+    if not anc.is_dir():
+        raise RtsegError(f"{name} {path} cannot be created: {anc} is a file, not a folder; pass a path under a folder")
+    why = _probe_writable(anc)
+    if why:
+        raise RtsegError(f"{name} {path} cannot be created: {anc} does not accept new files ({why}); pass a path you can write to")
+
+
+def check_output_dir(path: str | os.PathLike, name: str = "output folder") -> Path:
+    """Refuse a folder path that is an existing file, or that cannot be created or written, without
+    creating it (its nearest existing ancestor is tested with a temporary file, removed at once)."""
+    path = Path(path).expanduser()
+    if _exists(path, name):
+        if not path.is_dir():
+            raise RtsegError(f"{name} {path} is a file, but a folder is expected; pass a folder path (it is created if missing)")
+        why = _probe_writable(path)
+        if why:
+            raise RtsegError(f"{name} {path} cannot be written: it does not accept new files ({why}); pass a folder you can write to")
+        return path
+    _check_creatable(path, name)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, name: str = "output file") -> Path:
+    """Refuse a file path that is an existing folder, or whose folder cannot be created or written."""
+    path = Path(path).expanduser()
+    if _exists(path, name):
+        if path.is_dir():
+            raise RtsegError(f"{name} {path} is a folder, but a file is expected; pass a file path, e.g. one inside that folder")
+        why = _probe_writable(path.parent)
+        if why:
+            raise RtsegError(f"{name} {path} cannot be replaced: {path.parent} does not accept new files ({why}); pass a path you can write to")
+        return path
+    _check_creatable(path, name)
+    return path
+
+
+def check_input_file(path: str | os.PathLike, name: str = "input file") -> Path:
+    """Refuse a file path that does not exist or is a folder."""
+    path = Path(path).expanduser()
+    if not _exists(path, name):
+        raise RtsegError(f"{name} {path} not found (check the path)")
+    if path.is_dir():
+        raise RtsegError(f"{name} {path} is a folder, but a file is expected; pass the file inside it")
+    return path

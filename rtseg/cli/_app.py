@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import typer
 from rich.console import Console
@@ -19,31 +20,75 @@ from rtseg.errors import RtsegError
 #: Human-facing output (tables, progress) goes to stderr so that ``--json`` keeps stdout clean.
 console = Console(stderr=True)
 
-
-class _ErrorHandlingGroup(TyperGroup):
-    """Turn :class:`RtsegError` raised anywhere under a command into one line and exit code 2."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RtsegError as exc:
-            _print_error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
-        except ModuleNotFoundError as exc:  # a package of an extra this install lacks (a deploy install: torch)
-            hint = missing_dependency_hint(exc.name)
-            if hint is None:
-                raise
-            _print_error(hint)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            Console(stderr=True).print("[yellow]interrupted[/]: results written so far are kept; re-run to resume")
-            raise typer.Exit(130) from None
+# Click's usage errors, from the click typer uses: its own vendored copy in recent typer, the click
+# package in older ones. BadParameter is exported by typer in both, and lives beside the others.
+_click_exceptions = sys.modules[typer.BadParameter.__module__]
+_UsageError: type[Exception] = _click_exceptions.UsageError
+_NoArgsIsHelpError: tuple[type[Exception], ...] = tuple(
+    c for c in (getattr(_click_exceptions, "NoArgsIsHelpError", None),) if c is not None
+)
 
 
-def _print_error(message: str) -> None:
+def print_error(message: str) -> None:
+    """The one ``error:`` line every user error is shown as (on stderr)."""
     from rich.markup import escape  # messages may hold brackets, e.g. pip install 'rtseg[trt]'
 
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def _usage_message(exc: Any) -> str:
+    """Click's own message (bad integer, missing option, unknown command...) and where the help is."""
+    msg = " ".join(str(exc.format_message()).split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    return f"{msg}; see '{ctx.command_path} --help'" if ctx is not None else msg
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """:class:`RtsegError` (also what the shared option checks of :mod:`rtseg.cli.params` raise) and
+    click's usage errors (a value that does not parse, a missing option, an unknown command) become
+    one ``error:`` line and exit code 2."""
+    try:
+        yield
+    except RtsegError as exc:
+        print_error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except _NoArgsIsHelpError:
+        raise  # shows the help, as asked
+    except _UsageError as exc:
+        print_error(_usage_message(exc))
+        raise typer.Exit(2) from None
+    except ModuleNotFoundError as exc:  # a package of an extra this install lacks (a deploy install: torch)
+        hint = missing_dependency_hint(exc.name)
+        if hint is None:
+            raise
+        print_error(hint)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        # a path the checks could not foresee (a folder removed or made read-only meanwhile) is still
+        # the user's to fix; an OSError naming no file keeps its traceback
+        if exc.filename is None:
+            raise
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else exc.filename
+        print_error(f"{where}: {exc.strerror or exc}; check the path and its permissions")
+        raise typer.Exit(2) from None
+
+
+class _ErrorHandlingGroup(TyperGroup):
+    """Every user error under a command, whatever raised it, looks the same: one ``error:`` line,
+    exit code 2, never a traceback (see :func:`_one_line_errors`)."""
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        with _one_line_errors():  # the group's own options are parsed here, outside invoke()
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            with _one_line_errors():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            Console(stderr=True).print("[yellow]interrupted[/]: results written so far are kept; re-run to resume")
+            raise typer.Exit(130) from None
 
 
 #: Packages of the extras (pyproject.toml) that a command may import when it runs, and what installs them.

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from rtseg.arch import load_arch
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, new_typer, print_json
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
@@ -21,10 +22,10 @@ app.add_typer(arch_app, name="arch")
 @arch_app.command("sample")
 def sample(
     space: str = typer.Option("ssr", help="Search space to sample from."),
-    seed: int = typer.Option(0, help="Random seed (the same seed gives the same arch)."),
-    classes: int = typer.Option(19, help="Number of classes."),
+    seed: int = typer.Option(0, help="Random seed (the same seed gives the same arch).", callback=P.SEED),
+    classes: int = typer.Option(19, help="Number of classes.", callback=P.COUNT),
     head: str = typer.Option("classifier", help="Head: classifier or aggregation (ssr)."),
-    out: Optional[Path] = typer.Option(None, help="Write the arch JSON here (default: stdout)."),
+    out: Optional[Path] = typer.Option(None, help="Write the arch JSON here (default: stdout).", callback=P.output_file),
 ) -> None:
     """Write a random valid arch of a space."""
     from rtseg.spaces import get_space  # torch: imported per command so `rtseg` starts without it
@@ -44,9 +45,9 @@ def sample(
 @arch_app.command("show")
 def show(
     arch: str = typer.Argument(..., help="Arch JSON path or built-in name (e.g. baseline1)."),
-    input: str = typer.Option("512x1024", "--input", help="Input size HxW."),
-    classes: Optional[int] = typer.Option(None, help="Override the number of classes."),
-    lut: Optional[Path] = typer.Option(None, help="Latency LUT: adds the predicted latency of this arch."),
+    input: str = typer.Option("512x1024", "--input", help="Input size HxW.", callback=P.hw_size),
+    classes: Optional[int] = typer.Option(None, help="Override the number of classes.", callback=P.COUNT),
+    lut: Optional[Path] = typer.Option(None, help="Latency LUT: adds the predicted latency of this arch.", callback=P.input_file),
     force: bool = typer.Option(False, help="Use a LUT even if its provenance does not match."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:

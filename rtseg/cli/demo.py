@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, parse_hw
@@ -88,17 +89,17 @@ def demo(
     backend: Optional[str] = typer.Option(None, help="Runner backend: torch, onnxruntime or tensorrt (default: from the model file)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime)."),
-    input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW (default: the model's, or 512x1024 for an arch or checkpoint without one)."),
+    input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW (default: the model's, or 512x1024 for an arch or checkpoint without one).", callback=P.hw_size),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Open a window (default: when OpenCV has GUI support and a display)."),
-    save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4, .avi, .mkv...)."),
-    frames: Optional[int] = typer.Option(None, "--frames", help=f"Stop after N frames (synthetic default {DEFAULT_SYNTHETIC_FRAMES}; files: all; webcam: until q or Ctrl-C)."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Weight of the class colors in the blend, 0..1."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4, .avi, .mkv...).", callback=P.output_file),
+    frames: Optional[int] = typer.Option(None, "--frames", help=f"Stop after N frames (synthetic default {DEFAULT_SYNTHETIC_FRAMES}; files: all; webcam: until q or Ctrl-C).", callback=P.COUNT),
+    alpha: float = typer.Option(0.5, "--alpha", help="Weight of the class colors in the blend, 0..1.", callback=P.between(0, 1)),
     fps_text: bool = typer.Option(True, "--fps-text/--no-fps-text", help="Draw the rolling inference and end-to-end FPS on the frames."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for the runner (default: the backend's)."),
-    warmup: int = typer.Option(5, "--warmup", help="Untimed runner calls before the clock starts."),
-    baseline: int = typer.Option(20, "--baseline", help="Time the runner alone this many times before the run (0: skip)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic video."),
-    record: Optional[Path] = typer.Option(None, "--record", help="Also write the measurement record JSON here."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for the runner (default: the backend's).", callback=P.COUNT),
+    warmup: int = typer.Option(5, "--warmup", help="Untimed runner calls before the clock starts.", callback=P.NON_NEGATIVE),
+    baseline: int = typer.Option(20, "--baseline", help="Time the runner alone this many times before the run (0: skip).", callback=P.NON_NEGATIVE),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic video.", callback=P.SEED),
+    record: Optional[Path] = typer.Option(None, "--record", help="Also write the measurement record JSON here.", callback=P.output_file),
     json_out: bool = typer.Option(False, "--json", help="Print the measurement record as one JSON object on stdout."),
 ) -> None:
     """Segment a video, webcam or the synthetic street scene live; report inference and end-to-end FPS."""
@@ -107,10 +108,6 @@ def demo(
     from rtseg.video.writer import CODECS
 
     input_hw = parse_hw(input) if input else None
-    if frames is not None and frames < 1:
-        raise RtsegError(f"--frames must be at least 1, got {frames}")
-    if not 0.0 <= alpha <= 1.0:
-        raise RtsegError(f"--alpha must be between 0 and 1, got {alpha}")
     if save is not None and save.suffix.lower() not in CODECS:
         raise RtsegError(f"cannot write video {save}: unknown extension {save.suffix or '(none)'!r}; use one of {', '.join(CODECS)}")
     if show:

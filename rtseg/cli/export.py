@@ -9,9 +9,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
-from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
+
+
+#: The opsets torch's ONNX exporters write: 7 (the TorchScript exporter's oldest) to 23 (the dynamo exporter's newest).
+_OPSET = P.between(7, 23)
 
 
 def _parity_table(reports: list) -> Table:
@@ -35,17 +39,17 @@ def export(
     onnx: bool = typer.Option(True, "--onnx", help="Write the ONNX files (always on: the engine is built from them)."),
     trt: Optional[bool] = typer.Option(None, "--trt/--no-trt", help="Also build a TensorRT engine (needs the trt extra and a GPU)."),
     fp16: Optional[bool] = typer.Option(None, "--fp16/--fp32", help="FP16 ONNX variant and FP16 engine (profile default: fp16)."),
-    input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's, else 512x1024)."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size of the exported graph."),
+    input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's, else 512x1024).", callback=P.hw_size),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size of the exported graph.", callback=P.COUNT),
     dynamic: Optional[bool] = typer.Option(None, "--dynamic/--static", help="Dynamic batch/H/W axes (and a TensorRT optimization profile)."),
-    dynamic_min: Optional[str] = typer.Option(None, "--dynamic-min", help="Smallest HxW of the TensorRT profile (default: half the input)."),
-    dynamic_max: Optional[str] = typer.Option(None, "--dynamic-max", help="Largest HxW of the TensorRT profile (default: twice the input)."),
-    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default 17; the dynamo exporter uses >= 18)."),
-    workspace_gb: Optional[float] = typer.Option(None, "--workspace-gb", help="TensorRT builder workspace in GiB (default 4)."),
+    dynamic_min: Optional[str] = typer.Option(None, "--dynamic-min", help="Smallest HxW of the TensorRT profile (default: half the input).", callback=P.hw_size),
+    dynamic_max: Optional[str] = typer.Option(None, "--dynamic-max", help="Largest HxW of the TensorRT profile (default: twice the input).", callback=P.hw_size),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset, 7..23 (default 17; the dynamo exporter uses >= 18).", callback=_OPSET),
+    workspace_gb: Optional[float] = typer.Option(None, "--workspace-gb", help="TensorRT builder workspace in GiB (default 4).", callback=P.POSITIVE),
     exporter: Optional[str] = typer.Option(None, "--exporter", help="torchscript (default) or dynamo; the other is the fallback."),
     simplify: Optional[bool] = typer.Option(None, "--simplify/--no-simplify", help="Simplify the ONNX with onnxslim (kept only if valid and equal)."),
     check: bool = typer.Option(True, "--check/--no-check", help="Fail the export when a parity gate fails (figures are always measured)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default engines/<device>/<model>/)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default engines/<device>/<model>/).", callback=P.output_dir),
     profile: str = typer.Option("default", "--profile", help="Export profile: a name from export/ or a profile JSON path."),
     device: str = typer.Option("cuda", "--device", help="GPU the TensorRT engine is built for (cuda or cuda:N)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
@@ -63,8 +67,6 @@ def export(
         dynamic_max_hw=parse_hw(dynamic_max) if dynamic_max else None,
     )
     opts.check = check
-    if batch is not None and batch < 1:
-        raise RtsegError(f"--batch must be a positive integer, got {batch}")
     try:
         # one line per stage rather than a spinner: the TensorRT build draws its own progress bars
         res = export_model(model, opts, stage=lambda s: console.print(f"[cyan]>[/] {s}"))
@@ -99,22 +101,20 @@ def export(
 def bench(
     models: List[str] = typer.Argument(..., help="Models: checkpoints, arch JSONs, built-in names (baseline1, erfnet), ONNX files, engines."),
     backend: Optional[List[str]] = typer.Option(None, "--backend", help="torch, onnxruntime, tensorrt (repeatable; default: torch and onnxruntime, or the file's own)."),
-    input: str = typer.Option("512x1024", "--input", help="Input size HxW."),
-    batch: int = typer.Option(1, "--batch", help="Batch size."),
-    warmup: int = typer.Option(10, "--warmup", help="Untimed calls before measuring."),
-    iters: int = typer.Option(50, "--iters", help="Timed calls."),
+    input: str = typer.Option("512x1024", "--input", help="Input size HxW.", callback=P.hw_size),
+    batch: int = typer.Option(1, "--batch", help="Batch size.", callback=P.COUNT),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed calls before measuring.", callback=P.NON_NEGATIVE),
+    iters: int = typer.Option(50, "--iters", help="Timed calls.", callback=P.COUNT),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: GPU torch, fp16 ONNX, FP16 engine)."),
     cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Replay the torch model as a CUDA graph (static shapes)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and ONNX Runtime (default: all cores)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and ONNX Runtime (default: all cores).", callback=P.COUNT),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (results + measurement record)."),
 ) -> None:
     """Latency of models on backends under one protocol: mean, median, p90, p99 (ms) and FPS, side by side."""
     from rtseg.runtime.bench import plan, run_bench
 
     hw = parse_hw(input)
-    if batch < 1:
-        raise RtsegError(f"--batch must be a positive integer, got {batch}")
     todo, _ = plan(models, backend)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as prog:

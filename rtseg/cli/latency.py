@@ -11,6 +11,7 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.table import Table
 
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, new_typer, print_json
 from rtseg.io import parse_hw
 
@@ -21,22 +22,22 @@ app.add_typer(lut_app, name="lut")
 @app.command("profile-ops")
 def profile_ops_cmd(
     space: str = typer.Option("ssr", help="Search space whose operators to measure."),
-    input: str = typer.Option("512x1024", "--input", help="Network input size HxW."),
+    input: str = typer.Option("512x1024", "--input", help="Network input size HxW.", callback=P.hw_size),
     backend: str = typer.Option("torch", help="torch, onnxruntime or tensorrt."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("fp32", help="fp32 or fp16 (fp16 on a GPU)."),
-    batch: int = typer.Option(1, help="Batch size."),
-    warmup: Optional[int] = typer.Option(None, help="Warm-up runs per operator [default: 5]."),
-    repeats: Optional[int] = typer.Option(None, help="Timed runs per operator (more are added until the median settles) [default: 25]."),
+    batch: int = typer.Option(1, help="Batch size.", callback=P.COUNT),
+    warmup: Optional[int] = typer.Option(None, help="Warm-up runs per operator [default: 5].", callback=P.NON_NEGATIVE),
+    repeats: Optional[int] = typer.Option(None, help="Timed runs per operator (more are added until the median settles) [default: 25].", callback=P.COUNT),
     method: str = typer.Option("network", help="network (CAS: each operator inside a stack of itself, minus identities) or isolated (each operator alone)."),
-    out: Optional[Path] = typer.Option(None, help="LUT path [default: engines/<device>/lut-<space>-<backend>-<precision>-<H>x<W>.json]."),
-    classes: int = typer.Option(19, help="Number of classes (the head's operators depend on it)."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch/onnxruntime (recorded in the LUT) [default: torch's]."),
+    out: Optional[Path] = typer.Option(None, help="LUT path [default: engines/<device>/lut-<space>-<backend>-<precision>-<H>x<W>.json].", callback=P.output_file),
+    classes: int = typer.Option(19, help="Number of classes (the head's operators depend on it).", callback=P.COUNT),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch/onnxruntime (recorded in the LUT) [default: torch's].", callback=P.COUNT),
     clock: str = typer.Option("wall", help="wall (what a user waits) or thread (CPU time of one thread, --threads 1: for a CPU shared with other work)."),
-    min_time: Optional[float] = typer.Option(None, "--min-time", help="Keep timing an operator at least this many seconds [default: 0.03]."),
+    min_time: Optional[float] = typer.Option(None, "--min-time", help="Keep timing an operator at least this many seconds [default: 0.03].", callback=P.NON_NEGATIVE),
     head: Optional[list[str]] = typer.Option(None, help="Head(s) to cover [default: every head of the space]."),
     recheck: bool = typer.Option(True, help="Re-time every entry quickly at the end and re-measure those a burst of load inflated."),
-    calibration_archs: int = typer.Option(4, "--calibration-archs", help="Random whole networks timed at the end to fit the layer-cost factor (0: keep raw entries)."),
+    calibration_archs: int = typer.Option(4, "--calibration-archs", help="Random whole networks timed at the end to fit the layer-cost factor (0: keep raw entries).", callback=P.NON_NEGATIVE),
     speed_reference: bool = typer.Option(True, help="Time a reference operator around every measurement, so entries measured while the machine ran faster or slower are charged at its typical speed."),
     force: bool = typer.Option(False, help="Discard an existing LUT at --out measured with other settings and start over."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (the LUT summary) on stdout."),
@@ -52,7 +53,7 @@ def profile_ops_cmd(
             warmup=DEFAULT_WARMUP if warmup is None else warmup, repeats=DEFAULT_REPEATS if repeats is None else repeats,
             method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
             force=force, console=console, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
-            recheck=recheck, calibration_archs=max(0, calibration_archs), speed_reference=speed_reference,
+            recheck=recheck, calibration_archs=calibration_archs, speed_reference=speed_reference,
         )
     lut = load_lut(path)
     summary = lut.summary()
@@ -65,8 +66,8 @@ def profile_ops_cmd(
 
 @lut_app.command("show")
 def show(
-    lut: Path = typer.Argument(..., help="LUT JSON file."),
-    top: int = typer.Option(5, help="How many fastest and slowest operators to list."),
+    lut: Path = typer.Argument(..., help="LUT JSON file.", callback=P.input_file),
+    top: int = typer.Option(5, help="How many fastest and slowest operators to list.", callback=P.COUNT),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Provenance and a summary of a LUT (entries, fastest and slowest operators, profiling time)."""
@@ -81,13 +82,13 @@ def show(
 
 @lut_app.command("validate")
 def validate(
-    lut: Path = typer.Argument(..., help="LUT JSON file."),
-    samples: int = typer.Option(16, help="How many random archs of the LUT's space to predict and measure."),
-    seed: int = typer.Option(0, help="Seed of the arch sample."),
-    warmup: int = typer.Option(10, help="Warm-up runs per arch."),
-    repeats: int = typer.Option(100, help="Timed runs per arch, split over --rounds interleaved rounds."),
-    rounds: int = typer.Option(10, help="Interleaved measuring rounds (spreads bursts of load over all archs)."),
-    plot: Optional[Path] = typer.Option(None, help="Save a predicted-vs-measured scatter (PNG)."),
+    lut: Path = typer.Argument(..., help="LUT JSON file.", callback=P.input_file),
+    samples: int = typer.Option(16, help="How many random archs of the LUT's space to predict and measure (Kendall's tau needs 2).", callback=P.at_least(2)),
+    seed: int = typer.Option(0, help="Seed of the arch sample.", callback=P.SEED),
+    warmup: int = typer.Option(10, help="Warm-up runs per arch.", callback=P.NON_NEGATIVE),
+    repeats: int = typer.Option(100, help="Timed runs per arch, split over --rounds interleaved rounds.", callback=P.COUNT),
+    rounds: int = typer.Option(10, help="Interleaved measuring rounds (spreads bursts of load over all archs).", callback=P.COUNT),
+    plot: Optional[Path] = typer.Option(None, help="Save a predicted-vs-measured scatter (PNG).", callback=P.output_file),
     force: bool = typer.Option(False, help="Measure even if the LUT was profiled on another device."),
     speed_correction: bool = typer.Option(True, help="Also bring each timed sample to the LUT's typical speed by the reference operator timed beside it; the headline is whichever of the corrected and uncorrected timings has the better agreement between its even and odd rounds (both are printed)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),

@@ -8,36 +8,37 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 from rtseg.io import parse_hw
 
 
 @app.command("search")
 def search(
-    lut: Path = typer.Option(..., help="Latency LUT from `rtseg profile-ops` (same space and input size)."),
-    latency_ms: float = typer.Option(..., "--latency-ms", help="Latency budget T in ms (on the LUT's device and backend)."),
+    lut: Path = typer.Option(..., help="Latency LUT from `rtseg profile-ops` (same space and input size).", callback=P.input_file),
+    latency_ms: float = typer.Option(..., "--latency-ms", help="Latency budget T in ms (on the LUT's device and backend).", callback=P.POSITIVE),
     space: str = typer.Option("ssr", help="Search space."),
-    flops_g: Optional[float] = typer.Option(None, "--flops-g", help="FLOPs budget in G multiply-adds (optional)."),
+    flops_g: Optional[float] = typer.Option(None, "--flops-g", help="FLOPs budget in G multiply-adds (optional).", callback=P.POSITIVE),
     data: str = typer.Option("synthetic", help="Dataset: synthetic, cityscapes:PATH or camvid:PATH."),
-    input: str = typer.Option("128x256", "--input", help="Search input size HxW (must match the LUT)."),
-    epochs: int = typer.Option(10, help="Epoch limit (the search stops earlier once the arch is discrete)."),
-    batch: int = typer.Option(4, help="Batch size per split and process."),
+    input: str = typer.Option("128x256", "--input", help="Search input size HxW (must match the LUT).", callback=P.hw_size),
+    epochs: int = typer.Option(10, help="Epoch limit (the search stops earlier once the arch is discrete).", callback=P.COUNT),
+    batch: int = typer.Option(4, help="Batch size per split and process.", callback=P.COUNT),
     reg: str = typer.Option("ssr", help="Per-level regularizer: ssr (seed 002 eq. 9), entropy, none."),
     no_shrink: bool = typer.Option(False, "--no-shrink", help="Disable hierarchical progressive shrinking."),
     single_path: bool = typer.Option(False, "--single-path", help="Train one sampled path per step instead of the weighted sum of all candidates (ssr; about ten times the steps per minute)."),
-    warmup_epochs: int = typer.Option(1, help="Epochs that train only the weights before arch updates."),
-    arch_lr: float = typer.Option(5e-2, help="Adam learning rate of the architecture parameters."),
-    w_lr: float = typer.Option(2e-3, help="Adam learning rate of the supernet weights (poly decay)."),
-    train_len: Optional[int] = typer.Option(256, help="Training images per epoch for synthetic data (split in two halves)."),
-    val_len: Optional[int] = typer.Option(32, help="Validation images for synthetic data."),
-    minutes: Optional[float] = typer.Option(None, help="Wall-clock limit; the search decodes what it has at the limit."),
+    warmup_epochs: int = typer.Option(1, help="Epochs that train only the weights before arch updates.", callback=P.NON_NEGATIVE),
+    arch_lr: float = typer.Option(5e-2, help="Adam learning rate of the architecture parameters.", callback=P.POSITIVE),
+    w_lr: float = typer.Option(2e-3, help="Adam learning rate of the supernet weights (poly decay).", callback=P.POSITIVE),
+    train_len: Optional[int] = typer.Option(256, help="Training images per epoch for synthetic data (split in two halves, so at least 2).", callback=P.at_least(2)),
+    val_len: Optional[int] = typer.Option(32, help="Validation images for synthetic data.", callback=P.COUNT),
+    minutes: Optional[float] = typer.Option(None, help="Wall-clock limit in minutes; the search decodes what it has at the limit.", callback=P.POSITIVE),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0),
-    workers: int = typer.Option(0, help="Data loader workers."),
+    seed: int = typer.Option(0, help="Seed of weights, data order and sampling.", callback=P.SEED),
+    workers: int = typer.Option(0, help="Data loader workers.", callback=P.NON_NEGATIVE),
     resume: bool = typer.Option(False, help="Continue an interrupted search in --out."),
     force: bool = typer.Option(False, help="Use a LUT whose provenance does not match."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip measuring the decoded net end to end."),
-    out: Path = typer.Option(Path("runs/search"), help="Run folder."),
+    out: Path = typer.Option(Path("runs/search"), help="Run folder.", callback=P.output_dir),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Search the space for the most accurate net whose measured-cost latency fits the budget."""

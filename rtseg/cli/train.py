@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
@@ -33,21 +34,21 @@ def _metrics_table(title: str, m: dict[str, Any], class_names: list[str]) -> Tab
 def train_cmd(
     arch: str = typer.Option(..., "--arch", help="Arch JSON path or built-in name (e.g. baseline1)."),
     data: str = typer.Option("synthetic", "--data", help=_DATA_HELP),
-    input: str = typer.Option(..., "--input", help="Training input size HxW (e.g. 512x1024)."),
-    epochs: int = typer.Option(50, help="Epochs (an upper bound when --minutes is given)."),
-    batch: int = typer.Option(8, help="Images per step per process."),
-    lr: Optional[float] = typer.Option(None, help="Base learning rate (default: adam 2e-3, sgd 1e-2), poly-decayed."),
+    input: str = typer.Option(..., "--input", help="Training input size HxW (e.g. 512x1024).", callback=P.hw_size),
+    epochs: int = typer.Option(50, help="Epochs (an upper bound when --minutes is given).", callback=P.COUNT),
+    batch: int = typer.Option(8, help="Images per step per process.", callback=P.COUNT),
+    lr: Optional[float] = typer.Option(None, help="Base learning rate (default: adam 2e-3, sgd 1e-2), poly-decayed.", callback=P.POSITIVE),
     optimizer: str = typer.Option("adam", help="adam or sgd."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (CUDA only; ignored with a note on CPU)."),
     ohem: bool = typer.Option(False, "--ohem", help="Online hard example mining loss (p < 0.7, at least 1/16 of the pixels)."),
-    minutes: Optional[float] = typer.Option(None, help="Wall-clock budget in minutes; the poly schedule is fitted to it."),
+    minutes: Optional[float] = typer.Option(None, help="Wall-clock budget in minutes; the poly schedule is fitted to it.", callback=P.POSITIVE),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
-    out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (config, metrics, checkpoints, curve)."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (config, metrics, checkpoints, curve).", callback=P.output_dir),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
-    workers: Optional[int] = typer.Option(None, help="Data-loading processes (default: CPU cores - 1, at most 8)."),
-    seed: int = typer.Option(0, help="Seed of weights init, shuffling and augmentation."),
-    train_len: Optional[int] = typer.Option(None, help="synthetic: training scenes (default 2000); files: use the first N."),
-    val_len: Optional[int] = typer.Option(None, help="synthetic: validation scenes (default 200); files: use the first N."),
+    workers: Optional[int] = typer.Option(None, help="Data-loading processes (default: CPU cores - 1, at most 8).", callback=P.NON_NEGATIVE),
+    seed: int = typer.Option(0, help="Seed of weights init, shuffling and augmentation.", callback=P.SEED),
+    train_len: Optional[int] = typer.Option(None, help="synthetic: training scenes (default 2000); files: use the first N.", callback=P.COUNT),
+    val_len: Optional[int] = typer.Option(None, help="synthetic: validation scenes (default 200); files: use the first N.", callback=P.COUNT),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
 ) -> None:
     """Train an arch: poly LR, augmentation, per-epoch validation, atomic resumable checkpoints.
@@ -97,14 +98,14 @@ def train_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by rtseg train (best.pt / last.pt)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by rtseg train (best.pt / last.pt).", callback=P.input_file),
     data: str = typer.Option("synthetic", "--data", help=_DATA_HELP),
-    input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's training size)."),
+    input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's training size).", callback=P.hw_size),
     split: str = typer.Option("val", help="Split to score (train, val; camvid also test)."),
-    batch: int = typer.Option(4, help="Images per batch."),
+    batch: int = typer.Option(4, help="Images per batch.", callback=P.COUNT),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
-    workers: Optional[int] = typer.Option(None, help="Data-loading processes."),
-    val_len: Optional[int] = typer.Option(None, help="synthetic: number of scenes (default 200); files: first N."),
+    workers: Optional[int] = typer.Option(None, help="Data-loading processes.", callback=P.NON_NEGATIVE),
+    val_len: Optional[int] = typer.Option(None, help="synthetic: number of scenes (default 200); files: first N.", callback=P.COUNT),
     native: bool = typer.Option(False, "--native", help="Score at the labels' original resolution (logits upsampled)."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision inference (CUDA only)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
@@ -117,8 +118,6 @@ def eval_cmd(
     from rtseg.spaces import get_space
     from rtseg.train import cpu_threads, default_workers, make_loader, resolve_device
 
-    if batch < 1:
-        raise RtsegError(f"--batch must be at least 1, got {batch}")
     dev = dist.init_distributed(str(resolve_device(device)) if device else None)
     ddp = dist.world_size() > 1
     try:

@@ -28,7 +28,7 @@ from rtseg.errors import RtsegError
 from rtseg.export.metadata import new_metadata, write_metadata
 from rtseg.export.parity import GATES, ParityGateError, ParityReport, activation_peak, compare, describe_failure, parity_inputs
 from rtseg.export.profiles import ExportOptions
-from rtseg.io import parse_hw, slugify
+from rtseg.io import check_output_dir, parse_hw, slugify
 
 Stage = Callable[[str], None]
 
@@ -145,7 +145,8 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
     if opts.batch < 1:
         raise RtsegError(f"batch must be a positive integer, got {opts.batch}")
     module = build_module(src)
-    out_dir = Path(opts.out_dir) if opts.out_dir else default_out_dir(src.name, opts.device if opts.trt else "cpu")
+    out_dir = check_output_dir(Path(opts.out_dir) if opts.out_dir else default_out_dir(src.name, opts.device if opts.trt else "cpu"),
+                               "export folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("model.json", "model.onnx", "model.fp16.onnx", "model.engine"):  # so the sidecar describes every file
         (out_dir / stale).unlink(missing_ok=True)

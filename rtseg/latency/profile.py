@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
-from rtseg.io import parse_hw
+from rtseg.io import check_output_file, parse_hw
 from rtseg.latency.backends import BACKENDS, OpTimer, input_bytes, make_timer, require_tensorrt
 from rtseg.latency.device import DeviceInfo, detect_device, keeps_torch_threads, steady_allocator
 from rtseg.latency.calibrate import DEFAULT_CALIBRATION_ARCHS
@@ -416,7 +416,8 @@ def profile_ops(
     speed = SpeedReference(timer, probe) if speed_reference else None
     prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, warmup, repeats, method, min_time_s, rotation, stack,
                           speed)
-    out = Path(out_path) if out_path is not None else default_lut_path(info, space_name, backend, precision, h, w, batch, method)
+    out = check_output_file(Path(out_path) if out_path is not None else default_lut_path(info, space_name, backend, precision, h, w, batch, method),
+                            "LUT path")
     lut = _open_or_create(out, space_name, num_classes, heads, prov, force)
 
     todo = [s for s in all_sigs if s.key not in lut.entries]
