@@ -175,6 +175,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/pareto")
     args = ap.parse_args()
 
+    import torch
+
+    torch.set_num_threads(1)  # every stage on one thread: an OpenMP pool on a shared machine stalls on busy cores
     from rtseg.latency.lut import load_lut
     from rtseg.latency.validate import measure_archs_like_lut
 
