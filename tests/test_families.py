@@ -106,6 +106,10 @@ def test_bad_knobs_and_genotypes_are_clear_errors():
         get_family("erfnet").arch(5, wdth=0.5)
     with pytest.raises(RtsegError, match="width = 5.0 is out of range"):
         get_family("erfnet").arch(5, width=5.0)
+    with pytest.raises(RtsegError, match="narrow = 5 is not one of 0, 4"):
+        get_family("baseline1").arch(5, narrow=5)
+    with pytest.raises(RtsegError, match="depth = -1.5 is not one of"):
+        get_family("baseline1").arch(5, depth=-1.5)
     with pytest.raises(RtsegError, match="unknown family"):
         get_family("enet")
     with pytest.raises(RtsegError, match="output_stride"):

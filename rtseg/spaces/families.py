@@ -190,6 +190,10 @@ class Baseline1Family(Family):
         return out + [{"depth": -2, "narrow": 32, "half_res": k} for k in range(1, 7)]
 
     def make(self, num_classes: int, knobs: Mapping[str, Any]) -> Arch:
+        for k in self.knobs:
+            v = knobs[k.name]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or int(v) not in k.grid:
+                raise RtsegError(f"family baseline1: {k.name} = {v!r} is not one of {', '.join(map(str, sorted(k.grid)))}")
         base = load_arch("baseline1")
         depth, narrow, half = int(knobs["depth"]), int(knobs["narrow"]), int(knobs["half_res"])
         stages = []
@@ -197,8 +201,6 @@ class Baseline1Family(Family):
             n = len(blocks) + depth
             c = blocks[0]["c3x1"] - narrow
             stages.append([{"dilation": 1, "spatial": 1, "c3x1": c, "c1x3": c} for _ in range(n)])
-        if half > len(stages[1]):
-            raise RtsegError(f"family baseline1: half_res={half} exceeds the {len(stages[1])} blocks of stage 2 at depth={depth}")
         for blk in stages[1][len(stages[1]) - half:]:
             blk["spatial"] = 2
         arch = Arch("ssr", num_classes, {"stages": stages}, head="classifier")
