@@ -16,12 +16,26 @@ The published non-bottleneck-1D has four factorized convs (3x1, 1x3, dilated 3x1
 with bias) and dropout (0.03 at 1/4, 0.3 at 1/8, none in the decoder); it is not the simplified
 two-conv NB-1D of the SSR space, so it is its own operator here (``erfnet_nb1d``). The downsampler
 is the shared ``db`` operator, which is ERFNet's.
+
+LR-ASPP on MobileNetV3-Large (Howard et al., "Searching for MobileNetV3", ICCV 2019, Table 1 and
+sec. 6.1.2), laid out as torchvision's ``lraspp_mobilenet_v3_large``: the backbone's last stage dilated
+(output stride 16; 8 dilates the 1/16 stage too), the low-level feature taken after the first block at
+1/8 (torchvision's C2 tap), the deep one after the final 1x1 conv (6 x the last block's width), an
+LR-ASPP head with 128 channels and a bilinear resize to the input. With 21 classes it has torchvision's
+3,221,538 parameters.
+
+Both peers scale like EfficientNet (Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML
+2019, sec. 3.3): optional genotype fields ``width`` (every channel count times it, rounded by
+:func:`rtseg.ops.mbv3.make_divisible` to a multiple of 8) and ``depth`` (each run of repeated blocks
+``ceil(depth x n)`` long, at least one). Without them an arch is the published net.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +44,16 @@ from torch import nn
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, register_op
+from rtseg.ops.mbv3 import make_divisible
 from rtseg.spaces.base import Network, SearchSpace, register_space
 
 ERFNET_SOURCE = (
     "ERFNet: Romera et al., 'ERFNet: Efficient Residual Factorized ConvNet for Real-Time Semantic "
     "Segmentation', IEEE T-ITS 2018 (full encoder-decoder as published)"
+)
+LRASPP_SOURCE = (
+    "LR-ASPP MobileNetV3-Large: Howard et al., 'Searching for MobileNetV3', ICCV 2019 (Table 1, sec. 6.1.2), "
+    "laid out as torchvision's lraspp_mobilenet_v3_large (dilated last stage, output stride 16, 128-channel head)"
 )
 
 
@@ -101,33 +120,105 @@ class ERFNetOutput(Op):
         return self.conv(x)
 
 
-def erfnet_specs(num_classes: int) -> list[tuple[OpSpec, int]]:
-    """The operators of ERFNet in execution order, each with the downsampling factor of its input."""
+def scaled_repeats(n: int, depth: float) -> int:
+    """How many blocks a run of ``n`` repeated blocks has at depth multiplier ``depth`` (EfficientNet's
+    ``ceil(depth x n)``, at least one; the small tolerance keeps 0.6 x 5 at 3, not 4)."""
+    return max(1, math.ceil(n * depth - 1e-9))
+
+
+def erfnet_specs(num_classes: int, width: float = 1.0, depth: float = 1.0) -> list[tuple[OpSpec, int]]:
+    """The operators of ERFNet in execution order, each with the downsampling factor of its input.
+
+    ``width`` scales the 16/64/128 channels (multiples of 8); ``depth`` scales each run of NB-1D blocks
+    (5 at 1/4, 8 at 1/8 whose dilations keep cycling 2, 4, 8, 16, and 2 + 2 in the decoder)."""
+    c1, c2, c3 = (make_divisible(c * width) for c in (16, 64, 128))
+    n4, n8, nd = scaled_repeats(5, depth), scaled_repeats(8, depth), scaled_repeats(2, depth)
     nb = lambda c, d, p: OpSpec.make("erfnet_nb1d", c, c, 1, dilation=d, dropout=p)  # noqa: E731
-    specs: list[tuple[OpSpec, int]] = [(OpSpec.make("db", 3, 16, 2), 1), (OpSpec.make("db", 16, 64, 2), 2)]
-    specs += [(nb(64, 1, 0.03), 4) for _ in range(5)]
-    specs.append((OpSpec.make("db", 64, 128, 2), 4))
-    specs += [(nb(128, d, 0.3), 8) for _ in range(2) for d in (2, 4, 8, 16)]
-    specs.append((OpSpec.make("erfnet_up", 128, 64, 1), 8))
-    specs += [(nb(64, 1, 0.0), 4) for _ in range(2)]
-    specs.append((OpSpec.make("erfnet_up", 64, 16, 1), 4))
-    specs += [(nb(16, 1, 0.0), 2) for _ in range(2)]
-    specs.append((OpSpec.make("erfnet_out", 16, num_classes, 1), 2))
+    specs: list[tuple[OpSpec, int]] = [(OpSpec.make("db", 3, c1, 2), 1), (OpSpec.make("db", c1, c2, 2), 2)]
+    specs += [(nb(c2, 1, 0.03), 4) for _ in range(n4)]
+    specs.append((OpSpec.make("db", c2, c3, 2), 4))
+    specs += [(nb(c3, (2, 4, 8, 16)[i % 4], 0.3), 8) for i in range(n8)]
+    specs.append((OpSpec.make("erfnet_up", c3, c2, 1), 8))
+    specs += [(nb(c2, 1, 0.0), 4) for _ in range(nd)]
+    specs.append((OpSpec.make("erfnet_up", c2, c1, 1), 4))
+    specs += [(nb(c1, 1, 0.0), 2) for _ in range(nd)]
+    specs.append((OpSpec.make("erfnet_out", c1, num_classes, 1), 2))
     return specs
 
 
-#: Peer name -> builder of its (spec, input downsampling factor) list.
-PEERS: dict[str, Any] = {"erfnet": erfnet_specs}
-PEER_SOURCES: dict[str, str] = {"erfnet": ERFNET_SOURCE}
+#: MobileNetV3-Large (Howard et al. 2019, Table 1): (C_in, kernel, expanded, C_out, SE, activation, stride).
+MBV3_LARGE: tuple[tuple[int, int, int, int, bool, str, int], ...] = (
+    (16, 3, 16, 16, False, "relu", 1),
+    (16, 3, 64, 24, False, "relu", 2),
+    (24, 3, 72, 24, False, "relu", 1),
+    (24, 5, 72, 40, True, "relu", 2),
+    (40, 5, 120, 40, True, "relu", 1),
+    (40, 5, 120, 40, True, "relu", 1),
+    (40, 3, 240, 80, False, "hswish", 2),
+    (80, 3, 200, 80, False, "hswish", 1),
+    (80, 3, 184, 80, False, "hswish", 1),
+    (80, 3, 184, 80, False, "hswish", 1),
+    (80, 3, 480, 112, True, "hswish", 1),
+    (112, 3, 672, 112, True, "hswish", 1),
+    (112, 5, 672, 160, True, "hswish", 2),
+    (160, 5, 960, 160, True, "hswish", 1),
+    (160, 5, 960, 160, True, "hswish", 1),
+)
+LRASPP_INTER = 128  # the head's channels (torchvision's inter_channels; not scaled with the backbone)
+
+
+def _mbv3_rows(depth: float) -> list[tuple[int, int, int, int, bool, str, int]]:
+    """MobileNetV3-Large's rows with each run of identity blocks (stride 1, C_in == C_out) cut or
+    extended (repeating its last block) to ``scaled_repeats(len(run), depth)``."""
+    rows, i, table = [], 0, MBV3_LARGE
+    residual = lambda r: r[6] == 1 and r[0] == r[3]  # noqa: E731
+    while i < len(table):
+        if not residual(table[i]):
+            rows.append(table[i])
+            i += 1
+            continue
+        j = i
+        while j < len(table) and residual(table[j]):
+            j += 1
+        run = table[i:j]
+        rows += [run[min(k, len(run) - 1)] for k in range(scaled_repeats(len(run), depth))]
+        i = j
+    return rows
+
+
+def lraspp_mbv3_specs(num_classes: int, width: float = 1.0, depth: float = 1.0, output_stride: int = 16) -> list[tuple[OpSpec, int]]:
+    """The operators of LR-ASPP MobileNetV3-Large in execution order, each with the downsampling factor
+    of its input: the stem, the blocks, the last 1x1 conv, the head (at the low feature, 1/8) and the
+    resize. A stride-2 block that would go below ``output_stride`` keeps the resolution and doubles the
+    dilation of its stage instead (torchvision's ``dilated=True`` for 16)."""
+    ch = lambda c: make_divisible(c * width)  # noqa: E731
+    stem = ch(16)
+    specs: list[tuple[OpSpec, int]] = [(OpSpec.make("conv_bn_hswish", 3, stem, 2, kernel=3), 1)]
+    f, dil, low = 2, 1, None
+    for c_in, k, hidden, c_out, se, act, stride in _mbv3_rows(depth):
+        f_in = f
+        if stride == 2 and f >= output_stride:
+            dil, stride = dil * 2, 1
+        elif stride == 2:
+            f *= 2
+        spec = OpSpec.make("mbv3_block", ch(c_in), ch(c_out), stride, kernel=k, hidden=ch(hidden), se=se, act=act, dilation=dil)
+        specs.append((spec, f_in))
+        if low is None and f == 8:
+            low = spec.c_out  # torchvision's C2 tap: the first block at 1/8
+    c_last = ch(MBV3_LARGE[-1][3])
+    specs.append((OpSpec.make("conv_bn_hswish", c_last, 6 * c_last, 1, kernel=1), f))
+    specs.append((OpSpec.make("lraspp", low, num_classes, 1, c_high=6 * c_last, inter=LRASPP_INTER, high_scale=f // 8), 8))
+    specs.append((OpSpec.make("resize", num_classes, num_classes, 1, scale=8), 8))
+    return specs
 
 
 class PeerNet(Network):
-    """A hand-designed net, built only from registered operators run in sequence."""
+    """A hand-designed net whose registered operators run in sequence (ERFNet)."""
 
     def __init__(self, arch: Arch) -> None:
         super().__init__()
         self.arch = arch
-        self.layers = nn.Sequential(*(build_op(spec) for spec, _ in PEERS[arch.genotype["model"]](arch.num_classes)))
+        self.layers = nn.Sequential(*(build_op(spec) for spec, _ in peer_specs(arch)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -136,20 +227,92 @@ class PeerNet(Network):
         return PeerSpace().signatures(self.arch, h, w)
 
 
+class LRASPPNet(Network):
+    """LR-ASPP MobileNetV3: the backbone's operators in sequence, the output of the first block at 1/8
+    kept as the low-level feature, the head on (low, deep) and a resize to the input."""
+
+    def __init__(self, arch: Arch) -> None:
+        super().__init__()
+        self.arch = arch
+        specs = peer_specs(arch)
+        self.backbone = nn.ModuleList(build_op(spec) for spec, _ in specs[:-2])
+        self.head = build_op(specs[-2][0])
+        self.upsample = build_op(specs[-1][0])
+        # the low tap: the first block whose input is at 1/4 and that halves the resolution
+        self.low_index = next(i for i, (spec, f) in enumerate(specs) if f == 4 and spec.stride == 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, low = x, x
+        for i, op in enumerate(self.backbone):
+            y = op(y)
+            if i == self.low_index:
+                low = y
+        return self.upsample(self.head(low, y), size=x.shape[-2:])
+
+    def signatures(self, h: int, w: int) -> list[OpSignature]:
+        return PeerSpace().signatures(self.arch, h, w)
+
+
+@dataclass(frozen=True)
+class PeerModel:
+    """A peer: its source, its operators as a function of its optional genotype fields, and its net."""
+
+    source: str
+    specs: Callable[..., list[tuple[OpSpec, int]]]
+    net: Callable[[Arch], Network]
+    #: optional genotype field -> (allowed values as a predicate, what the message says is allowed)
+    fields: dict[str, tuple[Callable[[Any], bool], str]]
+
+
+def _number_in(lo: float, hi: float) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+
+
+_SCALE_FIELDS = {"width": (_number_in(0.125, 2.0), "a number in [0.125, 2]"),
+                 "depth": (_number_in(0.05, 2.0), "a number in [0.05, 2]")}
+
+#: Peer name -> its definition.
+PEERS: dict[str, PeerModel] = {
+    "erfnet": PeerModel(ERFNET_SOURCE, erfnet_specs, PeerNet, dict(_SCALE_FIELDS)),
+    "lraspp_mbv3": PeerModel(LRASPP_SOURCE, lraspp_mbv3_specs, LRASPPNet,
+                             {**_SCALE_FIELDS, "output_stride": (lambda v: v in (8, 16) and not isinstance(v, bool), "8 or 16")}),
+}
+PEER_SOURCES: dict[str, str] = {name: m.source for name, m in PEERS.items()}
+
+
+def peer_specs(arch: Arch) -> list[tuple[OpSpec, int]]:
+    """The (operator, input downsampling factor) list of a peer arch, its optional fields applied."""
+    g = dict(arch.genotype)
+    return PEERS[g.pop("model")].specs(arch.num_classes, **g)
+
+
+def _sizes(h: int, w: int, factor: int) -> tuple[int, int]:
+    """The size of a feature at ``factor`` after stride-2 convs that round up (exact for multiples)."""
+    while factor > 1:
+        h, w, factor = (h + 1) // 2, (w + 1) // 2, factor // 2
+    return h, w
+
+
 class PeerSpace(SearchSpace):
-    """Hand-designed peers (``{"model": "erfnet"}``): buildable and measurable, not searchable."""
+    """Hand-designed peers (``{"model": "erfnet"}``, optionally scaled): buildable and measurable, not
+    searchable."""
 
     name = "peer"
-    size_divisor = 8  # three stride-2 downsamplers mirrored by three 2x upsamplers
+    size_divisor = 8  # ERFNet's three stride-2 downsamplers mirrored by three 2x upsamplers
     heads = ("classifier",)
 
     def validate(self, arch: Arch, source: str = "arch") -> None:
         model = arch.genotype.get("model")
         if model not in PEERS:
             raise RtsegError(f"{source}: genotype.model = {model!r} is not a known peer; known: {', '.join(sorted(PEERS))}")
-        extra = set(arch.genotype) - {"model"}
+        fields = PEERS[model].fields
+        extra = set(arch.genotype) - {"model"} - set(fields)
         if extra:
-            raise RtsegError(f"{source}: the peer genotype has unknown fields: {', '.join(sorted(extra))}")
+            allowed = ", ".join(["model", *fields])
+            raise RtsegError(f"{source}: the {model} genotype has unknown fields: {', '.join(sorted(extra))} (allowed: {allowed})")
+        for key, (ok, what) in fields.items():
+            if key in arch.genotype and not ok(arch.genotype[key]):
+                raise RtsegError(f"{source}: genotype.{key} = {arch.genotype[key]!r} is out of range for {model}; use {what}")
         if arch.head not in self.heads:
             raise RtsegError(f"{source}: head {arch.head!r} is not available for peers (use 'classifier')")
 
@@ -159,16 +322,17 @@ class PeerSpace(SearchSpace):
     def supernet(self, num_classes: int = 19) -> nn.Module:
         raise RtsegError("the peer space is not searchable: it has no supernet; search a space such as 'ssr'")
 
-    def build(self, arch: Arch) -> PeerNet:
+    def build(self, arch: Arch) -> Network:
         self.validate(arch)
-        return PeerNet(arch)
+        return PEERS[arch.genotype["model"]].net(arch)
 
     def signatures(self, arch: Arch, h: int, w: int) -> list[OpSignature]:
         self.check_input(h, w)
-        return [spec.at(h // f, w // f) for spec, f in PEERS[arch.genotype["model"]](arch.num_classes)]
+        return [spec.at(*_sizes(h, w, f)) for spec, f in peer_specs(arch)]
 
     def candidate_signatures(self, h: int, w: int, num_classes: int = 19, heads: tuple[str, ...] | None = None) -> list[OpSignature]:
-        """Every distinct signature of every peer at ``h x w`` (so ``profile-ops`` can cover them)."""
+        """Every distinct signature of every published peer at ``h x w`` (so ``profile-ops`` can cover
+        them; scaled members add signatures of their own)."""
         seen: dict[str, OpSignature] = {}
         for model in sorted(PEERS):
             arch = Arch(self.name, num_classes, {"model": model})
