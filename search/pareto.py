@@ -120,7 +120,7 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
             {"searched" if x == "single-path" else "searched-ws" for x in args.variants}}
 
 
-def _families(lut: Any, target: float, out: Path, base: Arch) -> dict[str, dict[str, Any]]:
+def _families(lut: Any, target: float, out: Path, base: Arch, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """The member of each hand-designed family whose latency measured on the deploy runtime is nearest
     T (kept in families.json; none when this rtseg has no families). T is in the LUT's terms, so each
     measurement is scaled by baseline1's predicted over its measured latency, timed just before: on a
@@ -135,7 +135,7 @@ def _families(lut: Any, target: float, out: Path, base: Arch) -> dict[str, dict[
     saved = json.loads(path.read_text()) if path.exists() else {}
     h, w = lut.input_hw
     measure = _measure(lut)
-    for fam in family_names():
+    for fam in names or family_names():
         if fam not in saved:
             scale = lut.predict(base, h, w).total_ms / statistics.median(measure_archs_like_lut(lut, [base, base, base]))
 
@@ -148,7 +148,7 @@ def _families(lut: Any, target: float, out: Path, base: Arch) -> dict[str, dict[
             saved[fam] = {"arch": pick.arch().to_dict(), "kind": "family",
                           "pick": {k: v for k, v in pick.to_dict().items() if k not in ("arch", "tried")}}
             atomic_write_json(path, saved)
-    return {k: {**v, "arch": load_arch(v["arch"])} for k, v in saved.items()}
+    return {k: {**v, "arch": load_arch(v["arch"])} for k, v in saved.items() if not names or k in names}
 
 
 def main() -> None:
@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--search-batch", type=int, default=4)
     ap.add_argument("--search-warmup-epochs", type=int, default=2)
     ap.add_argument("--only-candidates", action="store_true", help="search and pick the candidates, train nothing yet")
+    ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3"], help="hand-designed families to compare (rtseg arch families lists them)")
     ap.add_argument("--no-families", action="store_true", help="leave the hand-designed families out")
     ap.add_argument("--jobs", type=int, default=2, help="training runs at a time (one CPU thread each)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random archs")
@@ -199,7 +200,7 @@ def main() -> None:
         print(f"budget {f:g} x baseline1 = {target:.3f} ms: choosing candidates", file=sys.stderr)
         cands = _candidates(lut, args.lut, target, bdir, args)
         if not args.no_families:
-            cands.update(_families(lut, target, bdir, base))
+            cands.update(_families(lut, target, bdir, base, args.families))
         budgets.append({"fraction": f, "target_ms": target, "dir": bdir, "cands": cands})
     if args.only_candidates:
         return
