@@ -99,3 +99,38 @@ def slugify(text: str) -> str:
     """A filesystem-safe lower-case slug (device names become folder names under engines/)."""
     s = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
     return s or "unknown"
+
+
+def config_differences(saved: Any, now: Any, may_differ: tuple[str, ...] = (), whole: tuple[str, ...] = (),
+                       prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(field, saved, now)`` (values as JSON) for every field of two run configs that differs, nested
+    objects as dotted names unless listed in ``whole``. Fields in ``may_differ`` (dotted names) and
+    fields one side lacks (a config written by an older rtseg) are not compared."""
+    out: list[tuple[str, str, str]] = []
+    if not (isinstance(saved, dict) and isinstance(now, dict)):
+        return out
+    for key in saved:
+        name = f"{prefix}{key}"
+        if key not in now or name in may_differ:
+            continue
+        a, b = saved[key], now[key]
+        if isinstance(a, dict) and isinstance(b, dict) and a and b and name not in whole:
+            out += config_differences(a, b, may_differ, whole, prefix=f"{name}.")
+            continue
+        ja, jb = json.dumps(a, sort_keys=True, default=str), json.dumps(b, sort_keys=True, default=str)
+        if ja != jb:
+            out.append((name, ja, jb))
+    return out
+
+
+def check_same_config(saved: Any, now: Any, run_dir: str | os.PathLike, may_differ: tuple[str, ...] = (),
+                      flags: dict[str, str] | None = None, whole: tuple[str, ...] = ()) -> None:
+    """Refuse (one :class:`RtsegError` naming every differing field, by its command-line flag where
+    ``flags`` has one) to resume ``run_dir`` with a config other than the one it was started with: a
+    resumed run mixing two configs would be neither."""
+    diff = config_differences(saved, now, may_differ, whole)
+    if diff:
+        names = flags or {}
+        parts = [f"{names.get(n, n)} {a} (now {b})" if len(a) + len(b) <= 80 else f"{names.get(n, n)} differs" for n, a, b in diff]
+        raise RtsegError(f"{run_dir} was started with other settings than now: {'; '.join(parts)}; "
+                         "resume with the same settings or choose another --out")
