@@ -183,3 +183,38 @@ def check_input_file(path: str | os.PathLike, name: str = "input file") -> Path:
     if path.is_dir():
         raise RtsegError(f"{name} {path} is a folder, but a file is expected; pass the file inside it")
     return path
+
+
+def config_differences(saved: Any, now: Any, may_differ: tuple[str, ...] = (), whole: tuple[str, ...] = (),
+                       prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(field, saved, now)`` (values as JSON) for every field of two run configs that differs, nested
+    objects as dotted names unless listed in ``whole``. Fields in ``may_differ`` (dotted names) and
+    fields one side lacks (a config written by an older rtseg) are not compared."""
+    out: list[tuple[str, str, str]] = []
+    if not (isinstance(saved, dict) and isinstance(now, dict)):
+        return out
+    for key in saved:
+        name = f"{prefix}{key}"
+        if key not in now or name in may_differ:
+            continue
+        a, b = saved[key], now[key]
+        if isinstance(a, dict) and isinstance(b, dict) and a and b and name not in whole:
+            out += config_differences(a, b, may_differ, whole, prefix=f"{name}.")
+            continue
+        ja, jb = json.dumps(a, sort_keys=True, default=str), json.dumps(b, sort_keys=True, default=str)
+        if ja != jb:
+            out.append((name, ja, jb))
+    return out
+
+
+def check_same_config(saved: Any, now: Any, run_dir: str | os.PathLike, may_differ: tuple[str, ...] = (),
+                      flags: dict[str, str] | None = None, whole: tuple[str, ...] = ()) -> None:
+    """Refuse (one :class:`RtsegError` naming every differing field, by its command-line flag where
+    ``flags`` has one) to resume ``run_dir`` with a config other than the one it was started with: a
+    resumed run mixing two configs would be neither."""
+    diff = config_differences(saved, now, may_differ, whole)
+    if diff:
+        names = flags or {}
+        parts = [f"{names.get(n, n)} {a} (now {b})" if len(a) + len(b) <= 80 else f"{names.get(n, n)} differs" for n, a, b in diff]
+        raise RtsegError(f"{run_dir} was started with other settings than now: {'; '.join(parts)}; "
+                         "resume with the same settings or choose another --out")

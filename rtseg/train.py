@@ -51,10 +51,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from rtseg import distributed as dist
 from rtseg.arch import Arch, build_model, load_arch
 from rtseg.checkpoint import load_checkpoint, save_checkpoint, unwrap
-from rtseg.data import DatasetInfo, PairDataset, build_dataset, parse_data_spec
+from rtseg.data import DatasetInfo, PairDataset, build_dataset, parse_data_spec, split_sizes
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
-from rtseg.io import atomic_save, atomic_write_json, read_json
+from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,10 +391,15 @@ class _Budget:
         return int(min(max_total, step + max(1, math.floor(more))))
 
 
+#: Run-config fields a resumed training may change: limits and resources of this invocation (more
+#: --epochs continue the run), not what is trained or how.
+RESUME_MAY_DIFFER = ("train.epochs", "train.minutes", "train.workers", "train.device", "train.resume", "train.progress",
+                     "train.log_every", "world_size", "device", "machine", "torch_version", "created")
+
+
 def _check_resume_config(saved: dict[str, Any], now: dict[str, Any], out_dir: Path) -> None:
-    for key, flag in (("data", "--data"), ("input_hw", "--input"), ("arch", "--arch")):
-        if saved.get(key) != now.get(key):
-            raise RtsegError(f"{out_dir} was trained with a different {flag} than now; resume with the same {flag} or choose another --out")
+    flags = {"arch": "--arch", "data": "--data", "input_hw": "--input", **{f"train.{k}": f"--{k.replace('_', '-')}" for k in asdict(TrainConfig())}}
+    check_same_config(saved, now, out_dir, may_differ=RESUME_MAY_DIFFER, flags=flags, whole=("arch",))
 
 
 def train(
@@ -682,6 +687,8 @@ def _train(
         "machine": machine_name(device),
         "world_size": dist.world_size(),
         "input_hw": [h, w],
+        "data": data_spec,
+        "images": split_sizes(train_ds, val_ds),
         "checkpoint": str(best_path),
         "last": str(last_path),
         "curve": str(out / "curve.png"),

@@ -1,6 +1,7 @@
 """End-to-end search on a real (quickly measured) LUT and the synthetic dataset, at a tiny size."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,22 @@ def test_search_under_torchrun_keeps_replicas_identical(torchrun, lut_path, tmp_
     assert s["world_size"] == 2 and [x["rank"] for x in s["ranks"]] == [0, 1] and s["ranks_agree"]
     arch = rtseg.load_arch(out / "arch.json")
     assert 0.8 * target <= load_lut(lut_path).predict(arch, H, W).total_ms <= target
+
+
+def test_reg_comparison_reaches_its_report(lut_path, tmp_path):
+    """The recipe's report formats every column (a search record holds the list of budget-fit changes)."""
+    import argparse
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("reg_comparison", Path(__file__).resolve().parents[1] / "search" / "reg_comparison.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    args = argparse.Namespace(lut=str(lut_path), fraction=0.9, epochs=1, train_len=8, seed=0, out=str(tmp_path / "reg"))
+    mod.run_one(args, "ssr")
+    for name in mod.VARIANTS:  # one real run stands for the four: the report is what is tested here
+        if name != "ssr":
+            shutil.copytree(tmp_path / "reg" / "ssr", tmp_path / "reg" / name)
+    mod.report(args)
+    rows = json.loads((tmp_path / "reg" / "reg_comparison.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == list(mod.VARIANTS) and isinstance(rows[0]["budget_fit_changes"], list)

@@ -98,10 +98,13 @@ def test_train_cli_run_folder_resume_and_refusal(cli, tmp_path):
     s = json.loads(r.stdout)
     assert s["epochs"] == 3 and s["steps"] == 6
     assert (out / "metrics" / "epoch_003.json").is_file()
-    # resuming with another input size is refused
+    # resuming with another input size or batch is refused, in one line naming both; --epochs and --workers may change
     args[args.index("--input") + 1] = "64x64"
+    args[args.index("--batch") + 1] = "2"
+    args[args.index("--epochs") + 1] = "4"
     r = cli(*args, "--resume")
-    assert r.exit_code == 2 and "--input" in r.output
+    assert r.exit_code == 2 and r.output.count("error:") == 1, r.output
+    assert "--input [32, 64] (now [64, 64])" in r.output and "--batch 4 (now 2)" in r.output and "--epochs" not in r.output
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):

@@ -22,15 +22,16 @@ app.add_typer(arch_app, name="arch")
 @arch_app.command("sample")
 def sample(
     space: str = typer.Option("ssr", help="Search space to sample from."),
+    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help="Size option of the space, KEY=VALUE, repeatable (cas: width, nodes, ms_nodes, ms_width, layout, stem; dcnas: width, layers, stem, head, max_inputs). Recorded in the LUT and the arch."),
     seed: int = typer.Option(0, help="Random seed (the same seed gives the same arch).", callback=P.SEED),
     classes: int = typer.Option(19, help="Number of classes.", callback=P.COUNT),
     head: str = typer.Option("classifier", help="Head: classifier or aggregation (ssr)."),
     out: Optional[Path] = typer.Option(None, help="Write the arch JSON here (default: stdout).", callback=P.output_file),
 ) -> None:
     """Write a random valid arch of a space."""
-    from rtseg.spaces import get_space  # torch: imported per command so `rtseg` starts without it
+    from rtseg.spaces import get_space, parse_space_options  # torch: imported per command so `rtseg` starts without it
 
-    sp = get_space(space)
+    sp = get_space(space, parse_space_options(space_opt))
     if head not in sp.heads:
         raise RtsegError(f"head {head!r} is not available in space {space!r}; choose one of {', '.join(sp.heads)}")
     arch = sp.sample(random.Random(seed), num_classes=classes, head=head)

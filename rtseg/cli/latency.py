@@ -22,6 +22,7 @@ app.add_typer(lut_app, name="lut")
 @app.command("profile-ops")
 def profile_ops_cmd(
     space: str = typer.Option("ssr", help="Search space whose operators to measure."),
+    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help="Size option of the space, KEY=VALUE, repeatable (cas: width, nodes, ms_nodes, ms_width, layout, stem; dcnas: width, layers, stem, head, max_inputs). Recorded in the LUT and the arch."),
     input: str = typer.Option("512x1024", "--input", help="Network input size HxW.", callback=P.hw_size),
     backend: str = typer.Option("torch", help="torch, onnxruntime or tensorrt."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
@@ -45,6 +46,7 @@ def profile_ops_cmd(
     """Measure every operator a search space can place at an input size into a LUT (resumable)."""
     from rtseg.latency.lut import load_lut
     from rtseg.latency.profile import DEFAULT_MIN_TIME_S, DEFAULT_REPEATS, DEFAULT_WARMUP, profile_ops
+    from rtseg.spaces import parse_space_options
 
     h, w = parse_hw(input)
     with _term_as_interrupt():  # `kill` flushes what was measured, like Ctrl-C
@@ -54,6 +56,7 @@ def profile_ops_cmd(
             method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
             force=force, console=console, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
             recheck=recheck, calibration_archs=calibration_archs, speed_reference=speed_reference,
+            space_options=parse_space_options(space_opt),
         )
     lut = load_lut(path)
     summary = lut.summary()
@@ -188,7 +191,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     else:
         dev_desc += f", sm {dev.get('compute_capability')}, driver {dev.get('driver')}, CUDA {dev.get('cuda')}"
     rows = [
-        ("space", f"{s['space']} ({s['num_classes']} classes, heads {', '.join(s['heads'])})"),
+        ("space", f"{s['space']}{' ' + str(s['space_options']) if s.get('space_options') else ''} ({s['num_classes']} classes, heads {', '.join(s['heads'])})"),
         ("device", dev_desc),
         ("backend", f"{prov.get('backend')} {prov.get('backend_version')}"),
         ("precision / batch", f"{prov.get('precision')} / {prov.get('batch')}"),

@@ -42,13 +42,13 @@ def train_cmd(
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (CUDA only; ignored with a note on CPU)."),
     ohem: bool = typer.Option(False, "--ohem", help="Online hard example mining loss (p < 0.7, at least 1/16 of the pixels)."),
     minutes: Optional[float] = typer.Option(None, help="Wall-clock budget in minutes; the poly schedule is fitted to it.", callback=P.POSITIVE),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt (refused if any setting but --epochs, --minutes, --workers or --device differs)."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (config, metrics, checkpoints, curve).", callback=P.output_dir),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
     workers: Optional[int] = typer.Option(None, help="Data-loading processes (default: CPU cores - 1, at most 8).", callback=P.NON_NEGATIVE),
     seed: int = typer.Option(0, help="Seed of weights init, shuffling and augmentation.", callback=P.SEED),
-    train_len: Optional[int] = typer.Option(None, help="synthetic: training scenes (default 2000); files: use the first N.", callback=P.COUNT),
-    val_len: Optional[int] = typer.Option(None, help="synthetic: validation scenes (default 200); files: use the first N.", callback=P.COUNT),
+    train_len: Optional[int] = typer.Option(None, help="synthetic: training scenes [default: 2000]; cityscapes/camvid: train on the first N images only [default: all].", callback=P.COUNT),
+    val_len: Optional[int] = typer.Option(None, help="synthetic: validation scenes [default: 200]; cityscapes/camvid: validate on the first N images only [default: all].", callback=P.COUNT),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
 ) -> None:
     """Train an arch: poly LR, augmentation, per-epoch validation, atomic resumable checkpoints.
@@ -93,6 +93,9 @@ def train_cmd(
         + (f" x{summary['world_size']} processes" if summary["world_size"] > 1 else ""),
         highlight=False,
     )
+    im = summary["images"]
+    console.print(f"data {summary['data']}: " + " / ".join(f"{im[k]}" + (f" of {im[k + '_available']}" if k + "_available" in im else "") + f" {k}"
+                                                         for k in ("train", "val")) + " images", highlight=False)
     console.print(f"run folder {summary['run']}: best.pt, last.pt, curve.png, metrics/", highlight=False)
 
 

@@ -82,6 +82,16 @@ def build_dataset(
     return CamVidDataset(path, split, input_hw, augment, length=length, native_labels=native_labels)  # type: ignore[arg-type]
 
 
+def split_sizes(train: PairDataset, val: PairDataset) -> dict[str, int]:
+    """How many images each split of a run used, for its summary: ``{"train": N, "val": M}``, plus
+    ``train_available`` / ``val_available`` when a file dataset was cut to a subset (``length``)."""
+    out = {"train": len(train), "val": len(val)}
+    for split, ds in (("train", train), ("val", val)):
+        if ds.available is not None and ds.available != len(ds):
+            out[f"{split}_available"] = int(ds.available)
+    return out
+
+
 __all__ = [
     "DATASETS",
     "IGNORE_INDEX",
@@ -92,4 +102,5 @@ __all__ = [
     "dataset_info",
     "parse_data_spec",
     "preprocess",
+    "split_sizes",
 ]

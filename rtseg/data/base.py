@@ -149,6 +149,8 @@ class PairDataset:
 
     #: seeds the per-(epoch, index) augmentation generator
     aug_seed: int = 0
+    #: items of the split on disk before a ``length`` cut (None: the dataset is exactly what it holds)
+    available: int | None = None
 
     info: DatasetInfo
 

@@ -64,7 +64,10 @@ class CamVidDataset(PairDataset):
     def __init__(self, root: str | Path, split: str, input_hw: tuple[int, int], augment: bool, length: int | None = None, native_labels: bool = False) -> None:
         super().__init__(camvid_info(), input_hw, augment, native_labels)
         self.pairs = find_pairs(root, split)
+        self.available = len(self.pairs)
         if length is not None:
+            if int(length) < 1:
+                raise RtsegError(f"a {split} subset must hold at least one image, got {length}")
             self.pairs = self.pairs[: int(length)]
 
     def __len__(self) -> int:

@@ -26,11 +26,9 @@ SANE_SCALE = (0.5, 2.0)
 
 def split_prediction(lut: LUT, arch: Any) -> tuple[float, float]:
     """(fixed part incl. the constant, unscaled layer part) of ``arch``'s prediction, in ms."""
-    from rtseg.spaces import get_space
-
     h, w = lut.input_hw
     fixed, layers = lut.constant_ms, 0.0
-    for sig in get_space(lut.space).signatures(arch, h, w):
+    for sig in lut.search_space().signatures(arch, h, w):
         entry = lut.entries.get(sig.key)
         if entry is None:
             lut.cost(sig)  # raises the LUT's "does not cover" error
@@ -62,11 +60,10 @@ def calibrate(lut: LUT, timer: Any, n_archs: int = DEFAULT_CALIBRATION_ARCHS, wa
     With a ``speed`` reference each arch's timing is brought to the speed the LUT's entries are
     charged at first, so the factor fits the cost model rather than the machine's drift."""
     from rtseg.latency.validate import measure_archs_interleaved
-    from rtseg.spaces import get_space
 
     if not lut.has_skeleton:
         raise RtsegError(f"LUT {lut.name} has no measured skeleton yet; calibration needs the network constant")
-    space = get_space(lut.space)
+    space = lut.search_space()
     head = lut.heads[0]
     rng = random.Random(CALIBRATION_SEED)
     archs = [space.sample(rng, num_classes=lut.num_classes, head=head) for _ in range(max(2, n_archs))]

@@ -4,6 +4,7 @@ File layout (``format: rtseg.lut``, ``schema_version: 1``)::
 
     {"format": "rtseg.lut", "schema_version": 1, "space": "ssr", "num_classes": 19,
      "heads": ["classifier", "aggregation"], "complete": true,
+     "space_options": {"width": 16},   # only for a space sized by --space-opt (cas, dcnas)
      "provenance": {"device": {...}, "device_arg": "cpu", "backend": "torch", "backend_version": "...",
                     "backend_settings": {...}, "precision": "fp32", "batch": 1, "input": [128, 256],
                     "warmup": 5, "repeats": 30, "min_time_s": 0.03, "rotation": 4, "method": "isolated",
@@ -143,6 +144,17 @@ class LUT:
     @property
     def space(self) -> str:
         return self.doc["space"]
+
+    @property
+    def space_options(self) -> dict[str, Any]:
+        """The space's size options it was profiled for (``--space-opt``; absent = the defaults)."""
+        return dict(self.doc.get("space_options") or {})
+
+    def search_space(self) -> Any:
+        """The search space this LUT measured, with its size options."""
+        from rtseg.spaces import get_space
+
+        return get_space(self.space, self.space_options)
 
     @property
     def num_classes(self) -> int:
@@ -330,6 +342,8 @@ class LUT:
         for key in ("space", "num_classes"):
             if run.get(key) is not None and run[key] != self.doc.get(key):
                 out.append(f"{key} {self.doc.get(key)!r} vs {run[key]!r}")
+        if "space_options" in run and (run["space_options"] or {}) != self.space_options:
+            out.append(f"space_options {self.space_options} vs {run['space_options']}")
         prov = self.provenance
         for key in MATCH_FIELDS:
             if key in run and prov.get(key) != run[key]:
@@ -353,6 +367,7 @@ class LUT:
         return {
             "path": str(self.path) if self.path else None,
             "space": self.space,
+            "space_options": self.space_options,
             "num_classes": self.num_classes,
             "heads": self.heads,
             "entries": len(self.entries),
@@ -408,9 +423,12 @@ class LUT:
         return target
 
 
-def new_lut(space: str, num_classes: int, heads: list[str], provenance: dict[str, Any], path: Path | None = None) -> LUT:
+def new_lut(space: str, num_classes: int, heads: list[str], provenance: dict[str, Any], path: Path | None = None,
+            space_options: dict[str, Any] | None = None) -> LUT:
     doc = {"format": LUT_FORMAT, "schema_version": LUT_SCHEMA_VERSION, "space": space, "num_classes": int(num_classes),
            "heads": list(heads), "complete": False, "provenance": provenance, "entries": {}, "skeletons": {}}
+    if space_options:
+        doc["space_options"] = dict(space_options)
     return LUT(doc, path)
 
 

@@ -372,6 +372,7 @@ def profile_ops(
     recheck: bool = True,
     calibration_archs: int = DEFAULT_CALIBRATION_ARCHS,
     speed_reference: bool = True,
+    space_options: dict[str, Any] | None = None,
 ) -> Path:
     """Measure the operators of ``space_name`` at ``h x w`` into a LUT file and return its path.
 
@@ -384,7 +385,9 @@ def profile_ops(
     complete, ``calibration_archs`` random archs are timed end to end to fit the layer factor
     (:mod:`rtseg.latency.calibrate`; 0 keeps the raw entries). Both are saved, so a resumed run
     skips what is done. ``speed_reference`` times the reference operator around every measurement
-    (:mod:`rtseg.latency.speed`); off, entries are charged as measured.
+    (:mod:`rtseg.latency.speed`); off, entries are charged as measured. ``space_options`` sizes the
+    space (``--space-opt``, e.g. CAS ``{"width": 16}``); the LUT records them and its default file
+    name carries them.
     """
     if backend == "tensorrt":
         require_tensorrt()  # first of all: a missing TensorRT must never turn into another backend's timings
@@ -394,9 +397,10 @@ def profile_ops(
         raise RtsegError(f"unknown method {method!r}: use isolated or network")
     if warmup < 0 or repeats < 1:
         raise RtsegError("--warmup must be >= 0 and --repeats >= 1")
-    from rtseg.spaces import get_space
+    from rtseg.spaces import get_space, space_slug
 
-    space = get_space(space_name)
+    space = get_space(space_name, space_options)
+    space_options = space.options()
     h, w = parse_hw((h, w), space.size_divisor)
     heads = list(heads or space.heads)
     for hd in heads:
@@ -416,9 +420,9 @@ def profile_ops(
     speed = SpeedReference(timer, probe) if speed_reference else None
     prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, warmup, repeats, method, min_time_s, rotation, stack,
                           speed)
-    out = check_output_file(Path(out_path) if out_path is not None else default_lut_path(info, space_name, backend, precision, h, w, batch, method),
-                            "LUT path")
-    lut = _open_or_create(out, space_name, num_classes, heads, prov, force)
+    out = check_output_file(Path(out_path) if out_path is not None else default_lut_path(info, space_slug(space_name, space_options), backend,
+                                                                                           precision, h, w, batch, method), "LUT path")
+    lut = _open_or_create(out, space_name, num_classes, heads, prov, force, space_options)
 
     todo = [s for s in all_sigs if s.key not in lut.entries]
     todo_skel = [hd for hd in heads if hd not in lut.skeletons]
@@ -518,9 +522,10 @@ def profile_ops(
     return out
 
 
-def _open_or_create(out: Path, space: str, num_classes: int, heads: list[str], prov: dict[str, Any], force: bool) -> LUT:
+def _open_or_create(out: Path, space: str, num_classes: int, heads: list[str], prov: dict[str, Any], force: bool,
+                    space_options: dict[str, Any] | None = None) -> LUT:
     """Resume a matching LUT at ``out``; refuse a mismatching one unless ``force`` (then start over)."""
-    run = dict(prov, space=space, num_classes=num_classes)
+    run = dict(prov, space=space, num_classes=num_classes, space_options=space_options or {})
     if out.exists():
         try:
             lut = load_lut(out)
@@ -542,7 +547,7 @@ def _open_or_create(out: Path, space: str, num_classes: int, heads: list[str], p
                     "or pass --force to discard it and measure a new one"
                 )
     prov = dict(prov, created=_now(), runs=1, profiling_s=0.0)
-    return new_lut(space, num_classes, heads, prov, out)
+    return new_lut(space, num_classes, heads, prov, out, space_options)
 
 
 def _progress(console: Any) -> Any:

@@ -334,15 +334,13 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     figures judge the cost model, not the machine's drift since profiling (:mod:`rtseg.latency.speed`);
     the uncorrected figures are reported beside them.
     """
-    from rtseg.spaces import get_space
-
     table = lut if isinstance(lut, LUT) else load_lut(lut)
     if rounds < 1 or repeats < rounds:
         raise RtsegError("--repeats must be at least --rounds (each round times every arch at least once)")
     notes = table.check_device(force=force)
     if not table.has_skeleton and not force:
         raise RtsegError(f"LUT {table.name} has no measured skeleton (its profiling did not finish); re-run rtseg profile-ops with the same settings to complete it")
-    space = get_space(table.space)
+    space = table.search_space()
     h, w = table.input_hw
     head = head or table.heads[0]
     if archs is None:

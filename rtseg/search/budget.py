@@ -18,7 +18,7 @@ import torch
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSignature
-from rtseg.spaces import get_space
+from rtseg.spaces import SearchSpace, get_space
 
 
 @dataclass
@@ -40,10 +40,13 @@ def arch_cost(arch: Arch, h: int, w: int, lat: Callable[[OpSignature], float], l
     return ArchCost(sum(lat(s) for s in sigs) + lat_constant, float(sum(flops(s) for s in sigs)) if flops else 0.0)
 
 
-def check_feasible(space_name: str, h: int, w: int, num_classes: int, target_ms: float,
+def check_feasible(space: str | SearchSpace, h: int, w: int, num_classes: int, target_ms: float,
                    lat: Callable[[OpSignature], float], lat_constant: float) -> ArchCost:
-    """Refuse a budget below the cheapest arch of the space (message names the cheapest latency)."""
-    space = get_space(space_name)
+    """Refuse a budget below the cheapest arch of the space (a name, or a space with its size options;
+    the message names the cheapest latency)."""
+    if isinstance(space, str):
+        space = get_space(space)
+    space_name = space.name
     cheapest = space.cheapest_arch(lat, h, w, num_classes)
     c = arch_cost(cheapest, h, w, lat, lat_constant, None)
     if target_ms < c.latency_ms:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,15 +28,26 @@ import torch.nn.functional as F
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.flops import op_flops
-from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, read_json
+from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, check_same_config, read_json
 from rtseg.search.budget import arch_cost, check_feasible, fit_to_budget
 from rtseg.search.objective import DEFAULT_LEVEL_WEIGHTS, budget_penalty, flops_penalty, level_regularizer, shrink, total_entropy
 from rtseg.spaces import get_space
 
 
+#: Synthetic scenes per split when a search names no --train-len/--val-len (a file dataset is used whole).
+SYNTHETIC_SEARCH_LENGTHS = {"train": 256, "val": 32}
+#: Config fields a resumed search may change: limits and resources of this invocation, not what is searched.
+RESUME_MAY_DIFFER = ("epochs", "minutes", "workers", "device", "force", "verify_latency")
+#: How ``rtseg search`` spells the config fields it sets (the others are library-only).
+RESUME_FLAGS = {"space_options": "--space-opt", "input_hw": "--input", "shrink": "--no-shrink",
+                **{k: f"--{k.replace('_', '-')}" for k in ("space", "lut", "latency_ms", "flops_g", "data", "batch", "reg",
+                                                           "warmup_epochs", "arch_lr", "w_lr", "train_len", "val_len", "seed")}}
+
+
 @dataclass
 class SearchConfig:
     space: str = "ssr"
+    space_options: dict[str, Any] = field(default_factory=dict)  # --space-opt: the space's size (CAS, DCNAS)
     lut: str = ""
     latency_ms: float = 0.0
     flops_g: float | None = None
@@ -44,7 +55,7 @@ class SearchConfig:
     input_hw: tuple[int, int] = (128, 256)
     epochs: int = 10
     batch: int = 4
-    reg: str = "ssr"  # ssr | entropy | none
+    reg: str | None = None  # ssr | entropy | none | a space's own (dcnas); None: the space's paper's (default_reg)
     shrink: bool = True
     shrink_h: float = 0.1
     shrink_every: int = 10  # arch steps between shrink checks
@@ -61,8 +72,10 @@ class SearchConfig:
     warmup_epochs: int = 1
     relaxation: str | None = None  # None: the space's own (sigmoid-normalized for ssr, softmax for cas/dcnas)
     single_path: bool = False  # draw one path per step instead of the weighted sum (supernets with sample_paths)
-    train_len: int | None = 256
-    val_len: int | None = 32
+    # synthetic: scenes per split (None: SYNTHETIC_SEARCH_LENGTHS); cityscapes/camvid: None uses the
+    # whole split, N only its first N images (an explicit subset, reported in the summary)
+    train_len: int | None = None
+    val_len: int | None = None
     workers: int = 0
     device: str = "cpu"
     seed: int = 0
@@ -132,7 +145,7 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, pro
 
 def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: bool,
                 on_step: Callable[[int], None] | None) -> SearchResult:
-    from rtseg.data import build_dataset
+    from rtseg.data import build_dataset, split_sizes
     from rtseg import distributed as dist
     from rtseg.distributed import init_distributed, is_main, world_size
     from rtseg.evaluate import evaluate
@@ -141,15 +154,18 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
 
     out = Path(out_dir)
     h, w = cfg.input_hw
-    space = get_space(cfg.space)
+    space = get_space(cfg.space, cfg.space_options)
     space.check_input(h, w)
-    if cfg.reg not in ("ssr", "entropy", "none"):
-        raise RtsegError(f"unknown regularizer {cfg.reg!r}: choose ssr, entropy or none")
+    cfg = _resolved(cfg, space)
     if cfg.latency_ms <= 0:
         raise RtsegError("--latency-ms must be a positive budget in milliseconds")
     lut = load_lut(cfg.lut)
     if lut.space != cfg.space and not cfg.force:
         raise RtsegError(f"LUT {cfg.lut} was measured for space {lut.space!r}, not {cfg.space!r}; profile that space or pass --force")
+    lut_options = lut.search_space().options() if lut.space == cfg.space else cfg.space_options
+    if lut_options != cfg.space_options and not cfg.force:
+        raise RtsegError(f"LUT {cfg.lut} was profiled for the {cfg.space} space with options {lut_options or 'default'}, the search asks "
+                         f"for {cfg.space_options or 'default'}; profile with the same --space-opt or pass --force")
     if tuple(lut.input_hw) != (h, w) and not cfg.force:
         raise RtsegError(
             f"LUT {cfg.lut} was measured at {lut.input_hw[0]}x{lut.input_hw[1]}, the search runs at {h}x{w}; "
@@ -167,10 +183,11 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
     train_set = build_dataset(cfg.data, "train", (h, w), augment=True, seed=cfg.seed, length=cfg.train_len)
     val_set = build_dataset(cfg.data, "val", (h, w), augment=False, seed=cfg.seed, length=cfg.val_len)
     info = train_set.info
+    images = split_sizes(train_set, val_set)
     if lut.num_classes != info.num_classes and not cfg.force:
         raise RtsegError(f"LUT {cfg.lut} was profiled for {lut.num_classes} classes, dataset {cfg.data} has {info.num_classes}; "
                          f"re-run profile-ops with --classes {info.num_classes}")
-    cheapest = check_feasible(cfg.space, h, w, info.num_classes, cfg.latency_ms, lat_cost, lat_const)
+    cheapest = check_feasible(space, h, w, info.num_classes, cfg.latency_ms, lat_cost, lat_const)
     n = len(train_set)
     split_a = torch.utils.data.Subset(train_set, list(range(0, n, 2)))
     split_b = torch.utils.data.Subset(train_set, list(range(1, n, 2)))
@@ -188,6 +205,9 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
     a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=cfg.arch_weight_decay)
     start_epoch, log, trajectory, arch_steps = 0, [], [], 0
     state_path = out / "state.pt"
+    if resume and (out / "config.json").exists():
+        check_same_config(read_json(out / "config.json", "search config"), cfg.to_dict(), out, may_differ=RESUME_MAY_DIFFER,
+                          flags=RESUME_FLAGS)
     if resume and state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
         for name, idx in st["removed"]:
@@ -264,9 +284,9 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
                     loss_a = ce_b + cfg.latency_weight * budget_penalty(e_lat, cfg.latency_ms, *cfg.band)
                     if e_flops is not None and flops_budget:
                         loss_a = loss_a + cfg.flops_weight * flops_penalty(e_flops, flops_budget)
-                    if cfg.reg != "none":
+                    if cfg.reg in ("ssr", "entropy"):
                         loss_a = loss_a + level_regularizer(supernet, supernet.active_decisions(), cfg.reg, cfg.level_weights)
-                    if hasattr(supernet, "regularization"):
+                    elif cfg.reg in space.own_regs:
                         for term in supernet.regularization().values():
                             loss_a = loss_a + term
                     for p in supernet.weight_parameters():
@@ -340,7 +360,8 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
     final_cost = arch_cost(arch, h, w, lat_cost, lat_const, op_flops)
     arch.meta = {
         "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "flops_g": cfg.flops_g, "reg": cfg.reg,
-                          "shrink": cfg.shrink, "input_hw": [h, w], "data": cfg.data, **_lut_runtime(lut)},
+                          "shrink": cfg.shrink, "input_hw": [h, w], "data": cfg.data, "space_options": cfg.space_options,
+                          "images": images, **_lut_runtime(lut)},
         "predicted_latency_ms": final_cost.latency_ms,
         "flops": int(final_cost.flops),
     }
@@ -361,6 +382,9 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
         "budget_fit_changes": fit.changes,
         "reg": cfg.reg,
         "shrink": cfg.shrink,
+        "space_options": cfg.space_options,
+        "data": cfg.data,
+        "images": images,
         "wall_time_s": time.monotonic() - t_start,
         "world_size": world_size(),
     }
@@ -380,6 +404,25 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
         except Exception as exc:  # plotting must never lose a finished search
             summary["plot_error"] = str(exc)
     return SearchResult(arch, out, summary)
+
+
+def _resolved(cfg: SearchConfig, space) -> SearchConfig:
+    """The config with its defaults made explicit (what ``config.json`` records and ``--resume``
+    compares): the space's options as the space normalizes them, the space's own regularizer, and the
+    synthetic split sizes. A file dataset's ``None`` lengths stay ``None``: the whole split."""
+    from rtseg.data import parse_data_spec
+
+    reg = cfg.reg or space.default_reg
+    allowed = ("ssr", "entropy", "none", *space.own_regs)
+    if reg not in allowed:
+        raise RtsegError(f"unknown regularizer {reg!r} for the {cfg.space} space: choose {', '.join(allowed)}")
+    synthetic = parse_data_spec(cfg.data)[0] == "synthetic"
+    lengths = {}
+    for split, n in (("train", cfg.train_len), ("val", cfg.val_len)):
+        if n is not None and int(n) < 1:
+            raise RtsegError(f"--{split}-len must be at least 1, got {n}")
+        lengths[f"{split}_len"] = SYNTHETIC_SEARCH_LENGTHS[split] if n is None and synthetic else n
+    return replace(cfg, reg=reg, space_options=space.options(), **lengths)
 
 
 def _verify(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:

@@ -27,6 +27,8 @@ import torch
 from rtseg.spaces.base import Decision
 
 DEFAULT_LEVEL_WEIGHTS = {"depth": 0.15, "dilation_spatial": 0.3, "channels": 0.3}
+#: SSR's shrinking order (SSR paper, sec. 3.5 "Solution Space Shrinking"); other supernets name theirs as ``shrink_levels``.
+SSR_SHRINK_LEVELS = ("depth", "dilation_spatial", "channels")
 
 
 def budget_penalty(expected: torch.Tensor, target: float, low: float = 0.85, high: float = 0.97) -> torch.Tensor:
@@ -75,10 +77,15 @@ def total_entropy(supernet, decisions: Iterable[Decision]) -> float:
     return h
 
 
-def shrink(supernet, decisions: list[Decision], h: float = 0.1, levels: tuple[str, ...] = ("depth", "dilation_spatial", "channels")) -> list[tuple[str, int]]:
+def shrink(supernet, decisions: list[Decision], h: float = 0.1, levels: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
     """Hierarchical progressive shrinking (seed 002 eq. 11): remove every candidate whose
-    probability is at most ``h`` times the best of its decision, level by level (depth first, so
-    layers that can no longer run drop out before their own choices are considered)."""
+    probability is at most ``h`` times the best of its decision, level by level in ``levels``
+    (default: the supernet's ``shrink_levels``, else SSR's depth first, so layers that can no longer
+    run drop out before their own choices are considered). A supernet whose decisions depend on each
+    other vetoes a removal through ``can_remove(name, index)`` (CAS: a node must keep two edges that
+    can carry an operation)."""
+    levels = levels or getattr(supernet, "shrink_levels", SSR_SHRINK_LEVELS)
+    veto = getattr(supernet, "can_remove", None)
     removed: list[tuple[str, int]] = []
     for level in levels:
         current = supernet.active_decisions() if hasattr(supernet, "active_decisions") else decisions
@@ -90,6 +97,8 @@ def shrink(supernet, decisions: list[Decision], h: float = 0.1, levels: tuple[st
             best = float(p.max())
             for i in range(len(dec.choices)):
                 if bool(dec.alive[i]) and float(p[i]) <= h * best and dec.n_alive > 1:
+                    if veto is not None and not veto(dec.name, i):
+                        continue
                     supernet.remove(dec.name, i)
                     removed.append((dec.name, i))
     return removed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -55,6 +55,24 @@ class SearchSpace(ABC):
     #: Input height and width must be multiples of this.
     size_divisor: int = 1
     heads: tuple[str, ...] = ("classifier",)
+    #: The architecture regularizer of the space's own paper, what ``rtseg search`` uses unless
+    #: ``--reg`` names another (see :mod:`rtseg.search.objective`).
+    default_reg: str = "ssr"
+    #: Regularizers only this space has (its supernet's ``regularization()`` terms), by name.
+    own_regs: tuple[str, ...] = ()
+
+    def options(self) -> dict[str, Any]:
+        """The size options (``--space-opt``) that differ from the space's defaults, JSON-ready; ``{}``
+        for the default space. A LUT, a search config and an arch record them, so what one run
+        measured or searched is rebuilt exactly by the next."""
+        return {}
+
+    def with_options(self, options: Mapping[str, Any]) -> "SearchSpace":
+        """This space with ``options`` (field name -> value) applied over its current config."""
+        if options:
+            raise RtsegError(f"space {self.name!r} takes no --space-opt options (got {', '.join(sorted(options))}); "
+                             "its size is fixed by its paper's backbone")
+        return self
 
     @abstractmethod
     def validate(self, arch: Any, source: str = "arch") -> None: ...
@@ -91,12 +109,41 @@ def register_space(name: str) -> Callable[[Callable[[], SearchSpace]], Callable[
     return deco
 
 
-def get_space(name: str) -> SearchSpace:
+def get_space(name: str, options: Mapping[str, Any] | None = None) -> SearchSpace:
+    """The registered space ``name``, with its size ``options`` applied (see :meth:`SearchSpace.with_options`)."""
     try:
         factory = _SPACES[name]
     except KeyError:
         raise RtsegError(f"unknown search space {name!r}; available: {', '.join(sorted(_SPACES))}") from None
-    return factory()
+    space = factory()
+    return space.with_options(options) if options else space
+
+
+def parse_space_options(items: Iterable[str] | None) -> dict[str, Any]:
+    """``["width=16", "stem=[16,16,32]", "layout=NRNRN"]`` -> a dict. A value is read as JSON when it
+    parses (numbers, lists), as a plain string otherwise."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RtsegError(f"--space-opt {item!r} is not KEY=VALUE (e.g. --space-opt width=16)")
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text.strip()
+    return out
+
+
+def space_slug(name: str, options: Mapping[str, Any] | None = None) -> str:
+    """A file-name-safe name of a space and its options: ``cas``, ``cas-width16-nodes4``."""
+    parts = [name]
+    for key in sorted(options or {}):
+        v = options[key]  # type: ignore[index]
+        parts.append(f"{key}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
+    return "-".join(parts)
 
 
 def space_names() -> list[str]:

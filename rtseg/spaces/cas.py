@@ -27,7 +27,9 @@ Choices where the seed is vague (its Fig. 3 is not in the text): the position of
 convolutions of the seed's list (one and two 3x3 convs inside the 2x2 pool / upsample pair); the
 first cell takes the second (1/2) and third (1/4) stem convs as its inputs ("the outputs of the
 (i-1)-th and (i-2)-th cells or layers"); normal cells use 3 intermediate nodes and the multi-scale cell
-3 by default (the seed uses 4 and 6 at full scale; ``nodes`` and ``ms_nodes`` set them). The whole
+3 by default. The paper's cells have N = 6 and N = 9 nodes counting the two input nodes and the output
+node (sec. 3.3-3.4), i.e. 3 and 6 intermediate nodes: ``--space-opt ms_nodes=6`` reaches that scale,
+``width``, ``ms_width``, ``stem`` and ``layout`` scale the rest (:meth:`CASSpace.with_options`). The whole
 config is recorded in the genotype, so an arch JSON rebuilds its network without this default.
 
 Genotype::
@@ -485,6 +487,21 @@ class CASSupernet(DecisionTable, nn.Module):
         """CAS adds no regularizer of its own (its loss is eq. 1: L_val + λ L_cost)."""
         return {}
 
+    #: Shrinking order (:func:`rtseg.search.objective.shrink`): the cell kinds are independent.
+    shrink_levels = KINDS
+
+    def can_remove(self, name: str, index: int) -> bool:
+        """Whether shrinking may remove candidate ``index`` of edge ``name``: not when that leaves the
+        edge only ``none`` while its node keeps fewer than two edges with an operation, because
+        decoding gives every node two edges (sec. 3.1, k = 2)."""
+        alive = self._alive(name)
+        if index == 0 or int(alive[1:].sum()) - int(bool(alive[index])) > 0:
+            return True
+        kind, node, _ = name.split(".")
+        j = int(node[len("node"):])
+        with_op = sum(1 for i in range(j + 2) if bool(self._alive(edge_name(kind, j, i))[1:].any()))
+        return with_op - 1 >= 2
+
     def on_epoch(self, epoch: int, total_epochs: int) -> None:
         """Nothing is scheduled per epoch in CAS."""
 
@@ -661,8 +678,20 @@ class CASSpace(SearchSpace):
     size_divisor = 32  # output stride 16 and the pooled convolution's extra 2x2 pool
     heads = ("classifier",)  # the multi-scale cell and a 1x1 classifier
 
+    default_reg = "none"  # CAS's loss is eq. 1, L_val + λ L_cost: no regularizer of its own
+
     def __init__(self, config: CASConfig | None = None) -> None:
         self.config = config or CASConfig()
+
+    def options(self) -> dict[str, Any]:
+        default, mine = CASConfig().to_dict(), self.config.to_dict()
+        return {k: v for k, v in mine.items() if v != default[k]}
+
+    def with_options(self, options: Mapping[str, Any]) -> "CASSpace":
+        """Sizes of the CAS config: ``width`` (C of the first cells), ``nodes`` and ``ms_nodes``
+        (intermediate nodes of a backbone and of the multi-scale cell), ``ms_width``, ``layout``,
+        ``stem`` and ``ms_from`` (see the module docstring for the paper's scale)."""
+        return CASSpace(CASConfig.from_dict({**self.config.to_dict(), **dict(options)}, source="--space-opt (space cas)"))
 
     def config_of(self, arch: Arch, source: str = "arch") -> CASConfig:
         """The config an arch records (the space default when its genotype has none)."""

@@ -37,7 +37,8 @@ layer L), and a mixture layer's expected operator cost by u_m; for a fixed arch 
 0 or 1 and E[cost] is the arch's cost.
 
 Defaults are small (F = 8, L = 3, 32-filter 7x7 stem, 32-channel head) so a search at 128x256 runs in
-minutes on a CPU; the seed's best model is F = 64, L = 14. The config is recorded in the genotype::
+minutes on a CPU; the seed's best model is F = 64, L = 14 (``--space-opt width=64 --space-opt layers=14``,
+:meth:`DCNASSpace.with_options`). The config is recorded in the genotype::
 
     {"config": {"width": 8, "layers": 3, "stem": 32, "head": 32, "max_inputs": 3},
      "modules": [{"scale": 4, "layer": 1, "kernel": 3, "expansion": 6, "inputs": [[4, 0], [8, 0]]}, ...]}
@@ -306,6 +307,10 @@ class DCNASSupernet(DecisionTable, nn.Module):
         p = self.probs(name)
         return p / p.max()
 
+    #: Shrinking (:func:`rtseg.search.objective.shrink`) removes weak operators of the mixture layers;
+    #: paths are not a one-of choice and are left to :meth:`regularization` and the decoding.
+    shrink_levels = ("op",)
+
     def active_decisions(self) -> list[Decision]:
         """The operator decisions. Paths are not a one-of choice (a module keeps 1..k inputs); they
         are driven by :meth:`regularization` and read by the breadth-first decoding."""
@@ -545,8 +550,23 @@ class DCNASSpace(SearchSpace):
     size_divisor = 32
     heads = ("classifier",)  # the dense head of seed 000 sec. 1.2
 
+    #: DCNAS's own terms (supplement sec. 1.4: entropy of α, 0-or-1 pressure on paths, at most k inputs
+    #: by a Lagrangian), :meth:`DCNASSupernet.regularization`.
+    default_reg = "dcnas"
+    own_regs = ("dcnas",)
+
     def __init__(self, config: DCNASConfig | None = None) -> None:
         self.config = config or DCNASConfig()
+
+    def options(self) -> dict[str, Any]:
+        default, mine = DCNASConfig().to_dict(), self.config.to_dict()
+        return {k: v for k, v in mine.items() if v != default[k]}
+
+    def with_options(self, options: Mapping[str, Any]) -> "DCNASSpace":
+        """Sizes of the DCNAS config: ``width`` (F), ``layers`` (L), ``stem`` (filters of the 7x7 conv),
+        ``head`` (the head's 3x3 conv) and ``max_inputs`` (k); the paper's best model is ``width=64
+        layers=14`` with k = 3 (DCNAS sec. 4.1, supplement sec. 1.2)."""
+        return DCNASSpace(DCNASConfig.from_dict({**self.config.to_dict(), **dict(options)}, source="--space-opt (space dcnas)"))
 
     def config_of(self, arch: Arch, source: str = "arch") -> DCNASConfig:
         if "config" not in arch.genotype:
