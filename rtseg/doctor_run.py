@@ -83,6 +83,7 @@ class Plan:
     bench_warmup: int
     bench_iters: int
     demo_frames: int
+    clock: str = "wall"  # the profile's and validation's clock: one thread's CPU time on a CPU (see profile-ops --clock)
 
 
 def make_plan(cfg: RunConfig, cuda_available: bool) -> Plan:
@@ -107,8 +108,10 @@ def make_plan(cfg: RunConfig, cuda_available: bool) -> Plan:
     if cuda:
         return Plan(device, True, "fp16", hw, None, cfg.archs or 4, 5, n(25, 5), 1.0, 10, n(40, 10), 5, n(20, 5), n(200, 20),
                     cfg.demo_frames or n(120, 20))
+    # one thread and its CPU time: a CPU shared with other work then times the operators and the
+    # networks alike (rtseg/latency/README.md, "Measuring on a shared CPU")
     return Plan(device, False, "fp32", hw, 1, cfg.archs or 2, 2, n(5, 3), 0.5, 3, n(16, 8), 2, n(5, 3), n(20, 10),
-                cfg.demo_frames or n(30, 8))
+                cfg.demo_frames or n(30, 8), clock="thread")
 
 
 def _now() -> str:
@@ -253,7 +256,7 @@ def _profile(plan: Plan, cfg: RunConfig, out: Path, ctx: dict[str, Any]) -> dict
     path = profile_ops("ssr", h, w, backend="torch", device=plan.device, precision=plan.precision, warmup=plan.profile_warmup,
                        repeats=plan.profile_repeats, max_repeats=4 * plan.profile_repeats, out_path=out / "lut.json",
                        num_classes=NUM_CLASSES, progress=False, threads=plan.threads, heads=["classifier"], signatures=sigs,
-                       force=True, max_entry_s=plan.profile_max_entry_s, calibration_archs=0)
+                       force=True, max_entry_s=plan.profile_max_entry_s, calibration_archs=0, clock=plan.clock)
     seconds = time.monotonic() - t0
     ctx["lut"] = path
     lut = load_lut(path)

@@ -157,10 +157,13 @@ class OpTimer(ABC):
     @abstractmethod
     def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared: ...
 
-    def prepare_batch(self, modules: Sequence[nn.Module], input_sets: Sequence[Sequence[tuple[torch.Tensor, ...]]]) -> BatchPrepared:
+    def prepare_batch(self, modules: Sequence[nn.Module], input_sets: Sequence[Sequence[tuple[torch.Tensor, ...]]],
+                      key: Any = None) -> BatchPrepared:
         """Several modules at once. This default prepares each one and times them in interleaved
         rounds (each module once per round), so a burst of load spreads over all of them; a
-        backend with a cheaper way (TensorRT: one engine for all, timed per layer) overrides it."""
+        backend with a cheaper way (TensorRT: one engine for all, timed per layer) overrides it.
+        ``key`` names the group (the same key, the same modules' structure: a backend may reuse
+        what it built for it; this default ignores it)."""
         prepared: list[Prepared] = []
         try:
             for m, sets in zip(modules, input_sets):
@@ -310,6 +313,7 @@ class TensorRTTimer(OpTimer):
         self._tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-")
         self.timing_cache = Path(self._tmp.name) / "timing.cache"
         self._builder: Any = None
+        self._groups: dict[Any, Path] = {}  # prepare_batch key -> its merged ONNX (the engine beside it)
         self.engines_built = 0
 
     def builder(self) -> Any:  # pragma: no cover - needs TensorRT
@@ -349,21 +353,27 @@ class TensorRTTimer(OpTimer):
         return Prepared(lambda *a: runner.infer(*a), arrays, "cpu", keep=[runner, tmp])
 
 
-    def prepare_batch(self, modules: Sequence[nn.Module], input_sets: Sequence[Sequence[tuple[torch.Tensor, ...]]]) -> BatchPrepared:  # pragma: no cover - needs TensorRT
-        """All ``modules`` as independent subgraphs of one engine, timed per layer (see the class docstring)."""
+    def prepare_batch(self, modules: Sequence[nn.Module], input_sets: Sequence[Sequence[tuple[torch.Tensor, ...]]],
+                      key: Any = None) -> BatchPrepared:  # pragma: no cover - needs TensorRT
+        """All ``modules`` as independent subgraphs of one engine, timed per layer (see the class
+        docstring). The engine of a ``key`` seen before is loaded again, not rebuilt (the recheck
+        re-times every group: the weights differ, the timings do not depend on them)."""
         from rtseg.latency.trt_batch import SubgraphEngine, export_merged
 
-        tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-sg-", dir=self._tmp.name)
-        try:
-            folder = Path(tmp.name)
-            onnx_path = export_merged(modules, [sets[0] for sets in input_sets], folder / "subgraphs.onnx", opset=_opset())
-            engine = SubgraphEngine(onnx_path, len(modules), [sets[0] for sets in input_sets], folder, self.precision == "fp16",
-                                    self.workspace_gb, self.timing_cache, self.device.arg, builder=self.builder())
-        except BaseException:
-            tmp.cleanup()
-            raise
+        inputs = [sets[0] for sets in input_sets]
+        if key is not None and key in self._groups:
+            onnx_path = self._groups[key]
+            engine = SubgraphEngine(onnx_path, len(modules), inputs, onnx_path.parent, self.precision == "fp16", self.workspace_gb,
+                                    self.timing_cache, self.device.arg, builder=self.builder())
+            return BatchPrepared(engine.take, len(modules), keep=[engine], describe=engine.summary)
+        folder = Path(tempfile.mkdtemp(prefix="sg-", dir=self._tmp.name))  # kept until the timer goes: a recheck loads it again
+        onnx_path = export_merged(modules, inputs, folder / "subgraphs.onnx", opset=_opset(), device=self.device.arg)
+        engine = SubgraphEngine(onnx_path, len(modules), inputs, folder, self.precision == "fp16", self.workspace_gb,
+                                self.timing_cache, self.device.arg, builder=self.builder())
         self.engines_built += 1
-        return BatchPrepared(engine.take, len(modules), keep=[engine, tmp], describe=engine.summary)
+        if key is not None:
+            self._groups[key] = onnx_path
+        return BatchPrepared(engine.take, len(modules), keep=[engine], describe=engine.summary)
 
 
 def require_tensorrt() -> None:

@@ -249,7 +249,7 @@ def measure_signatures_batched(timer: OpTimer, sigs: Sequence[OpSignature], warm
             modules.append(build_op(sig.spec))
             sets.append(inputs)
             roles.append(("alone", j, 1))
-    prepared = timer.prepare_batch(modules, sets)
+    prepared = timer.prepare_batch(modules, sets, key=(method, k, tuple(s.key for s in sigs), tuple(r[0] for r in roles)))
     try:
         def run() -> list[list[float]]:
             return prepared.stable_samples(warmup, repeats, rel_ci, max_repeats, None if max_s is None else max_s * len(modules))
