@@ -221,9 +221,10 @@ def measure_signatures_batched(timer: OpTimer, sigs: Sequence[OpSignature], warm
                                identity_cache: _IdentityCache | None = None, rel_ci: float = DEFAULT_REL_CI,
                                max_s: float | None = DEFAULT_MAX_S, speed: SpeedReference | None = None) -> list[dict[str, Any]]:
     """The entries of ``sigs`` measured together through :meth:`OpTimer.prepare_batch`: the same
-    modules (an operator, or a stack of its copies and the stack of identities of its shape) and the
-    same arithmetic as :func:`measure_signature`, but prepared at once and sampled in shared rounds
-    until every median settles. On TensorRT that is one engine for the whole group, timed per layer
+    modules (an operator, or a stack of its copies and the stack of identities of its shape, timed
+    once per group beside the stacks it is subtracted from) and the same arithmetic as
+    :func:`measure_signature`, but prepared at once and sampled in shared rounds until every median
+    settles. On TensorRT that is one engine for the whole group, timed per layer
     (:mod:`rtseg.latency.trt_batch`). One input set per module: between two runs of a module the
     others run, so its input is not waiting in the cache. Every entry records ``batched``: how
     many modules were prepared with it."""
@@ -240,7 +241,7 @@ def measure_signatures_batched(timer: OpTimer, sigs: Sequence[OpSignature], warm
             sets.append(inputs)
             roles.append(("stack", j, k))
             shape = (tuple(inputs[0][0].shape), "batched")
-            if shape not in cache.values and shape not in pending:
+            if shape not in pending:  # each group times its own c'_id: the same group, the same modules (a recheck reuses the engine)
                 pending.add(shape)
                 modules.append(nn.Sequential(*(build_op(OpSpec.make("identity", sig.spec.c_in, sig.spec.c_in)) for _ in range(k))))
                 sets.append(inputs)
