@@ -18,6 +18,7 @@ _COMMAND_MODULES = [
     "rtseg.cli.export",
     "rtseg.cli.demo",
     "rtseg.cli.quickstart",
+    "rtseg.cli.doctor",
 ]
 for _name in _COMMAND_MODULES:
     try:

@@ -146,12 +146,17 @@ def build_engine(
     dynamic: DynamicShapes | None = None,
     progress: bool = True,
     info: dict[str, Any] | None = None,
+    builder: Any = None,
+    max_aux_streams: int | None = None,
 ) -> Path:
     """Build and write a serialized engine from ``onnx_path`` (see the module docstring).
 
     ``info``, when given, is filled with what was done: TensorRT version, FP16 mode
     (``strongly-typed`` or ``builder-flag``), the ONNX actually parsed, the profile, the timing
     cache and the layer precision counts; the export pipeline records it in the sidecar.
+    ``builder`` reuses a ``trt.Builder`` across many builds (creating one loads TensorRT's kernel
+    library, seconds each time); ``max_aux_streams=0`` keeps every layer on one stream, so layer
+    timings never overlap (the LUT profiler's many-subgraph engines).
     """
     from rtseg.export.onnx import convert_fp16, is_fp16_onnx
 
@@ -177,7 +182,7 @@ def build_engine(
         mode = "strongly-typed" if strongly_typed else "builder-flag"
 
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder = builder if builder is not None else trt.Builder(logger)
     flags = 0
     if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -194,6 +199,8 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if hasattr(trt, "ProfilingVerbosity"):
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # so the inspector reports precisions
+    if max_aux_streams is not None and hasattr(config, "max_aux_streams"):
+        config.max_aux_streams = int(max_aux_streams)
     if fp16 and not strongly_typed:
         if not getattr(builder, "platform_has_fast_fp16", True):
             raise RtsegError("this GPU has no fast FP16; build with --no-fp16")

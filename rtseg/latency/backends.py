@@ -71,10 +71,54 @@ class Prepared:
         self.keep.clear()
 
 
+@dataclass
+class BatchPrepared:
+    """Several modules made ready together (:meth:`OpTimer.prepare_batch`): ``take(warmup, n)``
+    returns ``n`` samples (ms) per module, in the modules' order."""
+
+    take: Callable[[int, int], list[list[float]]]
+    count: int
+    keep: list[Any] = field(default_factory=list)
+    describe: Callable[[], dict[str, Any]] | None = None  # what the backend did (e.g. subgraphs it had to time alone)
+
+    def samples(self, warmup: int, repeats: int) -> list[list[float]]:
+        with torch.inference_mode():
+            return self.take(warmup, repeats)
+
+    def stable_samples(self, warmup: int, repeats: int, rel_ci: float = 0.05, max_repeats: int = 400,
+                       max_s: float | None = None) -> list[list[float]]:
+        """Samples of every module, more rounds added until every median's 95% CI is within
+        ``rel_ci`` (the rule of :func:`rtseg.latency.timing.sample_until_stable`, applied to the
+        least settled module), ``max_repeats`` samples each or ``max_s`` seconds of samples."""
+        from rtseg.latency.timing import median_ci
+
+        out = self.samples(warmup, repeats)
+        step = max(1, repeats)
+        while out and len(out[0]) < max_repeats and (max_s is None or sum(sum(s) for s in out) / 1000.0 < max_s):
+            unsettled = False
+            for s in out:
+                lo, hi = median_ci(s)
+                med = sorted(s)[len(s) // 2]
+                if med > 0 and (hi - lo) > rel_ci * med:
+                    unsettled = True
+                    break
+            if not unsettled:
+                break
+            more = self.samples(0, min(step, max_repeats - len(out[0])))
+            out = [a + b for a, b in zip(out, more)]
+        return out
+
+    def close(self) -> None:
+        Prepared(lambda: None, [], "cpu", keep=self.keep).close()
+
+
 class OpTimer(ABC):
     """Times modules on one backend, device, precision and batch."""
 
     name: str = ""
+    #: How many LUT entries the profiler hands :meth:`prepare_batch` at once; 1: one at a time
+    #: through :meth:`prepare` (the torch and onnxruntime timers; TensorRT batches, see its class).
+    batch_size: int = 1
 
     def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall") -> None:
         if clock not in CLOCKS:
@@ -112,6 +156,34 @@ class OpTimer(ABC):
 
     @abstractmethod
     def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared: ...
+
+    def prepare_batch(self, modules: Sequence[nn.Module], input_sets: Sequence[Sequence[tuple[torch.Tensor, ...]]],
+                      key: Any = None) -> BatchPrepared:
+        """Several modules at once. This default prepares each one and times them in interleaved
+        rounds (each module once per round), so a burst of load spreads over all of them; a
+        backend with a cheaper way (TensorRT: one engine for all, timed per layer) overrides it.
+        ``key`` names the group (the same key, the same modules' structure: a backend may reuse
+        what it built for it; this default ignores it)."""
+        prepared: list[Prepared] = []
+        try:
+            for m, sets in zip(modules, input_sets):
+                prepared.append(self.prepare(m, sets))
+        except BaseException:
+            for p in prepared:
+                p.close()
+            raise
+
+        def take(warmup: int, n: int) -> list[list[float]]:
+            if warmup:
+                for p in prepared:
+                    p.samples(warmup, 1)
+            out: list[list[float]] = [[] for _ in prepared]
+            for _ in range(max(1, n)):
+                for i, p in enumerate(prepared):
+                    out[i] += p.samples(0, 1)
+            return out
+
+        return BatchPrepared(take, len(prepared), keep=list(prepared))
 
     def time_module(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]], warmup: int, repeats: int,
                     min_time_s: float = 0.0, max_repeats: int | None = None) -> TimingStats:
@@ -218,11 +290,18 @@ class OnnxRuntimeTimer(OpTimer):
 
 
 class TensorRTTimer(OpTimer):
-    """One TensorRT engine per module, built from its one-op (or whole-network) ONNX graph, as
-    FasterSeg timed operators, with fp16 enabled for ``--precision fp16``; engines share a timing
-    cache so rebuilding a LUT is fast. Needs ``tensorrt`` and a CUDA device; refuses otherwise."""
+    """TensorRT engines built from the modules' ONNX graphs, with fp16 enabled for ``--precision
+    fp16``. LUT entries go through :meth:`prepare_batch`: up to :attr:`batch_size` one-operator
+    subgraphs per engine, each timed per layer by TensorRT's ``IProfiler``
+    (:mod:`rtseg.latency.trt_batch`; one engine per entry, as FasterSeg timed operators, would cost
+    thousands of builds for the ``ssr`` space, see ``rtseg/latency/README.md``). Whole networks
+    (skeletons, calibration, ``lut validate``) and the reference operator get an engine each through
+    :meth:`prepare`. One builder is reused and every build shares a timing cache, by default the
+    one ``rtseg export --trt`` keeps beside the LUT (set :attr:`timing_cache`), so a re-run skips
+    TensorRT's tactic timing. Needs ``tensorrt`` and a CUDA device; refuses otherwise."""
 
     name = "tensorrt"
+    batch_size = 64
 
     def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall",
                  workspace_gb: float = 1.0) -> None:
@@ -233,6 +312,17 @@ class TensorRTTimer(OpTimer):
         self.workspace_gb = workspace_gb
         self._tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-")
         self.timing_cache = Path(self._tmp.name) / "timing.cache"
+        self._builder: Any = None
+        self._groups: dict[Any, Path] = {}  # prepare_batch key -> its merged ONNX (the engine beside it)
+        self.engines_built = 0
+
+    def builder(self) -> Any:  # pragma: no cover - needs TensorRT
+        """One ``trt.Builder`` for every build of this timer (each new one reloads the kernel library)."""
+        if self._builder is None:
+            import tensorrt as trt
+
+            self._builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+        return self._builder
 
     @property
     def version(self) -> str:
@@ -251,7 +341,9 @@ class TensorRTTimer(OpTimer):
         tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-op-", dir=self._tmp.name)
         onnx_path, engine_path = Path(tmp.name) / "m.onnx", Path(tmp.name) / "m.engine"
         export_onnx(module.eval().cpu().float(), tuple(t.float() for t in input_sets[0]), onnx_path, opset=_opset())
-        build_engine(onnx_path, engine_path, fp16=self.precision == "fp16", workspace_gb=self.workspace_gb, timing_cache=self.timing_cache)
+        build_engine(onnx_path, engine_path, fp16=self.precision == "fp16", workspace_gb=self.workspace_gb, timing_cache=self.timing_cache,
+                     progress=False, builder=self.builder())
+        self.engines_built += 1
         runner = TensorRTRunner(engine_path, device=self.device.arg)
         arrays = [tuple(t.float().numpy() for t in s) for s in input_sets]
         execute = getattr(runner, "_execute", None)
@@ -259,6 +351,29 @@ class TensorRTTimer(OpTimer):
             runner.infer(*arrays[0])
             return Prepared(lambda: execute(), [()], "cpu", keep=[runner, tmp])
         return Prepared(lambda *a: runner.infer(*a), arrays, "cpu", keep=[runner, tmp])
+
+
+    def prepare_batch(self, modules: Sequence[nn.Module], input_sets: Sequence[Sequence[tuple[torch.Tensor, ...]]],
+                      key: Any = None) -> BatchPrepared:  # pragma: no cover - needs TensorRT
+        """All ``modules`` as independent subgraphs of one engine, timed per layer (see the class
+        docstring). The engine of a ``key`` seen before is loaded again, not rebuilt (the recheck
+        re-times every group: the weights differ, the timings do not depend on them)."""
+        from rtseg.latency.trt_batch import SubgraphEngine, export_merged
+
+        inputs = [sets[0] for sets in input_sets]
+        if key is not None and key in self._groups:
+            onnx_path = self._groups[key]
+            engine = SubgraphEngine(onnx_path, len(modules), inputs, onnx_path.parent, self.precision == "fp16", self.workspace_gb,
+                                    self.timing_cache, self.device.arg, builder=self.builder())
+            return BatchPrepared(engine.take, len(modules), keep=[engine], describe=engine.summary)
+        folder = Path(tempfile.mkdtemp(prefix="sg-", dir=self._tmp.name))  # kept until the timer goes: a recheck loads it again
+        onnx_path = export_merged(modules, inputs, folder / "subgraphs.onnx", opset=_opset(), device=self.device.arg)
+        engine = SubgraphEngine(onnx_path, len(modules), inputs, folder, self.precision == "fp16", self.workspace_gb,
+                                self.timing_cache, self.device.arg, builder=self.builder())
+        self.engines_built += 1
+        if key is not None:
+            self._groups[key] = onnx_path
+        return BatchPrepared(engine.take, len(modules), keep=[engine], describe=engine.summary)
 
 
 def require_tensorrt() -> None:

@@ -98,6 +98,44 @@ def _nvidia_driver(index: int) -> str | None:
     return text.splitlines()[0].strip() if out.returncode == 0 and text else None
 
 
+#: What :func:`nvidia_smi_gpus` asks nvidia-smi for, one key per query field.
+_SMI_FIELDS = {"index": "index", "name": "name", "compute_capability": "compute_cap", "memory_mib": "memory.total",
+               "driver": "driver_version"}
+
+
+def nvidia_smi_gpus() -> list[dict[str, Any]] | None:
+    """The GPUs the NVIDIA driver sees, from ``nvidia-smi`` (no torch needed): index, name, compute
+    capability, memory (MiB) and driver per GPU. None when nvidia-smi is absent or fails (no
+    driver); older drivers without the ``compute_cap`` field give None for it."""
+    def query(fields: list[str]) -> list[list[str]] | None:
+        try:
+            out = subprocess.run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=15, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if out.returncode != 0:
+            return None
+        return [[c.strip() for c in line.split(",")] for line in out.stdout.strip().splitlines() if line.strip()]
+
+    keys = list(_SMI_FIELDS)
+    rows = query([_SMI_FIELDS[k] for k in keys])
+    if rows is None:  # a driver too old for compute_cap: ask again without it
+        keys.remove("compute_capability")
+        rows = query([_SMI_FIELDS[k] for k in keys])
+        if rows is None:
+            return None
+    gpus = []
+    for r in rows:
+        d: dict[str, Any] = {"compute_capability": None, **dict(zip(keys, r))}
+        for k in ("index", "memory_mib"):
+            try:
+                d[k] = int(float(d[k]))
+            except (TypeError, ValueError, KeyError):
+                d[k] = None
+        gpus.append(d)
+    return gpus
+
+
 @dataclass
 class DeviceInfo:
     """A measured device: ``kind`` is ``cpu`` or ``cuda``; ``arg`` the device string it was run with."""

@@ -216,6 +216,69 @@ def measure_signature(timer: OpTimer, sig: OpSignature, warmup: int, repeats: in
     return _stats_entry(sig, samples, "isolated", slot=shape_preserving(sig.spec, sig.h, sig.w), **_ref(ref_ms))
 
 
+def measure_signatures_batched(timer: OpTimer, sigs: Sequence[OpSignature], warmup: int, repeats: int, method: str = DEFAULT_METHOD,
+                               stack: int = DEFAULT_STACK, max_repeats: int = DEFAULT_MAX_REPEATS,
+                               identity_cache: _IdentityCache | None = None, rel_ci: float = DEFAULT_REL_CI,
+                               max_s: float | None = DEFAULT_MAX_S, speed: SpeedReference | None = None) -> list[dict[str, Any]]:
+    """The entries of ``sigs`` measured together through :meth:`OpTimer.prepare_batch`: the same
+    modules (an operator, or a stack of its copies and the stack of identities of its shape, timed
+    once per group beside the stacks it is subtracted from) and the same arithmetic as
+    :func:`measure_signature`, but prepared at once and sampled in shared rounds until every median
+    settles. On TensorRT that is one engine for the whole group, timed per layer
+    (:mod:`rtseg.latency.trt_batch`). One input set per module: between two runs of a module the
+    others run, so its input is not waiting in the cache. Every entry records ``batched``: how
+    many modules were prepared with it."""
+    cache = identity_cache if identity_cache is not None else _IdentityCache()
+    modules: list[nn.Module] = []
+    sets: list[list[tuple[torch.Tensor, ...]]] = []
+    roles: list[tuple[str, Any, int]] = []  # ("stack"|"alone", entry index, k) or ("identity", shape key, k)
+    pending: set[Any] = set()
+    k = max(1, int(stack))
+    for j, sig in enumerate(sigs):
+        inputs = _input_sets(sig, timer.batch, 1)
+        if method == "network" and shape_preserving(sig.spec, sig.h, sig.w) and len(inputs[0]) == 1:
+            modules.append(nn.Sequential(*(build_op(sig.spec) for _ in range(k))))
+            sets.append(inputs)
+            roles.append(("stack", j, k))
+            shape = (tuple(inputs[0][0].shape), "batched")
+            if shape not in pending:  # each group times its own c'_id: the same group, the same modules (a recheck reuses the engine)
+                pending.add(shape)
+                modules.append(nn.Sequential(*(build_op(OpSpec.make("identity", sig.spec.c_in, sig.spec.c_in)) for _ in range(k))))
+                sets.append(inputs)
+                roles.append(("identity", shape, k))
+        else:
+            modules.append(build_op(sig.spec))
+            sets.append(inputs)
+            roles.append(("alone", j, 1))
+    prepared = timer.prepare_batch(modules, sets, key=(method, k, tuple(s.key for s in sigs), tuple(r[0] for r in roles)))
+    try:
+        def run() -> list[list[float]]:
+            return prepared.stable_samples(warmup, repeats, rel_ci, max_repeats, None if max_s is None else max_s * len(modules))
+
+        samples, ref_ms = speed.bracket(run) if speed is not None else (run(), None)
+        detail = prepared.describe() if prepared.describe is not None else {}
+    finally:
+        prepared.close()
+    for (role, key, _), s in zip(roles, samples):
+        if role == "identity":
+            cache.values[key] = timer_median(s)
+    entries: list[dict[str, Any]] = [{} for _ in sigs]
+    extra = {"batched": len(modules)}
+    timed_alone = set(detail.get("timed_alone", ()))  # shared a fused layer with another subgraph: re-timed in an engine of its own
+    for i, ((role, j, kk), s) in enumerate(zip(roles, samples)):
+        if role == "identity":
+            continue
+        sig = sigs[j]
+        alone = {"timed_alone": True} if i in timed_alone else {}
+        if role == "stack":
+            c_id = cache.values[(tuple(sets[i][0][0].shape), "batched")]
+            entries[j] = _stats_entry(sig, [(t - c_id) / kk for t in s], "network", slot=True, stack=kk, network_median_ms=timer_median(s),
+                                      identity_ms=c_id, **extra, **alone, **_ref(ref_ms))
+        else:
+            entries[j] = _stats_entry(sig, s, "isolated", slot=shape_preserving(sig.spec, sig.h, sig.w), **extra, **alone, **_ref(ref_ms))
+    return entries
+
+
 def _ref(ref_ms: float | None) -> dict[str, Any]:
     return {} if ref_ms is None else {"ref_ms": ref_ms}
 
@@ -373,6 +436,7 @@ def profile_ops(
     calibration_archs: int = DEFAULT_CALIBRATION_ARCHS,
     speed_reference: bool = True,
     space_options: dict[str, Any] | None = None,
+    batch_entries: int | None = None,
 ) -> Path:
     """Measure the operators of ``space_name`` at ``h x w`` into a LUT file and return its path.
 
@@ -388,6 +452,11 @@ def profile_ops(
     (:mod:`rtseg.latency.speed`); off, entries are charged as measured. ``space_options`` sizes the
     space (``--space-opt``, e.g. CAS ``{"width": 16}``); the LUT records them and its default file
     name carries them.
+
+    ``batch_entries`` measures entries in groups of that many through
+    :func:`measure_signatures_batched` (default: the timer's :attr:`~OpTimer.batch_size`, 64 on
+    TensorRT, where one engine per entry would cost a build each, and 1, one at a time, elsewhere);
+    a batched run's recheck re-times every group once more and keeps the smaller of the two looks.
     """
     if backend == "tensorrt":
         require_tensorrt()  # first of all: a missing TensorRT must never turn into another backend's timings
@@ -418,10 +487,14 @@ def profile_ops(
                 all_sigs.append(s)
     probe = probe_signature(all_sigs)
     speed = SpeedReference(timer, probe) if speed_reference else None
-    prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, warmup, repeats, method, min_time_s, rotation, stack,
-                          speed)
     out = check_output_file(Path(out_path) if out_path is not None else default_lut_path(info, space_slug(space_name, space_options), backend,
                                                                                            precision, h, w, batch, method), "LUT path")
+    if backend == "tensorrt":  # the timing cache rtseg export --trt keeps in the same folder: a re-run skips tactic timing
+        timer.timing_cache = out.parent / "timing.cache"  # type: ignore[attr-defined]
+    group = max(1, int(batch_entries if batch_entries is not None else timer.batch_size))
+    prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, warmup, repeats, method, min_time_s, rotation, stack,
+                          speed)
+    prov["entries_per_batch"] = group
     lut = _open_or_create(out, space_name, num_classes, heads, prov, force, space_options)
 
     todo = [s for s in all_sigs if s.key not in lut.entries]
@@ -471,25 +544,44 @@ def profile_ops(
                                 total=len(todo) + len(to_check) + len(todo_skel) + cal_steps)
         if todo or todo_skel:
             maybe_probe(True)
-        for i, sig in enumerate(todo):
+        for chunk in _groups(todo, group):
             maybe_probe()
-            entry = measure_signature(timer, sig, warmup, repeats, method, stack, min_time_s, max_repeats, rotation, ident,
-                                      max_s=max_entry_s, speed=speed)
-            lut.entries[sig.key] = entry
-            if on_entry is not None:
-                on_entry(i, sig, entry)
-            entry_done()
+            if group == 1:
+                entries = [measure_signature(timer, todo[chunk[0]], warmup, repeats, method, stack, min_time_s, max_repeats, rotation, ident,
+                                             max_s=max_entry_s, speed=speed)]
+            else:
+                entries = measure_signatures_batched(timer, [todo[i] for i in chunk], warmup, repeats, method, stack, max_repeats, ident,
+                                                     max_s=max_entry_s, speed=speed)
+            for i, entry in zip(chunk, entries):
+                lut.entries[todo[i].key] = entry
+                if on_entry is not None:
+                    on_entry(i, todo[i], entry)
+                entry_done()
         if todo:
             maybe_probe(True)
         if to_check and bar is not None:
             bar.update(task, description=f"rechecking {len(to_check)} entries ({backend}, {info.name})")
         lowered = 0
-        for sig in to_check:
-            entry, was_lowered = recheck_entry(timer, sig, lut.entries[sig.key], warmup, repeats, method, stack, min_time_s,
-                                               max_repeats, rotation, ident, max_entry_s, speed)
-            lowered += was_lowered
-            lut.entries[sig.key] = entry
-            entry_done()
+        if group == 1:
+            for sig in to_check:
+                entry, was_lowered = recheck_entry(timer, sig, lut.entries[sig.key], warmup, repeats, method, stack, min_time_s,
+                                                   max_repeats, rotation, ident, max_entry_s, speed)
+                lowered += was_lowered
+                lut.entries[sig.key] = entry
+                entry_done()
+        for chunk in (_groups(to_check, group) if group > 1 else []):
+            again = measure_signatures_batched(timer, [to_check[i] for i in chunk], warmup, repeats, method, stack, max_repeats, ident,
+                                               max_s=max_entry_s, speed=speed)
+            for i, new in zip(chunk, again):
+                sig = to_check[i]
+                old = lut.entries[sig.key]
+                n, o = _at_run_speed(new, old)
+                if n < o and float(old["median_ms"]) >= RECHECK_FLOOR_MS:
+                    lut.entries[sig.key] = dict(new, checked=True, replaced_ms=float(old["median_ms"]))
+                    lowered += 1
+                else:
+                    lut.entries[sig.key] = dict(old, checked=True)
+                entry_done()
         if to_check:
             lut.provenance["recheck"] = {"checked": len(to_check), "lowered": lowered, "ratio": RECHECK_RATIO}
             if lowered:
@@ -520,6 +612,17 @@ def profile_ops(
         flush()
     lut.refresh()
     return out
+
+
+def _groups(items: Sequence[OpSignature], group: int) -> list[list[int]]:
+    """Index groups of at most ``group`` signatures, also bounded by the bytes of their inputs and
+    outputs (one TensorRT engine holds all of a group's tensors at once)."""
+    if group <= 1:
+        return [[i] for i in range(len(items))]
+    from rtseg.latency.trt_batch import plan_chunks
+
+    sizes = [2 * 4 * s.spec.c_in * s.h * s.w for s in items]  # fp32 input and an output of about its size
+    return plan_chunks(sizes, group)
 
 
 def _open_or_create(out: Path, space: str, num_classes: int, heads: list[str], prov: dict[str, Any], force: bool,
