@@ -86,8 +86,8 @@ def show(
 
 @arch_app.command("families")
 def families(
-    input: str = typer.Option("128x256", "--input", help="Input size HxW (distinct members are counted there)."),
-    classes: int = typer.Option(19, help="Number of classes."),
+    input: str = typer.Option("128x256", "--input", help="Input size HxW (distinct members are counted there).", callback=P.hw_size),
+    classes: int = typer.Option(19, help="Number of classes.", callback=P.COUNT),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Hand-designed families that `arch scale` fits to a latency budget: knobs, scaling rule, members."""
@@ -115,17 +115,17 @@ def families(
 @arch_app.command("scale")
 def scale(
     family: str = typer.Argument(..., help="Family: baseline1, erfnet, lraspp_mbv3, lraspp_mbv3_os8 (see `rtseg arch families`)."),
-    latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="Budget T: pick the member whose measured latency is nearest it."),
+    latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="Budget T: pick the member whose measured latency is nearest it.", callback=P.POSITIVE),
     fix: list[str] = typer.Option([], "--fix", help="Hold a knob at a value, NAME=VALUE (repeatable); without --latency-ms, the member to write."),
-    input: str = typer.Option("128x256", "--input", help="Input size HxW."),
-    classes: int = typer.Option(19, help="Number of classes."),
+    input: str = typer.Option("128x256", "--input", help="Input size HxW.", callback=P.hw_size),
+    classes: int = typer.Option(19, help="Number of classes.", callback=P.COUNT),
     backend: str = typer.Option("onnxruntime", help="Backend the latency is measured on: onnxruntime, torch or tensorrt."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
-    threads: Optional[int] = typer.Option(1, help="CPU threads for the measurement (1: honest on a shared CPU)."),
+    threads: Optional[int] = typer.Option(1, help="CPU threads for the measurement (1: honest on a shared CPU).", callback=P.COUNT),
     precision: str = typer.Option("fp32", help="fp32, or fp16 on a GPU."),
     clock: str = typer.Option("wall", help="wall, or thread (one CPU thread's time: steadier on a busy machine)."),
-    tol: float = typer.Option(0.05, help="Acceptable distance from T, as a fraction of T."),
-    out: Optional[Path] = typer.Option(None, help="Write the arch JSON here (default: stdout unless --json)."),
+    tol: float = typer.Option(0.05, help="Acceptable distance from T, as a fraction of T.", callback=P.number(0, 1, lo_open=True)),
+    out: Optional[Path] = typer.Option(None, help="Write the arch JSON here (default: stdout unless --json).", callback=P.output_file),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Write the member of a hand-designed family nearest a measured latency budget (or at given knobs)."""

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 
 _STYLE = {"ok": "green", "warn": "yellow", "missing": "red", "failed": "red", "skipped": "dim"}
@@ -57,12 +58,12 @@ def _steps_table(state: dict[str, Any]) -> Table:
 @app.command("doctor")
 def doctor(
     run: bool = typer.Option(False, "--run", help="Also run a short end-to-end check (profile, validate, export, bench, demo) and write doctor.json/doctor.md."),
-    out: Path = typer.Option(Path("rtseg-out/doctor"), "--out", help="Folder for --run's files."),
-    minutes: float = typer.Option(8.0, "--minutes", help="Time budget of --run; steps scale to it and are skipped once it is spent."),
-    input: Optional[str] = typer.Option(None, "--input", help="Input size HxW for --run [default: 512x1024 on a GPU, 64x128 on a CPU]."),
+    out: Path = typer.Option(Path("rtseg-out/doctor"), "--out", help="Folder for --run's files.", callback=P.output_dir),
+    minutes: float = typer.Option(8.0, "--minutes", help="Time budget of --run; steps scale to it and are skipped once it is spent.", callback=P.POSITIVE),
+    input: Optional[str] = typer.Option(None, "--input", help="Input size HxW for --run [default: 512x1024 on a GPU, 64x128 on a CPU].", callback=P.hw_size),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N for --run [default: the GPU when torch sees one]."),
-    archs: Optional[int] = typer.Option(None, "--archs", help="Random ssr archs whose operators --run profiles and validates [default: 4 on a GPU, 2 on a CPU]."),
-    engines: Path = typer.Option(Path("engines"), "--engines", help="The engines/ folder to inspect."),
+    archs: Optional[int] = typer.Option(None, "--archs", help="Random ssr archs whose operators --run profiles and validates [default: 4 on a GPU, 2 on a CPU].", callback=P.COUNT),
+    engines: Path = typer.Option(Path("engines"), "--engines", help="The engines/ folder to inspect.", callback=P.output_dir),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (the checks; with --run, the whole record)."),
 ) -> None:
     """What works on this machine for rtseg (versions, GPUs, providers, codecs), each gap with its fix."""

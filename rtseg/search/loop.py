@@ -342,8 +342,8 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
                 atomic_save(state_path, lambda p: torch.save(state, p))
             if prog:
                 prog.console.print(
-                    f"epoch {epoch}: E[lat] {row['expected_latency_ms']:.3f} ms (T {cfg.latency_ms:.3f}), "
-                    f"E[FLOPs] {row['expected_flops_g']:.3f} G, entropy {ent:.3f}, left {row['candidates_left']}, "
+                    f"epoch {epoch}: E\\[lat] {row['expected_latency_ms']:.3f} ms (T {cfg.latency_ms:.3f}), "
+                    f"E\\[FLOPs] {row['expected_flops_g']:.3f} G, entropy {ent:.3f}, left {row['candidates_left']}, "
                     f"supernet mIoU {row['supernet_val_miou']:.3f}"
                 )
             if _is_discrete(supernet) or time_is_up():
