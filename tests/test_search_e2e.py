@@ -95,6 +95,7 @@ def test_resume_continues_from_the_last_epoch(lut_path, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0, 1]
     assert res.summary["epochs_run"] == 2
+    assert log[1]["elapsed_s"] > log[0]["elapsed_s"] and res.summary["wall_time_s"] >= log[1]["elapsed_s"]  # the whole search's time
 
 
 def test_infeasible_budget_is_refused_with_the_cheapest_latency(lut_path, tmp_path):

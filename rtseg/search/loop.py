@@ -231,7 +231,9 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
     steps_per_epoch = min(len(loader_a), len(loader_b))
     total_steps = max(1, cfg.epochs * steps_per_epoch)
     flops_fn = op_flops if flops_budget else None
-    t_start = time.monotonic()
+    # a resumed search counts the time its earlier epochs took: the summary's wall time and the
+    # --minutes limit are the whole search's, not this process's
+    t_start = time.monotonic() - (float(log[-1].get("elapsed_s") or 0.0) if log else 0.0)
     discrete_epoch = None
     deadline = t_start + cfg.minutes * 60 if cfg.minutes else None
 
