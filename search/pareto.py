@@ -3,7 +3,9 @@
     python search/pareto.py --lut LUT --fractions 0.4 0.7 --seeds 3 --out runs/pareto
 
 The LUT names the deploy runtime (its backend, device, threads and clock): every latency here is
-measured there. For each budget T = fraction x baseline1's measured latency:
+measured there. For each budget T = fraction x baseline1's latency as the LUT predicts it (the
+LUT's terms, which the search and the random draws use; baseline1's measured latency is reported
+beside it, since one arch can sit off the LUT's line):
 
 * ``searched``: ``rtseg search`` at T (single-path by default, ``--variants`` adds the weighted-sum
   supernet as ``searched-ws``);
@@ -120,16 +122,13 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
             {"searched" if x == "single-path" else "searched-ws" for x in args.variants}}
 
 
-def _families(lut: Any, target: float, out: Path, base: Arch, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def _families(lut: Any, target: float, out: Path, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """The member of each hand-designed family whose latency measured on the deploy runtime is nearest
-    T (kept in families.json; none when this rtseg has no families). T is in the LUT's terms, so each
-    measurement is scaled by baseline1's predicted over its measured latency, timed just before: on a
-    shared machine whose speed drifts, the picks land at T relative to baseline1 whatever the speed."""
+    T (kept in families.json; none when this rtseg has no families)."""
     try:
         from rtseg.spaces.families import family_names, pick_nearest
     except ImportError:
         return {}
-    from rtseg.latency.validate import measure_archs_like_lut
 
     path = out / "families.json"
     saved = json.loads(path.read_text()) if path.exists() else {}
@@ -137,14 +136,7 @@ def _families(lut: Any, target: float, out: Path, base: Arch, names: list[str] |
     measure = _measure(lut)
     for fam in names or family_names():
         if fam not in saved:
-            scale = lut.predict(base, h, w).total_ms / statistics.median(measure_archs_like_lut(lut, [base, base, base]))
-
-            def scaled(arch: Arch) -> float:
-                return measure(arch) * scale
-
-            scaled.many = lambda archs: [m * scale for m in measure.many(archs)]  # type: ignore[attr-defined]
-            scaled.record = {**measure.record, "scaled_to_lut_by": scale}  # type: ignore[attr-defined]
-            pick = pick_nearest(fam, target, scaled, input_hw=(h, w), num_classes=lut.num_classes)
+            pick = pick_nearest(fam, target, measure, input_hw=(h, w), num_classes=lut.num_classes)
             saved[fam] = {"arch": pick.arch().to_dict(), "kind": "family",
                           "pick": {k: v for k, v in pick.to_dict().items() if k not in ("arch", "tried")}}
             atomic_write_json(path, saved)
@@ -195,12 +187,12 @@ def main() -> None:
 
     budgets: list[dict[str, Any]] = []
     for f in args.fractions:
-        target = f * base_ms  # in the LUT's terms (its typical speed); measured at the end against f x baseline1 measured
+        target = f * base_ms  # baseline1's LUT prediction: the LUT's terms, what the search and the random draws see
         bdir = out / f"T{f:g}"
         print(f"budget {f:g} x baseline1 = {target:.3f} ms: choosing candidates", file=sys.stderr)
         cands = _candidates(lut, args.lut, target, bdir, args)
         if not args.no_families:
-            cands.update(_families(lut, target, bdir, base, args.families))
+            cands.update(_families(lut, target, bdir, args.families))
         budgets.append({"fraction": f, "target_ms": target, "dir": bdir, "cands": cands})
     if args.only_candidates:
         return
@@ -249,7 +241,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
     base_measured = lat[(0.0, "baseline1")]
     out_budgets = []
     for b in budgets:
-        target_measured = b["fraction"] * base_measured  # T as measured, in the same rounds as every candidate
+        target = b["target_ms"]
         rows = []
         for name, c in b["cands"].items():
             mious = [_miou(results[(b["fraction"], name, s)]) for s in range(args.seeds)]
@@ -257,7 +249,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
             rows.append({
                 "name": name, "kind": c["kind"], "miou_mean": statistics.mean(mious),
                 "miou_std": statistics.stdev(mious) if len(mious) > 1 else 0.0, "mious": mious,
-                "measured_ms": lat[(b["fraction"], name)], "measured_over_target": lat[(b["fraction"], name)] / target_measured,
+                "measured_ms": lat[(b["fraction"], name)], "measured_over_target": lat[(b["fraction"], name)] / target,
                 "predicted_ms": lut.predict(arch, h, w).total_ms if arch.space == lut.space else None,
                 "macs_g": sum_op_flops(get_space(arch.space).signatures(arch, h, w)) / 1e9,
                 "params": count_params(build_model(arch)),
@@ -277,7 +269,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
             verdicts.append({"searched": s["name"], "beats_best_random_by_pooled_std": beats_random, "beats_every_family": beats_fams,
                              "margin_over_best_random": s["miou_mean"] - best_random["miou_mean"],
                              "margin_over_best_family": s["miou_mean"] - max((f["miou_mean"] for f in fams), default=float("nan"))})
-        out_budgets.append({"fraction": b["fraction"], "target_ms": target_measured, "target_predicted_ms": b["target_ms"],
+        out_budgets.append({"fraction": b["fraction"], "target_ms": target,
                             "rows": rows, "pooled_std": pooled,
                             "best_random": best_random["name"], "verdicts": verdicts})
     from rtseg.runtime.device import device_name
@@ -300,7 +292,8 @@ def to_markdown(rec: dict[str, Any]) -> str:
     rt = rec["runtime"]
     lines = [f"# Pareto experiment: {rt['backend']} {rt['precision']} on {rt['device']} ({rt['threads']} thread(s)), "
              f"{rec['input'][0]}x{rec['input'][1]}, data {rec['data']}", "",
-             f"baseline1 measured {rec['baseline1_measured_ms']:.3f} ms; recipe: {rec['recipe']['epochs']} epochs x "
+             f"T = fraction x baseline1's LUT-predicted latency ({rec['baseline1_predicted_ms']:.3f} ms; measured in the final "
+             f"rounds: {rec['baseline1_measured_ms']:.3f} ms); recipe: {rec['recipe']['epochs']} epochs x "
              f"{rec['recipe']['train_len']} images, batch {rec['recipe']['batch']}, {rec['recipe']['seeds']} seeds; "
              f"wall time {rec['wall_time_s'] / 60:.0f} min.", ""]
     for b in rec["budgets"]:
