@@ -6,7 +6,7 @@ per-class IoU = TP / (TP + FP + FN); a class that appears in neither the labels 
 has no IoU (``NaN``, ``null`` in JSON) and is left out of the mean, so mIoU is the mean over classes
 with a non-empty union. Pixel accuracy = correctly labelled pixels / labelled pixels. Predictions are
 taken at the label's resolution: logits are bilinearly upsampled to the label size when they differ
-(the seed 002 protocol of scoring at the original resolution).
+(the SSR paper's protocol of scoring at the original resolution).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """FLOPs and parameter counts, with fvcore.
 
 Convention: fvcore counts one fused multiply-add as one flop, so every figure rtseg reports as
-"FLOPs" is a count of multiply-adds (MACs), the convention of seed 002's Table 7 and of most
+"FLOPs" is a count of multiply-adds (MACs), the convention of the SSR paper's Table 7 and of most
 segmentation papers. Per-operator counts are cached by signature and add up to the whole network.
 """
 

@@ -1,6 +1,6 @@
 """Training: ``rtseg train`` and the building blocks the search loop reuses.
 
-Recipe (seed 002 sec. 5.2, retraining): Adam with weight decay 1e-4 (learning rate: see
+Recipe (SSR paper, sec. 5.2, retraining): Adam with weight decay 1e-4 (learning rate: see
 :func:`default_lr`), poly learning-rate decay with power 0.9, colour jitter + random flip + random scale (0.75..1.75 of the
 input size) + crop, optional OHEM cross-entropy, validation after every epoch, AMP on CUDA.
 
@@ -92,7 +92,7 @@ class TrainConfig:
     batch: int = 8  # per process
     lr: float | None = None  # None: default_lr(optimizer)
     optimizer: str = "adam"  # adam | sgd
-    weight_decay: float | None = None  # None: 1e-4 (adam, seed 002) / 5e-4 (sgd)
+    weight_decay: float | None = None  # None: 1e-4 (adam, the SSR paper) / 5e-4 (sgd)
     amp: bool = False  # CUDA only
     ohem: bool = False
     workers: int | None = None  # None: default_workers()

@@ -4,7 +4,7 @@
     python search/bench_dcnas_memory.py --width 16 --layers 4 --steps 5 --out runs/dcnas-mem.json
     python search/bench_dcnas_memory.py --device cuda        # on a GPU: torch.cuda peak allocation
 
-Seed 001 sec. 3.3 claims that partial-channel sampling at ratio 1/4 saves about 75% of the memory and
+The DCNAS paper (sec. 3.3) claims that partial-channel sampling at ratio 1/4 saves about 75% of the memory and
 makes the search about 4x faster. This measures the four combinations of path sampling (on/off) and
 partial-channel ratio (1 or 4) on the same supernet and input, one fresh Python process per
 combination so nothing one run allocates is seen by the next.

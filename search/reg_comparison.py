@@ -1,4 +1,4 @@
-"""How fast does each regularizer make the search decisive? (seed 002 Tables 13-14.)
+"""How fast does each regularizer make the search decisive? (SSR paper, Tables 13-14.)
 
 Runs the same latency-constrained ssr search four times, changing only the regularizer and shrinking:
 ``--reg ssr`` (the SSR loss with hierarchical progressive shrinking, the default), ``--reg entropy``

@@ -1,4 +1,4 @@
-"""Recipe: SSR-style joint search (seed 002) under a latency budget measured on this machine.
+"""Recipe: SSR-style joint search (Ye et al., IJCV 2022) under a latency budget measured on this machine.
 
     python search/ssr_latency.py --lut engines/<device>/lut-ssr-torch-fp32-128x256.json --fraction 0.6
 

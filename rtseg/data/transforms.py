@@ -1,6 +1,6 @@
 """Image/label transforms on numpy arrays (OpenCV), shared by every dataset.
 
-Training follows the recipe of seed 002 sec. 5.2 (colour jitter, random horizontal flip, random
+Training follows the recipe of the SSR paper sec. 5.2 (colour jitter, random horizontal flip, random
 scaling and cropping). Scales are relative to the *base size* ``input_hw``: a sample is first
 resized to ``input_hw`` (Cityscapes 1024x2048 -> 512x1024 halves it, as the seed does), then scaled
 by a factor in ``scale_range`` (default 0.75..1.75, which is the seed's 0.375..0.875 of the full

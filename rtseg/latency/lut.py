@@ -17,7 +17,7 @@ File layout (``format: rtseg.lut``, ``schema_version: 1``)::
 
 The prediction model (why it has this form): a network's latency is the sum of its operators'
 entries plus one measured per-network constant, ``predict(arch) = sum(cost(sig)) + constant_ms``.
-The constant is CAS's identity network (seed 004 sec. 4.1) put to work: each ``skeletons[head]`` is the
+The constant is CAS's identity network (CAS paper, sec. 4.1) put to work: each ``skeletons[head]`` is the
 whole network with every searchable (shape-preserving) layer replaced by identity, timed end to
 end; what it costs beyond its own operators' entries (the top-level forward, the final output, the
 cache state a real network leaves behind) is a property of the network, not of any operator, so it

@@ -6,7 +6,7 @@ parts included), on one backend/device/precision/batch:
 * ``isolated``: the operator alone, built by :func:`rtseg.ops.build_op` from its signature and fed
   its own example inputs (rotated through several input sets when they fit in the last-level
   cache, so a repeat does not find the previous repeat's data waiting there).
-* ``network`` (CAS, seed 004 sec. 4.1): the operator inside a network made of it, minus the same
+* ``network`` (CAS, Zhang et al., CVPR 2019, sec. 4.1): the operator inside a network made of it, minus the same
   network made of identities, ``c_o = (c'_o - c'_id) / K`` for a stack of ``K`` copies with their
   own weights; each copy then reads an input its predecessor just wrote and its weights are not the
   ones the previous call used, as in a real network. Operators that change shape (downsamplers,

@@ -1,4 +1,4 @@
-"""Candidate operators of the CAS space (seed 004 sec. 3.3-3.4).
+"""Candidate operators of the CAS space (CAS paper, sec. 3.3-3.4).
 
 Backbone set O_b: identity, 3x3 max/avg pooling, 3x3 conv x2, 3x3 separable conv x2 and x4, 3x3
 dilated conv x2, and the pooled convolutions (2x2 avg pool stride 2, 3x3 conv x1 or x2, bilinear
@@ -119,7 +119,7 @@ class FactorizedReduce(Op):
 class PooledConv(Op):
     """The spatial-bottleneck operator of CAS: 2x2 average pool stride 2, ``repeat`` x ReLU-Conv3x3-BN
     (the first with the op's stride), bilinear upsampling back to the op's output size (input / stride).
-    It widens the receptive field at a quarter of the conv cost (seed 004 sec. 3.3)."""
+    It widens the receptive field at a quarter of the conv cost (CAS paper, sec. 3.3)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, repeat: int = 1) -> None:
         super().__init__()
@@ -134,7 +134,7 @@ class PooledConv(Op):
 
 @register_op("decomposed_conv")
 class DecomposedConv(Op):
-    """Spatially decomposed large kernel (seed 004 sec. 3.4): ReLU, ``kernel`` x 1 conv, 1 x ``kernel``
+    """Spatially decomposed large kernel (CAS paper, sec. 3.4): ReLU, ``kernel`` x 1 conv, 1 x ``kernel``
     conv, BN (the 15x1-1x15 and 25x1-1x25 operators of O_ms)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, kernel: int = 15) -> None:
@@ -155,7 +155,7 @@ class DecomposedConv(Op):
 
 @register_op("rspp")
 class ResidualSPP(Op):
-    """Residual spatial pyramid pooling with ``window`` x ``window`` cells (seed 004 sec. 3.4): average
+    """Residual spatial pyramid pooling with ``window`` x ``window`` cells (CAS paper, sec. 3.4): average
     pool per window (stride = window, ceil mode so every pixel is covered), 1x1 conv (+bias) and ReLU to
     encode the context, bilinear upsampling back, added to the input. A fixed window instead of
     adaptive pooling keeps the graph exportable to ONNX/TensorRT; no BN, since a window can cover the

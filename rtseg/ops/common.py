@@ -36,7 +36,7 @@ class Identity(Op):
 
 @register_op("classifier")
 class Classifier(Op):
-    """1x1 convolution to class logits (the search-time head of seed 002, at 1/8 resolution)."""
+    """1x1 convolution to class logits (the search-time head of the SSR paper, at 1/8 resolution)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__()
@@ -70,7 +70,7 @@ class Resize(Op):
 
 
 class LightPPM(nn.Module):
-    """Lightweight pyramid pooling (PSPNet-style, seed 002 sec. 5.2) without adaptive pooling.
+    """Lightweight pyramid pooling (PSPNet-style, the SSR paper sec. 5.2) without adaptive pooling.
 
     Adaptive average pooling only exports to ONNX/TensorRT when the input divides the bins, so the
     pyramid uses a global mean plus fixed-factor average pools (x2, x4); every branch is a 1x1 conv
@@ -97,7 +97,7 @@ class LightPPM(nn.Module):
 
 @register_op("aggregation")
 class AggregationHead(Op):
-    """The aggregation block of seed 002 sec. 5.2 (used for retraining, not during search).
+    """The aggregation block of the SSR paper sec. 5.2 (used for retraining, not during search).
 
     Inputs: the 1/2 (``c_in`` channels), 1/4 (``c4``) and 1/8 (``c8``) features. The 1/2 feature is
     average-pooled to 1/4, concatenated with the 1/4 feature and fused by a 3x3 conv; the 1/8 feature

@@ -11,7 +11,7 @@ from rtseg.ops.base import Op, OpSpec, register_op
 @register_op("conv_bn_relu")
 class ConvBNReLUOp(Op):
     """``kernel x kernel`` convolution (padding ``kernel // 2``), BN, ReLU: the stem convolutions of
-    CAS (seed 004 Fig. 3: three convs, the first and third with stride 2) and DCNAS (seed 000 sec. 1.2:
+    CAS (CAS paper, Fig. 3: three convs, the first and third with stride 2) and DCNAS (DCNAS supplement, sec. 1.2:
     a 7x7 conv then four stride-2 3x3 convs)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> None:

@@ -1,4 +1,4 @@
-"""Fixed operators of the DCNAS space (seed 000 sec. 1.1-1.2): the shape-alignment branch and the head."""
+"""Fixed operators of the DCNAS space (DCNAS supplement, sec. 1.1-1.2): the shape-alignment branch and the head."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class ShapeAlign(Op):
 
 @register_op("dense_head")
 class DenseHead(Op):
-    """The DCNAS prediction head (seed 000 sec. 1.2): the last fusion modules' outputs at 1/4, 1/8,
+    """The DCNAS prediction head (DCNAS supplement, sec. 1.2): the last fusion modules' outputs at 1/4, 1/8,
     1/16, 1/32 (widths C_in, 2 C_in, 4 C_in, 8 C_in for ``levels`` 4) are upsampled to 1/4,
     concatenated, fused by a 3x3 conv (``mid`` channels, BN, ReLU) and classified by a 1x1 conv
     (C_out = classes). The signature's H x W is that of the 1/4 input."""

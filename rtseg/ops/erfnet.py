@@ -1,4 +1,4 @@
-"""ERFNet-family operators used by the SSR space (seed 002, Tables 1-2; ERFNet, Romera et al. 2018)."""
+"""ERFNet-family operators used by the SSR space (the SSR paper, Tables 1-2; ERFNet, Romera et al. 2018)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class DownsamplerBlock(Op):
 
 @register_op("nb1d")
 class NB1D(Op):
-    """Simplified Non-Bottleneck-1D residual block of seed 002 (Table 2).
+    """Simplified Non-Bottleneck-1D residual block of the SSR paper (Table 2).
 
     ``x -> [s x s avg-pool] -> conv3x1(dil r) -> BN -> ReLU -> conv1x3(dil r) -> BN -> (+x) -> ReLU
     -> [bilinear upsample back]`` (eq. 4: up(op(pool(x)))). The 3x1 and 1x3 convs have independently

@@ -1,4 +1,4 @@
-"""MobileNetV3 inverted-residual blocks: the candidate operators of DCNAS mixture layers (seed 001 sec. 3.1),
+"""MobileNetV3 inverted-residual blocks: the candidate operators of DCNAS mixture layers (DCNAS paper, sec. 3.1),
 and, at the end of this module, the published MobileNetV3-Large blocks and LR-ASPP head of the peer space.
 
 The operator space is kernel {3, 5, 7} x expansion {3, 6}. The block is 1x1 expand, BN, h-swish,
@@ -6,7 +6,7 @@ depthwise ``kernel`` conv, BN, h-swish, 1x1 project, BN, plus the identity short
 C_in == C_out. Squeeze-and-excitation is left out (the seed does not say whether the searched blocks
 use it, and without it every operator is a plain conv chain that TensorRT fuses).
 
-Partial-channel search (seed 001 eq. 7) runs the block on the first ``width`` channels only. Rather
+Partial-channel search (DCNAS paper, eq. 7) runs the block on the first ``width`` channels only. Rather
 than a second, narrower set of weights, :meth:`MBConv.forward` slices the full-width weights (the first
 ``width * expansion`` hidden channels), so one supernet switches between ratio 1/4 and full width and
 its weights map one to one onto the decoded network.

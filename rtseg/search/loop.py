@@ -1,6 +1,6 @@
 """The latency-constrained architecture search: one bilevel loop for every space.
 
-Per step (first-order, as in seeds 002/004): the network weights ``w`` take a step on a batch of
+Per step (first-order, as in the SSR and CAS papers): the network weights ``w`` take a step on a batch of
 split A (cross-entropy only); then the architecture parameters take an Adam step on a batch of split
 B with the full architecture loss of :mod:`rtseg.search.objective` (cross-entropy + latency budget
 from the LUT + FLOPs budget + per-level regularizer). Every ``shrink_every`` arch steps, hierarchical
@@ -63,7 +63,7 @@ class SearchConfig:
     latency_weight: float = 5.0
     flops_weight: float = 5.0
     band: tuple[float, float] = (0.85, 0.97)
-    # Seed 002 uses Adam with lr 3e-4 (weights) and 2e-3 (arch) over 200 epochs on Cityscapes; the
+    # The SSR paper uses Adam with lr 3e-4 (weights) and 2e-3 (arch) over 200 epochs on Cityscapes; the
     # defaults here are larger because rtseg searches are meant to finish in minutes.
     w_lr: float = 2e-3
     w_weight_decay: float = 1e-4

@@ -12,7 +12,7 @@ target band ``[low, high]`` (default ``[0.85, 0.97]``) and linear outside it, so
 cross-entropy alone chooses, and the decoded net, whose latency E[lat] converges to as the
 distribution becomes one-hot, lands in ``[0.8 T, T]``. The ratio makes the weight unit-free.
 
-Regularizers per level (seed 002): ``ssr`` is eq. 9, ``sum_i log p_i`` per decision (averaged over
+Regularizers per level (Ye et al., IJCV 2022): ``ssr`` is eq. 9, ``sum_i log p_i`` per decision (averaged over
 the decisions of a level, then weighted 0.15 / 0.3 / 0.3 for depth / dilation-and-spatial /
 channels, eq. 10); ``entropy`` is the plain entropy minimization it is compared with (Tables 13-14);
 ``none`` adds nothing.
@@ -78,7 +78,7 @@ def total_entropy(supernet, decisions: Iterable[Decision]) -> float:
 
 
 def shrink(supernet, decisions: list[Decision], h: float = 0.1, levels: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
-    """Hierarchical progressive shrinking (seed 002 eq. 11): remove every candidate whose
+    """Hierarchical progressive shrinking (SSR paper, eq. 11): remove every candidate whose
     probability is at most ``h`` times the best of its decision, level by level in ``levels``
     (default: the supernet's ``shrink_levels``, else SSR's depth first, so layers that can no longer
     run drop out before their own choices are considered). A supernet whose decisions depend on each

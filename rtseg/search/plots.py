@@ -1,4 +1,4 @@
-"""PNG plots of a search: architecture-parameter trajectories (as seed 002 Fig. 5) and entropy."""
+"""PNG plots of a search: architecture-parameter trajectories (as the SSR paper Fig. 5) and entropy."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ class Decision:
     """One architecture choice of a supernet: a categorical over ``choices`` with a relaxed weight.
 
     ``level`` groups decisions for per-level regularization and hierarchical shrinking
-    (seed 002: ``depth``, ``dilation_spatial``, ``channels``). ``alive`` marks candidates not yet
+    (Ye et al., IJCV 2022: ``depth``, ``dilation_spatial``, ``channels``). ``alive`` marks candidates not yet
     removed by shrinking; removed candidates get probability exactly 0.
     """
 

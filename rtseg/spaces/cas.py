@@ -1,4 +1,5 @@
-"""The CAS search space (seed 004 sec. 3.1-3.4 and 4.1): DARTS-style cells with per-operator costs.
+"""The CAS search space (Zhang, Qiu, Liu, Yao, Liu, Mei, "Customizable Architecture Search for Semantic
+Segmentation", CVPR 2019, sec. 3.1-3.4 and 4.1): DARTS-style cells with per-operator costs.
 
 Macro structure (input H x W, Fig. 3)::
 
@@ -577,7 +578,7 @@ class CASSupernet(DecisionTable, nn.Module):
         return Arch("cas", self.num_classes, geno, head="classifier", name=name)
 
     def decode(self, name: str | None = None) -> Arch:
-        """Strongest operation per edge, two strongest edges per node (seed 004 sec. 3.1)."""
+        """Strongest operation per edge, two strongest edges per node (CAS paper, sec. 3.1)."""
         return self.arch_from_choices(self.argmax_choices(), name=name)
 
     def choices_of(self, arch: Arch) -> dict[str, int]:

@@ -1,9 +1,10 @@
-"""The DCNAS densely connected search space (seed 001 sec. 3, seed 000 sec. 1.1-1.4).
+"""The DCNAS densely connected search space (Zhang et al., "DCNAS: Densely Connected Neural Architecture
+Search for Semantic Image Segmentation", CVPR 2021, sec. 3, and its supplementary material, sec. 1.1-1.4).
 
 Macro structure (input H x W)::
 
     stem: conv7x7 s2 (``stem`` filters) -> four conv3x3 s2 with F, 2F, 4F, 8F filters = M(s, 0) for
-          s = 1/4, 1/8, 1/16, 1/32 (the feature pyramid, seed 000 sec. 1.2)
+          s = 1/4, 1/8, 1/16, 1/32 (the feature pyramid, the DCNAS supplement sec. 1.2)
     fusion modules M(s, l), l = 1..L, width F * s_index: M(s, l) aggregates modules M(s', l'), l' < l
           (all four scales), each through its shape-alignment branch (3x3 strided conv from a finer
           scale, 1x1 conv + bilinear upsampling from a coarser one, nothing at the same scale), and
@@ -24,11 +25,11 @@ During search (eq. 1-7):
 Path strength, decoding and regularizers: the supplement's formulas are lost in its extraction, so
 rtseg defines them around one quantity, the path strength ``r_i = p_i / max_j p_j`` (p = softmax β of
 the module): 1 for the strongest input, in (0, 1) for the others, and like softmax β invariant to a
-shift of β (cross-entropy only moves β relative to each other). Decoding (seed 000 Algorithm 1) is a
+shift of β (cross-entropy only moves β relative to each other). Decoding (DCNAS supplement, Algorithm 1) is a
 breadth-first walk from M(s, L) back to the stem that keeps, per module, the inputs with
 ``r >= 0.5`` (at most k = ``max_inputs``, the strongest first, so at least one), and the argmax
 operator of every module it reaches. :meth:`DCNASSupernet.regularization` returns the three terms of
-seed 000 sec. 1.4: the entropy of softmax α (pushes each mixture layer to one operator), the 0-or-1
+the DCNAS supplement sec. 1.4: the entropy of softmax α (pushes each mixture layer to one operator), the 0-or-1
 pressure ``mean r (1 - r)`` on paths, and a Lagrangian ``λ_m relu(sum_i r_i - k)`` with λ updated by
 dual ascent, keeping 1..k inputs per module (at least one holds by construction of r).
 :meth:`DCNASSupernet.expected_cost` weighs a path's alignment cost by its strength and by the
@@ -386,7 +387,7 @@ class DCNASSupernet(DecisionTable, nn.Module):
         y = self.head(*(feats[(s, cfg.layers)] for s in SCALES))
         return self.upsample(y, size=x.shape[-2:])
 
-    # -- regularization (seed 000 sec. 1.4) ------------------------------------------------------
+    # -- regularization (DCNAS supplement, sec. 1.4) ------------------------------------------------------
     def regularization(self) -> dict[str, torch.Tensor]:
         """``entropy``: mean entropy of softmax α; ``binary``: mean r (1 - r) over paths; ``inputs``:
         sum_m λ_m relu(sum_i r_i - k) (λ >= 0, updated by dual ascent at every call in training mode).
@@ -429,7 +430,7 @@ class DCNASSupernet(DecisionTable, nn.Module):
             return {d.name: int(torch.argmax(self.probs(d.name))) for d in self.decisions()}
 
     def arch_from_choices(self, choices: Mapping[str, int], name: str | None = None) -> Arch:
-        """The arch decoded breadth-first (seed 000 Algorithm 1) from M(s, L) back to the stem, with
+        """The arch decoded breadth-first (DCNAS supplement, Algorithm 1) from M(s, L) back to the stem, with
         the operator of each module it reaches taken from ``choices``."""
         cfg = self.config
         queue = [(s, cfg.layers) for s in SCALES]
@@ -548,7 +549,7 @@ class DCNASSupernet(DecisionTable, nn.Module):
 class DCNASSpace(SearchSpace):
     name = "dcnas"
     size_divisor = 32
-    heads = ("classifier",)  # the dense head of seed 000 sec. 1.2
+    heads = ("classifier",)  # the dense head of the DCNAS supplement sec. 1.2
 
     #: DCNAS's own terms (supplement sec. 1.4: entropy of α, 0-or-1 pressure on paths, at most k inputs
     #: by a Lagrangian), :meth:`DCNASSupernet.regularization`.

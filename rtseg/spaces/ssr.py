@@ -1,4 +1,5 @@
-"""The SSR joint search space (seed 002: Tables 1-2, sec. 3.1, 5.2).
+"""The SSR joint search space (Ye et al., "Efficient Joint-Dimensional Search with Solution Space
+Regularization for Real-Time Semantic Segmentation", IJCV 2022: Tables 1-2, sec. 3.1, 5.2).
 
 Macro structure (input H x W)::
 
@@ -314,7 +315,7 @@ class SSRSupernet(nn.Module):
 
     def active_decisions(self) -> list[Decision]:
         """Decisions that can still change the network: a layer past the deepest surviving depth
-        choice never runs, so its choices no longer count (seed 002 sec. 3.5, hierarchical shrinking)."""
+        choice never runs, so its choices no longer count (SSR paper, sec. 3.5, hierarchical shrinking)."""
         out = []
         for si, st in enumerate(self.config.stages):
             alive_depth = self._alive(f"stage{si + 1}.depth")
