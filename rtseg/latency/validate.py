@@ -449,9 +449,9 @@ def plot_validation(result: ValidationResult, path: str | Path) -> Path:
     s = result.settings
     ax.set_title(f"{s.get('backend')} {s.get('precision')} {s['input'][0]}x{s['input'][1]} on {s.get('device')}\n"
                  f"MAPE {result.mape:.1%}, within ±10% {result.within_10pct:.0%}, τ {result.kendall_tau:.2f}"
-                 + (f"\nspeed-corrected (its rounds agree best); uncorrected MAPE {result.uncorrected['mape']:.1%}, τ {result.uncorrected['kendall_tau']:.2f}"
+                 + (f"\nspeed-corrected (its rounds agree best)\nuncorrected MAPE {result.uncorrected['mape']:.1%}, τ {result.uncorrected['kendall_tau']:.2f}"
                     if result.speed_corrected else
-                    f"\nuncorrected (its rounds agree best); speed-corrected MAPE {result.corrected['mape']:.1%}, τ {result.corrected['kendall_tau']:.2f}"
+                    f"\nuncorrected (its rounds agree best)\nspeed-corrected MAPE {result.corrected['mape']:.1%}, τ {result.corrected['kendall_tau']:.2f}"
                     if result.corrected else ""), fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
