@@ -6,13 +6,16 @@ network runs, and the inference thread does nothing but call the runner::
     capture thread      preprocess thread      inference thread      main thread
     decode / render --> resize to the model, --> runner.infer     --> argmax, colorize, blend,
     (source queue:      BGR->RGB, normalize      (or .predict)        FPS text, write / show
-     all frames, or     (queue of 1)             (queue of 2)
-     newest only)
+     all frames, or     (queue of 4 for files,   (queue of 4 for
+     newest only)        1 for live sources)      files, 2 live)
 
 * The main thread does the output because GUI toolkits must be driven from it (``cv2.imshow``).
 * Every library call that does real work here (OpenCV, NumPy, ONNX Runtime, TensorRT, torch) releases
-  the GIL, so the stages genuinely overlap; the queues are short so a frame never waits long and
-  memory stays flat.
+  the GIL, so the stages genuinely overlap; the queues are short so memory stays flat. For files
+  and the synthetic video they hold 4 frames each side of the network: on a shared CPU a stage is
+  paused by the OS for milliseconds at a time, and with 1 and 2 frames the network then waits on
+  its neighbours (measured in ``demos/README.md``); live sources keep 1 and 2 so a shown frame is
+  never old.
 * When a backend overrides :meth:`Runner.predict` (e.g. arg-max on the GPU, so only labels cross the
   bus), the inference stage calls ``predict`` and postprocessing skips the arg-max; otherwise it
   calls ``infer`` and the arg-max runs in the postprocess stage, off the inference thread.
@@ -66,7 +69,11 @@ class DemoOptions:
     warmup: int = 5  # untimed runner calls before the clock starts
     baseline_iters: int = 0  # if > 0: time runner.infer alone this many times first (no pipeline)
     window: int = 30  # frames in the rolling FPS on the overlay
-    queue_size: int = 2  # inference -> output queue length
+    # Queue lengths; None: chosen by the source's policy. Files and the synthetic video (never drop)
+    # get 4 and 4, so a stage the OS pauses for a few milliseconds (a shared CPU) does not stall
+    # the network; webcams and streams get 1 and 2, so a shown frame is never more than a few old.
+    prefetch: int | None = None  # preprocess -> inference queue length
+    queue_size: int | None = None  # inference -> output queue length
 
 
 @dataclass
@@ -229,8 +236,9 @@ def _run(
         stats.add("inference", ms)
         return frame, y, ms
 
-    pre_q: queue.Queue[Any] = queue.Queue(maxsize=1)
-    out_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, opt.queue_size))
+    every_frame = source.policy == "all"
+    pre_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, opt.prefetch or (4 if every_frame else 1)))
+    out_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, opt.queue_size or (4 if every_frame else 2)))
     stages = [
         _Stage("rtseg-preprocess", lambda: source.read(timeout=0.1), prep, pre_q, stop, latest=source.policy == "latest"),
         _Stage("rtseg-inference", _queue_getter(pre_q), infer, out_q, stop),
