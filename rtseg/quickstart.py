@@ -1,7 +1,8 @@
 """``rtseg quickstart``: the whole pipeline on this machine, offline, in one folder with a report.
 
     profile-ops (ssr, small input) -> lut validate -> search (LUT latency budget, synthetic data)
-    -> train the result -> export ONNX (+ TensorRT when importable) -> bench -> demo on a synthetic video
+    -> train the result -> export ONNX (+ TensorRT when importable) -> bench
+    -> demo on the synthetic street video, rendered to a file first and replayed from it
 
 Each stage calls the same library function as its command, with settings scaled to a time budget
 (``minutes``, default 15 on a 2-core CPU). Every stage writes its own artifacts under ``out``; the
@@ -11,6 +12,8 @@ Stages that already finished are skipped on a re-run (``resume``), so an interru
 continues where it stopped. Every timed stage (profile, validate, bench, demo) runs on one CPU thread:
 the LUT and the end-to-end measurements then use the same setting, and an OpenMP pool that
 oversubscribes a busy machine (10x slowdowns were measured on a shared 2-core box) cannot skew them.
+The demo replays a file rather than rendering the scene live so that its end-to-end FPS is held to
+the network's (the report gives the ratio), not to the renderer's speed.
 """
 
 from __future__ import annotations
