@@ -23,7 +23,7 @@ from rich.table import Table
 
 from rtseg.io import parse_hw
 from rtseg.runtime import load_runner
-from rtseg.video import DemoOptions, VideoWriter, model_meta, open_source, run_demo
+from rtseg.video import DemoOptions, model_meta, open_source, render_synthetic_video, run_demo
 
 
 def main() -> None:
@@ -46,10 +46,8 @@ def main() -> None:
     probe.close()
     tmpdir = tempfile.TemporaryDirectory(prefix="rtseg-fps-")
     video = args.video or Path(tmpdir.name) / "street.mp4"
-    with open_source("synthetic", synthetic_hw=meta.input_hw, synthetic_frames=args.frames) as src, VideoWriter(video, fps=src.fps) as w:
-        for f in src:
-            w.write(f.image)
-    console.print(f"test video: {video} ({w.result.frames_read_back} frames {meta.input_hw[0]}x{meta.input_hw[1]}, {w.result.codec})")
+    written = render_synthetic_video(video, args.frames, meta.input_hw)
+    console.print(f"test video: {video} ({written.frames_read_back} frames {meta.input_hw[0]}x{meta.input_hw[1]}, {written.codec})")
 
     runs: dict[int, list[dict]] = {t: [] for t in args.threads}
     for _ in range(max(1, args.repeats)):

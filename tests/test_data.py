@@ -135,6 +135,15 @@ def test_colorize():
     assert out.shape == (2, 2, 3) and out.dtype == np.uint8
     assert out[0, 0].tolist() == [10, 20, 30] and out[0, 1].tolist() == [40, 50, 60]
     assert out[1, 0].tolist() == [0, 0, 0] and out[1, 1].tolist() == [0, 0, 0]
+    # the OpenCV lookup (2-D maps) and the NumPy one (any other shape) agree, ignore colour included
+    rng = np.random.default_rng(0)
+    big = rng.integers(-3, 300, (37, 53))
+    pal = rng.integers(0, 255, (19, 3)).tolist()
+    fast = colorize(big, pal, ignore_color=(1, 2, 3))
+    stacked = colorize(big[None], pal, ignore_color=(1, 2, 3))[0]
+    assert fast.shape == (37, 53, 3) and (fast == stacked).all()
+    inside = (big >= 0) & (big < 19)
+    assert (fast[inside] == np.asarray(pal, np.uint8)[big[inside]]).all() and (fast[~inside] == [1, 2, 3]).all()
 
 
 def test_dataset_info_round_trip():

@@ -15,11 +15,16 @@ def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
     state = run_quickstart(cfg, say=lambda m: None)
     assert list(state["stages"]) == ["profile", "validate", "search", "train", "export", "bench", "demo"]
     for f in ("report.md", "report.html", "lut.json", "lut_validation.png", "search/arch.json", "search/trajectories.png",
-              "train/curve.png", "train/best.pt", "export/model.onnx", "export/model.json", "demo.mp4", "overlay_0.png"):
+              "train/curve.png", "train/best.pt", "export/model.onnx", "export/model.json", "demo_input.mp4", "demo.mp4", "overlay_0.png"):
         assert (out / f).is_file(), f
     md = (out / "report.md").read_text()
     assert "lut_validation.png" in md and "train/curve.png" in md and "demo.mp4" in md
-    assert state["stages"]["demo"]["frames"] == 12
+    demo = state["stages"]["demo"]
+    assert demo["frames"] == 12
+    # the synthetic street is rendered to a file first and the demo replays that file
+    assert demo["source"]["kind"] == "file" and demo["source"]["name"].endswith("demo_input.mp4")
+    assert demo["input_video"]["frames"] == 12 and demo["input_video"]["size_hw"] == [64, 128]
+    assert "replayed from the file" in md and "% of inference" in md
     # one runtime from LUT to deployment: the LUT, the search's measured check and the demo share it
     assert state["stages"]["profile"]["backend"] == "onnxruntime" == state["stages"]["search"]["runtime"]["lut_backend"]
     assert "onnxruntime" in md.split("## 2.")[0]

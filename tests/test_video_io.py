@@ -139,6 +139,17 @@ def test_synthetic_source_renders_frames_in_order() -> None:
     assert src.end_reason == "end of the synthetic video" and len(src.capture_ms) == 4
 
 
+def test_synthetic_video_renders_to_a_file_that_replays_every_frame(tmp_path: Path) -> None:
+    from rtseg.video import render_synthetic_video
+
+    written = render_synthetic_video(tmp_path / "street.avi", 6, (48, 96), seed=3)
+    assert written.frames_written == written.frames_read_back == 6 and tuple(written.size_hw) == (48, 96)
+    src = open_source(str(tmp_path / "street.avi"))
+    assert src.kind == "file" and src.policy == "all" and src.size == (48, 96)
+    with src:
+        assert len(list(src)) == 6
+
+
 # --- overlay, GUI detection, stats ---------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import rtseg
 from rtseg.data.synthetic import synthetic_info
 from rtseg.errors import RtsegError
 from rtseg.runtime.base import Runner, RunnerInfo
-from rtseg.video import DemoOptions, count_frames, model_meta, open_source, run_demo
+from rtseg.video import DemoOptions, FrameSource, count_frames, model_meta, open_source, run_demo
 from rtseg.video.cvutil import opencv_gui_backend
 from rtseg.video.writer import VideoWriter
 
@@ -63,6 +64,41 @@ def test_synthetic_run_saves_an_overlaid_video_and_measures_both_fps(runner: Tin
     assert set(rec["stages"]) == {"capture", "preprocess", "inference", "postprocess", "output", "latency"}
     assert all(v["n"] >= 11 for v in rec["stages"].values())
     assert rec["definitions"]["end_to_end_fps"].startswith("frames / wall time")
+
+
+class _SlowSource(FrameSource):
+    """Frames that take 30 ms each to arrive: slower than the network, so the network waits."""
+
+    kind = "file"
+
+    def __init__(self, n: int) -> None:
+        self.left = n - 1
+        super().__init__("slow", np.zeros((*HW, 3), np.uint8), 30.0, n)
+
+    def _next_image(self) -> np.ndarray | None:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        time.sleep(0.03)
+        return np.full((*HW, 3), self.left, np.uint8)
+
+
+class _ConstantRunner(TinyTorchRunner):
+    """A network that answers at once (class 0 everywhere): far faster than the slow source."""
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.zeros((batch.shape[0], self.info.num_classes, *self.info.input_hw), np.float32)
+
+
+def test_the_record_says_where_the_inference_thread_waited() -> None:
+    fast = _ConstantRunner()
+    res = run_demo(_SlowSource(8), fast, model_meta(fast), DemoOptions(warmup=0))
+    rec = res.record
+    assert rec["frames"] == 8 and set(rec["inference_waits_s"]) == {"for_input", "for_output_room"}
+    # 7 frames 30 ms apart: the network idled most of the run, waiting for frames, not for the output
+    assert rec["inference_waits_s"]["for_input"] > 0.5 * rec["wall_s"] > 0.1
+    assert rec["inference_waits_s"]["for_output_room"] < rec["inference_waits_s"]["for_input"]
+    assert rec["end_to_end_fps"] < 0.9 * rec["inference_fps"]
 
 
 def test_file_source_is_resized_to_the_model_and_stopped_at_max_frames(runner: TinyTorchRunner, tmp_path: Path) -> None:

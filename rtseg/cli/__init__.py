@@ -16,6 +16,7 @@ _COMMAND_MODULES = [
     "rtseg.cli.train",
     "rtseg.cli.search",
     "rtseg.cli.export",
+    "rtseg.cli.predict",
     "rtseg.cli.demo",
     "rtseg.cli.quickstart",
     "rtseg.cli.doctor",

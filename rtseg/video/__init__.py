@@ -14,7 +14,7 @@ probing, read-back check), :mod:`~rtseg.video.stats` (what is measured and how).
 
 from rtseg.video.meta import ModelMeta, model_meta
 from rtseg.video.pipeline import DemoOptions, DemoResult, run_demo
-from rtseg.video.sources import Frame, FrameSource, open_source
+from rtseg.video.sources import Frame, FrameSource, open_source, render_synthetic_video
 from rtseg.video.stats import PipelineStats
 from rtseg.video.writer import VideoWriter, WrittenVideo, count_frames, probe_codec
 
@@ -31,5 +31,6 @@ __all__ = [
     "model_meta",
     "open_source",
     "probe_codec",
+    "render_synthetic_video",
     "run_demo",
 ]

@@ -6,13 +6,16 @@ network runs, and the inference thread does nothing but call the runner::
     capture thread      preprocess thread      inference thread      main thread
     decode / render --> resize to the model, --> runner.infer     --> argmax, colorize, blend,
     (source queue:      BGR->RGB, normalize      (or .predict)        FPS text, write / show
-     all frames, or     (queue of 1)             (queue of 2)
-     newest only)
+     all frames, or     (queue of 4 for files,   (queue of 4 for
+     newest only)        1 for live sources)      files, 2 live)
 
 * The main thread does the output because GUI toolkits must be driven from it (``cv2.imshow``).
 * Every library call that does real work here (OpenCV, NumPy, ONNX Runtime, TensorRT, torch) releases
-  the GIL, so the stages genuinely overlap; the queues are short so a frame never waits long and
-  memory stays flat.
+  the GIL, so the stages genuinely overlap; the queues are short so memory stays flat. For files
+  and the synthetic video they hold 4 frames each side of the network: on a shared CPU a stage is
+  paused by the OS for milliseconds at a time, and with 1 and 2 frames the network then waits on
+  its neighbours (measured in ``demos/README.md``); live sources keep 1 and 2 so a shown frame is
+  never old.
 * When a backend overrides :meth:`Runner.predict` (e.g. arg-max on the GPU, so only labels cross the
   bus), the inference stage calls ``predict`` and postprocessing skips the arg-max; otherwise it
   calls ``infer`` and the arg-max runs in the postprocess stage, off the inference thread.
@@ -66,7 +69,11 @@ class DemoOptions:
     warmup: int = 5  # untimed runner calls before the clock starts
     baseline_iters: int = 0  # if > 0: time runner.infer alone this many times first (no pipeline)
     window: int = 30  # frames in the rolling FPS on the overlay
-    queue_size: int = 2  # inference -> output queue length
+    # Queue lengths; None: chosen by the source's policy. Files and the synthetic video (never drop)
+    # get 4 and 4, so a stage the OS pauses for a few milliseconds (a shared CPU) does not stall
+    # the network; webcams and streams get 1 and 2, so a shown frame is never more than a few old.
+    prefetch: int | None = None  # preprocess -> inference queue length
+    queue_size: int | None = None  # inference -> output queue length
 
 
 @dataclass
@@ -78,6 +85,8 @@ class DemoResult:
     output: WrittenVideo | None
     standalone: TimingStats | None
     record: dict[str, Any] = field(default_factory=dict)
+    #: ``{"for_input": s, "for_output_room": s}``: the inference thread's idle time during the run.
+    inference_waits_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -104,6 +113,10 @@ class _Stage(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.get, self.fn, self.out, self.stop_event, self.latest = get, fn, out, stop, latest
         self.dropped = 0
+        # Seconds spent waiting for an item and for room downstream: where a stage's idle time went
+        # (the inference stage's tell why end-to-end FPS falls short of inference FPS).
+        self.wait_in_s = 0.0
+        self.wait_out_s = 0.0
 
     def _put(self, item: Any, replace: bool = False) -> bool:
         if replace:  # single producer: after taking the stale item out, the put cannot fail
@@ -127,16 +140,24 @@ class _Stage(threading.Thread):
         return False
 
     def run(self) -> None:
+        clock = time.perf_counter
         try:
             while not self.stop_event.is_set():
+                t0 = clock()
                 try:
                     item = self.get()
                 except TimeoutError:
                     continue
+                finally:
+                    self.wait_in_s += clock() - t0
                 if item is None or item is _END or isinstance(item, BaseException):
                     self._put(_END if item is None else item)
                     return
-                if not self._put(self.fn(item), replace=self.latest):
+                result = self.fn(item)
+                t0 = clock()
+                handed_on = self._put(result, replace=self.latest)
+                self.wait_out_s += clock() - t0
+                if not handed_on:
                     return
         except BaseException as exc:
             self._put(exc)
@@ -229,8 +250,9 @@ def _run(
         stats.add("inference", ms)
         return frame, y, ms
 
-    pre_q: queue.Queue[Any] = queue.Queue(maxsize=1)
-    out_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, opt.queue_size))
+    every_frame = source.policy == "all"
+    pre_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, opt.prefetch or (4 if every_frame else 1)))
+    out_q: queue.Queue[Any] = queue.Queue(maxsize=max(1, opt.queue_size or (4 if every_frame else 2)))
     stages = [
         _Stage("rtseg-preprocess", lambda: source.read(timeout=0.1), prep, pre_q, stop, latest=source.policy == "latest"),
         _Stage("rtseg-inference", _queue_getter(pre_q), infer, out_q, stop),
@@ -301,7 +323,8 @@ def _run(
     if error is not None:
         raise error
     stats.samples["capture"] = list(source.capture_ms)
-    result = DemoResult(stats, end_reason, source.captured, source.dropped + stages[0].dropped, output, standalone)
+    result = DemoResult(stats, end_reason, source.captured, source.dropped + stages[0].dropped, output, standalone,
+                        inference_waits_s={"for_input": round(stages[1].wait_in_s, 4), "for_output_room": round(stages[1].wait_out_s, 4)})
     result.record = build_record(result, source, runner, meta, opt, model_name)
     return result
 
@@ -357,6 +380,7 @@ def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: 
         "end_to_end_fps": s.end_to_end_fps,
         "end_to_end_over_inference": (s.end_to_end_fps / s.inference_fps) if s.inference_fps > 0 else None,
         "standalone_inference_fps": standalone_fps,
+        "inference_waits_s": dict(result.inference_waits_s),
         "standalone_inference": result.standalone.to_dict() if result.standalone else None,
         "warmup_calls": opt.warmup,
         "stages": {k: v.to_dict() for k, v in s.stage_stats().items()},
@@ -364,6 +388,8 @@ def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: 
             "inference_fps": "frames / sum of the inference stage time of those frames (runner call only)",
             "end_to_end_fps": "frames / wall time from the first frame decoded to the last frame written or shown",
             "standalone_inference_fps": "1000 / mean ms of the inference stage's runner call timed alone before the run (no pipeline)",
+            "inference_waits_s": "seconds the inference thread waited for a preprocessed frame (for_input) and for room in the "
+                                 "queue to the output stage (for_output_room): end-to-end falls short of inference FPS by these",
             **{f"stage.{k}": v for k, v in STAGE_HELP.items()},
         },
         "output": result.output.to_dict() if result.output else None,

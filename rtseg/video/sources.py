@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import cv2
 import numpy as np
@@ -35,6 +35,9 @@ import numpy as np
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
 from rtseg.video.cvutil import quiet_native_stderr
+
+if TYPE_CHECKING:
+    from rtseg.video.writer import WrittenVideo
 
 
 @dataclass
@@ -286,6 +289,34 @@ class SyntheticSource(FrameSource):
         if img is None:
             self.end_reason = "end of the synthetic video"
         return img
+
+
+
+def render_synthetic_video(
+    path: str | os.PathLike,
+    frames: int,
+    hw: tuple[int, int],
+    seed: int = 0,
+    fps: float = 15.0,
+) -> "WrittenVideo":
+    """Render the synthetic street video into a file (codec probed, read back), for replaying.
+
+    The synthetic source renders each frame in the capture thread, several milliseconds a frame
+    even at 64x128: with a fast model that renderer, not the pipeline, sets the end-to-end frame
+    rate. Rendering to a file first and replaying it (:func:`open_file`) measures what a user's
+    video would see: decoding, the pipeline and the network. Returns what was written.
+    """
+    from rtseg.video.writer import VideoWriter
+
+    if frames < 1:
+        raise RtsegError("the synthetic video needs at least one frame")
+    h, w = hw
+    src = SyntheticSource(frames, h, w, seed=seed, fps=fps)
+    with src, VideoWriter(path, fps=src.fps) as writer:
+        for frame in src:
+            writer.write(frame.image)
+    assert writer.result is not None  # at least one frame was written
+    return writer.result
 
 
 def _open_capture(target: int | str, api: int = cv2.CAP_ANY) -> cv2.VideoCapture:
