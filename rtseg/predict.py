@@ -192,6 +192,20 @@ def planned_outputs(path: Path, name: str, out: Path, save_mask: bool) -> dict[s
     return files
 
 
+def check_outputs(paths: Sequence[Path], out: Path, save_mask: bool) -> list[str]:
+    """The output names of ``paths``, after refusing an ``out`` that is a file or whose outputs
+    would overwrite one of the inputs (e.g. ``--out`` the input folder itself)."""
+    if out.exists() and not out.is_dir():
+        raise RtsegError(f"--out must be a folder, but {out} is a file")
+    names = output_names(paths)
+    inputs = {p.resolve() for p in paths}
+    for p, name in zip(paths, names):
+        for f in planned_outputs(p, name, out, save_mask).values():
+            if f.resolve() in inputs:
+                raise RtsegError(f"writing the results to {out} would overwrite the input {f}; choose another --out folder")
+    return names
+
+
 # -- reading and writing images -------------------------------------------------------------------
 def read_image(path: Path) -> tuple[np.ndarray | None, str | None]:
     """``(BGR uint8 image, None)``, or ``(None, why it is not one)``; never raises for a bad file.
@@ -260,14 +274,7 @@ def predict_images(
     if h <= 0 or w <= 0:
         raise RtsegError("the model does not record its input size; pass --input HxW")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RtsegError(f"--out must be a folder, but {out} is a file")
-    names = output_names(paths)
-    inputs = {p.resolve() for p in paths}
-    for p, name in zip(paths, names):
-        for f in planned_outputs(p, name, out, save_mask).values():
-            if f.resolve() in inputs:
-                raise RtsegError(f"writing the results to {out} would overwrite the input {f}; choose another --out folder")
+    names = check_outputs(paths, out, save_mask)
     out.mkdir(parents=True, exist_ok=True)
 
     palette = bgr_palette(meta.palette)
@@ -340,13 +347,14 @@ def predict(
 ) -> PredictResult:
     """Load ``model`` with :func:`rtseg.runtime.load_runner` and segment ``sources`` into ``out``.
 
-    The sources are expanded first (:func:`collect_images`), so a wrong path fails before the model
-    loads; the runner is always closed.
+    The sources are expanded and the outputs checked first (:func:`collect_images`,
+    :func:`check_outputs`), so a wrong path fails before the model loads; the runner is always closed.
     """
     from rtseg.runtime import load_runner
     from rtseg.video.meta import model_meta
 
     paths = collect_images(sources)
+    check_outputs(paths, Path(out), save_mask)
     runner = load_runner(model, backend=backend, device=device, precision=precision, input_hw=input_hw, batch=1, threads=threads)
     try:
         meta = model_meta(runner, name=f"model {model}")
@@ -402,6 +410,6 @@ def build_record(result: PredictResult, runner: Runner, meta: "ModelMeta", *, mo
 
 
 __all__ = [
-    "DEFAULT_OUT", "IMAGE_SUFFIXES", "ImageResult", "PredictResult", "STAGE_HELP", "collect_images", "output_names",
+    "DEFAULT_OUT", "IMAGE_SUFFIXES", "ImageResult", "PredictResult", "STAGE_HELP", "check_outputs", "collect_images", "output_names",
     "predict", "predict_images", "read_image",
 ]

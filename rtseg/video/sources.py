@@ -291,7 +291,6 @@ class SyntheticSource(FrameSource):
         return img
 
 
-
 def render_synthetic_video(
     path: str | os.PathLike,
     frames: int,
