@@ -146,4 +146,4 @@ def test_cli_errors_are_one_line(cli, tmp_path: Path) -> None:
     _one_line_error(cli("predict", "no-such-model", imgs["png"], *SMALL), "no-such-model")
     _one_line_error(cli("predict", "baseline1", imgs["png"], "--alpha", "2", *SMALL), "--alpha")
     (tmp_path / "file").write_text("x")
-    _one_line_error(cli("predict", "baseline1", imgs["png"], "--out", tmp_path / "file", *SMALL), "must be a folder")
+    _one_line_error(cli("predict", "baseline1", imgs["png"], "--out", tmp_path / "file", *SMALL), "a folder is expected")

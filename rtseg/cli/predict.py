@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
@@ -51,15 +52,15 @@ def _tables(rec: dict[str, Any]) -> list[Table]:
 def predict_cmd(
     model: str = typer.Argument(..., help="Engine (.engine/.plan), ONNX file (with its sidecar), checkpoint (.pt), arch JSON or built-in arch name."),
     sources: List[str] = typer.Argument(..., help="Image files, folders (their images) or glob patterns, quoted ('photos/**/*.jpg')."),
-    out: Path = typer.Option(Path("rtseg-out/predict"), "--out", "-o", help="Folder for the overlays, masks/ and predict.json (files of the same name are replaced)."),
+    out: Path = typer.Option(Path("rtseg-out/predict"), "--out", "-o", help="Folder for the overlays, masks/ and predict.json (files of the same name are replaced).", callback=P.output_dir),
     backend: Optional[str] = typer.Option(None, help="Runner backend: torch, onnxruntime or tensorrt (default: from the model file)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime)."),
-    input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW; images are resized to it and the labels back (default: the model's, or 512x1024 for an arch or checkpoint without one)."),
+    input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW; images are resized to it and the labels back (default: the model's, or 512x1024 for an arch or checkpoint without one).", callback=P.hw_size),
     save_mask: bool = typer.Option(False, "--save-mask", help="Also write masks/NAME.png (class ids, one channel) and masks_color/NAME.png (palette colours)."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Weight of the class colours in the overlay, 0..1."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for the runner (default: the backend's)."),
-    warmup: int = typer.Option(3, "--warmup", help="Untimed runner calls before the first image."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Weight of the class colours in the overlay, 0..1.", callback=P.between(0, 1)),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for the runner (default: the backend's).", callback=P.COUNT),
+    warmup: int = typer.Option(3, "--warmup", help="Untimed runner calls before the first image.", callback=P.NON_NEGATIVE),
     json_out: bool = typer.Option(False, "--json", help="Print the record (files written, per-stage timings) as one JSON object on stdout."),
 ) -> None:
     """Segment images (PNG, JPEG, BMP, TIFF... as OpenCV reads them) at their own resolution; report latency."""
