@@ -197,7 +197,7 @@ def test_cli_families_and_scale_to_given_knobs(cli, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["flops"] == macs(get_family("erfnet").arch(5, width=0.5, depth=0.5))
     for bad, msg in ((["enet"], "unknown family"), (["erfnet", "--fix", "width"], "NAME=VALUE"),
-                     (["erfnet", "--fix", "width=9"], "out of range"), (["erfnet", "--latency-ms", "-1"], "positive")):
+                     (["erfnet", "--fix", "width=9"], "out of range"), (["erfnet", "--latency-ms", "-1"], "greater than 0")):
         r = cli("arch", "scale", *bad)
         assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output, r.output
         assert msg in r.output

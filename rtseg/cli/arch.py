@@ -91,6 +91,7 @@ def families(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Hand-designed families that `arch scale` fits to a latency budget: knobs, scaling rule, members."""
+    from rtseg.spaces import get_space
     from rtseg.spaces.families import FAMILIES
 
     rows = []
@@ -131,6 +132,7 @@ def scale(
     """Write the member of a hand-designed family nearest a measured latency budget (or at given knobs)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from rtseg.spaces import get_space
     from rtseg.spaces.families import LatencyMeasure, get_family, parse_knobs, pick_nearest
 
     fam = get_family(family)
