@@ -168,7 +168,8 @@ def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) ->
         from rtseg.runtime import load_runner
         from rtseg.video import DemoOptions, model_meta, open_source, render_synthetic_video, run_demo
 
-        runner = load_runner(str(out / "export" / "model.onnx"), backend=cfg.backend, device=cfg.device, threads=1)
+        deployed = out / "train" / "best.pt" if cfg.backend == "torch" else out / "export" / "model.onnx"
+        runner = load_runner(str(deployed), backend=cfg.backend, device=cfg.device, threads=1)
         try:
             meta = model_meta(runner, name="quickstart model")
             # The street scene is rendered to a file first and replayed: rendered live, in the capture
