@@ -34,7 +34,6 @@ import glob
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -367,28 +366,14 @@ def predict(
 def build_record(result: PredictResult, runner: Runner, meta: "ModelMeta", *, model_name: str, alpha: float, save_mask: bool,
                  warmup: int) -> dict[str, Any]:
     """What ran where, every file written, and the per-stage timings (mean, p90...)."""
-    from rtseg import __version__
     from rtseg.runtime.device import cpu_name
+    from rtseg.video.meta import run_header
 
-    info = runner.info
-    try:
-        load: list[float] | None = [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover - not on Windows
-        load = None
-    threads = {k: v for k, v in (info.extra or {}).items() if "thread" in str(k).lower() and isinstance(v, (int, float, str))}
+    head = run_header(runner, meta, model_name, RECORD_FORMAT, RECORD_SCHEMA_VERSION)
+    load, threads = head.pop("load_avg_1_5_15"), head.pop("threads")
     done, skipped = result.done, result.skipped
     return {
-        "format": RECORD_FORMAT,
-        "schema_version": RECORD_SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "rtseg_version": __version__,
-        "model": model_name,
-        "backend": info.backend,
-        "backend_version": info.backend_version,
-        "device": info.device,
-        "precision": info.precision,
-        "input_hw": list(meta.input_hw),
-        "num_classes": info.num_classes,
+        **head,
         "class_names": list(meta.class_names),
         "palette": [list(c) for c in meta.palette],
         "out": str(result.out),

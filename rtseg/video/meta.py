@@ -73,3 +73,33 @@ def model_meta(runner: Runner, name: str = "the model") -> ModelMeta:
         raise RtsegError(f"the palette recorded with {name} is not a list of RGB triples; re-export the model") from None
     names = [str(n) for n in d.get("class_names", [])]
     return ModelMeta(mean=mean, std=std, palette=palette, class_names=names, input_hw=tuple(info.input_hw))  # type: ignore[arg-type]
+
+
+def run_header(runner: Runner, meta: "ModelMeta", model_name: str, fmt: str, schema_version: int) -> dict[str, Any]:
+    """The part every run record (demo, predict) opens with: what ran, where and when, the load on the
+    machine and the runner's thread settings, so records from different commands compare field by field."""
+    import os
+    from datetime import datetime, timezone
+
+    from rtseg import __version__
+
+    info = runner.info
+    try:
+        load: list[float] | None = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Windows
+        load = None
+    return {
+        "format": fmt,
+        "schema_version": schema_version,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rtseg_version": __version__,
+        "model": model_name,
+        "backend": info.backend,
+        "backend_version": info.backend_version,
+        "device": info.device,
+        "precision": info.precision,
+        "input_hw": list(meta.input_hw),
+        "num_classes": info.num_classes,
+        "load_avg_1_5_15": load,
+        "threads": {k: v for k, v in (info.extra or {}).items() if "thread" in str(k).lower() and isinstance(v, (int, float, str))},
+    }

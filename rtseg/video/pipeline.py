@@ -35,7 +35,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -343,29 +342,15 @@ def _cpu_name() -> str:
 
 def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: ModelMeta, opt: DemoOptions, model_name: str) -> dict[str, Any]:
     """The measurement record: what ran where, how it was counted, and every figure."""
-    from rtseg import __version__
+    from rtseg.video.meta import run_header
 
     s = result.stats
-    info = runner.info
     standalone_fps = 1000.0 / result.standalone.mean_ms if result.standalone and result.standalone.mean_ms > 0 else None
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover - not on Windows
-        load = None
-    threads = {k: v for k, v in (info.extra or {}).items() if "thread" in str(k).lower() and isinstance(v, (int, float, str))}
+    head = run_header(runner, meta, model_name, RECORD_FORMAT, RECORD_SCHEMA_VERSION)
+    load, threads = head.pop("load_avg_1_5_15"), head.pop("threads")
     threads.update({"opencv": cv2.getNumThreads(), "pipeline": ["capture", "preprocess", "inference", "output (main)"]})
     rec: dict[str, Any] = {
-        "format": RECORD_FORMAT,
-        "schema_version": RECORD_SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "rtseg_version": __version__,
-        "model": model_name,
-        "backend": info.backend,
-        "backend_version": info.backend_version,
-        "device": info.device,
-        "precision": info.precision,
-        "input_hw": list(meta.input_hw),
-        "num_classes": info.num_classes,
+        **head,
         "host": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "load_avg_1_5_15": load, "opencv": cv2.__version__},
         "threads": threads,
         "source": source.describe(),
