@@ -298,8 +298,8 @@ def _demo_summary(demo: dict[str, Any]) -> str:
         text += f"; inference alone before the run {demo['standalone_inference_fps']:.1f} FPS"
     waits = demo.get("inference_waits_s")
     if waits and demo.get("wall_s"):
-        text += (f"; the inference thread waited {waits['for_input']:.2f} s for frames and {waits['for_output_room']:.2f} s "
-                 f"for the output stage, of a {demo['wall_s']:.2f} s run")
+        text += (f"; outside the runner call, the inference thread spent {waits['for_input']:.2f} s taking frames and "
+                 f"{waits['handing_on']:.2f} s handing them to the output stage, of a {demo['wall_s']:.2f} s run")
     stages = demo.get("stages", {})
     if stages:
         text += ". Mean ms per frame: " + ", ".join(f"{k} {v['mean_ms']:.2f}" for k, v in stages.items() if k != "latency")

@@ -94,10 +94,10 @@ def test_the_record_says_where_the_inference_thread_waited() -> None:
     fast = _ConstantRunner()
     res = run_demo(_SlowSource(8), fast, model_meta(fast), DemoOptions(warmup=0))
     rec = res.record
-    assert rec["frames"] == 8 and set(rec["inference_waits_s"]) == {"for_input", "for_output_room"}
+    assert rec["frames"] == 8 and set(rec["inference_waits_s"]) == {"for_input", "handing_on"}
     # 7 frames 30 ms apart: the network idled most of the run, waiting for frames, not for the output
     assert rec["inference_waits_s"]["for_input"] > 0.5 * rec["wall_s"] > 0.1
-    assert rec["inference_waits_s"]["for_output_room"] < rec["inference_waits_s"]["for_input"]
+    assert rec["inference_waits_s"]["handing_on"] < rec["inference_waits_s"]["for_input"]
     assert rec["end_to_end_fps"] < 0.9 * rec["inference_fps"]
 
 

@@ -64,8 +64,8 @@ def _print_summary(rec: dict[str, Any]) -> None:
     waits = rec.get("inference_waits_s")
     if waits and rec.get("wall_s"):
         console.print(
-            f"[dim]the inference thread waited {waits['for_input']:.2f} s for frames and {waits['for_output_room']:.2f} s for the "
-            f"output stage, of a {rec['wall_s']:.2f} s run[/]"
+            f"[dim]the inference thread spent {waits['for_input']:.2f} s taking frames and {waits['handing_on']:.2f} s handing them "
+            f"to the output stage, of a {rec['wall_s']:.2f} s run[/]"
         )
     if rec.get("standalone_inference_fps"):
         alone = rec["standalone_inference_fps"]

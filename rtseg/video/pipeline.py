@@ -84,7 +84,7 @@ class DemoResult:
     output: WrittenVideo | None
     standalone: TimingStats | None
     record: dict[str, Any] = field(default_factory=dict)
-    #: ``{"for_input": s, "for_output_room": s}``: the inference thread's idle time during the run.
+    #: ``{"for_input": s, "handing_on": s}``: the inference thread's time outside the runner call.
     inference_waits_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -112,7 +112,8 @@ class _Stage(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.get, self.fn, self.out, self.stop_event, self.latest = get, fn, out, stop, latest
         self.dropped = 0
-        # Seconds spent waiting for an item and for room downstream: where a stage's idle time went
+        # Seconds spent getting an item and handing the result on (empty or full queues, or the thread
+        # paused there by the OS): where a stage's time outside its own work went
         # (the inference stage's tell why end-to-end FPS falls short of inference FPS).
         self.wait_in_s = 0.0
         self.wait_out_s = 0.0
@@ -323,7 +324,7 @@ def _run(
         raise error
     stats.samples["capture"] = list(source.capture_ms)
     result = DemoResult(stats, end_reason, source.captured, source.dropped + stages[0].dropped, output, standalone,
-                        inference_waits_s={"for_input": round(stages[1].wait_in_s, 4), "for_output_room": round(stages[1].wait_out_s, 4)})
+                        inference_waits_s={"for_input": round(stages[1].wait_in_s, 4), "handing_on": round(stages[1].wait_out_s, 4)})
     result.record = build_record(result, source, runner, meta, opt, model_name)
     return result
 
@@ -373,8 +374,10 @@ def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: 
             "inference_fps": "frames / sum of the inference stage time of those frames (runner call only)",
             "end_to_end_fps": "frames / wall time from the first frame decoded to the last frame written or shown",
             "standalone_inference_fps": "1000 / mean ms of the inference stage's runner call timed alone before the run (no pipeline)",
-            "inference_waits_s": "seconds the inference thread waited for a preprocessed frame (for_input) and for room in the "
-                                 "queue to the output stage (for_output_room): end-to-end falls short of inference FPS by these",
+            "inference_waits_s": "seconds the inference thread spent outside the runner call taking a preprocessed frame "
+                                 "(for_input: an empty queue, or the thread paused there) and handing its result to the output "
+                                 "stage (handing_on: a full queue, or the thread paused there): end-to-end falls short of "
+                                 "inference FPS by these",
             **{f"stage.{k}": v for k, v in STAGE_HELP.items()},
         },
         "output": result.output.to_dict() if result.output else None,
