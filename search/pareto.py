@@ -338,7 +338,7 @@ def plot(rec: dict[str, Any], path: Path) -> None:
     rt = rec["runtime"]
     ax.set_xlabel(f"measured latency (ms), {rt['backend']} on {rt['device']}, {rt['threads']} thread(s)")
     ax.set_ylabel(f"val mIoU (%), mean ± std over {rec['recipe']['seeds']} seeds")
-    ax.set_title(f"searched vs random vs hand-designed at T = " + ", ".join(f"{b['target_ms']:.2f}" for b in rec["budgets"])
+    ax.set_title("searched vs random vs hand-designed at T = " + ", ".join(f"{b['target_ms']:.2f}" for b in rec["budgets"])
                  + f" ms (dashed), {rec['input'][0]}x{rec['input'][1]}", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
