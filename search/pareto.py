@@ -45,6 +45,10 @@ from rtseg.arch import Arch, load_arch
 from rtseg.io import atomic_write_json, atomic_write_text
 
 
+#: Candidate name of each search variant.
+VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot": "searched-os"}
+
+
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     """One training run in a worker process (one CPU thread), resumable by its summary file."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -79,14 +83,22 @@ def _measure(lut: Any) -> Any:
                           threads=lut.threads, precision=lut.precision, clock=lut.clock)
 
 
-def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, single_path: bool) -> Arch:
+def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
     from rtseg.search import SearchConfig, run_search
 
-    if not (out / "arch.json").exists():
+    if variant == "oneshot" and not (out / "arch.json").exists():
+        from rtseg.reporting import RichReporter
+        from rtseg.search.oneshot import OneShotConfig, run_oneshot
+
+        ocfg = OneShotConfig(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.os_epochs,
+                             batch=args.search_batch, train_len=args.search_train_len, score_len=args.os_score_len,
+                             band=tuple(args.os_band), evaluations=args.os_evaluations, minutes=args.os_minutes, seed=0)
+        run_oneshot(ocfg, out, resume=(out / "state.pt").exists(), reporter=RichReporter())
+    elif not (out / "arch.json").exists():
         cfg = SearchConfig(space="ssr", lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.search_epochs,
                            batch=args.search_batch, train_len=args.search_train_len, val_len=args.val_len,
                            warmup_epochs=args.search_warmup_epochs, minutes=args.search_minutes, seed=0,
-                           single_path=single_path)
+                           single_path=variant == "single-path")
         run_search(cfg, out, resume=(out / "state.pt").exists(), progress=True)
     return load_arch(out / "arch.json")
 
@@ -99,14 +111,15 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
     cands = {k: {**v, "arch": load_arch(v["arch"])} for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
     h, w = lut.input_hw
     for variant in args.variants:
-        name = "searched" if variant == "single-path" else "searched-ws"
+        name = VARIANT_NAMES[variant]
         if name in cands:
             continue
-        arch = _search(lut_path, target, out / name, args, single_path=variant == "single-path")
+        arch = _search(lut_path, target, out / name, args, variant)
         summary = json.loads((out / name / "search.json").read_text())
         cands[name] = {"arch": arch, "kind": "searched", "search": {k: summary.get(k) for k in (
             "predicted_latency_ms", "predicted_over_target", "measured_latency_ms", "measured_over_target", "epochs_run",
-            "discrete", "arch_steps", "budget_fit_changes", "wall_time_s", "reference_speed_ratio")}}
+            "discrete", "arch_steps", "budget_fit_changes", "wall_time_s", "reference_speed_ratio", "strategy", "oneshot_score",
+            "evaluations", "supernet_steps") if k in summary}}
         atomic_write_json(path, {k: {**v, "arch": v["arch"].to_dict()} for k, v in cands.items()})
     space = get_space("ssr")
     rng = random.Random(args.seed)
@@ -118,8 +131,7 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
             cands.setdefault(a.name, {"arch": a, "kind": "random"})
             found += 1
     atomic_write_json(path, {k: {**v, "arch": v["arch"].to_dict()} for k, v in cands.items()})
-    return {k: v for k, v in cands.items() if v["kind"] != "searched" or k in
-            {"searched" if x == "single-path" else "searched-ws" for x in args.variants}}
+    return {k: v for k, v in cands.items() if v["kind"] != "searched" or k in {VARIANT_NAMES[x] for x in args.variants}}
 
 
 def _families(lut: Any, target: float, out: Path, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -149,7 +161,7 @@ def main() -> None:
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.4, 0.7], help="budgets as fractions of baseline1's measured latency")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per candidate")
     ap.add_argument("--randoms", type=int, default=5)
-    ap.add_argument("--variants", nargs="+", default=["single-path"], choices=["single-path", "weighted"])
+    ap.add_argument("--variants", nargs="+", default=["single-path"], choices=list(VARIANT_NAMES))
     ap.add_argument("--data", default="synthetic")
     ap.add_argument("--epochs", type=int, default=3, help="training epochs per run (the same for every candidate)")
     ap.add_argument("--train-len", type=int, default=400, help="training images per epoch")
@@ -160,6 +172,11 @@ def main() -> None:
     ap.add_argument("--search-train-len", type=int, default=256)
     ap.add_argument("--search-batch", type=int, default=4)
     ap.add_argument("--search-warmup-epochs", type=int, default=2)
+    ap.add_argument("--os-epochs", type=int, default=20, help="one-shot: supernet training epochs")
+    ap.add_argument("--os-minutes", type=float, default=10.0, help="one-shot: limit on supernet training")
+    ap.add_argument("--os-evaluations", type=int, default=96, help="one-shot: archs scored by the evolution")
+    ap.add_argument("--os-score-len", type=int, default=48, help="one-shot: held-out training scenes that score an arch")
+    ap.add_argument("--os-band", type=float, nargs=2, default=[0.9, 1.0], help="one-shot: latency band, fractions of T")
     ap.add_argument("--only-candidates", action="store_true", help="search and pick the candidates, train nothing yet")
     ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3"], help="hand-designed families to compare (rtseg arch families lists them)")
     ap.add_argument("--no-families", action="store_true", help="leave the hand-designed families out")

@@ -288,6 +288,26 @@ class SSRSupernet(nn.Module):
         assert out is not None
         return out
 
+    def forward_path(self, x: torch.Tensor, choices: dict[str, int]) -> torch.Tensor:
+        """Run exactly one discrete subnet (a candidate index per decision, as :meth:`choices_of` or
+        :meth:`argmax_choices` give) with the supernet's weights: one candidate per layer, one-hot channel
+        masks, the chosen depth. The output equals that of ``SSRNet(arch)`` loaded with
+        :meth:`derive_weights`; one-shot training and evaluation run through here."""
+        x2 = self.db1(x)
+        y = self.db2(x2)
+        for si, (st, layers) in enumerate(zip(self.config.stages, self.stages)):
+            if si == 1:
+                y = self.db3(y)
+            depth = self._decisions[f"stage{si + 1}.depth"].choices[choices[f"stage{si + 1}.depth"]]
+            for li in range(st.fixed + depth):
+                pre = f"stage{si + 1}.layer{li + 1}"
+                layer = layers[li]
+                cand = layer.candidates[choices[f"{pre}.ds"]]
+                if not isinstance(cand, NB1D):
+                    raise ValueError(f"candidate {choices[f'{pre}.ds']} of {pre} was removed from the supernet")
+                y = cand(y, layer.masks[choices[f"{pre}.c3x1"]], layer.masks[choices[f"{pre}.c1x3"]])
+        return self.upsample(self.head(y), size=x.shape[-2:])
+
     # -- discrete <-> relaxed -------------------------------------------------------------------
     def argmax_choices(self) -> dict[str, int]:
         """Index of the most likely surviving candidate of every decision."""

@@ -1,0 +1,414 @@
+"""One-shot search: train a weight-sharing supernet on sampled in-budget paths, then choose by evolution.
+
+The differentiable search (:mod:`rtseg.search.loop`) learns the architecture from the gradient of the
+loss with respect to path weights. On a short CPU search that gradient mostly says how the loss
+reacts to scaling a path's output early in training, and it decoded nets that sat at the budget band's
+low edge and ran most layers at half resolution. This search asks the supernet a more direct question
+(Guo et al., "Single Path One-Shot Neural Architecture Search with Uniform Sampling", ECCV 2020,
+sec. 3.2-3.4):
+
+1. **Supernet training.** Each step draws one architecture uniformly from those whose latency, as
+   the LUT predicts it on the deploy runtime, lies in the band ``[band[0] T, T]``, and trains the
+   weights of exactly that path (:meth:`SSRSupernet.forward_path`). Every candidate the evolution may
+   pick is trained as the discrete subnet it is; nothing outside the budget takes training time.
+2. **Evolution.** A population of in-band archs is scored by the mIoU of the supernet's weights on
+   held-out *training* scenes (not the validation split a final comparison reports), with batch
+   statistics in the BatchNorms (the running statistics of a shared BN mix every path). The best
+   archs are mutated (each decision redrawn with a small probability) and crossed over, children
+   outside the band are redrawn, and the best score found wins. Every evaluated arch is kept.
+
+Latency enters twice, both times from the LUT: the band constrains every sampled, mutated and crossed
+arch, and the result records its predicted and (on the LUT's machine) measured latency.
+
+Everything lives in the run folder: ``arch.json``, ``search.json`` (summary), ``evolution.json``
+(every scored arch), ``evolution.png``, ``config.json`` and ``state.pt`` (weights-only; a re-run with
+``resume=True`` continues from the last finished epoch or generation).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtseg.arch import Arch
+from rtseg.errors import RtsegError
+from rtseg.flops import op_flops
+from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
+from rtseg.reporting import Reporter, SilentReporter
+from rtseg.search.budget import arch_cost
+from rtseg.spaces import get_space
+
+#: Config fields a resumed one-shot search may change (limits of this invocation, not what is searched).
+RESUME_MAY_DIFFER = ("minutes", "workers", "device", "verify_latency")
+
+
+@dataclass
+class OneShotConfig:
+    lut: str = ""
+    latency_ms: float = 0.0
+    space: str = "ssr"
+    data: str = "synthetic"
+    input_hw: tuple[int, int] = (128, 256)
+    band: tuple[float, float] = (0.9, 1.0)  # fractions of T every trained and evolved arch keeps to
+    epochs: int = 12  # supernet training epochs over train_len scenes
+    batch: int = 4
+    train_len: int = 256
+    score_len: int = 64  # held-out training scenes that score an arch (after the first train_len)
+    score_batch: int = 16
+    w_lr: float = 2e-3
+    w_weight_decay: float = 1e-4
+    population: int = 16
+    parents: int = 6
+    evaluations: int = 128  # archs scored in all
+    mutate_prob: float = 0.1
+    minutes: float | None = None  # wall-clock limit on supernet training (evolution runs after it)
+    seed: int = 0
+    workers: int = 0
+    device: str = "cpu"
+    verify_latency: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_hw"] = list(self.input_hw)
+        d["band"] = list(self.band)
+        return d
+
+
+@dataclass
+class OneShotResult:
+    arch: Arch
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+class _PathModel(nn.Module):
+    """One fixed path of a supernet as a plain module, scored with batch statistics in its BatchNorms."""
+
+    def __init__(self, supernet: nn.Module, choices: dict[str, int]) -> None:
+        super().__init__()
+        self.supernet = supernet
+        self.choices = choices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.supernet.train()  # batch statistics; momentum 0 (set by the caller) keeps the running ones
+        return self.supernet.forward_path(x, self.choices)
+
+
+class _Sampler:
+    """Uniform draws, mutations and crossovers of choice dicts, kept inside the latency band."""
+
+    def __init__(self, supernet: Any, lut: Any, h: int, w: int, low_ms: float, high_ms: float, rng: random.Random) -> None:
+        self.decisions = supernet.decisions_by_name()
+        self.supernet, self.lut, self.h, self.w = supernet, lut, h, w
+        self.low, self.high, self.rng = low_ms, high_ms, rng
+
+    def arch(self, choices: dict[str, int]) -> Arch:
+        return self.supernet.arch_from_choices(choices)
+
+    def latency(self, choices: dict[str, int]) -> float:
+        return self.lut.predict(self.arch(choices), self.h, self.w).total_ms
+
+    def in_band(self, choices: dict[str, int]) -> bool:
+        return self.low <= self.latency(choices) <= self.high
+
+    def uniform(self, tries: int = 20000) -> dict[str, int]:
+        for _ in range(tries):
+            c = {n: self.rng.randrange(len(d.choices)) for n, d in self.decisions.items()}
+            if self.in_band(c):
+                return c
+        raise RtsegError(f"no arch of the space found in [{self.low:.3f}, {self.high:.3f}] ms after {tries} draws; "
+                         f"widen the band or choose another --latency-ms")
+
+    def mutate(self, parent: dict[str, int], prob: float, tries: int = 200) -> dict[str, int] | None:
+        for _ in range(tries):
+            c = {n: (self.rng.randrange(len(self.decisions[n].choices)) if self.rng.random() < prob else i) for n, i in parent.items()}
+            if c != parent and self.in_band(c):
+                return c
+        return None
+
+    def crossover(self, a: dict[str, int], b: dict[str, int], tries: int = 200) -> dict[str, int] | None:
+        for _ in range(tries):
+            c = {n: (a[n] if self.rng.random() < 0.5 else b[n]) for n in a}
+            if self.in_band(c):
+                return c
+        return None
+
+
+def key_of(arch: Arch) -> str:
+    """A stable identity of an arch's genotype (what evolution memoizes scores by)."""
+    return json.dumps(arch.genotype, sort_keys=True)
+
+
+def run_oneshot(cfg: OneShotConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> OneShotResult:
+    """Run (or ``resume``) a one-shot search into ``out_dir``; see the module docstring."""
+    from rtseg.train import cpu_threads
+
+    with cpu_threads(torch.device("cuda" if str(cfg.device).startswith("cuda") else "cpu"), cfg.workers):
+        return _OneShot(cfg, Path(out_dir), resume, reporter or SilentReporter()).run()
+
+
+class _OneShot:
+    def __init__(self, cfg: OneShotConfig, out: Path, resume: bool, reporter: Reporter) -> None:
+        self.cfg, self.out, self.resume, self.reporter = cfg, out, resume, reporter
+
+    # -- steps --------------------------------------------------------------------------------
+    def run(self) -> OneShotResult:
+        self._setup()
+        self._load_state()
+        self._train_supernet()
+        self._evolve()
+        return self._finish()
+
+    def _setup(self) -> None:
+        from rtseg.data import build_dataset
+        from rtseg.latency.lut import load_lut
+        from rtseg.train import make_loader
+
+        cfg = self.cfg
+        if cfg.latency_ms <= 0:
+            raise RtsegError("--latency-ms must be a positive budget in milliseconds")
+        if not 0 < cfg.band[0] < cfg.band[1]:
+            raise RtsegError(f"the band must be two fractions 0 < low < high, got {cfg.band}")
+        h, w = cfg.input_hw
+        self.h, self.w = h, w
+        space = get_space(cfg.space)
+        space.check_input(h, w)
+        self.lut = load_lut(cfg.lut)
+        train_set = build_dataset(cfg.data, "train", (h, w), augment=True, seed=cfg.seed, length=cfg.train_len)
+        self.info = train_set.info
+        _check_lut(self.lut, cfg, space.options(), self.info.num_classes)
+        score_all = build_dataset(cfg.data, "train", (h, w), augment=False, seed=cfg.seed, length=cfg.train_len + cfg.score_len)
+        if len(score_all) < cfg.train_len + cfg.score_len:
+            raise RtsegError(f"{cfg.data} has {len(score_all)} training images, fewer than --train-len + --score-len")
+        score_set = torch.utils.data.Subset(score_all, list(range(cfg.train_len, cfg.train_len + cfg.score_len)))
+        self.device = torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.loader = make_loader(train_set, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed)
+        self.score_loader = make_loader(score_set, cfg.score_batch, shuffle=False, workers=cfg.workers)
+        self.supernet = space.supernet(self.info.num_classes).to(self.device)
+        if not hasattr(self.supernet, "forward_path"):
+            raise RtsegError(f"the one-shot search needs a supernet that runs one path; the {cfg.space} space has none yet")
+        self.opt = torch.optim.Adam(self.supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
+        self.rng = random.Random(cfg.seed)
+        self.sampler = _Sampler(self.supernet, self.lut, h, w, cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms, self.rng)
+        self.epoch, self.steps, self.train_log = 0, 0, []
+        self.scored: dict[str, dict[str, Any]] = {}
+        self.population: list[str] = []
+        self.generation = 0
+        self.elapsed_before = 0.0
+        self.t_start = time.monotonic()
+
+    def _load_state(self) -> None:
+        out, cfg = self.out, self.cfg
+        if self.resume and (out / "config.json").exists():
+            check_same_config(read_json(out / "config.json", "one-shot search config"), cfg.to_dict(), out, may_differ=RESUME_MAY_DIFFER)
+        state_path = out / "state.pt"
+        if self.resume and state_path.exists():
+            st = torch.load(state_path, map_location="cpu", weights_only=True)
+            self.supernet.load_state_dict(st["supernet"])
+            self.opt.load_state_dict(st["opt"])
+            rest = json.loads(st["progress"])
+            self.epoch, self.steps, self.train_log = rest["epoch"], rest["steps"], rest["train_log"]
+            self.scored, self.population, self.generation = rest["scored"], rest["population"], rest["generation"]
+            self.elapsed_before = rest["elapsed_s"]
+            self.rng.setstate(_rng_state(rest["rng"]))
+        elif self.resume:
+            raise RtsegError(f"nothing to resume in {out}: no state.pt (start without --resume)")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.t_start
+
+    def _save(self) -> None:
+        rest = {"epoch": self.epoch, "steps": self.steps, "train_log": self.train_log, "scored": self.scored,
+                "population": self.population, "generation": self.generation, "elapsed_s": self._elapsed(),
+                "rng": _rng_json(self.rng.getstate())}
+        state = {"format": "rtseg.oneshot_state", "schema_version": 1, "supernet": self.supernet.state_dict(),
+                 "opt": self.opt.state_dict(), "progress": json.dumps(rest)}
+        atomic_save(self.out / "state.pt", lambda p: torch.save(state, p))
+
+    def _train_supernet(self) -> None:
+        from rtseg.train import poly_lr
+
+        cfg = self.cfg
+        steps_per_epoch = len(self.loader)
+        total = max(1, cfg.epochs * steps_per_epoch)
+        deadline = None if cfg.minutes is None else cfg.minutes * 60
+        if self.epoch >= cfg.epochs or (deadline is not None and self.train_log and self.train_log[-1].get("stopped")):
+            return
+        with self.reporter.task("one-shot supernet", total=total, completed=self.epoch * steps_per_epoch) as bar:
+            while self.epoch < cfg.epochs:
+                self.supernet.train()
+                loss_sum, n, stopped = 0.0, 0, False
+                for x, y in self.loader:
+                    for g in self.opt.param_groups:
+                        g["lr"] = poly_lr(cfg.w_lr, self.steps, total)
+                    choices = self.sampler.uniform()
+                    x, y = x.to(self.device), y.to(self.device)
+                    self.opt.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(self.supernet.forward_path(x, choices), y, ignore_index=self.info.ignore_index)
+                    loss.backward()
+                    self.opt.step()
+                    self.steps += 1
+                    loss_sum, n = loss_sum + float(loss.detach()), n + 1
+                    bar.advance(info=f"loss {float(loss.detach()):.3f}")
+                    if deadline is not None and self._elapsed() > deadline:
+                        stopped = True
+                        break
+                self.train_log.append({"epoch": self.epoch, "train_loss": loss_sum / max(1, n), "steps": self.steps,
+                                       "elapsed_s": self._elapsed(), "stopped": stopped})
+                self.epoch += 1
+                self._save()
+                if stopped:
+                    break
+
+    def _score(self, choices: dict[str, int]) -> float:
+        from rtseg.evaluate import evaluate
+
+        bns = [m for m in self.supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.momentum = 0.0  # batch statistics, running statistics left as they are
+        try:
+            metrics = evaluate(_PathModel(self.supernet, choices), self.score_loader, self.info.num_classes,
+                               self.info.ignore_index, self.device)
+        finally:
+            for m, mom in zip(bns, momenta):
+                m.momentum = mom
+        return float(metrics["miou"])
+
+    def _add(self, choices: dict[str, int], origin: str) -> str:
+        arch = self.sampler.arch(choices)
+        key = key_of(arch)
+        if key not in self.scored:
+            self.scored[key] = {"choices": choices, "score": self._score(choices), "origin": origin,
+                                "generation": self.generation, "predicted_latency_ms": self.sampler.latency(choices)}
+        return key
+
+    def _evolve(self) -> None:
+        cfg = self.cfg
+        with self.reporter.task("evolution", total=cfg.evaluations, completed=len(self.scored)) as bar:
+            while len(self.population) < cfg.population and len(self.scored) < cfg.evaluations:
+                self.population.append(self._add(self.sampler.uniform(), "random"))
+                bar.update(completed=len(self.scored))
+            self._save()
+            while len(self.scored) < cfg.evaluations:
+                self.generation += 1
+                ranked = sorted(self.population, key=lambda k: -self.scored[k]["score"])
+                parents = [self.scored[k]["choices"] for k in ranked[: cfg.parents]]
+                children = []
+                for i in range(cfg.population):
+                    if i % 2 == 0:
+                        child, origin = self.sampler.mutate(self.rng.choice(parents), cfg.mutate_prob), "mutation"
+                    else:
+                        a, b = self.rng.sample(parents, 2) if len(parents) > 1 else (parents[0], parents[0])
+                        child, origin = self.sampler.crossover(a, b), "crossover"
+                    if child is not None:
+                        children.append((child, origin))
+                before = len(self.scored)
+                for child, origin in children:
+                    if len(self.scored) >= cfg.evaluations:
+                        break
+                    self.population.append(self._add(child, origin))
+                    bar.update(completed=len(self.scored), info=f"best {max(v['score'] for v in self.scored.values()):.3f}")
+                self.population = sorted(set(self.population), key=lambda k: -self.scored[k]["score"])[: cfg.population]
+                self._save()
+                if len(self.scored) == before:  # nothing new can be bred: the band is exhausted
+                    break
+
+    def _finish(self) -> OneShotResult:
+        from rtseg.search.loop import _lut_runtime, _verify
+
+        cfg, h, w = self.cfg, self.h, self.w
+        best_key = max(self.scored, key=lambda k: self.scored[k]["score"])
+        best = self.scored[best_key]
+        arch = self.sampler.arch(best["choices"])
+        arch.name = f"oneshot-{cfg.space}-{cfg.latency_ms:g}ms"
+        cost = arch_cost(arch, h, w, self.lut.cost, float(self.lut.constant_ms), op_flops)
+        arch.meta = {
+            "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "strategy": "one-shot evolution",
+                              "band": list(cfg.band), "input_hw": [h, w], "data": cfg.data, **_lut_runtime(self.lut)},
+            "predicted_latency_ms": cost.latency_ms,
+            "flops": int(cost.flops),
+            "oneshot_score": best["score"],
+        }
+        summary: dict[str, Any] = {
+            "arch": str(self.out / "arch.json"), "strategy": "one-shot evolution", "target_latency_ms": cfg.latency_ms,
+            "runtime": _lut_runtime(self.lut), "predicted_latency_ms": cost.latency_ms,
+            "predicted_over_target": cost.latency_ms / cfg.latency_ms, "flops": int(cost.flops),
+            "oneshot_score": best["score"], "origin": best["origin"], "generation_found": best["generation"],
+            "evaluations": len(self.scored), "generations": self.generation, "epochs_run": self.epoch,
+            "supernet_steps": self.steps, "train_log": self.train_log, "band": list(cfg.band), "data": cfg.data,
+            "wall_time_s": self._elapsed(),
+        }
+        if cfg.verify_latency:
+            summary.update(_verify(self.lut, arch, cfg))
+        arch.save(self.out / "arch.json")
+        atomic_write_json(self.out / "evolution.json", [{"key": k, **v} for k, v in self.scored.items()])
+        atomic_write_json(self.out / "search.json", summary)
+        try:
+            plot_evolution(list(self.scored.values()), self.out / "evolution.png", cfg.latency_ms, cfg.band)
+        except Exception as exc:  # plotting must never lose a finished search
+            summary["plot_error"] = str(exc)
+        return OneShotResult(arch, self.out, summary)
+
+
+def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, band: tuple[float, float]) -> None:
+    """One-shot score against predicted latency of every scored arch, coloured by generation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rtseg.io import atomic_save as save
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
+    sc = ax.scatter([r["predicted_latency_ms"] for r in scored], [100 * r["score"] for r in scored],
+                    c=[r["generation"] for r in scored], cmap="viridis", s=18)
+    best = max(scored, key=lambda r: r["score"])
+    ax.scatter([best["predicted_latency_ms"]], [100 * best["score"]], marker="*", s=200, color="tab:red", label="chosen")
+    for f in band:
+        ax.axvline(f * target_ms, color="k", lw=0.8, ls="--")
+    fig.colorbar(sc, ax=ax, label="generation")
+    ax.set_xlabel("LUT-predicted latency (ms)")
+    ax.set_ylabel("one-shot mIoU on held-out training scenes (%)")
+    ax.set_title(f"one-shot evolution, T = {target_ms:.2f} ms (band dashed)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def _check_lut(lut: Any, cfg: OneShotConfig, options: dict[str, Any], num_classes: int) -> None:
+    """The LUT must describe what is searched: its space, options, input size and class count."""
+    if lut.space != cfg.space:
+        raise RtsegError(f"LUT {cfg.lut} was measured for space {lut.space!r}, not {cfg.space!r}; profile that space")
+    if lut.search_space().options() != options:
+        raise RtsegError(f"LUT {cfg.lut} was profiled for other {cfg.space} space options; profile with the same --space-opt")
+    if tuple(lut.input_hw) != tuple(cfg.input_hw):
+        raise RtsegError(f"LUT {cfg.lut} was measured at {lut.input_hw[0]}x{lut.input_hw[1]}, the search runs at "
+                         f"{cfg.input_hw[0]}x{cfg.input_hw[1]}; use --input {lut.input_hw[0]}x{lut.input_hw[1]}")
+    if lut.num_classes != num_classes:
+        raise RtsegError(f"LUT {cfg.lut} was profiled for {lut.num_classes} classes, dataset {cfg.data} has {num_classes}; "
+                         f"re-run profile-ops with --classes {num_classes}")
+
+
+def _rng_json(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _rng_state(data: list) -> tuple:
+    return (data[0], tuple(data[1]), data[2])
+
+
+__all__ = ["OneShotConfig", "OneShotResult", "run_oneshot", "plot_evolution", "key_of"]
