@@ -46,8 +46,9 @@ from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
 from rtseg.spaces import get_space
 
-#: Config fields a resumed one-shot search may change (limits of this invocation, not what is searched).
-RESUME_MAY_DIFFER = ("minutes", "workers", "device", "verify_latency")
+#: Config fields a resumed one-shot search may change: limits and resources, not what is searched (more
+#: evaluations continue the evolution; the supernet is not trained further).
+RESUME_MAY_DIFFER = ("evaluations", "minutes", "workers", "device", "verify_latency")
 
 
 @dataclass

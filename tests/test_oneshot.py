@@ -1,0 +1,92 @@
+"""One-shot search: one-path supernet forward, in-band sampling, evolution, files and resume."""
+
+import json
+import random
+
+import pytest
+import torch
+
+import rtseg
+from rtseg.errors import RtsegError
+from rtseg.latency.lut import load_lut
+from rtseg.latency.profile import profile_ops
+from rtseg.search.oneshot import OneShotConfig, _Sampler, run_oneshot
+from rtseg.spaces import get_space
+
+H, W = 32, 64
+
+
+def test_forward_path_is_the_decoded_network_with_inherited_weights():
+    space = get_space("ssr")
+    supernet = space.supernet(10).eval()
+    for seed in range(3):
+        arch = space.sample(random.Random(seed), num_classes=10)
+        choices = {**supernet.argmax_choices(), **supernet.choices_of(arch)}
+        net = space.build(arch)
+        net.load_state_dict(supernet.derive_weights(arch))
+        x = torch.randn(2, 3, H, W)
+        torch.testing.assert_close(supernet.forward_path(x, choices), net.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def lut_path(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lut") / "lut.json"
+    return profile_ops("ssr", H, W, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1,
+                       num_classes=10, heads=["classifier"], out_path=out, progress=False, threads=1, recheck=False)
+
+
+def _target(lut_path):
+    """The median predicted latency of uniformly drawn archs: a budget whose band many archs reach."""
+    lut = load_lut(lut_path)
+    rng = random.Random(0)
+    ms = sorted(lut.predict(get_space("ssr").sample(rng, num_classes=10), H, W).total_ms for _ in range(41))
+    return ms[20]
+
+
+def _cfg(lut_path, target, **kw):
+    base = dict(lut=str(lut_path), latency_ms=target, input_hw=(H, W), epochs=1, batch=4, train_len=8, score_len=4,
+                score_batch=4, population=4, parents=2, evaluations=8, band=(0.8, 1.0), verify_latency=False)
+    base.update(kw)
+    return OneShotConfig(**base)
+
+
+@pytest.mark.slow
+def test_sampler_mutations_and_crossovers_stay_in_the_band(lut_path):
+    lut = load_lut(lut_path)
+    target = _target(lut_path)
+    supernet = get_space("ssr").supernet(10)
+    s = _Sampler(supernet, lut, H, W, 0.8 * target, target, random.Random(0))
+    a, b = s.uniform(), s.uniform()
+    kids = [s.mutate(a, 0.2), s.crossover(a, b)] + [s.uniform() for _ in range(5)]
+    for kid in kids:
+        assert kid is not None and 0.8 * target <= lut.predict(s.arch(kid), H, W).total_ms <= target
+
+
+@pytest.mark.slow
+def test_oneshot_search_writes_an_in_band_arch_and_resumes(lut_path, tmp_path):
+    target = _target(lut_path)
+    res = run_oneshot(_cfg(lut_path, target), tmp_path / "run")
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"arch.json", "search.json", "evolution.json", "evolution.png", "config.json", "state.pt"} <= files
+    arch = rtseg.load_arch(tmp_path / "run" / "arch.json")
+    assert 0.8 * target <= load_lut(lut_path).predict(arch, H, W).total_ms <= target
+    assert arch.meta["searched_with"]["strategy"] == "one-shot evolution"
+    assert arch.meta["searched_with"]["lut_backend"] == "torch"
+    evolved = json.loads((tmp_path / "run" / "evolution.json").read_text())
+    assert len(evolved) == 8 and max(r["score"] for r in evolved) == res.summary["oneshot_score"]
+    rtseg.build_model(arch)(torch.randn(1, 3, H, W))
+
+    # more evaluations on resume: training is not redone, earlier scores are kept
+    more = run_oneshot(_cfg(lut_path, target, evaluations=12), tmp_path / "run", resume=True)
+    assert more.summary["supernet_steps"] == res.summary["supernet_steps"]
+    assert more.summary["evaluations"] == 12 and more.summary["oneshot_score"] >= res.summary["oneshot_score"]
+
+
+@pytest.mark.slow
+def test_oneshot_refuses_a_changed_config_and_an_impossible_band(lut_path, tmp_path):
+    target = _target(lut_path)
+    run_oneshot(_cfg(lut_path, target, evaluations=4, population=4), tmp_path / "run")
+    with pytest.raises(RtsegError, match="latency_ms"):
+        run_oneshot(_cfg(lut_path, target * 0.9, evaluations=4, population=4), tmp_path / "run", resume=True)
+    with pytest.raises(RtsegError, match="no arch of the space"):
+        run_oneshot(_cfg(lut_path, 1e-6, band=(0.5, 1.0)), tmp_path / "tiny")
