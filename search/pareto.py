@@ -46,7 +46,7 @@ from rtseg.io import atomic_write_json, atomic_write_text
 
 
 #: Candidate name of each search variant.
-VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot": "searched-os"}
+VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot": "searched-os", "proxy": "searched-px"}
 
 
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +94,19 @@ def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, v
                              batch=args.search_batch, train_len=args.search_train_len, score_len=args.os_score_len,
                              band=tuple(args.os_band), evaluations=args.os_evaluations, minutes=args.os_minutes, seed=0)
         run_oneshot(ocfg, out, resume=(out / "state.pt").exists(), reporter=RichReporter())
+    elif variant == "proxy" and not (out / "arch.json").exists():
+        from rtseg.reporting import RichReporter
+        from rtseg.search.proxy import ProxyConfig, run_proxy
+
+        seeds = []
+        for fam in args.px_seed_families:  # the family's pick at this budget (measured nearest T), as an arch file
+            picked = json.loads((out.parent / "families.json").read_text())[fam]["arch"]
+            seeds.append(str(out.parent / f"{fam}-pick.json"))
+            atomic_write_json(Path(seeds[-1]), picked)
+        pcfg = ProxyConfig(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.px_epochs,
+                           train_len=args.px_train_len, batch=args.batch, evaluations=args.px_evaluations,
+                           population=args.px_population, seed_archs=seeds, jobs=args.jobs, band=tuple(args.os_band))
+        run_proxy(pcfg, out, resume=(out / "state.json").exists(), reporter=RichReporter())
     elif not (out / "arch.json").exists():
         cfg = SearchConfig(space="ssr", lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.search_epochs,
                            batch=args.search_batch, train_len=args.search_train_len, val_len=args.val_len,
@@ -119,7 +132,7 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
         cands[name] = {"arch": arch, "kind": "searched", "search": {k: summary.get(k) for k in (
             "predicted_latency_ms", "predicted_over_target", "measured_latency_ms", "measured_over_target", "epochs_run",
             "discrete", "arch_steps", "budget_fit_changes", "wall_time_s", "reference_speed_ratio", "strategy", "oneshot_score",
-            "evaluations", "supernet_steps") if k in summary}}
+            "evaluations", "supernet_steps", "proxy_score", "seed_scores", "origin") if k in summary}}
         atomic_write_json(path, {k: {**v, "arch": v["arch"].to_dict()} for k, v in cands.items()})
     space = get_space("ssr")
     rng = random.Random(args.seed)
@@ -177,6 +190,12 @@ def main() -> None:
     ap.add_argument("--os-evaluations", type=int, default=96, help="one-shot: archs scored by the evolution")
     ap.add_argument("--os-score-len", type=int, default=48, help="one-shot: held-out training scenes that score an arch")
     ap.add_argument("--os-band", type=float, nargs=2, default=[0.9, 1.0], help="one-shot: latency band, fractions of T")
+    ap.add_argument("--px-epochs", type=int, default=2, help="proxy: epochs of each proxy training")
+    ap.add_argument("--px-train-len", type=int, default=240, help="proxy: scenes per proxy epoch")
+    ap.add_argument("--px-evaluations", type=int, default=14, help="proxy: archs trained by the evolution")
+    ap.add_argument("--px-population", type=int, default=6, help="proxy: population size")
+    ap.add_argument("--px-seed-families", nargs="*", default=["baseline1"],
+                    help="proxy: start the population from these families' picks at T (families inside the space)")
     ap.add_argument("--only-candidates", action="store_true", help="search and pick the candidates, train nothing yet")
     ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3"], help="hand-designed families to compare (rtseg arch families lists them)")
     ap.add_argument("--no-families", action="store_true", help="leave the hand-designed families out")

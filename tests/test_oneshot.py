@@ -10,7 +10,8 @@ import rtseg
 from rtseg.errors import RtsegError
 from rtseg.latency.lut import load_lut
 from rtseg.latency.profile import profile_ops
-from rtseg.search.oneshot import OneShotConfig, _Sampler, run_oneshot
+from rtseg.search.evolution import BandSampler
+from rtseg.search.oneshot import OneShotConfig, run_oneshot
 from rtseg.spaces import get_space
 
 H, W = 32, 64
@@ -55,7 +56,7 @@ def test_sampler_mutations_and_crossovers_stay_in_the_band(lut_path):
     lut = load_lut(lut_path)
     target = _target(lut_path)
     supernet = get_space("ssr").supernet(10)
-    s = _Sampler(supernet, lut, H, W, 0.8 * target, target, random.Random(0))
+    s = BandSampler(supernet, lut, H, W, 0.8 * target, target, random.Random(0))
     a, b = s.uniform(), s.uniform()
     kids = [s.mutate(a, 0.2), s.crossover(a, b)] + [s.uniform() for _ in range(5)]
     for kid in kids:
@@ -90,3 +91,26 @@ def test_oneshot_refuses_a_changed_config_and_an_impossible_band(lut_path, tmp_p
         run_oneshot(_cfg(lut_path, target * 0.9, evaluations=4, population=4), tmp_path / "run", resume=True)
     with pytest.raises(RtsegError, match="no arch of the space"):
         run_oneshot(_cfg(lut_path, 1e-6, band=(0.5, 1.0)), tmp_path / "tiny")
+
+
+@pytest.mark.slow
+def test_proxy_search_starts_from_a_seed_arch_and_keeps_to_the_band(lut_path, tmp_path):
+    from rtseg.search.proxy import ProxyConfig, run_proxy
+
+    target = _target(lut_path)
+    lut = load_lut(lut_path)
+    rng = random.Random(3)
+    seed = next(a for a in (get_space("ssr").sample(rng, num_classes=10) for _ in range(2000))
+                if 0.85 * target <= lut.predict(a, H, W).total_ms <= target)
+    rtseg.arch.Arch.save(seed, tmp_path / "seed.json")
+    cfg = ProxyConfig(lut=str(lut_path), latency_ms=target, input_hw=(H, W), band=(0.8, 1.0), epochs=1, train_len=4,
+                      val_len=2, batch=2, population=2, parents=2, evaluations=3, seed_archs=[str(tmp_path / "seed.json")],
+                      verify_latency=False)
+    res = run_proxy(cfg, tmp_path / "run")
+    evolved = json.loads((tmp_path / "run" / "evolution.json").read_text())
+    assert len(evolved) == 3 and evolved[0]["origin"] == "seed"
+    assert json.loads(evolved[0]["key"]) == seed.genotype
+    assert 0.8 * target <= lut.predict(res.arch, H, W).total_ms <= target
+    assert res.arch.meta["searched_with"]["strategy"] == "proxy evolution"
+    again = run_proxy(cfg, tmp_path / "run", resume=True)  # every proxy run is kept: nothing is retrained
+    assert again.summary["evaluations"] == 3 and again.arch.genotype == res.arch.genotype

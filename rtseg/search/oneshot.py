@@ -44,6 +44,7 @@ from rtseg.flops import op_flops
 from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
+from rtseg.search.evolution import BandSampler, EvolutionState, evolve, plot_evolution
 from rtseg.spaces import get_space
 
 #: Config fields a resumed one-shot search may change: limits and resources, not what is searched (more
@@ -103,51 +104,6 @@ class _PathModel(nn.Module):
         return self.supernet.forward_path(x, self.choices)
 
 
-class _Sampler:
-    """Uniform draws, mutations and crossovers of choice dicts, kept inside the latency band."""
-
-    def __init__(self, supernet: Any, lut: Any, h: int, w: int, low_ms: float, high_ms: float, rng: random.Random) -> None:
-        self.decisions = supernet.decisions_by_name()
-        self.supernet, self.lut, self.h, self.w = supernet, lut, h, w
-        self.low, self.high, self.rng = low_ms, high_ms, rng
-
-    def arch(self, choices: dict[str, int]) -> Arch:
-        return self.supernet.arch_from_choices(choices)
-
-    def latency(self, choices: dict[str, int]) -> float:
-        return self.lut.predict(self.arch(choices), self.h, self.w).total_ms
-
-    def in_band(self, choices: dict[str, int]) -> bool:
-        return self.low <= self.latency(choices) <= self.high
-
-    def uniform(self, tries: int = 20000) -> dict[str, int]:
-        for _ in range(tries):
-            c = {n: self.rng.randrange(len(d.choices)) for n, d in self.decisions.items()}
-            if self.in_band(c):
-                return c
-        raise RtsegError(f"no arch of the space found in [{self.low:.3f}, {self.high:.3f}] ms after {tries} draws; "
-                         f"widen the band or choose another --latency-ms")
-
-    def mutate(self, parent: dict[str, int], prob: float, tries: int = 200) -> dict[str, int] | None:
-        for _ in range(tries):
-            c = {n: (self.rng.randrange(len(self.decisions[n].choices)) if self.rng.random() < prob else i) for n, i in parent.items()}
-            if c != parent and self.in_band(c):
-                return c
-        return None
-
-    def crossover(self, a: dict[str, int], b: dict[str, int], tries: int = 200) -> dict[str, int] | None:
-        for _ in range(tries):
-            c = {n: (a[n] if self.rng.random() < 0.5 else b[n]) for n in a}
-            if self.in_band(c):
-                return c
-        return None
-
-
-def key_of(arch: Arch) -> str:
-    """A stable identity of an arch's genotype (what evolution memoizes scores by)."""
-    return json.dumps(arch.genotype, sort_keys=True)
-
-
 def run_oneshot(cfg: OneShotConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> OneShotResult:
     """Run (or ``resume``) a one-shot search into ``out_dir``; see the module docstring."""
     from rtseg.train import cpu_threads
@@ -199,11 +155,9 @@ class _OneShot:
             raise RtsegError(f"the one-shot search needs a supernet that runs one path; the {cfg.space} space has none yet")
         self.opt = torch.optim.Adam(self.supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
         self.rng = random.Random(cfg.seed)
-        self.sampler = _Sampler(self.supernet, self.lut, h, w, cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms, self.rng)
+        self.sampler = BandSampler(self.supernet, self.lut, h, w, cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms, self.rng)
         self.epoch, self.steps, self.train_log = 0, 0, []
-        self.scored: dict[str, dict[str, Any]] = {}
-        self.population: list[str] = []
-        self.generation = 0
+        self.evolution = EvolutionState()
         self.elapsed_before = 0.0
         self.t_start = time.monotonic()
 
@@ -218,7 +172,7 @@ class _OneShot:
             self.opt.load_state_dict(st["opt"])
             rest = json.loads(st["progress"])
             self.epoch, self.steps, self.train_log = rest["epoch"], rest["steps"], rest["train_log"]
-            self.scored, self.population, self.generation = rest["scored"], rest["population"], rest["generation"]
+            self.evolution = EvolutionState.from_dict(rest["evolution"])
             self.elapsed_before = rest["elapsed_s"]
             self.rng.setstate(_rng_state(rest["rng"]))
         elif self.resume:
@@ -230,8 +184,8 @@ class _OneShot:
         return self.elapsed_before + time.monotonic() - self.t_start
 
     def _save(self) -> None:
-        rest = {"epoch": self.epoch, "steps": self.steps, "train_log": self.train_log, "scored": self.scored,
-                "population": self.population, "generation": self.generation, "elapsed_s": self._elapsed(),
+        rest = {"epoch": self.epoch, "steps": self.steps, "train_log": self.train_log,
+                "evolution": self.evolution.to_dict(), "elapsed_s": self._elapsed(),
                 "rng": _rng_json(self.rng.getstate())}
         state = {"format": "rtseg.oneshot_state", "schema_version": 1, "supernet": self.supernet.state_dict(),
                  "opt": self.opt.state_dict(), "progress": json.dumps(rest)}
@@ -287,51 +241,17 @@ class _OneShot:
                 m.momentum = mom
         return float(metrics["miou"])
 
-    def _add(self, choices: dict[str, int], origin: str) -> str:
-        arch = self.sampler.arch(choices)
-        key = key_of(arch)
-        if key not in self.scored:
-            self.scored[key] = {"choices": choices, "score": self._score(choices), "origin": origin,
-                                "generation": self.generation, "predicted_latency_ms": self.sampler.latency(choices)}
-        return key
-
     def _evolve(self) -> None:
         cfg = self.cfg
-        with self.reporter.task("evolution", total=cfg.evaluations, completed=len(self.scored)) as bar:
-            while len(self.population) < cfg.population and len(self.scored) < cfg.evaluations:
-                self.population.append(self._add(self.sampler.uniform(), "random"))
-                bar.update(completed=len(self.scored))
-            self._save()
-            while len(self.scored) < cfg.evaluations:
-                self.generation += 1
-                ranked = sorted(self.population, key=lambda k: -self.scored[k]["score"])
-                parents = [self.scored[k]["choices"] for k in ranked[: cfg.parents]]
-                children = []
-                for i in range(cfg.population):
-                    if i % 2 == 0:
-                        child, origin = self.sampler.mutate(self.rng.choice(parents), cfg.mutate_prob), "mutation"
-                    else:
-                        a, b = self.rng.sample(parents, 2) if len(parents) > 1 else (parents[0], parents[0])
-                        child, origin = self.sampler.crossover(a, b), "crossover"
-                    if child is not None:
-                        children.append((child, origin))
-                before = len(self.scored)
-                for child, origin in children:
-                    if len(self.scored) >= cfg.evaluations:
-                        break
-                    self.population.append(self._add(child, origin))
-                    bar.update(completed=len(self.scored), info=f"best {max(v['score'] for v in self.scored.values()):.3f}")
-                self.population = sorted(set(self.population), key=lambda k: -self.scored[k]["score"])[: cfg.population]
-                self._save()
-                if len(self.scored) == before:  # nothing new can be bred: the band is exhausted
-                    break
+        with self.reporter.task("evolution", total=cfg.evaluations, completed=len(self.evolution.scored)) as bar:
+            evolve(self.evolution, self.sampler, lambda batch: [self._score(c) for c in batch], population=cfg.population,
+                   parents=cfg.parents, evaluations=cfg.evaluations, mutate_prob=cfg.mutate_prob, save=self._save, bar=bar)
 
     def _finish(self) -> OneShotResult:
         from rtseg.search.loop import _lut_runtime, _verify
 
         cfg, h, w = self.cfg, self.h, self.w
-        best_key = max(self.scored, key=lambda k: self.scored[k]["score"])
-        best = self.scored[best_key]
+        best = self.evolution.best()
         arch = self.sampler.arch(best["choices"])
         arch.name = f"oneshot-{cfg.space}-{cfg.latency_ms:g}ms"
         cost = arch_cost(arch, h, w, self.lut.cost, float(self.lut.constant_ms), op_flops)
@@ -347,47 +267,21 @@ class _OneShot:
             "runtime": _lut_runtime(self.lut), "predicted_latency_ms": cost.latency_ms,
             "predicted_over_target": cost.latency_ms / cfg.latency_ms, "flops": int(cost.flops),
             "oneshot_score": best["score"], "origin": best["origin"], "generation_found": best["generation"],
-            "evaluations": len(self.scored), "generations": self.generation, "epochs_run": self.epoch,
+            "evaluations": len(self.evolution.scored), "generations": self.evolution.generation, "epochs_run": self.epoch,
             "supernet_steps": self.steps, "train_log": self.train_log, "band": list(cfg.band), "data": cfg.data,
             "wall_time_s": self._elapsed(),
         }
         if cfg.verify_latency:
             summary.update(_verify(self.lut, arch, cfg))
         arch.save(self.out / "arch.json")
-        atomic_write_json(self.out / "evolution.json", [{"key": k, **v} for k, v in self.scored.items()])
+        atomic_write_json(self.out / "evolution.json", [{"key": k, **v} for k, v in self.evolution.scored.items()])
         atomic_write_json(self.out / "search.json", summary)
         try:
-            plot_evolution(list(self.scored.values()), self.out / "evolution.png", cfg.latency_ms, cfg.band)
+            plot_evolution(list(self.evolution.scored.values()), self.out / "evolution.png", cfg.latency_ms, cfg.band,
+                           ylabel="one-shot mIoU on held-out training scenes (%)")
         except Exception as exc:  # plotting must never lose a finished search
             summary["plot_error"] = str(exc)
         return OneShotResult(arch, self.out, summary)
-
-
-def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, band: tuple[float, float]) -> None:
-    """One-shot score against predicted latency of every scored arch, coloured by generation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from rtseg.io import atomic_save as save
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
-    sc = ax.scatter([r["predicted_latency_ms"] for r in scored], [100 * r["score"] for r in scored],
-                    c=[r["generation"] for r in scored], cmap="viridis", s=18)
-    best = max(scored, key=lambda r: r["score"])
-    ax.scatter([best["predicted_latency_ms"]], [100 * best["score"]], marker="*", s=200, color="tab:red", label="chosen")
-    for f in band:
-        ax.axvline(f * target_ms, color="k", lw=0.8, ls="--")
-    fig.colorbar(sc, ax=ax, label="generation")
-    ax.set_xlabel("LUT-predicted latency (ms)")
-    ax.set_ylabel("one-shot mIoU on held-out training scenes (%)")
-    ax.set_title(f"one-shot evolution, T = {target_ms:.2f} ms (band dashed)", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save(path, lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
 
 
 def _check_lut(lut: Any, cfg: OneShotConfig, options: dict[str, Any], num_classes: int) -> None:
@@ -412,4 +306,4 @@ def _rng_state(data: list) -> tuple:
     return (data[0], tuple(data[1]), data[2])
 
 
-__all__ = ["OneShotConfig", "OneShotResult", "run_oneshot", "plot_evolution", "key_of"]
+__all__ = ["OneShotConfig", "OneShotResult", "run_oneshot"]

@@ -1,0 +1,176 @@
+"""Evolution over a space's discrete decisions inside a latency band: the search half shared by the
+one-shot search (archs scored by a supernet's weights) and the proxy search (archs scored by a short
+training run).
+
+A genome is a candidate index per decision of the space's supernet (``SSRSupernet.decisions_by_name``);
+every draw, mutation and crossover is kept only if the LUT predicts its latency inside the band, so the
+evolution never spends an evaluation on an arch that misses the budget. The loop follows the genetic
+search of Guo et al., "Single Path One-Shot Neural Architecture Search with Uniform Sampling", ECCV 2020,
+sec. 3.4: the best ``parents`` of the population breed half mutations (each decision redrawn with
+probability ``mutate_prob``) and half crossovers (each decision from either parent); the population
+keeps the best ``population`` archs scored so far. Seed archs (a hand-designed net scaled to the
+budget, say) join the first population, moved into the band by small mutations when they miss it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rtseg.arch import Arch
+from rtseg.errors import RtsegError
+from rtseg.reporting import TaskBar
+
+
+class BandSampler:
+    """Uniform draws, mutations and crossovers of choice dicts, kept inside the latency band."""
+
+    def __init__(self, supernet: Any, lut: Any, h: int, w: int, low_ms: float, high_ms: float, rng: random.Random) -> None:
+        self.decisions = supernet.decisions_by_name()
+        self.supernet, self.lut, self.h, self.w = supernet, lut, h, w
+        self.low, self.high, self.rng = low_ms, high_ms, rng
+
+    def arch(self, choices: dict[str, int]) -> Arch:
+        return self.supernet.arch_from_choices(choices)
+
+    def latency(self, choices: dict[str, int]) -> float:
+        return self.lut.predict(self.arch(choices), self.h, self.w).total_ms
+
+    def in_band(self, choices: dict[str, int]) -> bool:
+        return self.low <= self.latency(choices) <= self.high
+
+    def uniform(self, tries: int = 20000) -> dict[str, int]:
+        for _ in range(tries):
+            c = {n: self.rng.randrange(len(d.choices)) for n, d in self.decisions.items()}
+            if self.in_band(c):
+                return c
+        raise RtsegError(f"no arch of the space found in [{self.low:.3f}, {self.high:.3f}] ms after {tries} draws; "
+                         f"widen the band or choose another --latency-ms")
+
+    def mutate(self, parent: dict[str, int], prob: float, tries: int = 200) -> dict[str, int] | None:
+        for _ in range(tries):
+            c = {n: (self.rng.randrange(len(self.decisions[n].choices)) if self.rng.random() < prob else i) for n, i in parent.items()}
+            if c != parent and self.in_band(c):
+                return c
+        return None
+
+    def crossover(self, a: dict[str, int], b: dict[str, int], tries: int = 200) -> dict[str, int] | None:
+        for _ in range(tries):
+            c = {n: (a[n] if self.rng.random() < 0.5 else b[n]) for n in a}
+            if self.in_band(c):
+                return c
+        return None
+
+
+def key_of(arch: Arch) -> str:
+    """A stable identity of an arch's genotype (what evolution memoizes scores by)."""
+    return json.dumps(arch.genotype, sort_keys=True)
+
+
+@dataclass
+class EvolutionState:
+    """Everything scored so far (``key -> record``), the current population (keys) and the generation."""
+
+    scored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    population: list[str] = field(default_factory=list)
+    generation: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scored": self.scored, "population": self.population, "generation": self.generation}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvolutionState":
+        return cls(d["scored"], d["population"], d["generation"])
+
+    def best(self) -> dict[str, Any]:
+        return max(self.scored.values(), key=lambda r: r["score"])
+
+
+#: Scores a batch of genomes (a list, so a scorer can run them in parallel): one float per genome.
+Scorer = Callable[[Sequence[dict[str, int]]], list[float]]
+
+
+def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, population: int, parents: int,
+           evaluations: int, mutate_prob: float, seeds: Sequence[dict[str, int]] = (),
+           save: Callable[[], None] = lambda: None, bar: TaskBar | None = None) -> EvolutionState:
+    """Run the evolution until ``evaluations`` archs are scored (resumable: ``state`` carries on)."""
+
+    def add(batch: list[tuple[dict[str, int], str]]) -> list[str]:
+        fresh, keys = [], []
+        for choices, origin in batch:
+            key = key_of(sampler.arch(choices))
+            keys.append(key)
+            if key not in state.scored and all(key != key_of(sampler.arch(c)) for c, _ in fresh):
+                fresh.append((choices, origin))
+        fresh = fresh[: max(0, evaluations - len(state.scored))]
+        for (choices, origin), s in zip(fresh, score([c for c, _ in fresh]) if fresh else []):
+            state.scored[key_of(sampler.arch(choices))] = {
+                "choices": choices, "score": s, "origin": origin, "generation": state.generation,
+                "predicted_latency_ms": sampler.latency(choices)}
+        if bar is not None:
+            bar.update(completed=len(state.scored), info=f"best {state.best()['score']:.3f}" if state.scored else "")
+        return [k for k in keys if k in state.scored]
+
+    if not state.population:
+        first = []
+        for seed in seeds:
+            moved = seed if sampler.in_band(seed) else sampler.mutate(seed, mutate_prob / 2)
+            if moved is not None:
+                first.append((moved, "seed"))
+        while len(first) < population:
+            first.append((sampler.uniform(), "random"))
+        state.population = add(first)
+        save()
+    while len(state.scored) < evaluations:
+        state.generation += 1
+        ranked = sorted(set(state.population), key=lambda k: -state.scored[k]["score"])
+        pool = [state.scored[k]["choices"] for k in ranked[:parents]]
+        children = []
+        for i in range(population):
+            if i % 2 == 0 or len(pool) < 2:
+                child, origin = sampler.mutate(sampler.rng.choice(pool), mutate_prob), "mutation"
+            else:
+                a, b = sampler.rng.sample(pool, 2)
+                child, origin = sampler.crossover(a, b), "crossover"
+            if child is not None:
+                children.append((child, origin))
+        before = len(state.scored)
+        state.population = sorted(set(state.population + add(children)), key=lambda k: -state.scored[k]["score"])[:population]
+        save()
+        if len(state.scored) == before:  # nothing new can be bred: the band is exhausted
+            break
+    return state
+
+
+def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, band: tuple[float, float],
+                   ylabel: str = "score (mIoU, %)") -> None:
+    """One-shot score against predicted latency of every scored arch, coloured by generation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rtseg.io import atomic_save as save
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
+    sc = ax.scatter([r["predicted_latency_ms"] for r in scored], [100 * r["score"] for r in scored],
+                    c=[r["generation"] for r in scored], cmap="viridis", s=18)
+    best = max(scored, key=lambda r: r["score"])
+    ax.scatter([best["predicted_latency_ms"]], [100 * best["score"]], marker="*", s=200, color="tab:red", label="chosen")
+    for f in band:
+        ax.axvline(f * target_ms, color="k", lw=0.8, ls="--")
+    fig.colorbar(sc, ax=ax, label="generation")
+    ax.set_xlabel("LUT-predicted latency (ms)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"evolution, T = {target_ms:.2f} ms (band dashed)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+__all__ = ["BandSampler", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution"]

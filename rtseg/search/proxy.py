@@ -1,0 +1,201 @@
+"""Proxy search: evolution inside the latency band, each arch scored by a short training run of its own.
+
+Weight-sharing estimators (the differentiable search's path weights, a one-shot supernet's accuracy)
+are cheap but can rank archs wrongly when the supernet has seen little training; ``search/README.md``
+has this project's measurement of that. This search pays for a direct estimate instead: every arch
+the evolution (:mod:`rtseg.search.evolution`) proposes is trained from scratch with a short recipe
+(``epochs`` x ``train_len`` scenes) and scored by its final mIoU, the low-fidelity estimate of
+regularized evolution (Real et al., "Regularized Evolution for Image Classifier Architecture Search",
+AAAI 2019, sec. 3 and 4). Proxy runs train and validate on a different synthetic world
+(``proxy_data_seed``) from the one a final comparison reports, so the choice never sees the scenes it
+is judged on. Runs go ``jobs`` at a time, one CPU thread each.
+
+Seed archs (``seed_archs``: names or files, e.g. the space's hand-designed net scaled to the budget)
+start the population beside uniform in-band draws, so the search refines what a user would otherwise
+ship; every arch keeps to the band ``[band[0] T, T]`` of LUT-predicted latency.
+
+Run folder: ``arch.json``, ``search.json``, ``evolution.json``, ``evolution.png``, ``config.json``,
+``state.json`` and one folder per proxy run under ``proxy/`` (each resumable); a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from rtseg.arch import Arch, load_arch
+from rtseg.errors import RtsegError
+from rtseg.flops import op_flops
+from rtseg.io import atomic_write_json, check_same_config, read_json
+from rtseg.reporting import Reporter, SilentReporter
+from rtseg.search.budget import arch_cost
+from rtseg.search.evolution import BandSampler, EvolutionState, evolve, key_of, plot_evolution
+from rtseg.spaces import get_space
+
+#: Config fields a resumed proxy search may change: limits and resources, not what is searched.
+RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency")
+
+
+@dataclass
+class ProxyConfig:
+    lut: str = ""
+    latency_ms: float = 0.0
+    space: str = "ssr"
+    data: str = "synthetic"
+    input_hw: tuple[int, int] = (128, 256)
+    band: tuple[float, float] = (0.9, 1.0)
+    epochs: int = 2  # proxy recipe: epochs x train_len scenes, batch
+    train_len: int = 240
+    val_len: int = 48
+    batch: int = 8
+    proxy_data_seed: int = 1  # the synthetic world proxies train and validate on
+    train_seed: int = 0
+    population: int = 6
+    parents: int = 2
+    evaluations: int = 14
+    mutate_prob: float = 0.05
+    seed_archs: list[str] = field(default_factory=list)
+    seed: int = 0
+    jobs: int = 1
+    device: str = "cpu"
+    verify_latency: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_hw"] = list(self.input_hw)
+        d["band"] = list(self.band)
+        return d
+
+
+@dataclass
+class ProxyResult:
+    arch: Arch
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+def _proxy_run(job: dict[str, Any]) -> float:
+    """One proxy training in a worker process on one CPU thread; resumable by its summary file."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    from rtseg.train import TrainConfig, train
+
+    run = Path(job["run"])
+    done = run / "summary.json"
+    if done.exists():
+        summary = read_json(done, "proxy run summary")
+    else:
+        cfg = TrainConfig(epochs=job["epochs"], batch=job["batch"], train_len=job["train_len"], val_len=job["val_len"],
+                          seed=job["seed"], data_seed=job["data_seed"], workers=0, device=job["device"], progress=False,
+                          resume=(run / "last.pt").exists())
+        summary = train(Arch.from_dict(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run)
+    return float((summary.get("final") or {}).get("miou", summary.get("best_miou")))
+
+
+def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> ProxyResult:
+    """Run (or ``resume``) a proxy search into ``out_dir``; see the module docstring."""
+    from rtseg.latency.lut import load_lut
+    from rtseg.search.oneshot import _check_lut
+    from rtseg.data import build_dataset
+
+    reporter = reporter or SilentReporter()
+    out = Path(out_dir)
+    t_start = time.monotonic()
+    if cfg.latency_ms <= 0:
+        raise RtsegError("--latency-ms must be a positive budget in milliseconds")
+    h, w = cfg.input_hw
+    space = get_space(cfg.space)
+    space.check_input(h, w)
+    lut = load_lut(cfg.lut)
+    info = build_dataset(cfg.data, "val", (h, w), augment=False, seed=cfg.proxy_data_seed, length=1).info
+    _check_lut(lut, cfg, space.options(), info.num_classes)
+    supernet = space.supernet(info.num_classes)
+    if not hasattr(supernet, "arch_from_choices"):
+        raise RtsegError(f"the proxy search needs a space whose supernet maps choices to archs; {cfg.space} has none yet")
+    seeds = [load_arch(s).with_(num_classes=info.num_classes) for s in cfg.seed_archs]
+    for s in seeds:
+        space.validate(s, source=f"seed arch {s.name or ''}")
+
+    state_path = out / "state.json"
+    if resume and (out / "config.json").exists():
+        check_same_config(read_json(out / "config.json", "proxy search config"), cfg.to_dict(), out, may_differ=RESUME_MAY_DIFFER)
+    saved = read_json(state_path, "proxy search state") if resume and state_path.exists() else None
+    state = EvolutionState.from_dict(saved["evolution"]) if saved else EvolutionState()
+    elapsed_before = float(saved["elapsed_s"]) if saved else 0.0
+    rng = random.Random(cfg.seed)
+    if saved:
+        rng.setstate((saved["rng"][0], tuple(saved["rng"][1]), saved["rng"][2]))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", cfg.to_dict())
+    sampler = BandSampler(supernet, lut, h, w, cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms, rng)
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - t_start
+
+    def save() -> None:
+        st = rng.getstate()
+        atomic_write_json(state_path, {"format": "rtseg.proxy_state", "schema_version": 1, "evolution": state.to_dict(),
+                                       "elapsed_s": elapsed(), "rng": [st[0], list(st[1]), st[2]]})
+
+    def score(batch: Sequence[dict[str, int]]) -> list[float]:
+        jobs = []
+        for choices in batch:
+            arch = sampler.arch(choices)
+            run = out / "proxy" / hashlib.sha1(key_of(arch).encode()).hexdigest()[:12]
+            jobs.append({"run": str(run), "arch": arch.to_dict(), "epochs": cfg.epochs, "batch": cfg.batch,
+                         "train_len": cfg.train_len, "val_len": cfg.val_len, "seed": cfg.train_seed,
+                         "data_seed": cfg.proxy_data_seed, "device": cfg.device, "data": cfg.data, "input_hw": [h, w]})
+        if cfg.jobs <= 1:
+            return [_proxy_run(j) for j in jobs]
+        with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
+            return list(pool.map(_proxy_run, jobs))
+
+    seed_choices = [{**supernet.argmax_choices(), **supernet.choices_of(s)} for s in seeds]
+    with reporter.task("proxy evolution", total=cfg.evaluations, completed=len(state.scored)) as bar:
+        evolve(state, sampler, score, population=cfg.population, parents=cfg.parents, evaluations=cfg.evaluations,
+               mutate_prob=cfg.mutate_prob, seeds=seed_choices, save=save, bar=bar)
+
+    from rtseg.search.loop import _lut_runtime, _verify
+
+    best = state.best()
+    arch = sampler.arch(best["choices"])
+    arch.name = f"proxy-{cfg.space}-{cfg.latency_ms:g}ms"
+    cost = arch_cost(arch, h, w, lut.cost, float(lut.constant_ms), op_flops)
+    arch.meta = {
+        "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "strategy": "proxy evolution",
+                          "band": list(cfg.band), "input_hw": [h, w], "data": cfg.data, "seed_archs": list(cfg.seed_archs),
+                          **_lut_runtime(lut)},
+        "predicted_latency_ms": cost.latency_ms, "flops": int(cost.flops), "proxy_score": best["score"],
+    }
+    summary: dict[str, Any] = {
+        "arch": str(out / "arch.json"), "strategy": "proxy evolution", "target_latency_ms": cfg.latency_ms,
+        "runtime": _lut_runtime(lut), "predicted_latency_ms": cost.latency_ms,
+        "predicted_over_target": cost.latency_ms / cfg.latency_ms, "flops": int(cost.flops),
+        "proxy_score": best["score"], "origin": best["origin"], "generation_found": best["generation"],
+        "evaluations": len(state.scored), "generations": state.generation, "seed_archs": list(cfg.seed_archs),
+        "seed_scores": [r["score"] for r in state.scored.values() if r["origin"] == "seed"],
+        "band": list(cfg.band), "data": cfg.data, "wall_time_s": elapsed(),
+    }
+    if cfg.verify_latency:
+        summary.update(_verify(lut, arch, cfg))
+    save()
+    arch.save(out / "arch.json")
+    atomic_write_json(out / "evolution.json", [{"key": k, **v} for k, v in state.scored.items()])
+    atomic_write_json(out / "search.json", summary)
+    try:
+        plot_evolution(list(state.scored.values()), out / "evolution.png", cfg.latency_ms, cfg.band,
+                       ylabel=f"proxy mIoU, {cfg.epochs} x {cfg.train_len} scenes (%)")
+    except Exception as exc:  # plotting must never lose a finished search
+        summary["plot_error"] = str(exc)
+    return ProxyResult(arch, out, summary)
+
+
+__all__ = ["ProxyConfig", "ProxyResult", "run_proxy"]
