@@ -46,7 +46,8 @@ from rtseg.io import atomic_write_json, atomic_write_text
 
 
 #: Candidate name of each search variant.
-VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot": "searched-os", "proxy": "searched-px"}
+VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot": "searched-os", "proxy": "searched-px",
+                 "oneshot+proxy": "searched-hy"}
 
 
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +84,12 @@ def _measure(lut: Any) -> Any:
                           threads=lut.threads, precision=lut.precision, clock=lut.clock)
 
 
+def lut_classes(lut_path: str) -> int:
+    from rtseg.latency.lut import load_lut
+
+    return load_lut(lut_path).num_classes
+
+
 def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
     from rtseg.search import SearchConfig, run_search
 
@@ -94,7 +101,7 @@ def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, v
                              batch=args.search_batch, train_len=args.search_train_len, score_len=args.os_score_len,
                              band=tuple(args.os_band), evaluations=args.os_evaluations, minutes=args.os_minutes, seed=0)
         run_oneshot(ocfg, out, resume=(out / "state.pt").exists(), reporter=RichReporter())
-    elif variant == "proxy" and not (out / "arch.json").exists():
+    elif variant in ("proxy", "oneshot+proxy") and not (out / "arch.json").exists():
         from rtseg.reporting import RichReporter
         from rtseg.search.proxy import ProxyConfig, run_proxy
 
@@ -103,6 +110,13 @@ def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, v
             picked = json.loads((out.parent / "families.json").read_text())[fam]["arch"]
             seeds.append(str(out.parent / f"{fam}-pick.json"))
             atomic_write_json(Path(seeds[-1]), picked)
+        if variant == "oneshot+proxy":  # the one-shot search's finalists join the hand-designed seeds
+            from rtseg.search.evolution import top_archs
+
+            for i, arch in enumerate(top_archs(out.parent / VARIANT_NAMES["oneshot"] / "evolution.json", args.hy_finalists,
+                                               num_classes=lut_classes(lut_path))):
+                seeds.append(str(out.parent / f"oneshot-finalist{i}.json"))
+                arch.save(seeds[-1])
         pcfg = ProxyConfig(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.px_epochs,
                            train_len=args.px_train_len, batch=args.batch, evaluations=args.px_evaluations,
                            population=args.px_population, seed_archs=seeds, jobs=args.jobs, band=tuple(args.os_band))
@@ -196,6 +210,7 @@ def main() -> None:
     ap.add_argument("--px-population", type=int, default=6, help="proxy: population size")
     ap.add_argument("--px-seed-families", nargs="*", default=["baseline1"],
                     help="proxy: start the population from these families' picks at T (families inside the space)")
+    ap.add_argument("--hy-finalists", type=int, default=3, help="oneshot+proxy: one-shot finalists that seed the proxy search")
     ap.add_argument("--only-candidates", action="store_true", help="search and pick the candidates, train nothing yet")
     ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3"], help="hand-designed families to compare (rtseg arch families lists them)")
     ap.add_argument("--no-families", action="store_true", help="leave the hand-designed families out")

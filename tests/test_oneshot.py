@@ -76,6 +76,10 @@ def test_oneshot_search_writes_an_in_band_arch_and_resumes(lut_path, tmp_path):
     evolved = json.loads((tmp_path / "run" / "evolution.json").read_text())
     assert len(evolved) == 8 and max(r["score"] for r in evolved) == res.summary["oneshot_score"]
     rtseg.build_model(arch)(torch.randn(1, 3, H, W))
+    from rtseg.search.evolution import top_archs
+
+    finalists = top_archs(tmp_path / "run" / "evolution.json", 2)
+    assert [a.genotype for a in finalists][0] == arch.genotype and len(finalists) == 2
 
     # more evaluations on resume: training is not redone, earlier scores are kept
     more = run_oneshot(_cfg(lut_path, target, evaluations=12), tmp_path / "run", resume=True)

@@ -145,6 +145,26 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
     return state
 
 
+def write_evolution(path: str | Path, state: EvolutionState, sampler: BandSampler) -> None:
+    """Every scored arch, as ``evolution.json`` records: key, arch, choices, score, origin, generation."""
+    from rtseg.io import atomic_write_json
+
+    atomic_write_json(path, [{"key": k, "arch": sampler.arch(v["choices"]).to_dict(), **v} for k, v in state.scored.items()])
+
+
+def top_archs(evolution_json: str | Path, k: int, space: str = "ssr", num_classes: int | None = None) -> list[Arch]:
+    """The ``k`` best-scored archs of a finished evolution (its ``evolution.json``), best first: the
+    finalists one search hands to another (one-shot finalists seeding a proxy search, say). Records
+    without an ``arch`` are rebuilt from their genotype key with ``space`` and ``num_classes``."""
+    rows = json.loads(Path(evolution_json).read_text())
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "key" in r and "score" in r for r in rows):
+        raise RtsegError(f"{evolution_json} is not an evolution record (a list of scored archs)")
+    best = sorted(rows, key=lambda r: -r["score"])[:k]
+    if any("arch" not in r for r in best) and num_classes is None:
+        raise RtsegError(f"{evolution_json} lists genotypes only; name the space's class count to rebuild its archs")
+    return [Arch.from_dict(r["arch"]) if "arch" in r else Arch(space, int(num_classes), json.loads(r["key"])) for r in best]
+
+
 def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, band: tuple[float, float],
                    ylabel: str = "score (mIoU, %)") -> None:
     """One-shot score against predicted latency of every scored arch, coloured by generation."""
@@ -173,4 +193,4 @@ def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, b
     plt.close(fig)
 
 
-__all__ = ["BandSampler", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution"]
+__all__ = ["BandSampler", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution", "top_archs", "write_evolution"]

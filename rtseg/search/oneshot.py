@@ -44,7 +44,7 @@ from rtseg.flops import op_flops
 from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
-from rtseg.search.evolution import BandSampler, EvolutionState, evolve, plot_evolution
+from rtseg.search.evolution import BandSampler, EvolutionState, evolve, plot_evolution, write_evolution
 from rtseg.spaces import get_space
 
 #: Config fields a resumed one-shot search may change: limits and resources, not what is searched (more
@@ -274,7 +274,7 @@ class _OneShot:
         if cfg.verify_latency:
             summary.update(_verify(self.lut, arch, cfg))
         arch.save(self.out / "arch.json")
-        atomic_write_json(self.out / "evolution.json", [{"key": k, **v} for k, v in self.evolution.scored.items()])
+        write_evolution(self.out / "evolution.json", self.evolution, self.sampler)
         atomic_write_json(self.out / "search.json", summary)
         try:
             plot_evolution(list(self.evolution.scored.values()), self.out / "evolution.png", cfg.latency_ms, cfg.band,

@@ -35,7 +35,7 @@ from rtseg.flops import op_flops
 from rtseg.io import atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
-from rtseg.search.evolution import BandSampler, EvolutionState, evolve, key_of, plot_evolution
+from rtseg.search.evolution import BandSampler, EvolutionState, evolve, key_of, plot_evolution, write_evolution
 from rtseg.spaces import get_space
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
@@ -188,7 +188,7 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
         summary.update(_verify(lut, arch, cfg))
     save()
     arch.save(out / "arch.json")
-    atomic_write_json(out / "evolution.json", [{"key": k, **v} for k, v in state.scored.items()])
+    write_evolution(out / "evolution.json", state, sampler)
     atomic_write_json(out / "search.json", summary)
     try:
         plot_evolution(list(state.scored.values()), out / "evolution.png", cfg.latency_ms, cfg.band,
