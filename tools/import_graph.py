@@ -18,8 +18,11 @@ and prints four counts:
   shortest loop through its first module, with the component's size.
 * **function-local imports** -- import statements (one per statement and target module) of package modules
   inside a function or method body. Those that are not upward imports *could be ordinary*: moving them to the
-  top of the module creates no cycle. Some may still be deliberate (a heavy or optional dependency kept off a
-  fast path, e.g. the CLI's start-up); the listing (``--list``) is for a human to judge.
+  top of the module creates no cycle. Some are still deliberate: they keep a heavy or optional third-party
+  package (:data:`HEAVY`: torch, OpenCV, ONNX, TensorRT...) off a path that must not load it (the CLI's
+  start-up, the torch-free deploy path). So each is also marked with the heavy packages that hoisting it would
+  load at import time that the importer does not already load (parent packages' ``__init__`` included, as
+  Python runs them); those with none *only hide an ordinary import*.
 
 Resolution: ``import pkg.a.b`` and ``from pkg.a import b`` (when ``pkg/a/b.py`` or ``pkg/a/b/`` exists) name
 the module ``pkg.a.b``; ``from pkg.a import name`` otherwise names ``pkg.a`` (its ``__init__``, whose own
@@ -42,6 +45,13 @@ import sys
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
+
+
+#: Third-party packages whose import costs start-up time or that an install may lack (the ``torch`` extra,
+#: OpenCV, ONNX, ONNX Runtime, TensorRT and its CUDA bindings): a function-local import that keeps one of
+#: these off a module's import is deliberate.
+HEAVY = frozenset({"torch", "torchvision", "fvcore", "onnxslim", "onnxscript", "matplotlib", "cv2", "onnx",
+                   "onnxruntime", "tensorrt", "cuda", "pycuda", "torchmetrics", "scipy", "PIL"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class _Collector(ast.NodeVisitor):
         self.modname, self.is_package, self.modules, self.package = modname, is_package, modules, package
         self.depth = 0  # function nesting
         self.found: list[tuple[str, int, bool]] = []
+        self.third_party: set[str] = set()  # top-level names of non-package modules imported at module level
         self.type_only: list[tuple[str, int]] = []
         self._type_checking = 0
 
@@ -117,8 +128,14 @@ class _Collector(ast.NodeVisitor):
             parts.pop()
         return None
 
+    def _third_party(self, dotted: str) -> None:
+        if self.depth == 0 and not self._type_checking:
+            self.third_party.add(dotted.split(".")[0])
+
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
+            if not (alias.name == self.package or alias.name.startswith(self.package + ".")):
+                self._third_party(alias.name)
             if alias.name == self.package or alias.name.startswith(self.package + "."):
                 target = self._resolve_module(alias.name)
                 if target:
@@ -134,6 +151,8 @@ class _Collector(ast.NodeVisitor):
         else:
             dotted = node.module or ""
         if not (dotted == self.package or dotted.startswith(self.package + ".")):
+            if not node.level and dotted:
+                self._third_party(dotted)
             return
         for alias in node.names:
             sub = f"{dotted}.{alias.name}"
@@ -145,12 +164,14 @@ class _Collector(ast.NodeVisitor):
                     self._add(target, node.lineno)
 
 
-def collect_edges(root: Path, package: str) -> tuple[dict[str, Path], list[Edge], list[Edge]]:
-    """Every resolved import edge of the package (runtime ones, and ``TYPE_CHECKING``-only ones apart)."""
+def collect_edges(root: Path, package: str) -> tuple[dict[str, Path], list[Edge], list[Edge], dict[str, set[str]]]:
+    """Every resolved import edge of the package (runtime ones, and ``TYPE_CHECKING``-only ones apart), and
+    the third-party top-level packages each module imports at module level."""
     files = module_files(root, package)
     names = set(files)
     edges: list[Edge] = []
     typing_edges: list[Edge] = []
+    third: dict[str, set[str]] = {}
     for mod, path in files.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         col = _Collector(mod, path.name == "__init__.py", names, package)
@@ -161,7 +182,8 @@ def collect_edges(root: Path, package: str) -> tuple[dict[str, Path], list[Edge]
                 seen.add((dst, line))
                 edges.append(Edge(mod, dst, line, local))
         typing_edges += [Edge(mod, dst, line, False) for dst, line in col.type_only]
-    return files, edges, typing_edges
+        third[mod] = col.third_party
+    return files, edges, typing_edges, third
 
 
 def strongly_connected(nodes: list[str], adj: dict[str, set[str]]) -> list[list[str]]:
@@ -256,7 +278,7 @@ def reachable(start: str, adj: dict[str, set[str]]) -> set[str]:
 
 def analyse(root: Path, package: str) -> dict:
     """All the counts, as one JSON-able dict."""
-    files, edges, typing_edges = collect_edges(root, package)
+    files, edges, typing_edges, third = collect_edges(root, package)
     nodes = sorted(files)
     top: dict[str, set[str]] = {m: set() for m in nodes}
     full: dict[str, set[str]] = {m: set() for m in nodes}
@@ -275,8 +297,17 @@ def analyse(root: Path, package: str) -> dict:
     upward = [e for e in local if comp_of[e.src] == comp_of[e.dst]]
     hoistable = [e for e in local if comp_of[e.src] != comp_of[e.dst]]
 
+    # what importing a module loads, as Python does it: its parents' __init__ first, then its module-level imports
+    with_parents = {m: set(top[m]) | {".".join(m.split(".")[:i]) for i in range(1, m.count(".") + 1)} & set(nodes)
+                    for m in nodes}
+    loads = {m: reachable(m, with_parents) | {m} for m in nodes}
+    heavy_of = {m: set().union(*(third[x] for x in loads[m])) & HEAVY for m in nodes}
+
     def rel(e: Edge) -> dict:
-        return {"file": str(files[e.src].relative_to(root)), "line": e.line, "src": e.src, "dst": e.dst}
+        out = {"file": str(files[e.src].relative_to(root)), "line": e.line, "src": e.src, "dst": e.dst}
+        if e.local:
+            out["would_load"] = sorted(heavy_of[e.dst] - heavy_of[e.src])
+        return out
 
     by_layer: dict[int, list[str]] = defaultdict(list)
     for m in nodes:
@@ -298,6 +329,7 @@ def analyse(root: Path, package: str) -> dict:
         "function_local_statements": len({(e.src, e.line) for e in local}),
         "function_local_by_file": dict(sorted(per_file.items(), key=lambda kv: (-kv[1], kv[0]))),
         "function_local_hoistable": [rel(e) for e in hoistable],
+        "function_local_only_hiding": sum(1 for e in hoistable if not heavy_of[e.dst] - heavy_of[e.src]),
         "type_checking_imports": len(typing_edges),
     }
 
@@ -319,7 +351,9 @@ def render(result: dict, show_list: bool) -> str:
         lines.append(f"  of which cycles among module-level imports alone: {len(result['module_level_cycles'])}")
     lines.append(f"function-local imports of {result['package']} modules: {result['function_local_imports']}"
                  f" in {result['function_local_statements']} statements ({len(result['upward_imports'])} upward,"
-                 f" {len(result['function_local_hoistable'])} could be module-level without creating a cycle)")
+                 f" {len(result['function_local_hoistable'])} could be module-level without creating a cycle,"
+                 f" {result['function_local_only_hiding']} of them without loading a heavy package the importer does"
+                 " not: they only hide an ordinary import)")
     lines.append(f"TYPE_CHECKING-only imports (not counted): {result['type_checking_imports']}")
     if show_list:
         lines.append("")
@@ -331,7 +365,8 @@ def render(result: dict, show_list: bool) -> str:
             lines.append(f"  {n:4d}  {f}")
         lines.append("function-local imports that could be module-level:")
         for e in result["function_local_hoistable"]:
-            lines.append(f"  {e['file']}:{e['line']}  {e['src']} -> {e['dst']}")
+            heavy = f"  (would load {', '.join(e['would_load'])})" if e["would_load"] else ""
+            lines.append(f"  {e['file']}:{e['line']}  {e['src']} -> {e['dst']}{heavy}")
     return "\n".join(lines)
 
 
