@@ -47,10 +47,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-#: Third-party packages whose import costs start-up time or that an install may lack (the ``torch`` extra,
+#: Third-party packages whose import costs start-up time or that an install may lack (NumPy, the ``torch`` extra,
 #: OpenCV, ONNX, ONNX Runtime, TensorRT and its CUDA bindings): a function-local import that keeps one of
 #: these off a module's import is deliberate.
-HEAVY = frozenset({"torch", "torchvision", "fvcore", "onnxslim", "onnxscript", "matplotlib", "cv2", "onnx",
+HEAVY = frozenset({"numpy", "torch", "torchvision", "fvcore", "onnxslim", "onnxscript", "matplotlib", "cv2", "onnx",
                    "onnxruntime", "tensorrt", "cuda", "pycuda", "torchmetrics", "scipy", "PIL"})
 
 
