@@ -25,7 +25,8 @@ from typing import Any, Mapping
 
 import torch
 
-from rtseg.arch import Arch, load_arch
+import rtseg
+from rtseg.arch import Arch, build_model, load_arch
 from rtseg.data.base import DatasetInfo
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_save
@@ -59,8 +60,6 @@ def save_checkpoint(
     input_hw: tuple[int, int] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``extra`` entries are stored at the top level (resume state)."""
-    import rtseg
-
     if arch.num_classes != info.num_classes:
         raise ValueError(f"arch has {arch.num_classes} classes but the dataset {info.name} has {info.num_classes}")
     extra = dict(extra or {})
@@ -205,8 +204,6 @@ def load_model(
 
     ``meta["arch_obj"]`` is the :class:`Arch`, ``meta["info"]`` the :class:`DatasetInfo`,
     ``meta["input_hw"]`` the training input size and ``meta["preprocess"]`` the normalisation."""
-    from rtseg.arch import build_model
-
     state, meta = load_checkpoint(path, expected_arch=expected_arch, num_classes=num_classes)
     model = build_model(meta["arch_obj"])
     try:

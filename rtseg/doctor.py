@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rtseg import __version__
+from rtseg.latency.device import cpu_model, detect_device, nvidia_smi_gpus
+
 STATUSES = ("ok", "warn", "missing")
 
 #: rtseg commands (or command options) each component is needed for; shown when it is not ok.
@@ -193,8 +196,6 @@ def check_gpus(torch: Any, smi_gpus: list[dict[str, Any]] | None) -> list[CheckR
         except Exception:  # pragma: no cover
             torch_cuda = False
     if torch_cuda:
-        from rtseg.latency.device import detect_device
-
         for i in range(torch.cuda.device_count()):
             try:
                 d = detect_device(f"cuda:{i}").to_dict()
@@ -399,8 +400,6 @@ def _guarded(component: str, check: Callable[[], list[CheckRow]]) -> list[CheckR
 
 def collect(engines_root: str | Path = "engines") -> DoctorReport:
     """Every row, in the order a user reads them: interpreter, compute, model formats, TensorRT, video, files."""
-    from rtseg.latency.device import cpu_model, nvidia_smi_gpus
-
     smi = nvidia_smi_gpus() or []
     rows = [check_python(), check_numpy(), check_cli()]
     torch_row, torch = check_torch(smi)
@@ -441,8 +440,6 @@ def collect(engines_root: str | Path = "engines") -> DoctorReport:
     machine = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                "gpus": len([r for r in gpu_rows if r.component.startswith("GPU ")]), "runnable_backend": can_run}
     try:
-        from rtseg import __version__
-
         machine["rtseg"] = __version__
     except Exception:  # pragma: no cover
         pass

@@ -31,7 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rtseg.io import atomic_write_json, atomic_write_text
+from rtseg.doctor import collect
+from rtseg.errors import RtsegError
+from rtseg.io import atomic_write_json, atomic_write_text, parse_hw
+from rtseg.latency.device import parse_device
 
 NUM_CLASSES = 19  # Cityscapes: the LUT default and baseline1's class count
 GPU_HW = (512, 1024)
@@ -89,10 +92,6 @@ class Plan:
 def make_plan(cfg: RunConfig, cuda_available: bool) -> Plan:
     """Sizes for the device and the budget: the defaults fit about 8 minutes on a GPU at 512x1024
     and a minute or two on a small CPU at 64x128; ``minutes`` scales repeats and frames from there."""
-    from rtseg.errors import RtsegError
-    from rtseg.io import parse_hw
-    from rtseg.latency.device import parse_device
-
     device = parse_device(cfg.device) if cfg.device else ("cuda:0" if cuda_available else "cpu")
     cuda = device.startswith("cuda")
     if cuda and not cuda_available:
@@ -132,8 +131,6 @@ def run_doctor(cfg: RunConfig, say: Callable[[str], None] = print, checks: Any =
     """Run every step into ``cfg.out`` (see the module docstring); returns what doctor.json holds.
 
     ``checks`` is a :class:`rtseg.doctor.DoctorReport` already collected (collected here if None)."""
-    from rtseg.doctor import collect
-
     t_start = time.monotonic()
     deadline = t_start + cfg.minutes * 60.0
     out = Path(cfg.out)
@@ -394,8 +391,6 @@ def _demo(plan: Plan, cfg: RunConfig, out: Path, ctx: dict[str, Any]) -> dict[st
     h, w = plan.input_hw
     suffix = next((s for s in (".mp4", ".avi", ".mkv") if probe_codec(s, (h, w))), None)
     if suffix is None:
-        from rtseg.errors import RtsegError
-
         raise RtsegError("this OpenCV cannot write .mp4, .avi or .mkv files (see the video codecs row)")
     video = out / f"input{suffix}"
     with VideoWriter(video, fps=15) as wr:

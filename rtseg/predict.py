@@ -35,18 +35,21 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
+from rtseg.data import colorize, preprocess
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_save, atomic_write_json
 from rtseg.latency.timing import TimingStats
+from rtseg.runtime import load_runner
 from rtseg.runtime.base import Runner
-
-if TYPE_CHECKING:  # the video package is imported lazily, only when images are segmented
-    from rtseg.video.meta import ModelMeta
+from rtseg.runtime.device import cpu_name
+from rtseg.video.cvutil import quiet_native_stderr
+from rtseg.video.meta import ModelMeta, model_meta, run_header
+from rtseg.video.overlay import bgr_palette, blend_labels
 
 RECORD_FORMAT = "rtseg.predict_record"
 RECORD_SCHEMA_VERSION = 1
@@ -212,8 +215,6 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str | None]:
     Decoded from the bytes (``cv2.imdecode``) so that any file name works, with OpenCV's and the
     codecs' own warnings kept off the console (the reason is returned instead).
     """
-    from rtseg.video.cvutil import quiet_native_stderr
-
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
@@ -234,7 +235,8 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str | None]:
 
 def write_image(path: Path, img: np.ndarray) -> None:
     """Encode by the file's suffix and write atomically: a temporary file renamed into place, so an
-    interruption never leaves half a PNG (not fsynced one by one: that cost ~9 ms a file here)."""
+    interruption never leaves half a PNG (not fsynced one by one: an fsync per file costs more than
+    encoding a small mask; see README, "Segment images")."""
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix, img, params)
     if not ok:  # pragma: no cover - every suffix used here is one OpenCV encodes
@@ -245,7 +247,7 @@ def write_image(path: Path, img: np.ndarray) -> None:
 # -- segmenting -----------------------------------------------------------------------------------
 def predict_images(
     runner: Runner,
-    meta: "ModelMeta",
+    meta: ModelMeta,
     paths: Sequence[Path],
     out: str | os.PathLike[str] = DEFAULT_OUT,
     *,
@@ -260,9 +262,6 @@ def predict_images(
     ``on_image(i, n, result)`` is called after each input (progress display; skipped inputs too).
     The record is also written to ``out/predict.json``.
     """
-    from rtseg.data import colorize, preprocess
-    from rtseg.video.overlay import bgr_palette, blend_labels
-
     if not 0.0 <= alpha <= 1.0:
         raise RtsegError(f"--alpha must be between 0 and 1, got {alpha}")
     if warmup < 0:
@@ -349,9 +348,6 @@ def predict(
     The sources are expanded and the outputs checked first (:func:`collect_images`,
     :func:`check_outputs`), so a wrong path fails before the model loads; the runner is always closed.
     """
-    from rtseg.runtime import load_runner
-    from rtseg.video.meta import model_meta
-
     paths = collect_images(sources)
     check_outputs(paths, Path(out), save_mask)
     runner = load_runner(model, backend=backend, device=device, precision=precision, input_hw=input_hw, batch=1, threads=threads)
@@ -363,12 +359,9 @@ def predict(
         runner.close()
 
 
-def build_record(result: PredictResult, runner: Runner, meta: "ModelMeta", *, model_name: str, alpha: float, save_mask: bool,
+def build_record(result: PredictResult, runner: Runner, meta: ModelMeta, *, model_name: str, alpha: float, save_mask: bool,
                  warmup: int) -> dict[str, Any]:
     """What ran where, every file written, and the per-stage timings (mean, p90...)."""
-    from rtseg.runtime.device import cpu_name
-    from rtseg.video.meta import run_header
-
     head = run_header(runner, meta, model_name, RECORD_FORMAT, RECORD_SCHEMA_VERSION)
     load, threads = head.pop("load_avg_1_5_15"), head.pop("threads")
     done, skipped = result.done, result.skipped

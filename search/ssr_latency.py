@@ -3,8 +3,9 @@
     python search/ssr_latency.py --lut engines/<device>/lut-ssr-torch-fp32-128x256.json --fraction 0.6
 
 Profiles nothing itself: pass a LUT from `rtseg profile-ops`. The budget T is a fraction of
-baseline1's LUT-predicted latency (the issue's protocol); everything else is the library's defaults,
-which you can edit here.
+baseline1's LUT-predicted latency (baseline1 is the SSR paper's hand-designed baseline, Table 7,
+so the search has to find a faster net than it); everything else is the library's defaults, which you can
+edit here.
 """
 
 from __future__ import annotations

@@ -63,13 +63,29 @@ def test_profile_file_and_overrides(cli, tmp_path):
     assert meta["input"]["shape"] == [1, 3, 64, 64] and "onnx_fp16" in meta["artifacts"]
 
 
-def test_shipped_profiles_load():
-    from rtseg.export.profiles import load_profile, profile_names
+def test_shipped_profiles_load_from_any_directory(tmp_path, monkeypatch):
+    from rtseg.export.profiles import ExportOptions, load_profile, profile_names
 
+    monkeypatch.chdir(tmp_path)  # no ./export here: the profiles come from the package, as in an installed wheel
     names = profile_names()
-    assert {"default", "trt-fp16", "trt-fp16-dynamic"} <= set(names)
+    assert {"default", "trt-fp16", "trt-fp16-dynamic", "onnx-fp32", "cityscapes-full-fp16"} <= set(names)
     assert load_profile("trt-fp16").trt and load_profile("trt-fp16-dynamic").dynamic_max_hw == (1024, 2048)
     assert load_profile("default").input_hw is None  # the checkpoint's own training size
+    # one definition of "default": the shipped default.json states exactly ExportOptions' defaults
+    assert load_profile("default") == ExportOptions(profile="default") == load_profile()
+
+
+def test_a_profile_in_the_working_directory_overrides_the_shipped_one(tmp_path, monkeypatch):
+    from rtseg.export.profiles import load_profile, profile_names
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "trt-fp16.json").write_text(json.dumps(
+        {"format": "rtseg.export-profile", "schema_version": 1, "precision": "fp32", "outputs": ["onnx"]}))
+    (tmp_path / "export" / "team.json").write_text(json.dumps({"format": "rtseg.export-profile", "schema_version": 1}))
+    assert not load_profile("trt-fp16").trt and not load_profile("trt-fp16").fp16
+    assert {"team", "trt-fp16", "default"} <= set(profile_names())
+    assert load_profile("team").fp16 and load_profile("team").profile == "team"
 
 
 def test_failing_gate_prints_the_figures_and_exits_2(cli, tmp_path):

@@ -13,7 +13,7 @@ from rtseg.arch import load_arch
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, new_typer, print_json
 from rtseg.errors import RtsegError
-from rtseg.io import parse_hw
+from rtseg.io import atomic_write_json, parse_hw
 
 arch_app = new_typer(help="Create and inspect architectures (JSON genotypes).")
 app.add_typer(arch_app, name="arch")
@@ -166,8 +166,6 @@ def scale(
 
 def _write_arch(arch: dict, record: dict, out: Optional[Path], json_out: bool) -> None:
     """Save the arch to ``out``; print the record (--json) or, with neither, the arch on stdout."""
-    from rtseg.io import atomic_write_json
-
     if out is not None:
         atomic_write_json(out, arch)
         console.print(f"wrote {out}")

@@ -15,6 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtseg.data.base import IGNORE_INDEX, DatasetInfo, PairDataset, colorize, preprocess
+from rtseg.data.camvid import CamVidDataset, camvid_info
+from rtseg.data.cityscapes import CityscapesDataset, cityscapes_info
+from rtseg.data.synthetic import SyntheticDataset, synthetic_info
 from rtseg.errors import RtsegError
 
 DATASETS = ("synthetic", "cityscapes", "camvid")
@@ -40,15 +43,9 @@ def dataset_info(spec: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of a data spec without touching the files."""
     name, _ = parse_data_spec(spec)
     if name == "synthetic":
-        from rtseg.data.synthetic import synthetic_info
-
         return synthetic_info()
     if name == "cityscapes":
-        from rtseg.data.cityscapes import cityscapes_info
-
         return cityscapes_info()
-    from rtseg.data.camvid import camvid_info
-
     return camvid_info()
 
 
@@ -70,15 +67,9 @@ def build_dataset(
     """
     name, path = parse_data_spec(spec)
     if name == "synthetic":
-        from rtseg.data.synthetic import SyntheticDataset
-
         return SyntheticDataset(split, input_hw, augment, seed=seed, length=length, native_labels=native_labels)
     if name == "cityscapes":
-        from rtseg.data.cityscapes import CityscapesDataset
-
         return CityscapesDataset(path, split, input_hw, augment, length=length, native_labels=native_labels)  # type: ignore[arg-type]
-    from rtseg.data.camvid import CamVidDataset
-
     return CamVidDataset(path, split, input_hw, augment, length=length, native_labels=native_labels)  # type: ignore[arg-type]
 
 

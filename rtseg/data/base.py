@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import cv2
 import numpy as np
 
+from rtseg.data.transforms import eval_transform, train_transform
 from rtseg.errors import RtsegError
 
 if TYPE_CHECKING:
@@ -175,8 +176,6 @@ class PairDataset:
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
-
-        from rtseg.data.transforms import eval_transform, train_transform
 
         epoch: int | None = None
         if isinstance(key, tuple):

@@ -1,10 +1,14 @@
 """Export profiles: named sets of export settings (precision, input, batch, dynamic range, workspace,
-opset, which files to write), kept as JSON files in the repository's ``export/`` folder so a team can
-agree on them and ``rtseg export MODEL --profile NAME`` reproduces an export. Command-line options
-override the profile. ``default`` is also built in, so an installed rtseg works without the folder.
+opset, which files to write), kept as JSON files so a team can agree on them and
+``rtseg export MODEL --profile NAME`` reproduces an export. Command-line options override the profile.
 
-Lookup of ``--profile X``: a path to a JSON file; else ``./export/X.json``; else the ``export/``
-folder of the rtseg source tree (an editable install).
+The shipped profiles live inside the package (``rtseg/export_profiles/*.json``), so an installed wheel has
+them; an ``export/`` folder in the current directory holds the user's own profiles and overrides (the
+repository's top-level ``export/`` documents them). ``default`` is what an export does with no options; its
+one definition is :class:`ExportOptions`'s field defaults, which ``default.json`` states for the reader and a
+test holds equal.
+
+Lookup of ``--profile X``: a path to a JSON file; else ``./export/X.json``; else the shipped ``X.json``.
 """
 
 from __future__ import annotations
@@ -49,22 +53,23 @@ _KEYS = {"format", "schema_version", "description", "precision", "input", "batch
          "dynamic_max", "workspace_gb", "opset", "exporter", "simplify", "outputs"}
 
 
+#: The profiles shipped with rtseg (package data, present in an installed wheel).
+SHIPPED_PROFILES = Path(__file__).resolve().parents[1] / "export_profiles"
+
+
 def profile_dirs() -> list[Path]:
-    dirs = [Path.cwd() / "export"]
-    src_tree = Path(__file__).resolve().parents[2] / "export"
-    if src_tree not in dirs:
-        dirs.append(src_tree)
-    return [d for d in dirs if d.is_dir()]
+    """Where ``--profile NAME`` is looked up, first match wins: the user's ``./export/``, then the shipped ones."""
+    return [d for d in (Path.cwd() / "export", SHIPPED_PROFILES) if d.is_dir()]
 
 
 def profile_names() -> list[str]:
-    names = {"default"}
+    names: set[str] = set()
     for d in profile_dirs():
         names.update(p.stem for p in d.glob("*.json"))
     return sorted(names)
 
 
-def find_profile(name: str) -> Path | None:
+def find_profile(name: str) -> Path:
     p = Path(name)
     if p.suffix.lower() == ".json" or p.exists():
         if not p.exists():
@@ -74,8 +79,6 @@ def find_profile(name: str) -> Path | None:
         cand = d / f"{name}.json"
         if cand.exists():
             return cand
-    if name == "default":
-        return None
     raise RtsegError(f"unknown export profile {name!r}; available: {', '.join(profile_names())} (or give a path to a profile JSON)")
 
 
@@ -90,8 +93,8 @@ def options_from_profile(doc: dict[str, Any], source: str, name: str) -> ExportO
     unknown = set(doc) - _KEYS
     if unknown:
         raise RtsegError(f"{source}: unknown profile fields {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_KEYS - {'format', 'schema_version'}))}")
-    o = ExportOptions(profile=name)
-    prec = doc.get("precision", "fp16")
+    o = ExportOptions(profile=name)  # a field the document leaves out keeps this default
+    prec = doc.get("precision", "fp16" if o.fp16 else "fp32")
     if prec not in ("fp16", "fp32"):
         raise RtsegError(f"{source}: precision must be fp16 or fp32, got {prec!r}")
     outputs = doc.get("outputs", ["onnx", "onnx_fp16"] if prec == "fp16" else ["onnx"])
@@ -102,14 +105,14 @@ def options_from_profile(doc: dict[str, Any], source: str, name: str) -> ExportO
         o.trt = "engine" in outputs
         if "input" in doc:
             o.input_hw = parse_hw(doc["input"])
-        o.batch = int(doc.get("batch", 1))
-        o.dynamic = bool(doc.get("dynamic", False))
+        o.batch = int(doc.get("batch", o.batch))
+        o.dynamic = bool(doc.get("dynamic", o.dynamic))
         o.dynamic_min_hw = parse_hw(doc["dynamic_min"]) if doc.get("dynamic_min") else None
         o.dynamic_max_hw = parse_hw(doc["dynamic_max"]) if doc.get("dynamic_max") else None
-        o.workspace_gb = float(doc.get("workspace_gb", 4.0))
-        o.opset = int(doc.get("opset", 17))
-        o.exporter = str(doc.get("exporter", "torchscript"))
-        o.simplify = bool(doc.get("simplify", True))
+        o.workspace_gb = float(doc.get("workspace_gb", o.workspace_gb))
+        o.opset = int(doc.get("opset", o.opset))
+        o.exporter = str(doc.get("exporter", o.exporter))
+        o.simplify = bool(doc.get("simplify", o.simplify))
     except (TypeError, ValueError) as exc:
         raise RtsegError(f"{source}: bad profile value ({exc})") from None
     if o.batch < 1 or o.workspace_gb <= 0:
@@ -118,7 +121,6 @@ def options_from_profile(doc: dict[str, Any], source: str, name: str) -> ExportO
 
 
 def load_profile(name: str = "default") -> ExportOptions:
+    """The options a named profile (or a profile JSON path) stands for."""
     path = find_profile(name)
-    if path is None:
-        return ExportOptions(profile="default")
     return options_from_profile(read_json(path, "export profile"), str(path), Path(name).stem)

@@ -237,10 +237,11 @@ def steady_allocator() -> str:
     PyTorch's CPU tensors come from malloc. With glibc's defaults, large activations are sometimes
     served by fresh ``mmap`` pages (zeroed by page faults on every call) and sometimes from the heap,
     depending on the allocation history, so the same network measured in two processes came out
-    4.5 or 6.6 ms at 128x256 on the dev CPU. Fixing the allocator's mode makes LUT entries and
-    end-to-end timings reproducible; a deployed CPU process gets the same steady behaviour from
-    these settings or from jemalloc/tcmalloc (the usual PyTorch CPU inference advice). Returns a
-    description recorded in the LUT's provenance; idempotent; a no-op off glibc.
+    at two different speeds (figures in ``rtseg/latency/README.md``, "Measuring on a shared CPU").
+    Fixing the allocator's mode makes LUT entries and end-to-end timings reproducible; a deployed
+    CPU process gets the same steady behaviour from these settings or from jemalloc/tcmalloc (the
+    usual PyTorch CPU inference advice). Returns a description recorded in the LUT's provenance;
+    idempotent; a no-op off glibc.
     """
     global _ALLOCATOR
     if _ALLOCATOR is not None:

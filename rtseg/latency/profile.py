@@ -43,13 +43,13 @@ from rtseg.latency.speed import SpeedReference
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
 
 METHODS = ("network", "isolated")
-#: The default method: on the 2-core dev CPU (torch, 1 thread, 128x256, 16 archs) isolated per-op sums
-#: under-predicted whole networks by 8% on average (MAPE 8.2%, 15 of 16 within 10%, tau 0.92), the
-#: network method gave MAPE 5.5%, 16 of 16 within 10%, tau 0.98 (see rtseg/latency/README.md).
+#: The default method: isolated per-op sums under-predict whole networks (each operator timed alone
+#: runs with warmer caches than inside a net); the network method predicts them closer (the
+#: comparison measured on a CPU is in rtseg/latency/README.md, "The prediction model").
 DEFAULT_METHOD = "network"
-#: Defaults sized so the whole ssr space (~1600 signatures) profiles in about a minute (isolated) on a
-#: 2-core CPU at 128x256; ``min_time_s`` adds repeats to sub-millisecond operators so their median
-#: rests on enough samples.
+#: Defaults sized so the whole ssr space (about 1,600 signatures) profiles in minutes on a small CPU at
+#: 128x256 (wall times measured: rtseg/latency/README.md); ``min_time_s`` adds repeats to
+#: sub-millisecond operators so their median rests on enough samples.
 DEFAULT_WARMUP = 5
 DEFAULT_REPEATS = 25
 DEFAULT_MIN_TIME_S = 0.03

@@ -1,13 +1,12 @@
 """The speed reference: one operator timed beside every measurement, so timings taken minutes apart
 on a machine whose speed drifts can still be added up and compared.
 
-Why: on a CPU shared with other tenants (the dev machine: 2 vCPUs of an EPYC host) the same
-operator runs at very different speeds from one minute to the next, and a thread-CPU-time clock
-does not help, because the slowdown comes from contention for the core's caches and memory, not
-from being descheduled. Measured there: the reference operator ranged 1.03-1.90 ms over one
-profiling run, and one network's median moved 28.3-39.5 ms between three runs a minute apart while
-its ratio to the reference, timed beside it, moved 23.3-26.2. A LUT whose entries were measured
-at one speed and a network timed at another disagree by that drift whatever the cost model.
+Why: on a CPU shared with other tenants the same operator runs at very different speeds from one
+minute to the next, and a thread-CPU-time clock does not help, because the slowdown comes from
+contention for the core's caches and memory, not from being descheduled; a network's time drifts
+far more than its ratio to an operator timed beside it (the figures measured on a shared CPU are in
+``rtseg/latency/README.md``, "The speed reference"). A LUT whose entries were measured at one speed
+and a network timed at another disagree by that drift whatever the cost model.
 
 So every LUT entry, skeleton and end-to-end timing records ``ref_ms``: the reference operator's
 median over a short block timed right before and right after it. The LUT charges each entry at

@@ -141,8 +141,8 @@ def export_merged(modules: Sequence[Any], inputs: Sequence[tuple[Any, ...]], pat
     the exporter every other rtseg graph comes from, and write the merged graph to ``path``.
 
     ``device`` is where the tracer runs the modules: tracing runs each forward once at its real
-    size, most of an export's time on a CPU (0.33 of 0.55 s for a stack of three 64-channel NB-1D
-    at 128x256 on the 2-vCPU dev machine), so the TensorRT timer traces on its GPU; the graph is the
+    size, most of an export's time on a CPU (figure in ``rtseg/latency/README.md``, "TensorRT
+    profiling cost"), so the TensorRT timer traces on its GPU; the graph is the
     same (the exporter copies the weights to the host). A failure there falls back to the CPU."""
     import onnx
 

@@ -6,7 +6,7 @@ and the FLOPs counter all build modules through :func:`build_op`.
 
 from rtseg.ops.base import Op, OpSignature, OpSpec, build_op, count_by_key, op_class, register_op, registered_ops
 from rtseg.ops import common as _common  # noqa: F401  (registers classifier, resize, identity, aggregation)
-from rtseg.ops import erfnet as _erfnet  # noqa: F401  (registers db, nb1d)
+from rtseg.ops import erfnet as _erfnet  # noqa: F401  (registers the ERFNet family: db, nb1d and ERFNet's own blocks)
 from rtseg.ops import cas_ops as _cas_ops, conv as _conv, dcnas_ops as _dcnas_ops, mbv3 as _mbv3  # noqa: F401,E501  (CAS, DCNAS operators)
 
 __all__ = ["Op", "OpSignature", "OpSpec", "build_op", "count_by_key", "op_class", "register_op", "registered_ops"]

@@ -1,4 +1,11 @@
-"""ERFNet-family operators used by the SSR space (the SSR paper, Tables 1-2; ERFNet, Romera et al. 2018)."""
+"""ERFNet-family operators (Romera, Alvarez, Bergasa, Arroyo, "ERFNet: Efficient Residual Factorized ConvNet
+for Real-Time Semantic Segmentation", IEEE T-ITS 19(1), 2018).
+
+``db`` (ERFNet's downsampler) and ``nb1d`` (the SSR paper's simplified two-conv non-bottleneck-1D, Tables 1-2)
+build the SSR space; ``erfnet_nb1d``, ``erfnet_up`` and ``erfnet_out`` are the published ERFNet's own blocks
+(four-conv non-bottleneck-1D with dropout, upsampler, output layer), which the ``erfnet`` peer uses
+(:mod:`rtseg.spaces.peers`).
+"""
 
 from __future__ import annotations
 
@@ -86,3 +93,66 @@ class NB1D(Op):
         s = self.spatial
         y = self._block(F.avg_pool2d(x, s, s), mask3x1, mask1x3)
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@register_op("erfnet_nb1d")
+class ERFNetNonBottleneck1D(Op):
+    """ERFNet's non-bottleneck-1D: ``relu(3x1) -> 1x3 -> BN -> relu -> dil 3x1 -> relu -> dil 1x3 -> BN
+    -> dropout -> relu(+x)``."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        if c_in != c_out or stride != 1:
+            raise TypeError("erfnet_nb1d keeps its width and resolution (c_in == c_out, stride 1)")
+        d = int(dilation)
+        self.spec = OpSpec.make("erfnet_nb1d", c_in, c_out, 1, dilation=d, dropout=float(dropout))
+        c = c_in
+        self.conv3x1_1 = nn.Conv2d(c, c, (3, 1), padding=(1, 0), bias=True)
+        self.conv1x3_1 = nn.Conv2d(c, c, (1, 3), padding=(0, 1), bias=True)
+        self.bn1 = nn.BatchNorm2d(c, eps=1e-3)
+        self.conv3x1_2 = nn.Conv2d(c, c, (3, 1), padding=(d, 0), dilation=(d, 1), bias=True)
+        self.conv1x3_2 = nn.Conv2d(c, c, (1, 3), padding=(0, d), dilation=(1, d), bias=True)
+        self.bn2 = nn.BatchNorm2d(c, eps=1e-3)
+        self.dropout = nn.Dropout2d(float(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv3x1_1(x))
+        y = F.relu(self.bn1(self.conv1x3_1(y)))
+        y = F.relu(self.conv3x1_2(y))
+        y = self.bn2(self.conv1x3_2(y))
+        if self.dropout.p > 0:
+            y = self.dropout(y)
+        return F.relu(y + x)
+
+
+@register_op("erfnet_up")
+class ERFNetUpsampler(Op):
+    """ERFNet's upsampler block: 3x3 transposed conv, stride 2 (output 2H x 2W), BN, ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.spec = OpSpec.make("erfnet_up", c_in, c_out, 1)
+        self.conv = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=True)
+        self.bn = nn.BatchNorm2d(c_out, eps=1e-3)
+
+    def output_hw(self, h: int, w: int) -> tuple[int, int]:
+        return 2 * h, 2 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+@register_op("erfnet_out")
+class ERFNetOutput(Op):
+    """ERFNet's output layer: a 2x2 stride-2 transposed conv straight to class logits."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.spec = OpSpec.make("erfnet_out", c_in, c_out, 1)
+        self.conv = nn.ConvTranspose2d(c_in, c_out, 2, stride=2, padding=0, output_padding=0, bias=True)
+
+    def output_hw(self, h: int, w: int) -> tuple[int, int]:
+        return 2 * h, 2 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)

@@ -14,8 +14,8 @@ Real-Time Semantic Segmentation", IEEE T-ITS 19(1), 2018), the full encoder-deco
 
 The published non-bottleneck-1D has four factorized convs (3x1, 1x3, dilated 3x1, dilated 1x3, all
 with bias) and dropout (0.03 at 1/4, 0.3 at 1/8, none in the decoder); it is not the simplified
-two-conv NB-1D of the SSR space, so it is its own operator here (``erfnet_nb1d``). The downsampler
-is the shared ``db`` operator, which is ERFNet's.
+two-conv NB-1D of the SSR space, so it is its own operator (``erfnet_nb1d``). The downsampler
+is the shared ``db`` operator, which is ERFNet's; all of them live in :mod:`rtseg.ops.erfnet`.
 
 LR-ASPP on MobileNetV3-Large (Howard et al., "Searching for MobileNetV3", ICCV 2019, Table 1 and
 sec. 6.1.2), laid out as torchvision's ``lraspp_mobilenet_v3_large``: the backbone's last stage dilated
@@ -38,12 +38,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
-from rtseg.ops import Op, OpSignature, OpSpec, build_op, register_op
+from rtseg.ops import OpSignature, OpSpec, build_op
 from rtseg.ops.mbv3 import make_divisible
 from rtseg.spaces.base import Network, SearchSpace, register_space
 
@@ -55,69 +54,6 @@ LRASPP_SOURCE = (
     "LR-ASPP MobileNetV3-Large: Howard et al., 'Searching for MobileNetV3', ICCV 2019 (Table 1, sec. 6.1.2), "
     "laid out as torchvision's lraspp_mobilenet_v3_large (dilated last stage, output stride 16, 128-channel head)"
 )
-
-
-@register_op("erfnet_nb1d")
-class ERFNetNonBottleneck1D(Op):
-    """ERFNet's non-bottleneck-1D: ``relu(3x1) -> 1x3 -> BN -> relu -> dil 3x1 -> relu -> dil 1x3 -> BN
-    -> dropout -> relu(+x)``."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1, dropout: float = 0.0) -> None:
-        super().__init__()
-        if c_in != c_out or stride != 1:
-            raise TypeError("erfnet_nb1d keeps its width and resolution (c_in == c_out, stride 1)")
-        d = int(dilation)
-        self.spec = OpSpec.make("erfnet_nb1d", c_in, c_out, 1, dilation=d, dropout=float(dropout))
-        c = c_in
-        self.conv3x1_1 = nn.Conv2d(c, c, (3, 1), padding=(1, 0), bias=True)
-        self.conv1x3_1 = nn.Conv2d(c, c, (1, 3), padding=(0, 1), bias=True)
-        self.bn1 = nn.BatchNorm2d(c, eps=1e-3)
-        self.conv3x1_2 = nn.Conv2d(c, c, (3, 1), padding=(d, 0), dilation=(d, 1), bias=True)
-        self.conv1x3_2 = nn.Conv2d(c, c, (1, 3), padding=(0, d), dilation=(1, d), bias=True)
-        self.bn2 = nn.BatchNorm2d(c, eps=1e-3)
-        self.dropout = nn.Dropout2d(float(dropout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.conv3x1_1(x))
-        y = F.relu(self.bn1(self.conv1x3_1(y)))
-        y = F.relu(self.conv3x1_2(y))
-        y = self.bn2(self.conv1x3_2(y))
-        if self.dropout.p > 0:
-            y = self.dropout(y)
-        return F.relu(y + x)
-
-
-@register_op("erfnet_up")
-class ERFNetUpsampler(Op):
-    """ERFNet's upsampler block: 3x3 transposed conv, stride 2 (output 2H x 2W), BN, ReLU."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
-        super().__init__()
-        self.spec = OpSpec.make("erfnet_up", c_in, c_out, 1)
-        self.conv = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=True)
-        self.bn = nn.BatchNorm2d(c_out, eps=1e-3)
-
-    def output_hw(self, h: int, w: int) -> tuple[int, int]:
-        return 2 * h, 2 * w
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)))
-
-
-@register_op("erfnet_out")
-class ERFNetOutput(Op):
-    """ERFNet's output layer: a 2x2 stride-2 transposed conv straight to class logits."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
-        super().__init__()
-        self.spec = OpSpec.make("erfnet_out", c_in, c_out, 1)
-        self.conv = nn.ConvTranspose2d(c_in, c_out, 2, stride=2, padding=0, output_padding=0, bias=True)
-
-    def output_hw(self, h: int, w: int) -> tuple[int, int]:
-        return 2 * h, 2 * w
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
 
 
 def scaled_repeats(n: int, depth: float) -> int:

@@ -17,6 +17,8 @@ from typing import Iterator
 
 import cv2
 
+from rtseg.errors import RtsegError
+
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL: decode chatter off the console
 
 
@@ -115,8 +117,6 @@ class Display:
     """One OpenCV window on the main thread; ``show`` returns False once the user quits (q, Esc, close)."""
 
     def __init__(self, title: str = "rtseg demo") -> None:
-        from rtseg.errors import RtsegError
-
         reason = gui_unavailable_reason()
         if reason:
             raise RtsegError(reason)

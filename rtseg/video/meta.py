@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from rtseg import __version__
 from rtseg.errors import RtsegError
 from rtseg.runtime.base import Runner
 
@@ -81,7 +82,6 @@ def run_header(runner: Runner, meta: "ModelMeta", model_name: str, fmt: str, sch
     import os
     from datetime import datetime, timezone
 
-    from rtseg import __version__
 
     info = runner.info
     try:

@@ -46,7 +46,7 @@ from rtseg.errors import RtsegError
 from rtseg.latency.timing import TimingStats, time_fn
 from rtseg.runtime.base import Runner
 from rtseg.video.cvutil import Display
-from rtseg.video.meta import ModelMeta
+from rtseg.video.meta import ModelMeta, run_header
 from rtseg.video.overlay import bgr_palette, blend_labels, draw_fps
 from rtseg.video.sources import FrameSource
 from rtseg.video.stats import STAGE_HELP, PipelineStats
@@ -343,8 +343,6 @@ def _cpu_name() -> str:
 
 def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: ModelMeta, opt: DemoOptions, model_name: str) -> dict[str, Any]:
     """The measurement record: what ran where, how it was counted, and every figure."""
-    from rtseg.video.meta import run_header
-
     s = result.stats
     standalone_fps = 1000.0 / result.standalone.mean_ms if result.standalone and result.standalone.mean_ms > 0 else None
     head = run_header(runner, meta, model_name, RECORD_FORMAT, RECORD_SCHEMA_VERSION)

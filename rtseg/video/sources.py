@@ -27,17 +27,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
+from rtseg.data.synthetic import video_frames
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
 from rtseg.video.cvutil import quiet_native_stderr
-
-if TYPE_CHECKING:
-    from rtseg.video.writer import WrittenVideo
+from rtseg.video.writer import VideoWriter, WrittenVideo
 
 
 @dataclass
@@ -268,8 +267,6 @@ class SyntheticSource(FrameSource):
     policy = "all"
 
     def __init__(self, n: int, h: int, w: int, seed: int = 0, fps: float = 15.0, queue_size: int = 4) -> None:
-        from rtseg.data.synthetic import video_frames
-
         self._gen = iter(video_frames(n, h, w, seed=seed, fps=fps))
         first = self._render()
         if first is None:
@@ -297,7 +294,7 @@ def render_synthetic_video(
     hw: tuple[int, int],
     seed: int = 0,
     fps: float = 15.0,
-) -> "WrittenVideo":
+) -> WrittenVideo:
     """Render the synthetic street video into a file (codec probed, read back), for replaying.
 
     The synthetic source renders each frame in the capture thread, several milliseconds a frame
@@ -305,8 +302,6 @@ def render_synthetic_video(
     rate. Rendering to a file first and replaying it (:func:`open_file`) measures what a user's
     video would see: decoding, the pipeline and the network. Returns what was written.
     """
-    from rtseg.video.writer import VideoWriter
-
     if frames < 1:
         raise RtsegError("the synthetic video needs at least one frame")
     h, w = hw
