@@ -118,3 +118,18 @@ def test_proxy_search_starts_from_a_seed_arch_and_keeps_to_the_band(lut_path, tm
     assert res.arch.meta["searched_with"]["strategy"] == "proxy evolution"
     again = run_proxy(cfg, tmp_path / "run", resume=True)  # every proxy run is kept: nothing is retrained
     assert again.summary["evaluations"] == 3 and again.arch.genotype == res.arch.genotype
+
+
+@pytest.mark.slow
+def test_oneshot_then_proxy_seeds_the_proxy_with_the_oneshot_finalists(lut_path, tmp_path):
+    from rtseg.search.proxy import ProxyConfig, run_oneshot_then_proxy
+
+    target = _target(lut_path)
+    pcfg = ProxyConfig(lut=str(lut_path), latency_ms=target, input_hw=(H, W), band=(0.8, 1.0), epochs=1, train_len=4,
+                       val_len=2, batch=2, population=2, parents=2, evaluations=3, verify_latency=False)
+    res = run_oneshot_then_proxy(_cfg(lut_path, target, evaluations=4, population=4), pcfg, tmp_path / "run", finalists=2)
+    finalists = [rtseg.load_arch(tmp_path / "run" / "oneshot" / f"finalist{i}.json") for i in range(2)]
+    evolved = json.loads((tmp_path / "run" / "proxy" / "evolution.json").read_text())
+    assert [json.loads(r["key"]) for r in evolved if r["origin"] == "seed"] == [a.genotype for a in finalists]
+    assert rtseg.load_arch(tmp_path / "run" / "arch.json").genotype == res.arch.genotype
+    assert json.loads((tmp_path / "run" / "search.json").read_text())["strategy"] == "one-shot then proxy evolution"

@@ -25,7 +25,7 @@ import os
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,7 +35,8 @@ from rtseg.flops import op_flops
 from rtseg.io import atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
-from rtseg.search.evolution import BandSampler, EvolutionState, evolve, key_of, plot_evolution, write_evolution
+from rtseg.search.evolution import BandSampler, EvolutionState, evolve, key_of, plot_evolution, top_archs, write_evolution
+from rtseg.search.oneshot import OneShotConfig, _check_lut, run_oneshot
 from rtseg.spaces import get_space
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
@@ -102,9 +103,8 @@ def _proxy_run(job: dict[str, Any]) -> float:
 
 def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> ProxyResult:
     """Run (or ``resume``) a proxy search into ``out_dir``; see the module docstring."""
-    from rtseg.latency.lut import load_lut
-    from rtseg.search.oneshot import _check_lut
     from rtseg.data import build_dataset
+    from rtseg.latency.lut import load_lut
 
     reporter = reporter or SilentReporter()
     out = Path(out_dir)
@@ -198,4 +198,35 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     return ProxyResult(arch, out, summary)
 
 
-__all__ = ["ProxyConfig", "ProxyResult", "run_proxy"]
+
+
+def run_oneshot_then_proxy(ocfg: OneShotConfig, pcfg: ProxyConfig, out_dir: str | Path, finalists: int = 3,
+                           resume: bool = False, reporter: Reporter | None = None) -> ProxyResult:
+    """The two searches in sequence: the one-shot search looks broadly (many archs, each scored in
+    seconds by shared weights), then the proxy search looks closely (a few archs, each trained) starting
+    from the one-shot's ``finalists`` best archs and ``pcfg.seed_archs`` (a hand-designed net scaled to
+    the budget, say). Shared weights rank archs coarsely and a short training ranks them expensively; the
+    first narrows the field for the second. Runs land in ``OUT/oneshot`` and ``OUT/proxy``; the chosen
+    arch and the summary are copied to ``OUT/arch.json`` and ``OUT/search.json``."""
+    out = Path(out_dir)
+    if (ocfg.lut, ocfg.latency_ms, tuple(ocfg.input_hw), ocfg.space) != (pcfg.lut, pcfg.latency_ms, tuple(pcfg.input_hw), pcfg.space):
+        raise RtsegError("the one-shot and proxy stages must search the same space, LUT, budget and input size")
+    first = run_oneshot(ocfg, out / "oneshot", resume=resume and (out / "oneshot" / "state.pt").exists(), reporter=reporter)
+    seeds = list(pcfg.seed_archs)
+    for i, arch in enumerate(top_archs(out / "oneshot" / "evolution.json", finalists)):
+        path = out / "oneshot" / f"finalist{i}.json"
+        arch.save(path)
+        seeds.append(str(path))
+    second = run_proxy(replace(pcfg, seed_archs=seeds), out / "proxy", resume=resume and (out / "proxy" / "state.json").exists(),
+                       reporter=reporter)
+    summary = {**second.summary, "strategy": "one-shot then proxy evolution", "arch": str(out / "arch.json"),
+               "oneshot": {k: first.summary.get(k) for k in ("oneshot_score", "evaluations", "supernet_steps", "wall_time_s")},
+               "wall_time_s": first.summary["wall_time_s"] + second.summary["wall_time_s"]}
+    arch = second.arch
+    arch.meta["searched_with"]["strategy"] = summary["strategy"]
+    arch.save(out / "arch.json")
+    atomic_write_json(out / "search.json", summary)
+    return ProxyResult(arch, out, summary)
+
+
+__all__ = ["ProxyConfig", "ProxyResult", "run_proxy", "run_oneshot_then_proxy"]
