@@ -376,16 +376,19 @@ def plot(rec: dict[str, Any], path: Path) -> None:
     colors = {"searched": "tab:red", "random": "tab:gray", "family": "tab:blue"}
     markers = {"searched": "*", "random": "o", "family": "s"}
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    searched_colors = dict(zip(sorted({r["name"] for b in rec["budgets"] for r in b["rows"] if r["kind"] == "searched"}),
+                               ["tab:red", "tab:orange", "tab:purple", "tab:green", "tab:brown"] * 3))
+    searched_colors.update(zip(sorted({r["name"] for b in rec["budgets"] for r in b["rows"] if r["kind"] == "family"}),
+                               ["tab:blue", "tab:cyan", "navy", "tab:olive"] * 3))
     seen = set()
     for b in rec["budgets"]:
         ax.axvline(b["target_ms"], color="k", lw=0.8, ls="--")
         for r in b["rows"]:
-            label = r["kind"] if r["kind"] not in seen else None
-            seen.add(r["kind"])
+            label = r["name"] if r["kind"] != "random" else "random"
+            color = searched_colors.get(r["name"], colors[r["kind"]])
             ax.errorbar(r["measured_ms"], 100 * r["miou_mean"], yerr=100 * r["miou_std"], fmt=markers[r["kind"]],
-                        color=colors[r["kind"]], ms=10 if r["kind"] == "searched" else 6, capsize=3, label=label)
-            if r["kind"] != "random":
-                ax.annotate(r["name"], (r["measured_ms"], 100 * r["miou_mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+                        color=color, ms=10 if r["kind"] == "searched" else 6, capsize=3, label=label if label not in seen else None)
+            seen.add(label)
     rt = rec["runtime"]
     ax.set_xlabel(f"measured latency (ms), {rt['backend']} on {rt['device']}, {rt['threads']} thread(s)")
     ax.set_ylabel(f"val mIoU (%), mean ± std over {rec['recipe']['seeds']} seeds")
