@@ -91,7 +91,7 @@ def make_plan(cfg: RunConfig, cuda_available: bool) -> Plan:
     and a minute or two on a small CPU at 64x128; ``minutes`` scales repeats and frames from there."""
     from rtseg.errors import RtsegError
     from rtseg.io import parse_hw
-    from rtseg.latency.device import parse_device
+    from rtseg.backends.device import parse_device
 
     device = parse_device(cfg.device) if cfg.device else ("cuda:0" if cuda_available else "cpu")
     cuda = device.startswith("cuda")
@@ -306,7 +306,7 @@ def _parity_on_device(plan: Plan, res: Any) -> list[dict[str, Any]]:  # pragma: 
     import torch
 
     from rtseg.export.parity import compare, parity_inputs
-    from rtseg.runtime.ort_runner import OrtRunner
+    from rtseg.backends.ort import OrtRunner
     from rtseg.runtime.source import build_module, resolve_model
 
     src = resolve_model("baseline1")

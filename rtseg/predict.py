@@ -42,8 +42,8 @@ import numpy as np
 
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_save, atomic_write_json
-from rtseg.latency.timing import TimingStats
-from rtseg.runtime.base import Runner
+from rtseg.backends.timing import TimingStats
+from rtseg.backends.runner import Runner
 
 if TYPE_CHECKING:  # the video package is imported lazily, only when images are segmented
     from rtseg.video.meta import ModelMeta
@@ -366,7 +366,7 @@ def predict(
 def build_record(result: PredictResult, runner: Runner, meta: "ModelMeta", *, model_name: str, alpha: float, save_mask: bool,
                  warmup: int) -> dict[str, Any]:
     """What ran where, every file written, and the per-stage timings (mean, p90...)."""
-    from rtseg.runtime.device import cpu_name
+    from rtseg.backends.device import cpu_model
     from rtseg.video.meta import run_header
 
     head = run_header(runner, meta, model_name, RECORD_FORMAT, RECORD_SCHEMA_VERSION)
@@ -389,7 +389,7 @@ def build_record(result: PredictResult, runner: Runner, meta: "ModelMeta", *, mo
         "definitions": {f"stage.{k}": v for k, v in STAGE_HELP.items()},
         "images": [r.to_dict() for r in done],
         "skipped": [{"source": r.source, "reason": r.skipped} for r in skipped],
-        "host": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_avg_1_5_15": load, "opencv": cv2.__version__},
+        "host": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "load_avg_1_5_15": load, "opencv": cv2.__version__},
         "threads": threads,
     }
 

@@ -11,8 +11,8 @@ import pytest
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
-from rtseg.latency.backends import make_timer
-from rtseg.latency.device import detect_device
+from rtseg.backends.timers import make_timer
+from rtseg.backends.device import detect_device
 from rtseg.latency.lut import load_lut
 from rtseg.latency.profile import _at_run_speed, profile_ops
 from rtseg.latency.speed import SpeedReference, base_speed, speed_factor

@@ -115,8 +115,8 @@ def activation_peak(onnx_fp32: str | Path, inputs: Sequence[np.ndarray], chunk: 
     their peak compared with FP16's range."""
     import onnx
 
-    from rtseg.export.fp16 import fp16_tensor_names
-    from rtseg.runtime.ort_session import make_session
+    from rtseg.backends.onnx_fp16 import fp16_tensor_names
+    from rtseg.backends.ort_session import make_session
 
     model = onnx.load(str(onnx_fp32))
     names = fp16_tensor_names(model)

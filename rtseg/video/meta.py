@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from rtseg.errors import RtsegError
-from rtseg.runtime.base import Runner
+from rtseg.backends.runner import Runner
 
 #: Where in ``RunnerInfo.extra`` a DatasetInfo-shaped dict may sit (checkpoints and sidecars both
 #: store it whole; a flat layout with mean/std/palette at the top level is accepted too).

@@ -1,6 +1,6 @@
 """ONNX Runtime runner (CPU provider, or CUDA where onnxruntime-gpu provides it).
 
-Sessions come from :func:`rtseg.runtime.ort_session.make_session`, the same factory the LUT profiler
+Sessions come from :func:`rtseg.backends.ort_session.make_session`, the same factory the LUT profiler
 uses, so a network is timed with the graph optimizations and threads its operators were timed with.
 The model's input shape is checked against the batch a caller sends, so a wrong input size is a
 one-line error rather than an ONNX Runtime stack trace.
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from rtseg.errors import RtsegError
-from rtseg.runtime.base import Runner, RunnerInfo
-from rtseg.runtime.device import device_name, is_cuda
-from rtseg.runtime.ort_session import make_session
+from rtseg.backends.runner import Runner, RunnerInfo
+from rtseg.backends.device import device_name, is_cuda
+from rtseg.backends.ort_session import make_session
 
 _ORT_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -72,6 +72,13 @@ class OrtRunner(Runner):
                    **(extra or {})},
         )
 
+    @classmethod
+    def open(cls, artifact: Any, *, input_hw: tuple[int, int] | None, batch: int, device: str, precision: str | None,
+             threads: int | None, cuda_graphs: bool, memory: str | None, num_classes: int | None,
+             extra: dict[str, Any]) -> "OrtRunner":
+        return cls(artifact, input_hw=input_hw, batch=batch, device=device, threads=threads, precision=precision,
+                   num_classes=num_classes, extra=extra)
+
     @staticmethod
     def _fix(dim: Any, want: int | None, what: str) -> int:
         if isinstance(dim, int):
@@ -103,7 +110,7 @@ def _has_fp16(model: str | Path | bytes) -> bool:
     """Whether the model computes in FP16 (its I/O may still be FP32: keep_io_types)."""
     import onnx
 
-    from rtseg.export.fp16 import is_fp16_onnx  # not export.onnx, which imports torch
+    from rtseg.backends.onnx_fp16 import is_fp16_onnx  # not export.onnx, which imports torch
 
     try:
         m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)

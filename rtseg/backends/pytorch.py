@@ -1,7 +1,7 @@
 """PyTorch runner: CPU or CUDA, FP32 or FP16, optionally replayed as a CUDA graph.
 
 On CUDA, :meth:`TorchRunner.benchmark` times the network only (the input already on the GPU, CUDA
-events around each call through :func:`rtseg.latency.timing.time_fn`), the way the LUT profiler
+events around each call through :func:`rtseg.backends.timing.time_fn`), the way the LUT profiler
 times operators; :meth:`infer` includes the host copies and is what the demo calls. CUDA graphs
 (static shapes only) capture the whole forward once and replay it, which removes the per-kernel
 launch overhead that dominates small real-time nets at batch 1.
@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
-from rtseg.latency.timing import TimingStats, time_fn
-from rtseg.runtime.base import Runner, RunnerInfo
-from rtseg.runtime.device import device_name, is_cuda
+from rtseg.backends.timing import TimingStats, time_fn
+from rtseg.backends.runner import Runner, RunnerInfo
+from rtseg.backends.device import device_name, is_cuda
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -74,6 +74,14 @@ class TorchRunner(Runner):
         )
         if cuda_graphs:
             self._capture()
+
+    @classmethod
+    def open(cls, artifact: Any, *, input_hw: tuple[int, int] | None, batch: int, device: str, precision: str | None,
+             threads: int | None, cuda_graphs: bool, memory: str | None, num_classes: int | None,
+             extra: dict[str, Any]) -> "TorchRunner":
+        assert input_hw is not None
+        return cls(artifact, input_hw, batch, device=device, precision=precision or "fp32", cuda_graphs=cuda_graphs,
+                   num_classes=num_classes, threads=threads, extra=extra)
 
     # -- device-side forward --------------------------------------------------------------------
     @torch.no_grad()

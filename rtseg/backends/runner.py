@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rtseg.latency.timing import TimingStats, time_fn
+from rtseg.backends.timing import TimingStats, time_fn
 
 
 @dataclass
@@ -31,6 +31,15 @@ class RunnerInfo:
 
 class Runner(ABC):
     info: RunnerInfo
+
+    @classmethod
+    @abstractmethod
+    def open(cls, artifact: Any, *, input_hw: tuple[int, int] | None, batch: int, device: str, precision: str | None,
+             threads: int | None, cuda_graphs: bool, memory: str | None, num_classes: int | None,
+             extra: dict[str, Any]) -> "Runner":
+        """The runner for ``artifact`` (what its backend ``takes`` in :data:`rtseg.backends.TABLE`),
+        given every option :func:`rtseg.runtime.load_runner` knows; each backend uses those that
+        apply to it. ``precision``/``num_classes`` are None for a file run as it is (it says them)."""
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
