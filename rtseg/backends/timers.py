@@ -37,6 +37,9 @@ from rtseg.backends import PRECISIONS, get_backend
 from rtseg.backends.device import DeviceInfo
 from rtseg.backends.onnx_export import DEFAULT_OPSET, export_onnx
 from rtseg.backends.ort_session import make_session
+from rtseg.backends.tensorrt import TensorRTRunner
+from rtseg.backends.tensorrt_build import build_engine
+from rtseg.backends.trt_batch import SubgraphEngine, export_merged
 from rtseg.backends.timing import CLOCKS, TimingStats, median_ci, sample_until_stable, time_samples
 from rtseg.errors import RtsegError
 
@@ -334,8 +337,6 @@ class TensorRTTimer(OpTimer):
         return {"fp16": self.precision == "fp16", "workspace_gb": self.workspace_gb, "opset": DEFAULT_OPSET}
 
     def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
-        from rtseg.backends.tensorrt import TensorRTRunner  # imports tensorrt: only on this backend
-        from rtseg.backends.tensorrt_build import build_engine
 
         tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-op-", dir=self._tmp.name)
         onnx_path, engine_path = Path(tmp.name) / "m.onnx", Path(tmp.name) / "m.engine"
@@ -353,8 +354,6 @@ class TensorRTTimer(OpTimer):
         """All ``modules`` as independent subgraphs of one engine, timed per layer (see the class
         docstring). The engine of a ``key`` seen before is loaded again, not rebuilt (the recheck
         re-times every group: the weights differ, the timings do not depend on them)."""
-        from rtseg.backends.trt_batch import SubgraphEngine, export_merged
-
         inputs = [sets[0] for sets in input_sets]
         if key is not None and key in self._groups:
             onnx_path = self._groups[key]

@@ -54,10 +54,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from rtseg.arch import load_arch
+from rtseg.backends.device import detect_device
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text, read_json
 from rtseg.latency.speed import base_speed, speed_factor
 from rtseg.ops import OpSignature
+from rtseg.spaces import get_space
 
 LUT_FORMAT = "rtseg.lut"
 LUT_SCHEMA_VERSION = 1
@@ -153,8 +156,6 @@ class LUT:
 
     def search_space(self) -> Any:
         """The search space this LUT measured, with its size options."""
-        from rtseg.spaces import get_space
-
         return get_space(self.space, self.space_options)
 
     @property
@@ -280,9 +281,6 @@ class LUT:
 
         Refuses an arch of another space, input size or class count unless ``force`` (then any
         operator the LUT lacks still raises)."""
-        from rtseg.arch import load_arch
-        from rtseg.spaces import get_space
-
         arch = load_arch(arch)
         lh, lw = self.input_hw
         h = lh if h is None else int(h)
@@ -308,8 +306,6 @@ class LUT:
         ``device`` defaults to the device the LUT was measured on (``cpu``, ``cuda:N``); ``backend``,
         when given, must be the LUT's. Returns notes on differences that do not invalidate the LUT
         (library versions), for the caller to show."""
-        from rtseg.backends.device import detect_device
-
         prov = self.provenance
         lut_dev = prov["device"] if isinstance(prov["device"], dict) else {"name": str(prov["device"])}
         arg = device or prov.get("device_arg") or lut_dev.get("arg") or "cpu"

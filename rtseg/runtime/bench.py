@@ -22,6 +22,7 @@ from rtseg.backends.device import cpu_model, device_name, is_cuda
 from rtseg.backends.timing import TimingStats
 from rtseg.errors import RtsegError
 from rtseg.runtime import load_runner
+from rtseg.runtime.source import model_kind, resolve_model
 
 
 @dataclass
@@ -80,8 +81,6 @@ def _loadavg() -> list[float] | None:
 
 def plan(models: Sequence[str], backends: Sequence[str] | None) -> tuple[list[tuple[str, str, str]], list[dict[str, str]]]:
     """(model, kind, backend) pairs to run, and the pairs skipped as impossible (engine on torch...)."""
-    from rtseg.runtime.source import model_kind
-
     if not models:
         raise RtsegError("give at least one MODEL (a checkpoint, arch JSON, built-in name, ONNX or engine)")
     todo, skipped = [], []
@@ -178,8 +177,6 @@ def run_bench(
 
 
 def _peer_sources(models: Sequence[str]) -> dict[str, str]:
-    from rtseg.runtime.source import resolve_model
-
     out = {}
     for m in models:
         try:
