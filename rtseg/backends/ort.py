@@ -9,7 +9,7 @@ one-line error rather than an ONNX Runtime stack trace.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -117,3 +117,32 @@ def _has_fp16(model: str | Path | bytes) -> bool:
     except Exception:  # make_session already accepted it; precision is only informational
         return False
     return is_fp16_onnx(m)
+
+
+def session_calls(session: Any, feeds: list[dict[str, np.ndarray]], device: str) -> tuple[Callable[..., Any], list[tuple[Any, ...]], list[Any]]:
+    """``(fn, args, keep)``: ``fn(*args[i])`` runs ``session`` on ``feeds[i]`` with nothing but the
+    run itself to wait for. On the CPU that is ``session.run``; on CUDA the inputs are uploaded once
+    and the inputs and outputs bound to device memory (I/O binding), so no host copy is timed.
+    ``Run`` returns when the work is done, so a host clock times either. ``keep`` holds what must
+    live as long as the calls (the bindings). The latency timer of this backend times these calls."""
+    if not is_cuda(device):
+        def run(feed: dict[str, Any]) -> Any:
+            return session.run(None, feed)
+
+        return run, [(f,) for f in feeds], []
+    import onnxruntime as ort
+
+    idx = int(str(device).split(":")[1]) if ":" in str(device) else 0
+    bindings = []
+    for feed in feeds:
+        b = session.io_binding()
+        for n, a in feed.items():
+            b.bind_ortvalue_input(n, ort.OrtValue.ortvalue_from_numpy(a, "cuda", idx))
+        for o in session.get_outputs():
+            b.bind_output(o.name, "cuda", idx)
+        bindings.append(b)
+
+    def run_bound(b: Any) -> Any:
+        return session.run_with_iobinding(b)
+
+    return run_bound, [(b,) for b in bindings], [bindings]

@@ -36,6 +36,8 @@ from torch import nn
 from rtseg.backends import PRECISIONS, get_backend
 from rtseg.backends.device import DeviceInfo
 from rtseg.backends.onnx_export import DEFAULT_OPSET, export_onnx
+from rtseg.backends.ort import session_calls
+from rtseg.backends.pytorch import place
 from rtseg.backends.ort_session import make_session
 from rtseg.backends.tensorrt import TensorRTRunner
 from rtseg.backends.tensorrt_build import build_engine
@@ -221,26 +223,17 @@ class TorchTimer(OpTimer):
     def settings(self) -> dict[str, Any]:
         return {"channels_last": self.channels_last, "cudnn_benchmark": self.device.kind == "cuda", "inference_mode": True}
 
-    def _move(self, t: torch.Tensor) -> torch.Tensor:
-        t = t.to(self.device.arg, dtype=self.dtype)
-        if self.channels_last and t.dim() == 4:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t
-
     def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
-        module = module.eval().to(self.device.arg, dtype=self.dtype)
-        if self.channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        args = [tuple(self._move(t) for t in s) for s in input_sets]
+        module, args = place(module, input_sets, self.device.arg, self.dtype, self.channels_last)  # as the torch runner places its network
         return Prepared(module, args, self._clock(), keep=[module])
 
 
 class OnnxRuntimeTimer(OpTimer):
     """The module exported to ONNX (the same exporter as ``rtseg export``) and run by an ONNX Runtime
     session from :func:`rtseg.backends.ort_session.make_session` (graph optimization ALL, the CPU or
-    CUDA execution provider, the LUT's thread count). On CUDA, inputs and outputs stay on the device
-    through I/O binding so the timing is the run, not host copies. ``Run`` returns when the work is
-    done, so a host clock times it on either device."""
+    CUDA execution provider, the LUT's thread count), through the backend's own device-resident calls
+    (:func:`rtseg.backends.ort.session_calls`: I/O binding on CUDA, so the timing is the run, not
+    host copies)."""
 
     name = "onnxruntime"
 
@@ -269,27 +262,8 @@ class OnnxRuntimeTimer(OpTimer):
         names = [i.name for i in sess.get_inputs()]
         np_dtype = "float16" if self.precision == "fp16" else "float32"
         feeds = [{n: t.to(dtype=self.dtype).numpy().astype(np_dtype, copy=False) for n, t in zip(names, s)} for s in input_sets]
-        if self.device.kind != "cuda":
-            def run(feed: dict[str, Any]) -> Any:
-                return sess.run(None, feed)
-
-            return Prepared(run, [(f,) for f in feeds], self._clock(), keep=[sess, tmp])
-        import onnxruntime as ort
-
-        idx = int(self.device.details.get("index", 0))
-        bindings = []
-        for feed in feeds:
-            b = sess.io_binding()
-            for n, a in feed.items():
-                b.bind_ortvalue_input(n, ort.OrtValue.ortvalue_from_numpy(a, "cuda", idx))
-            for o in sess.get_outputs():
-                b.bind_output(o.name, "cuda", idx)
-            bindings.append(b)
-
-        def run_bound(b: Any) -> Any:
-            return sess.run_with_iobinding(b)
-
-        return Prepared(run_bound, [(b,) for b in bindings], "cpu", keep=[sess, tmp, bindings])
+        fn, args, keep = session_calls(sess, feeds, self.device.arg)
+        return Prepared(fn, args, self._clock(), keep=[sess, tmp, *keep])
 
 
 class TensorRTTimer(OpTimer):
