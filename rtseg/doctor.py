@@ -13,7 +13,7 @@ deploy machine that has only TensorRT, a CUDA memory package and OpenCV. The *co
 rtseg run needs: Python >= 3.10, numpy, typer and rich, and at least one backend that can run a
 model (torch, onnxruntime, or TensorRT with cuda-python/pycuda); :attr:`DoctorReport.ok` is False
 (and ``rtseg doctor`` exits 1) only when the core fails. Device detection and the codec probe are
-the ones the profiler and the demo use (:mod:`rtseg.latency.device`, :mod:`rtseg.video.writer`).
+the ones the profiler and the demo use (:mod:`rtseg.backends.device`, :mod:`rtseg.video.writer`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rtseg import __version__
-from rtseg.latency.device import cpu_model, detect_device, nvidia_smi_gpus
+from rtseg.backends.device import cpu_model, detect_device, nvidia_smi_gpus
 
 STATUSES = ("ok", "warn", "missing")
 
@@ -261,7 +261,7 @@ def check_tensorrt(gpu_present: bool) -> CheckRow:
     enables = "export --trt (FP16 engines), the tensorrt profiler and runner"
     if mod is None:
         return _missing("TensorRT", "tensorrt", why, TRT_FIX, enables)
-    from rtseg.export.tensorrt import trt_major
+    from rtseg.backends.tensorrt_build import trt_major
 
     version = str(mod.__version__)
     major = trt_major(mod)
@@ -289,8 +289,8 @@ def check_tensorrt(gpu_present: bool) -> CheckRow:
 
 
 def check_cuda_memory(gpu_present: bool) -> CheckRow:
-    """cuda-python or pycuda: device memory for engines without torch (:mod:`rtseg.runtime.cuda_memory`)."""
-    from rtseg.runtime.cuda_memory import available_backends
+    """cuda-python or pycuda: device memory for engines without torch (:mod:`rtseg.backends.cuda_memory`)."""
+    from rtseg.backends.cuda_memory import available_backends
 
     avail = available_backends()
     versions = {"cuda-python": _dist_version("cuda-python", "cuda-bindings"), "pycuda": _dist_version("pycuda")}
@@ -301,7 +301,7 @@ def check_cuda_memory(gpu_present: bool) -> CheckRow:
     found = ", ".join(f"{a} {versions.get(a) or '?'}" for a in avail)
     if not gpu_present:
         return CheckRow("cuda-python / pycuda", "ok", found, "installed (preferred first); not opened: no GPU here", enables)
-    from rtseg.runtime.cuda_memory import open_cuda_memory
+    from rtseg.backends.cuda_memory import open_cuda_memory
 
     try:
         mem = open_cuda_memory(avail[0])
@@ -379,7 +379,7 @@ def check_engines(root: str | Path = "engines", device_slugs: list[str] | None =
         luts = sorted(p.name for p in d.glob("lut-*.json"))
         engines = [p for p in d.rglob("*") if p.suffix in (".engine", ".plan")]
         onnx = list(d.rglob("*.onnx"))
-        here = " (this machine)" if d.name in mine or any(d.name.startswith(s + "-") and d.name.endswith("t") for s in mine) else ""
+        here = " (this machine)" if d.name in mine else ""
         parts.append(f"{d.name}{here}: {len(luts)} LUT(s){' ' + ', '.join(luts[:3]) if luts else ''}"
                      f"{' ...' if len(luts) > 3 else ''}, {len(engines)} engine(s), {len(onnx)} ONNX")
     if not parts:
@@ -422,7 +422,7 @@ def collect(engines_root: str | Path = "engines") -> DoctorReport:
     rows += _guarded("OpenCV", check_opencv)
     slugs = []
     try:
-        from rtseg.runtime.device import device_slug
+        from rtseg.backends.device import device_slug
 
         slugs.append(device_slug("cpu"))
         if torch is not None and gpu_present and torch_row.status == "ok":

@@ -34,7 +34,7 @@ from typing import Any, Callable
 from rtseg.doctor import collect
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, atomic_write_text, parse_hw
-from rtseg.latency.device import parse_device
+from rtseg.backends.device import parse_device
 
 NUM_CLASSES = 19  # Cityscapes: the LUT default and baseline1's class count
 GPU_HW = (512, 1024)
@@ -303,7 +303,7 @@ def _parity_on_device(plan: Plan, res: Any) -> list[dict[str, Any]]:  # pragma: 
     import torch
 
     from rtseg.export.parity import compare, parity_inputs
-    from rtseg.runtime.ort_runner import OrtRunner
+    from rtseg.backends.ort import OrtRunner
     from rtseg.runtime.source import build_module, resolve_model
 
     src = resolve_model("baseline1")

@@ -43,10 +43,10 @@ import numpy as np
 from rtseg.data import colorize, preprocess
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_save, atomic_write_json
-from rtseg.latency.timing import TimingStats
+from rtseg.backends.device import cpu_model
+from rtseg.backends.runner import Runner
+from rtseg.backends.timing import TimingStats
 from rtseg.runtime import load_runner
-from rtseg.runtime.base import Runner
-from rtseg.runtime.device import cpu_name
 from rtseg.video.cvutil import quiet_native_stderr
 from rtseg.video.meta import ModelMeta, model_meta, run_header
 from rtseg.video.overlay import bgr_palette, blend_labels
@@ -382,7 +382,7 @@ def build_record(result: PredictResult, runner: Runner, meta: ModelMeta, *, mode
         "definitions": {f"stage.{k}": v for k, v in STAGE_HELP.items()},
         "images": [r.to_dict() for r in done],
         "skipped": [{"source": r.source, "reason": r.skipped} for r in skipped],
-        "host": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_avg_1_5_15": load, "opencv": cv2.__version__},
+        "host": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "load_avg_1_5_15": load, "opencv": cv2.__version__},
         "threads": threads,
     }
 

@@ -323,7 +323,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
         out_budgets.append({"fraction": b["fraction"], "target_ms": target,
                             "rows": rows, "pooled_std": pooled,
                             "best_random": best_random["name"], "verdicts": verdicts})
-    from rtseg.runtime.device import device_name
+    from rtseg.backends.device import device_name
 
     return {
         "format": "rtseg.pareto", "schema_version": 1,

@@ -92,7 +92,7 @@ def test_an_onnx_file_without_metadata_is_refused_not_guessed(cli, tmp_path: Pat
     import torch
 
     import rtseg
-    from rtseg.export.onnx import export_onnx
+    from rtseg.backends.onnx_export import export_onnx
 
     foreign = export_onnx(rtseg.build_model("baseline1").eval(), [torch.zeros(1, 3, 64, 128)], tmp_path / "foreign.onnx")
     _one_line_error(cli("demo", "-m", foreign, "--frames", "2", "--warmup", "0", "--baseline", "0"), "no preprocessing metadata")

@@ -63,8 +63,8 @@ def rtseg_without_torch(*args: object, timeout: float = 120) -> tuple[subprocess
 
 
 def test_importing_the_deploy_modules_imports_no_torch() -> None:
-    code = ("import sys, rtseg, rtseg.cli, rtseg.runtime, rtseg.runtime.bench, rtseg.runtime.ort_runner, "
-            "rtseg.runtime.tensorrt, rtseg.video, rtseg.data.synthetic; "
+    code = ("import sys, rtseg, rtseg.cli, rtseg.runtime, rtseg.runtime.bench, rtseg.backends.ort, "
+            "rtseg.backends.tensorrt, rtseg.video, rtseg.data.synthetic; "
             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH_EXTRA!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env(), check=True)
     assert out.stdout.strip() == "[]"  # torch is installed here: nothing imported it

@@ -42,18 +42,18 @@ def test_doctor_json_lists_every_component_with_its_fix(cli, tmp_path, monkeypat
 
 
 def test_doctor_lists_what_the_engines_folder_holds(tmp_path):
-    from rtseg.runtime.device import device_slug
+    from rtseg.backends.device import device_slug
 
-    mine = tmp_path / "engines" / f"{device_slug('cpu')}-1t"
+    mine = tmp_path / "engines" / device_slug("cpu")
     mine.mkdir(parents=True)
-    (mine / "lut-ssr-torch-fp32-64x128.json").write_text("{}")
+    (mine / "lut-ssr-torch-fp32-64x128-1t.json").write_text("{}")
     other = tmp_path / "engines" / "nvidia-h100" / "baseline1"
     other.mkdir(parents=True)
     (other / "model.engine").write_bytes(b"x")
     (other / "model.onnx").write_bytes(b"x")
     row = next(r for r in collect(tmp_path / "engines").rows if r.component == "engines/ folder")
     assert row.status == "ok"
-    assert f"{mine.name} (this machine): 1 LUT(s) lut-ssr-torch-fp32-64x128.json, 0 engine(s)" in row.detail
+    assert f"{mine.name} (this machine): 1 LUT(s) lut-ssr-torch-fp32-64x128-1t.json, 0 engine(s)" in row.detail
     assert "nvidia-h100: 0 LUT(s), 1 engine(s), 1 ONNX" in row.detail
 
 

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 
 import rtseg
 from rtseg.errors import RtsegError
-from rtseg.export.fp16 import convert_fp16, is_fp16_onnx
-from rtseg.export.onnx import ExporterFallbackWarning, export_onnx, export_onnx_info, simplify_onnx
+from rtseg.backends.onnx_fp16 import convert_fp16, is_fp16_onnx
+from rtseg.backends.onnx_export import ExporterFallbackWarning, export_onnx, export_onnx_info, simplify_onnx
 from rtseg.export.parity import ParityGateError, compare
 from rtseg.export.pipeline import export_model
 from rtseg.export.profiles import ExportOptions
-from rtseg.runtime.ort_session import make_session
+from rtseg.backends.ort_session import make_session
 from rtseg.runtime.source import file_sha256
 from rtseg.spaces import get_space, space_names
 
@@ -108,7 +108,7 @@ def test_exporter_falls_back_to_dynamo_with_a_warning(tmp_path):
     y = make_session(info.path).run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(y, _Antialiased()(x).numpy(), atol=1e-4)
     # ...and it is exactly what TensorRT's parser refuses: found before any build starts
-    from rtseg.export.tensorrt import trt_unsupported
+    from rtseg.backends.tensorrt_build import trt_unsupported
 
     assert any("antialias" in msg for msg in trt_unsupported(info.path))
     assert trt_unsupported(export_onnx(torch.nn.Conv2d(3, 3, 1), (x,), tmp_path / "c.onnx")) == []

@@ -15,7 +15,7 @@ needs_no_trt = pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here: t
 
 @needs_no_trt
 def test_build_engine_without_tensorrt_names_the_extra(tmp_path):
-    from rtseg.export.tensorrt import build_engine
+    from rtseg.backends.tensorrt_build import build_engine
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'rtseg\[trt\]'"):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", fp16=True, workspace_gb=1, timing_cache=None)

@@ -10,10 +10,10 @@ import torch
 import rtseg
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
-from rtseg.export.onnx import export_onnx
+from rtseg.backends.onnx_export import export_onnx
 from rtseg.flops import count_flops, count_params, sum_op_flops
 from rtseg.ops import Op
-from rtseg.runtime.ort_session import make_session
+from rtseg.backends.ort_session import make_session
 from rtseg.spaces import get_space
 from rtseg.spaces.families import FAMILIES, LatencyMeasure, get_family, pick_nearest
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from rtseg.errors import MissingDependencyError, RtsegError
-from rtseg.latency.backends import make_timer, require_tensorrt
-from rtseg.latency.device import detect_device, keeps_torch_threads, parse_device
-from rtseg.latency.timing import TimingStats, median_ci, sample_until_stable, time_fn, time_samples
+from rtseg.backends import TABLE, get_backend
+from rtseg.backends.timers import make_timer
+from rtseg.backends.device import detect_device, device_slug, keeps_torch_threads, parse_device
+from rtseg.backends.timing import TimingStats, median_ci, sample_until_stable, time_fn, time_samples
 from rtseg.latency.validate import kendall_tau
 from rtseg.ops import OpSpec, build_op, op_class
 
@@ -59,7 +60,7 @@ def test_device_detection_and_thread_restore():
         return detect_device("cpu", threads=1).to_dict()
 
     d = f()
-    assert d["kind"] == "cpu" and d["threads"] == 1 and d["name"] and d["slug"].endswith("-1t")
+    assert d["kind"] == "cpu" and d["threads"] == 1 and d["name"] and d["slug"] == device_slug("cpu")  # one folder per machine
     assert torch.get_num_threads() == prev
     if not torch.cuda.is_available():
         with pytest.raises(RtsegError, match="no CUDA device"):
@@ -69,7 +70,7 @@ def test_device_detection_and_thread_restore():
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here; this checks the message when it is not")
 def test_tensorrt_missing_is_a_clear_error_never_a_fallback(tmp_path):
     with pytest.raises(MissingDependencyError, match=r"pip install 'rtseg\[trt\]'"):
-        require_tensorrt()
+        get_backend("trt").require()
     with pytest.raises(MissingDependencyError, match="tensorrt backend needs TensorRT"):
         make_timer("tensorrt", detect_device("cpu"), "fp16")
     from rtseg.latency.profile import profile_ops
@@ -78,6 +79,21 @@ def test_tensorrt_missing_is_a_clear_error_never_a_fallback(tmp_path):
     with pytest.raises(MissingDependencyError):
         profile_ops("ssr", 64, 128, backend="tensorrt", device="cuda", precision="fp16", out_path=out, progress=False)
     assert not out.exists()
+
+
+def test_backend_table_is_the_one_declaration():
+    # every backend is one row: its runner and timer load from it, and the flags are checked against it
+    assert tuple(TABLE) == ("torch", "onnxruntime", "tensorrt") and get_backend("ORT").name == "onnxruntime"
+    for spec in TABLE.values():
+        assert set(spec.precisions) == {"fp32", "fp16"} and spec.install and spec.runs
+    assert TABLE["torch"].load("runner").__name__ == "TorchRunner" and TABLE["onnxruntime"].load("timer").__name__ == "OnnxRuntimeTimer"
+    with pytest.raises(RtsegError, match="fp16 on the CPU is not a deployment target of the torch backend"):
+        get_backend("torch").check("cpu", "fp16")
+    with pytest.raises(RtsegError, match="unknown precision"):
+        get_backend("onnxruntime").check("cpu", "int8")
+    with pytest.raises(RtsegError, match="the torch backend cannot run this engine model"):
+        get_backend("torch").check(kind="engine")
+    get_backend("onnxruntime").check("cpu", "fp16", "onnx")  # an fp16 ONNX runs on the CPU provider
 
 
 def test_timer_argument_errors():
@@ -104,8 +120,8 @@ def test_backends_time_a_real_operator(backend):
 
 
 def test_ort_session_errors(tmp_path):
-    from rtseg.export.onnx import export_onnx
-    from rtseg.runtime.ort_session import make_session
+    from rtseg.backends.onnx_export import export_onnx
+    from rtseg.backends.ort_session import make_session
 
     path = export_onnx(torch.nn.Conv2d(3, 4, 3), (torch.randn(1, 3, 8, 8),), tmp_path / "c.onnx")
     sess = make_session(path, threads=1)

@@ -11,9 +11,10 @@ import pytest
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
+from rtseg.backends.device import device_slug
 from rtseg.latency.lut import LUT, load_lut
 from rtseg.latency.profile import profile_ops
-from rtseg.latency.timing import TimingStats
+from rtseg.backends.timing import TimingStats
 from rtseg.latency.validate import measure_arch_latency, validate_lut
 from rtseg.ops import OpSignature
 from rtseg.spaces import get_space
@@ -221,7 +222,7 @@ def test_default_output_path_names_device_space_backend_precision_size(tmp_path,
     out = profile_ops("ssr", H, W, signatures=sigs, heads=["classifier"], **FAST)
     lut = load_lut(out)
     slug = lut.provenance["device"]["slug"]
-    assert out == Path("engines") / slug / f"lut-ssr-torch-fp32-{H}x{W}.json" and (tmp_path / out).exists()
-    assert lut.method == "network" and slug.endswith("-1t")
+    assert out == Path("engines") / slug / f"lut-ssr-torch-fp32-{H}x{W}-1t.json" and (tmp_path / out).exists()
+    assert lut.method == "network" and slug == device_slug("cpu")  # the folder rtseg export writes to as well
     out2 = profile_ops("ssr", H, W, signatures=sigs, heads=["classifier"], method="isolated", batch=2, **FAST)
-    assert out2.name == f"lut-ssr-torch-fp32-{H}x{W}-b2-isolated.json" and load_lut(out2).batch == 2
+    assert out2.name == f"lut-ssr-torch-fp32-{H}x{W}-1t-b2-isolated.json" and load_lut(out2).batch == 2

@@ -11,8 +11,8 @@ import pytest
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
-from rtseg.latency.backends import make_timer
-from rtseg.latency.device import detect_device
+from rtseg.backends.timers import make_timer
+from rtseg.backends.device import detect_device
 from rtseg.latency.lut import load_lut
 from rtseg.latency.profile import _at_run_speed, profile_ops
 from rtseg.latency.speed import SpeedReference, base_speed, speed_factor
@@ -39,7 +39,7 @@ def speed_lut(tmp_path_factory):
 def test_every_timing_records_the_reference_beside_it(speed_lut):
     lut = load_lut(speed_lut)
     ref = lut.provenance["speed_reference"]
-    assert ref["op"] == lut.doc["probes"]["op"] and ref["block"] >= 1  # the probe operator is the reference
+    assert ref["op"] == lut.probe_summary()["key"] and ref["block"] >= 1  # the probe operator is the reference
     refs = [e["ref_ms"] for e in lut.entries.values()]
     assert all(r > 0 for r in refs) and lut.skeletons["classifier"]["ref_ms"] > 0
     assert lut.speed_base_ms == pytest.approx(base_speed(refs))

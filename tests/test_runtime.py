@@ -9,9 +9,9 @@ import torch
 import rtseg
 from rtseg.errors import MissingDependencyError, RtsegError
 from rtseg.runtime import load_runner
-from rtseg.runtime.cuda_memory import BACKENDS, available_backends, choose_backend, open_cuda_memory
-from rtseg.runtime.device import device_name, device_slug
-from rtseg.runtime.tensorrt import check_engine_compat
+from rtseg.backends.cuda_memory import BACKENDS, available_backends, choose_backend, open_cuda_memory
+from rtseg.backends.device import device_name, device_slug
+from rtseg.backends.tensorrt import check_engine_compat
 
 HW = (64, 128)
 
@@ -86,7 +86,7 @@ def test_arch_json_and_checkpoint_sources(tmp_path):
 
 
 def test_dynamic_onnx_needs_and_accepts_a_size(tmp_path):
-    from rtseg.export.onnx import export_onnx
+    from rtseg.backends.onnx_export import export_onnx
 
     model = rtseg.build_model("baseline1").eval()
     p = export_onnx(model, (torch.zeros(1, 3, *HW),), tmp_path / "dyn.onnx",
@@ -170,7 +170,7 @@ def test_missing_device_memory_packages_name_the_extra(monkeypatch):
 
 def test_device_names():
     from rtseg.io import slugify
-    from rtseg.latency.device import cpu_model
+    from rtseg.backends.device import cpu_model
 
     assert device_slug("cpu") == slugify(cpu_model()) and "/" not in device_slug("cpu")
     assert "cores" in device_name("cpu")

@@ -108,7 +108,7 @@ def test_sized_space_profiles_searches_and_decodes_on_cityscapes(cli, tmp_path, 
             "--no-speed-reference", "--out", lut_path, "--json")
     assert r.exit_code == 0, r.output
     lut = load_lut(lut_path)
-    assert json.loads(r.stdout)["space_options"] == options and lut.space_options == options and lut.doc["complete"]
+    assert json.loads(r.stdout)["space_options"] == options and lut.space_options == options and lut.complete
     r = cli("arch", "sample", "--space", space, *opts, "--classes", "19", "--out", tmp_path / "a.json")
     assert r.exit_code == 0, r.output
     r = cli("arch", "show", tmp_path / "a.json", "--input", f"{H}x{W}", "--lut", lut_path, "--json")

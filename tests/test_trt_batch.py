@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from rtseg.latency.trt_batch import (
+from rtseg.backends.trt_batch import (
     _extract,
     export_merged,
     merge_subgraphs,
@@ -147,7 +147,7 @@ def test_tensorrt_engine_times_every_subgraph_per_layer(tmp_path):
         pytest.skip("TensorRT is not importable here (pip install 'rtseg[trt]' on a GPU machine)")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT engines need a CUDA GPU")
-    from rtseg.latency.trt_batch import SubgraphEngine
+    from rtseg.backends.trt_batch import SubgraphEngine
 
     mods, xs = _modules_and_inputs()
     path = export_merged(mods, xs, tmp_path / "merged.onnx")

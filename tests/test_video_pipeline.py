@@ -12,7 +12,7 @@ import torch
 import rtseg
 from rtseg.data.synthetic import synthetic_info
 from rtseg.errors import RtsegError
-from rtseg.runtime.base import Runner, RunnerInfo
+from rtseg.backends.runner import Runner, RunnerInfo
 from rtseg.video import DemoOptions, FrameSource, count_frames, model_meta, open_source, run_demo
 from rtseg.video.cvutil import opencv_gui_backend
 from rtseg.video.writer import VideoWriter

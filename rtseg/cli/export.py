@@ -12,6 +12,7 @@ from rich.table import Table
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 from rtseg.io import parse_hw
+from rtseg.reporting import RichReporter
 
 
 #: The opsets torch's ONNX exporters write: 7 (the TorchScript exporter's oldest) to 23 (the dynamo exporter's newest).
@@ -69,7 +70,7 @@ def export(
     opts.check = check
     try:
         # one line per stage rather than a spinner: the TensorRT build draws its own progress bars
-        res = export_model(model, opts, stage=lambda s: console.print(f"[cyan]>[/] {s}"))
+        res = export_model(model, opts, reporter=RichReporter(console))
     except ParityGateError as exc:
         console.print(_parity_table(exc.reports))
         if json_out:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, new_typer, print_json
 from rtseg.io import parse_hw
+from rtseg.reporting import RichReporter
 
 lut_app = new_typer(help="Inspect and validate latency lookup tables (LUTs).")
 app.add_typer(lut_app, name="lut")
@@ -31,7 +32,7 @@ def profile_ops_cmd(
     warmup: Optional[int] = typer.Option(None, help="Warm-up runs per operator [default: 5].", callback=P.NON_NEGATIVE),
     repeats: Optional[int] = typer.Option(None, help="Timed runs per operator (more are added until the median settles) [default: 25].", callback=P.COUNT),
     method: str = typer.Option("network", help="network (CAS: each operator inside a stack of itself, minus identities) or isolated (each operator alone)."),
-    out: Optional[Path] = typer.Option(None, help="LUT path [default: engines/<device>/lut-<space>-<backend>-<precision>-<H>x<W>.json].", callback=P.output_file),
+    out: Optional[Path] = typer.Option(None, help="LUT path [default: engines/<device>/lut-<space>-<backend>-<precision>-<H>x<W>[-<N>t].json].", callback=P.output_file),
     classes: int = typer.Option(19, help="Number of classes (the head's operators depend on it).", callback=P.COUNT),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch/onnxruntime (recorded in the LUT) [default: torch's].", callback=P.COUNT),
     clock: str = typer.Option("wall", help="wall (what a user waits) or thread (CPU time of one thread, --threads 1: for a CPU shared with other work)."),
@@ -53,8 +54,8 @@ def profile_ops_cmd(
         path = profile_ops(
             space, h, w, backend=backend, device=device, precision=precision, batch=batch,
             warmup=DEFAULT_WARMUP if warmup is None else warmup, repeats=DEFAULT_REPEATS if repeats is None else repeats,
-            method=method, out_path=out, num_classes=classes, progress=True, threads=threads, heads=head or None,
-            force=force, console=console, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
+            method=method, out_path=out, num_classes=classes, reporter=RichReporter(console), threads=threads, heads=head or None,
+            force=force, clock=clock, min_time_s=DEFAULT_MIN_TIME_S if min_time is None else min_time,
             recheck=recheck, calibration_archs=calibration_archs, speed_reference=speed_reference,
             space_options=parse_space_options(space_opt),
         )
@@ -100,7 +101,7 @@ def validate(
     from rtseg.latency.validate import validate_lut
 
     res = validate_lut(lut, samples=samples, seed=seed, warmup=warmup, repeats=repeats, rounds=rounds, force=force,
-                       progress=True, plot=plot, console=console, speed_correction=speed_correction)
+                       reporter=RichReporter(console), plot=plot, speed_correction=speed_correction)
     if json_out:
         print_json(res.to_dict())
         return

@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rtseg.backends.onnx_fp16 import fp16_tensor_names
+from rtseg.backends.ort_session import make_session
 from rtseg.errors import RtsegError
 
 GATES = {"fp32": 0.9999, "fp16": 0.995}
@@ -114,9 +116,6 @@ def activation_peak(onnx_fp32: str | Path, inputs: Sequence[np.ndarray], chunk: 
     graph's intermediate tensors are exposed as outputs (``chunk`` at a time, to bound memory) and
     their peak compared with FP16's range."""
     import onnx
-
-    from rtseg.export.fp16 import fp16_tensor_names
-    from rtseg.runtime.ort_session import make_session
 
     model = onnx.load(str(onnx_fp32))
     names = fp16_tensor_names(model)

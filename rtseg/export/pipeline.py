@@ -3,12 +3,12 @@
 Stages, each written atomically and recorded in the sidecar as it completes:
 
 1. build the PyTorch model (checkpoint weights, or seeded random weights for an untrained arch);
-2. export the FP32 ONNX (:func:`rtseg.export.onnx.export_onnx_info`: TorchScript, dynamo fallback),
+2. export the FP32 ONNX (:func:`rtseg.backends.onnx_export.export_onnx_info`: TorchScript, dynamo fallback),
    simplify it with onnxslim where that keeps it valid and equal;
 3. parity: ONNX Runtime vs PyTorch on random and image-like inputs (FP32 gate 99.99 %), plus, with
    ``dynamic``, a second input size to prove the dynamic axes work;
 4. the FP16 variant (FP32 I/O) and its parity vs PyTorch (FP16 gate 99.5 %, no NaN/Inf);
-5. with ``trt``: the engine (:func:`rtseg.export.tensorrt.build_engine`), checked against ONNX
+5. with ``trt``: the engine (:func:`rtseg.backends.tensorrt_build.build_engine`), checked against ONNX
    Runtime FP32 with the FP16 gate.
 
 A failed gate raises :class:`rtseg.export.parity.ParityGateError` carrying every figure, after the
@@ -24,11 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import onnx
+import torch
+
+from rtseg.arch import deploy_note
+from rtseg.backends import TABLE, get_backend
+from rtseg.backends.cuda_memory import open_cuda_memory
+from rtseg.backends.device import device_slug
+from rtseg.backends.onnx_export import convert_fp16, export_onnx_info, fp32_op_block_list, simplify_onnx
+from rtseg.backends.ort import OrtRunner
 from rtseg.errors import RtsegError
-from rtseg.export.metadata import new_metadata, write_metadata
+from rtseg.backends.metadata import new_metadata, write_metadata
 from rtseg.export.parity import GATES, ParityGateError, ParityReport, activation_peak, compare, describe_failure, parity_inputs
 from rtseg.export.profiles import ExportOptions
 from rtseg.io import check_output_dir, parse_hw, slugify
+from rtseg.reporting import Reporter, SilentReporter
+from rtseg.runtime.source import ModelSource, build_module, file_sha256, resolve_model, size_divisor
 
 Stage = Callable[[str], None]
 
@@ -64,8 +75,7 @@ class ExportResult:
 
 
 def default_out_dir(name: str, device: str) -> Path:
-    from rtseg.runtime.device import device_slug
-
+    """``engines/<device-slug>/<model>/``: the device's one folder (:func:`rtseg.backends.device.device_slug`)."""
     return Path("engines") / device_slug(device) / slugify(name)
 
 
@@ -95,8 +105,6 @@ def _device_index(device: str) -> int:
 def _open_gpu(device: str) -> tuple[Any, dict[str, Any]]:  # pragma: no cover - GPU only
     """Make ``device`` the current CUDA device for the builder (via the memory adapter, which sets
     it) and return (adapter, its properties); falls back to torch for the properties only."""
-    from rtseg.runtime.cuda_memory import open_cuda_memory
-
     idx = _device_index(device)
     try:
         mem = open_cuda_memory(device_index=idx)
@@ -111,72 +119,127 @@ def _open_gpu(device: str) -> tuple[Any, dict[str, Any]]:  # pragma: no cover - 
         raise
 
 
-def export_model(model: str | Path, opts: ExportOptions | None = None, stage: Stage | None = None) -> ExportResult:
-    """Run the export pipeline on ``model`` (checkpoint, arch JSON or built-in name)."""
-    import onnx
-    import torch
+@dataclass
+class _Export:
+    """One export as its steps share it: the options, the model, the sizes, the sidecar being written."""
 
-    from rtseg.export.onnx import convert_fp16, export_onnx_info, fp32_op_block_list, simplify_onnx
-    from rtseg.runtime.ort_runner import OrtRunner
-    from rtseg.runtime.source import build_module, file_sha256, resolve_model, size_divisor
+    opts: ExportOptions
+    src: ModelSource
+    module: Any
+    h: int
+    w: int
+    div: int
+    res: ExportResult
+    reporter: Reporter
+    say: Stage
+    timings: dict[str, float] = field(default_factory=dict)
+    inputs: list[Any] = field(default_factory=list)
+    reference: list[Any] = field(default_factory=list)
+    ort32: Any = None
+    t0: float = field(default_factory=time.perf_counter)
 
-    opts = opts or ExportOptions()
-    say = stage or (lambda s: None)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.res.metadata
 
-    def lap(name: str) -> None:
-        nonlocal t0
+    def step(self, text: str) -> None:
+        """Announce the next stage (one line per stage: the TensorRT build draws its own bars)."""
+        self.say(text)
+        self.reporter.message(f"[cyan]>[/] {text}")
+
+    def lap(self, name: str) -> None:
+        """Record the seconds since the previous lap under ``name`` (the sidecar's ``stage_seconds``)."""
         now = time.perf_counter()
-        timings[name] = round(now - t0, 3)
-        t0 = now
+        self.timings[name] = round(now - self.t0, 3)
+        self.t0 = now
 
-    if opts.trt:  # fail before any work when TensorRT is missing or the device is not a GPU
-        from rtseg.export.tensorrt import import_tensorrt
+    def record(self, rep: ParityReport, key: str) -> None:
+        """Keep a parity figure, write it to the sidecar at once, and stop on a failed gate."""
+        self.res.parity.append(rep)
+        self.meta["parity"][key] = rep.to_dict()
+        write_metadata(self.res.metadata_path, self.meta)  # type: ignore[arg-type]
+        if self.opts.check and not rep.passed:
+            raise ParityGateError(describe_failure(rep) + (f"; files kept in {self.res.out_dir} for inspection"), self.res.parity)
 
-        import_tensorrt()
+
+def export_model(model: str | Path, opts: ExportOptions | None = None, stage: Stage | None = None,
+                 reporter: Reporter | None = None) -> ExportResult:
+    """Run the export pipeline on ``model`` (checkpoint, arch JSON or built-in name).
+
+    The stages are functions of their own, in order: :func:`_check_flags` (before any work),
+    :func:`_load`, :func:`_export_fp32`, :func:`_parity_fp32`, :func:`_export_fp16`,
+    :func:`_build_engine`, :func:`_finish`. ``reporter`` gets one message per stage (and the
+    TensorRT builder's progress bars); ``stage(text)`` is called with the same texts."""
+    opts = opts or ExportOptions()
+    _check_flags(opts)
+    ex = _load(model, opts, reporter or SilentReporter(), stage or (lambda s: None))
+    _export_fp32(ex)
+    _parity_fp32(ex)
+    if opts.fp16:
+        _export_fp16(ex)
+    if opts.trt:  # pragma: no cover - needs TensorRT and a GPU
+        _build_engine(ex)
+    return _finish(ex)
+
+
+def _check_flags(opts: ExportOptions) -> None:
+    """Refuse what cannot be exported before any work: the tensorrt backend's row of
+    :data:`rtseg.backends.TABLE` when an engine is asked for (TensorRT installed, a GPU device),
+    and the batch."""
+    if opts.trt:
+        get_backend("tensorrt").check(device=opts.device, precision="fp16" if opts.fp16 else "fp32")
         _device_index(opts.device)
+    if opts.batch < 1:
+        raise RtsegError(f"batch must be a positive integer, got {opts.batch}")
+
+
+def _load(model: str | Path, opts: ExportOptions, reporter: Reporter, say: Stage) -> _Export:
+    """Build the PyTorch model, settle the input size and clear the output folder of older files."""
     say("loading the model")
+    reporter.message("[cyan]>[/] loading the model")
     src = resolve_model(model)
     if src.kind in ("onnx", "engine"):
         raise RtsegError(f"{src.ref} is already an exported {src.kind} file; export takes a checkpoint (.pt), an arch JSON or a built-in arch name")
     div = size_divisor(src)
     h, w = parse_hw(opts.input_hw or src.input_hw or (512, 1024), div)
-    if opts.batch < 1:
-        raise RtsegError(f"batch must be a positive integer, got {opts.batch}")
     module = build_module(src)
     out_dir = check_output_dir(Path(opts.out_dir) if opts.out_dir else default_out_dir(src.name, opts.device if opts.trt else "cpu"),
                                "export folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("model.json", "model.onnx", "model.fp16.onnx", "model.engine"):  # so the sidecar describes every file
+    artifacts = [b.artifact for b in TABLE.values() if b.artifact]
+    for stale in ("model.json", "model.fp16.onnx", *artifacts):  # so the sidecar describes every file
         (out_dir / stale).unlink(missing_ok=True)
     res = ExportResult(out_dir=out_dir, name=src.name)
     if opts.trt:
-        from rtseg.arch import deploy_note
-
         note = deploy_note(src.arch, "tensorrt", opts.device)
         if note:
             res.notes.append(note)
-    lap("load")
+    ex = _Export(opts, src, module, h, w, div, res, reporter, say)
+    ex.lap("load")
+    return ex
 
-    # -- ONNX FP32 ------------------------------------------------------------------------------
-    say(f"exporting ONNX ({opts.exporter}, opset {opts.opset})")
+
+def _export_fp32(ex: _Export) -> None:
+    """The FP32 ONNX (TorchScript exporter, dynamo fallback), simplified with onnxslim where that
+    keeps it valid and equal, and the sidecar that describes it."""
+    opts, src, h, w, res = ex.opts, ex.src, ex.h, ex.w, ex.res
+    ex.step(f"exporting ONNX ({opts.exporter}, opset {opts.opset})")
     dyn_axes = None
     if opts.dynamic:
         dyn_axes = {"input": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N", 2: "H", 3: "W"}}
     example = torch.zeros(opts.batch, 3, h, w)
-    onnx_path = out_dir / "model.onnx"
-    exp = export_onnx_info(module, (example,), onnx_path, opset=opts.opset, dynamic_axes=dyn_axes, exporter=opts.exporter)
+    onnx_path = res.out_dir / "model.onnx"
+    exp = export_onnx_info(ex.module, (example,), onnx_path, opset=opts.opset, dynamic_axes=dyn_axes, exporter=opts.exporter)
     if exp.fallback_reason:
         res.notes.append(f"the {opts.exporter} exporter failed ({exp.fallback_reason}); the {exp.exporter} exporter wrote the file")
-    lap("onnx")
-    inputs = parity_inputs(opts.batch, h, w, src.data_info)
+    ex.lap("onnx")
+    ex.inputs = parity_inputs(opts.batch, h, w, src.data_info)
     simplified = False
     if opts.simplify:
-        say("simplifying with onnxslim")
-        simplified, note = simplify_onnx(onnx_path, check_input=inputs[0])
+        ex.step("simplifying with onnxslim")
+        simplified, note = simplify_onnx(onnx_path, check_input=ex.inputs[0])
         res.notes.append(note)
-        lap("simplify")
+        ex.lap("simplify")
 
     out_shape: list[int | str] = [opts.batch, src.num_classes, h, w]
     in_shape: list[int | str] = [opts.batch, 3, h, w]
@@ -193,89 +256,95 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
     if opts.dynamic:
         meta["input"]["export_hw"] = [h, w]
     meta["artifacts"]["onnx"] = {"file": onnx_path.name, "precision": "fp32", "sha256": file_sha256(onnx_path)}
-    res.onnx, res.metadata, res.metadata_path = onnx_path, meta, out_dir / "model.json"
+    res.onnx, res.metadata, res.metadata_path = onnx_path, meta, res.out_dir / "model.json"
 
-    def record(rep: ParityReport, key: str) -> None:
-        res.parity.append(rep)
-        meta["parity"][key] = rep.to_dict()
-        write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
-        if opts.check and not rep.passed:
-            raise ParityGateError(describe_failure(rep) + (f"; files kept in {out_dir} for inspection"), res.parity)
 
-    # -- parity FP32 ----------------------------------------------------------------------------
-    say("checking ONNX Runtime against PyTorch (fp32)")
+def _parity_fp32(ex: _Export) -> None:
+    """ONNX Runtime against PyTorch on random and image-like inputs (the FP32 gate), plus a second
+    input size when the axes are dynamic."""
+    opts, h, w, div = ex.opts, ex.h, ex.w, ex.div
+    onnx_path = ex.res.onnx
+    ex.step("checking ONNX Runtime against PyTorch (fp32)")
     with torch.no_grad():
-        reference = [module(torch.from_numpy(x)).numpy() for x in inputs]
-    ort32 = OrtRunner(onnx_path, input_hw=(h, w), batch=opts.batch)
-    record(compare(reference, [ort32.infer(x) for x in inputs], "fp32", "onnx fp32", "torch fp32"), "onnx_fp32")
+        ex.reference = [ex.module(torch.from_numpy(x)).numpy() for x in ex.inputs]
+    ex.ort32 = OrtRunner(onnx_path, input_hw=(h, w), batch=opts.batch)  # type: ignore[arg-type]
+    ex.record(compare(ex.reference, [ex.ort32.infer(x) for x in ex.inputs], "fp32", "onnx fp32", "torch fp32"), "onnx_fp32")
     if opts.dynamic:
         h2, w2 = parse_hw((max(div, (h // 2) // div * div), max(div, (w // 2) // div * div)), div)
-        xs2 = parity_inputs(1, h2, w2, src.data_info, n_random=1, n_image=1, seed=1)
-        ort_dyn = OrtRunner(onnx_path, input_hw=(h2, w2), batch=1)
+        xs2 = parity_inputs(1, h2, w2, ex.src.data_info, n_random=1, n_image=1, seed=1)
+        ort_dyn = OrtRunner(onnx_path, input_hw=(h2, w2), batch=1)  # type: ignore[arg-type]
         with torch.no_grad():
-            ref2 = [module(torch.from_numpy(x)).numpy() for x in xs2]
-        record(compare(ref2, [ort_dyn.infer(x) for x in xs2], "fp32", f"onnx fp32 @{h2}x{w2}", "torch fp32"), "onnx_fp32_dynamic")
-    lap("parity_fp32")
+            ref2 = [ex.module(torch.from_numpy(x)).numpy() for x in xs2]
+        ex.record(compare(ref2, [ort_dyn.infer(x) for x in xs2], "fp32", f"onnx fp32 @{h2}x{w2}", "torch fp32"), "onnx_fp32_dynamic")
+    ex.lap("parity_fp32")
 
-    # -- FP16 -----------------------------------------------------------------------------------
-    if opts.fp16:
-        say("writing the FP16 ONNX and checking it")
-        fp16_path = convert_fp16(onnx_path, out_dir / "model.fp16.onnx")
-        res.onnx_fp16 = fp16_path
-        present = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
-        meta["artifacts"]["onnx_fp16"] = {"file": fp16_path.name, "precision": "fp16", "io": "float32 (keep_io_types)",
-                                          "sha256": file_sha256(fp16_path),
-                                          "fp32_ops": sorted(present & set(fp32_op_block_list()))}
-        ort16 = OrtRunner(fp16_path, input_hw=(h, w), batch=opts.batch)
-        cand = [ort16.infer(x) for x in inputs]
-        peak = activation_peak(onnx_path, [inputs[0], inputs[-1]])  # one random, one image-like
-        rep = compare(reference, cand, "fp16", "onnx fp16", "torch fp32", max_activation=peak)
-        meta["artifacts"]["onnx_fp16"]["checked_on"] = "onnxruntime CPU (it computes FP16 ops it lacks kernels for in FP32 behind casts)"
-        record(rep, "onnx_fp16")
-        lap("fp16")
 
-    # -- TensorRT ------------------------------------------------------------------------------
-    if opts.trt:  # pragma: no cover - needs TensorRT and a GPU
-        from rtseg.export.tensorrt import build_engine
-        from rtseg.runtime.tensorrt import TensorRTRunner
+def _export_fp16(ex: _Export) -> None:
+    """The FP16 variant (FP32 I/O) and its parity against PyTorch FP32 (the FP16 gate)."""
+    opts, res, meta = ex.opts, ex.res, ex.meta
+    onnx_path = res.onnx
+    ex.step("writing the FP16 ONNX and checking it")
+    fp16_path = convert_fp16(onnx_path, res.out_dir / "model.fp16.onnx")  # type: ignore[arg-type]
+    res.onnx_fp16 = fp16_path
+    present = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    meta["artifacts"]["onnx_fp16"] = {"file": fp16_path.name, "precision": "fp16", "io": "float32 (keep_io_types)",
+                                      "sha256": file_sha256(fp16_path),
+                                      "fp32_ops": sorted(present & set(fp32_op_block_list()))}
+    ort16 = OrtRunner(fp16_path, input_hw=(ex.h, ex.w), batch=opts.batch)
+    cand = [ort16.infer(x) for x in ex.inputs]
+    peak = activation_peak(onnx_path, [ex.inputs[0], ex.inputs[-1]])  # type: ignore[arg-type]  # one random, one image-like
+    rep = compare(ex.reference, cand, "fp16", "onnx fp16", "torch fp32", max_activation=peak)
+    meta["artifacts"]["onnx_fp16"]["checked_on"] = "onnxruntime CPU (it computes FP16 ops it lacks kernels for in FP32 behind casts)"
+    ex.record(rep, "onnx_fp16")
+    ex.lap("fp16")
 
-        say("building the TensorRT engine")
-        engine_path = out_dir / "model.engine"
-        cache = (out_dir.parent if opts.out_dir is None else out_dir) / "timing.cache"
-        dynamic = None
-        if opts.dynamic:
-            mn = opts.dynamic_min_hw or (max(div, h // 2 // div * div), max(div, w // 2 // div * div))
-            mx = opts.dynamic_max_hw or (2 * h, 2 * w)
-            dynamic = {"input": ((1, 3, *mn), (opts.batch, 3, h, w), (opts.batch, 3, *mx))}
-        info: dict[str, Any] = {}
-        src_onnx = res.onnx_fp16 if opts.fp16 and res.onnx_fp16 else onnx_path
-        mem, gpu = _open_gpu(opts.device)
-        try:
-            build_engine(src_onnx, engine_path, fp16=opts.fp16, workspace_gb=opts.workspace_gb, timing_cache=cache,
-                         dynamic=dynamic, progress=True, info=info)
-        finally:
-            if mem is not None:
-                mem.close()
-        if info.get("warning"):
-            res.notes.append(info["warning"])
-        meta["artifacts"]["engine"] = {"file": engine_path.name, "precision": "fp16" if opts.fp16 else "fp32",
-                                       "sha256": file_sha256(engine_path),
-                                       "gpu": gpu.get("name"), "compute_capability": gpu.get("compute_capability"), **info}
-        write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
-        res.engine = engine_path
-        lap("trt_build")
-        say("checking the engine against ONNX Runtime (fp32)")
-        ref_ort = [ort32.infer(x) for x in inputs]
-        runner = TensorRTRunner(engine_path, input_hw=(h, w), batch=opts.batch, device=opts.device)
-        try:
-            rep = compare(ref_ort, [runner.infer(x) for x in inputs], "fp16" if opts.fp16 else "fp32", "tensorrt engine", "onnxruntime fp32")
-        finally:
-            runner.close()
-        record(rep, "engine")
-        lap("trt_parity")
 
-    res.stage_seconds = timings
-    meta["export"]["stage_seconds"] = timings
+def _build_engine(ex: _Export) -> None:  # pragma: no cover - needs TensorRT and a GPU
+    """The TensorRT engine (the tensorrt backend's converter), recorded in the sidecar, then checked
+    against ONNX Runtime FP32 with the FP16 gate."""
+    opts, res, meta, h, w, div = ex.opts, ex.res, ex.meta, ex.h, ex.w, ex.div
+    spec = get_backend("tensorrt")
+    ex.step("building the TensorRT engine")
+    engine_path = res.out_dir / str(spec.artifact)
+    cache = (res.out_dir.parent if opts.out_dir is None else res.out_dir) / "timing.cache"
+    dynamic = None
+    if opts.dynamic:
+        mn = opts.dynamic_min_hw or (max(div, h // 2 // div * div), max(div, w // 2 // div * div))
+        mx = opts.dynamic_max_hw or (2 * h, 2 * w)
+        dynamic = {"input": ((1, 3, *mn), (opts.batch, 3, h, w), (opts.batch, 3, *mx))}
+    info: dict[str, Any] = {}
+    src_onnx = res.onnx_fp16 if opts.fp16 and res.onnx_fp16 else res.onnx
+    mem, gpu = _open_gpu(opts.device)
+    try:
+        spec.load("converter")(src_onnx, engine_path, fp16=opts.fp16, workspace_gb=opts.workspace_gb, timing_cache=cache,
+                               dynamic=dynamic, progress=True, info=info, reporter=ex.reporter)
+    finally:
+        if mem is not None:
+            mem.close()
+    if info.get("warning"):
+        res.notes.append(info["warning"])
+    meta["artifacts"]["engine"] = {"file": engine_path.name, "precision": "fp16" if opts.fp16 else "fp32",
+                                   "sha256": file_sha256(engine_path),
+                                   "gpu": gpu.get("name"), "compute_capability": gpu.get("compute_capability"), **info}
+    write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+    res.engine = engine_path
+    ex.lap("trt_build")
+    ex.step("checking the engine against ONNX Runtime (fp32)")
+    ref_ort = [ex.ort32.infer(x) for x in ex.inputs]
+    runner = spec.load("runner")(engine_path, input_hw=(h, w), batch=opts.batch, device=opts.device)
+    try:
+        rep = compare(ref_ort, [runner.infer(x) for x in ex.inputs], "fp16" if opts.fp16 else "fp32", "tensorrt engine", "onnxruntime fp32")
+    finally:
+        runner.close()
+    ex.record(rep, "engine")
+    ex.lap("trt_parity")
+
+
+def _finish(ex: _Export) -> ExportResult:
+    """Stage times and notes into the sidecar, ordinary permissions on every file written."""
+    res, meta = ex.res, ex.meta
+    res.stage_seconds = ex.timings
+    meta["export"]["stage_seconds"] = ex.timings
     meta["export"]["notes"] = res.notes
     write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
     _share(res.onnx, res.onnx_fp16, res.engine, res.metadata_path)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from rtseg.errors import RtsegError
 from rtseg.latency.lut import LUT, is_slot_entry
 from rtseg.latency.speed import SpeedReference
+from rtseg.latency.validate import measure_archs_interleaved
 
 #: Seed of the calibration archs (any value other than the seeds ``lut validate`` uses by default).
 CALIBRATION_SEED = 104729
@@ -56,25 +57,17 @@ def calibrate(lut: LUT, timer: Any, n_archs: int = DEFAULT_CALIBRATION_ARCHS, wa
               rounds: int = 5, advance: Callable[[], None] | None = None,
               speed: SpeedReference | None = None) -> dict[str, Any]:
     """Measure ``n_archs`` random archs end to end with ``timer`` and return the calibration record
-    (the caller stores it as ``lut.doc['calibration']`` when :func:`is_sane` and refreshes the LUT).
+    (the caller stores it with :meth:`LUT.set_calibration`, accepted when :func:`is_sane`).
     With a ``speed`` reference each arch's timing is brought to the speed the LUT's entries are
     charged at first, so the factor fits the cost model rather than the machine's drift."""
-    from rtseg.latency.validate import measure_archs_interleaved
-
     if not lut.has_skeleton:
         raise RtsegError(f"LUT {lut.name} has no measured skeleton yet; calibration needs the network constant")
     space = lut.search_space()
     head = lut.heads[0]
     rng = random.Random(CALIBRATION_SEED)
     archs = [space.sample(rng, num_classes=lut.num_classes, head=head) for _ in range(max(2, n_archs))]
-    saved = lut.doc.pop("calibration", None)
-    try:
-        lut.refresh()  # fit against the unscaled model
+    with lut.uncalibrated():  # fit against the unscaled model
         parts = [split_prediction(lut, a) for a in archs]
-    finally:
-        if saved is not None:
-            lut.doc["calibration"] = saved
-            lut.refresh()
     h, w = lut.input_hw
     timings = measure_archs_interleaved(timer, archs, h, w, lut.batch, warmup, repeats, rounds, CALIBRATION_SEED, advance, speed)
     measured = timings.medians_at(lut.speed_base_ms if speed is not None else None)

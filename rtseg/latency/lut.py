@@ -49,14 +49,18 @@ from __future__ import annotations
 import copy
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from rtseg.arch import load_arch
+from rtseg.backends.device import detect_device
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text, read_json
 from rtseg.latency.speed import base_speed, speed_factor
 from rtseg.ops import OpSignature
+from rtseg.spaces import get_space
 
 LUT_FORMAT = "rtseg.lut"
 LUT_SCHEMA_VERSION = 1
@@ -152,8 +156,6 @@ class LUT:
 
     def search_space(self) -> Any:
         """The search space this LUT measured, with its size options."""
-        from rtseg.spaces import get_space
-
         return get_space(self.space, self.space_options)
 
     @property
@@ -279,9 +281,6 @@ class LUT:
 
         Refuses an arch of another space, input size or class count unless ``force`` (then any
         operator the LUT lacks still raises)."""
-        from rtseg.arch import load_arch
-        from rtseg.spaces import get_space
-
         arch = load_arch(arch)
         lh, lw = self.input_hw
         h = lh if h is None else int(h)
@@ -307,8 +306,6 @@ class LUT:
         ``device`` defaults to the device the LUT was measured on (``cpu``, ``cuda:N``); ``backend``,
         when given, must be the LUT's. Returns notes on differences that do not invalidate the LUT
         (library versions), for the caller to show."""
-        from rtseg.latency.device import detect_device
-
         prov = self.provenance
         lut_dev = prov["device"] if isinstance(prov["device"], dict) else {"name": str(prov["device"])}
         arg = device or prov.get("device_arg") or lut_dev.get("arg") or "cpu"
@@ -409,6 +406,66 @@ class LUT:
 
         return {"op": pr.get("short"), "key": pr.get("op"), "n": len(vals), "min_ms": vals[0], "median_ms": statistics.median(vals),
                 "max_ms": vals[-1], "spread": vals[-1] / vals[0] - 1.0 if vals[0] > 0 else None}
+
+    # -- what profile-ops writes (the only code that changes a LUT goes through these) -------------
+    @property
+    def complete(self) -> bool:
+        """Every entry and skeleton of the space was measured (a ``signatures`` subset run never is)."""
+        return bool(self.doc.get("complete"))
+
+    def set_progress(self, expected_entries: int | None = None, complete: bool | None = None) -> None:
+        """Record how many entries the full table has, and whether it is complete."""
+        if expected_entries is not None:
+            self.doc["expected_entries"] = int(expected_entries)
+        if complete is not None:
+            self.doc["complete"] = bool(complete)
+
+    def set_entry(self, key: str, entry: dict[str, Any]) -> None:
+        """Store one measured entry (call :meth:`refresh` once a batch of them is in)."""
+        self.entries[key] = entry
+
+    def set_skeleton(self, head: str, skeleton: dict[str, Any]) -> None:
+        self.skeletons[head] = skeleton
+
+    @property
+    def has_calibration(self) -> bool:
+        """A calibration was fitted (applied, or kept as rejected) and need not be fitted again."""
+        return "calibration" in self.doc or "calibration_rejected" in self.doc
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The applied calibration record (None: raw entries)."""
+        cal = self.doc.get("calibration")
+        return cal if isinstance(cal, dict) else None
+
+    def set_calibration(self, record: dict[str, Any] | None, accepted: bool = True) -> None:
+        """Store a calibration record: applied when ``accepted``, else kept as ``calibration_rejected``
+        (so a resumed run does not fit it again); ``None`` forgets both (the entries it was fitted
+        on changed). Refreshes the model."""
+        self.doc.pop("calibration", None)
+        self.doc.pop("calibration_rejected", None)
+        if record is not None:
+            self.doc["calibration" if accepted else "calibration_rejected"] = record
+        self.refresh()
+
+    @contextmanager
+    def uncalibrated(self) -> Iterator["LUT"]:
+        """The model without its calibration factor for the ``with`` block (to fit a new one)."""
+        saved = self.doc.pop("calibration", None)
+        self.refresh()
+        try:
+            yield self
+        finally:
+            if saved is not None:
+                self.doc["calibration"] = saved
+            self.refresh()
+
+    def probes(self, key: str, short: str) -> list[list[float]] | None:
+        """The reference operator's timings over the profiling run (``[seconds into the run, ms]``
+        pairs), started for operator ``key`` if the LUT has none yet; append to it in place. None
+        when the LUT's probes are of another operator (nothing more is recorded then)."""
+        rec = self.doc.setdefault("probes", {"op": key, "short": short, "samples": []})
+        return rec["samples"] if rec.get("op") == key else None
 
     # -- I/O --------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

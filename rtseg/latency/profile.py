@@ -26,21 +26,29 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import random
+import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
+import rtseg
+from rtseg.backends import BACKENDS, device_kind, get_backend
+from rtseg.backends.device import DeviceInfo, detect_device, keeps_torch_threads, parse_device, steady_allocator
+from rtseg.backends.timers import OpTimer, input_bytes, make_timer
+from rtseg.backends.timing import TimingStats
+from rtseg.backends.trt_batch import plan_chunks
 from rtseg.errors import RtsegError
 from rtseg.io import check_output_file, parse_hw
-from rtseg.latency.backends import BACKENDS, OpTimer, input_bytes, make_timer, require_tensorrt
-from rtseg.latency.device import DeviceInfo, detect_device, keeps_torch_threads, steady_allocator
-from rtseg.latency.calibrate import DEFAULT_CALIBRATION_ARCHS
+from rtseg.latency.calibrate import DEFAULT_CALIBRATION_ARCHS, calibrate, is_sane
 from rtseg.latency.lut import LUT, load_lut, new_lut
-from rtseg.latency.speed import SpeedReference
+from rtseg.latency.speed import SpeedReference, measure_probe
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
+from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
+from rtseg.spaces import get_space, space_slug
 
 METHODS = ("network", "isolated")
 #: The default method: isolated per-op sums under-predict whole networks (each operator timed alone
@@ -70,9 +78,13 @@ def _now() -> str:
 
 def default_lut_path(device: DeviceInfo, space: str, backend: str, precision: str, h: int, w: int,
                      batch: int = 1, method: str = DEFAULT_METHOD, root: str | Path = "engines") -> Path:
-    """``engines/<device-slug>/lut-<space>-<backend>-<precision>-<H>x<W>.json`` (``-b<N>`` for batch N,
-    ``-<method>`` for a non-default method, so both methods' tables can sit side by side)."""
+    """``engines/<device-slug>/lut-<space>-<backend>-<precision>-<H>x<W>[-<N>t].json``: ``-<N>t`` names
+    a CPU LUT's thread count (a 1-thread and a 16-thread timing of one operator differ several-fold),
+    ``-b<N>`` a batch N, ``-<method>`` a non-default method, so such tables sit side by side in the
+    device's one folder."""
     name = f"lut-{space}-{backend}-{precision}-{h}x{w}"
+    if device.kind == "cpu":
+        name += f"-{device.details.get('threads', 0)}t"
     if batch != 1:
         name += f"-b{batch}"
     if method != DEFAULT_METHOD:
@@ -132,15 +144,6 @@ def probe_signature(sigs: Sequence[OpSignature]) -> OpSignature:
     return next((s for s in sigs if shape_preserving(s.spec, s.h, s.w)), sigs[0])
 
 
-def measure_probe(timer: OpTimer, sig: OpSignature) -> float:
-    """A quick isolated median of the reference operator (ms)."""
-    prepared = timer.prepare(build_op(sig.spec), _input_sets(sig, timer.batch, 1))
-    try:
-        return timer_median(prepared.samples(3, 15))
-    finally:
-        prepared.close()
-
-
 # -- measuring ---------------------------------------------------------------------------------------
 def rotation_for(timer: OpTimer, sets_bytes: int, rotation: int | None) -> int:
     """How many input sets to rotate: several when one set fits in the last-level cache."""
@@ -156,8 +159,6 @@ def _input_sets(sig: OpSignature, batch: int, n: int) -> list[tuple[torch.Tensor
 
 
 def _stats_entry(sig: OpSignature, samples: list[float], method: str, **extra: Any) -> dict[str, Any]:
-    from rtseg.latency.timing import TimingStats
-
     st = TimingStats.from_samples(samples)
     return {"op": sig.short(), "median_ms": st.median_ms, "p10_ms": st.p10_ms, "p90_ms": st.p90_ms, "n": st.n,
             "method": method, **extra}
@@ -225,7 +226,7 @@ def measure_signatures_batched(timer: OpTimer, sigs: Sequence[OpSignature], warm
     once per group beside the stacks it is subtracted from) and the same arithmetic as
     :func:`measure_signature`, but prepared at once and sampled in shared rounds until every median
     settles. On TensorRT that is one engine for the whole group, timed per layer
-    (:mod:`rtseg.latency.trt_batch`). One input set per module: between two runs of a module the
+    (:mod:`rtseg.backends.trt_batch`). One input set per module: between two runs of a module the
     others run, so its input is not waiting in the cache. Every entry records ``batched``: how
     many modules were prepared with it."""
     cache = identity_cache if identity_cache is not None else _IdentityCache()
@@ -293,17 +294,6 @@ def _at_run_speed(entry: dict[str, Any], other: dict[str, Any]) -> tuple[float, 
     return a, b
 
 
-def _has_calibration(lut: LUT) -> bool:
-    """A calibration was fitted (applied, or kept as rejected) and need not be fitted again."""
-    return "calibration" in lut.doc or "calibration_rejected" in lut.doc
-
-
-def _drop_calibration(lut: LUT) -> None:
-    """Forget a calibration record: the entries it was fitted on have changed."""
-    lut.doc.pop("calibration", None)
-    lut.doc.pop("calibration_rejected", None)
-
-
 def recheck_entry(timer: OpTimer, sig: OpSignature, entry: dict[str, Any], warmup: int, repeats: int, method: str, stack: int,
                   min_time_s: float, max_repeats: int, rotation: int | None, identity_cache: _IdentityCache,
                   max_s: float | None, speed: SpeedReference | None = None) -> tuple[dict[str, Any], bool]:
@@ -336,8 +326,6 @@ RECHECK_FLOOR_MS = 0.02
 
 
 def timer_median(samples: list[float]) -> float:
-    import statistics
-
     return float(statistics.median(samples))
 
 
@@ -359,8 +347,6 @@ def measure_skeleton(timer: OpTimer, space: Any, arch: Any, h: int, w: int, warm
         samples, ref_ms = speed.bracket(run) if speed is not None else (run(), None)
     finally:
         prepared.close()
-    from rtseg.latency.timing import TimingStats
-
     st = TimingStats.from_samples(samples)
     return {"median_ms": st.median_ms, "p10_ms": st.p10_ms, "p90_ms": st.p90_ms, "n": st.n, **_ref(ref_ms)}
 
@@ -369,8 +355,6 @@ def measure_skeleton(timer: OpTimer, space: Any, arch: Any, h: int, w: int, warm
 def run_provenance(space: str, num_classes: int, heads: Sequence[str], info: DeviceInfo, timer: OpTimer, h: int, w: int,
                    batch: int, warmup: int, repeats: int, method: str, min_time_s: float, rotation: int | None,
                    stack: int, speed: SpeedReference | None = None) -> dict[str, Any]:
-    import rtseg
-
     prov: dict[str, Any] = {
         "space": space,
         "num_classes": num_classes,
@@ -401,6 +385,83 @@ def run_provenance(space: str, num_classes: int, heads: Sequence[str], info: Dev
         "python": platform.python_version(),
     }
     return prov
+
+
+@dataclass
+class _Settings:
+    """How each entry is timed (the profile-ops options that the measuring steps share)."""
+
+    warmup: int
+    repeats: int
+    method: str
+    stack: int
+    min_time_s: float
+    max_repeats: int
+    rotation: int | None
+    max_entry_s: float
+
+
+@dataclass
+class _Run:
+    """One profile-ops run, as the steps of :func:`profile_ops` share it: what to measure, with
+    which timer, into which LUT, and the bookkeeping (flushes, the reference operator, the bar)."""
+
+    space: Any
+    space_name: str
+    heads: list[str]
+    info: DeviceInfo
+    timer: OpTimer
+    plan: dict[str, dict[str, Any]]
+    all_sigs: list[OpSignature]
+    subset: bool  # a ``signatures`` run: never complete, never calibrated
+    probe: OpSignature
+    speed: SpeedReference | None
+    out: Path
+    group: int
+    lut: LUT
+    s: _Settings
+    flush_s: float
+    reporter: Reporter
+    on_entry: Callable[[int, OpSignature, dict[str, Any]], None] | None
+    started: float = 0.0
+    previous: float = 0.0
+    last_flush: float = 0.0
+    last_probe: float = -1e9
+    ident: _IdentityCache = field(default_factory=_IdentityCache)
+    bar: TaskBar = field(default_factory=TaskBar)
+
+    def flush(self) -> None:
+        """Write what was measured so far (atomically), with the time spent and whether it is complete."""
+        lut = self.lut
+        lut.provenance["profiling_s"] = round(self.previous + time.perf_counter() - self.started, 3)
+        lut.provenance["updated"] = _now()
+        lut.set_progress(complete=not self.subset and all(s.key in lut.entries for s in self.all_sigs)
+                         and all(hd in lut.skeletons for hd in self.heads))
+        lut.save(self.out)
+
+    def entry_done(self) -> None:
+        """One entry measured or rechecked: advance the bar and flush when the last flush is old enough."""
+        self.bar.advance()
+        if time.perf_counter() - self.last_flush >= self.flush_s:
+            self.flush()
+            self.last_flush = time.perf_counter()
+
+    def maybe_probe(self, now_anyway: bool = False) -> None:
+        """Time the reference operator when :data:`PROBE_EVERY_S` passed since the last time (or now)."""
+        now = time.perf_counter()
+        samples = self.lut.probes(self.probe.key, self.probe.short())
+        if samples is not None and (now_anyway or now - self.last_probe >= PROBE_EVERY_S):
+            samples.append([round(self.previous + now - self.started, 1), measure_probe(self.timer, self.probe)])
+            self.last_probe = now
+
+    def measure(self, sigs: Sequence[OpSignature]) -> list[dict[str, Any]]:
+        """Entries for ``sigs``: one at a time, or together in one prepared batch (the timer's group size)."""
+        s = self.s
+        if self.group == 1:
+            return [measure_signature(self.timer, sig, s.warmup, s.repeats, s.method, s.stack, s.min_time_s, s.max_repeats, s.rotation,
+                                      self.ident, max_s=s.max_entry_s, speed=self.speed) for sig in sigs]
+        return measure_signatures_batched(self.timer, sigs, s.warmup, s.repeats, s.method, s.stack, s.max_repeats, self.ident,
+                                          max_s=s.max_entry_s, speed=self.speed)
 
 
 @keeps_torch_threads
@@ -437,6 +498,7 @@ def profile_ops(
     speed_reference: bool = True,
     space_options: dict[str, Any] | None = None,
     batch_entries: int | None = None,
+    reporter: Reporter | None = None,
 ) -> Path:
     """Measure the operators of ``space_name`` at ``h x w`` into a LUT file and return its path.
 
@@ -457,17 +519,71 @@ def profile_ops(
     :func:`measure_signatures_batched` (default: the timer's :attr:`~OpTimer.batch_size`, 64 on
     TensorRT, where one engine per entry would cost a build each, and 1, one at a time, elsewhere);
     a batched run's recheck re-times every group once more and keeps the smaller of the two looks.
+
+    ``reporter`` shows the progress; without one, ``progress`` (with an optional rich ``console``)
+    means ``RichReporter(console)``, and ``progress=False`` a silent run.
+
+    The steps, each a function of its own: :func:`_check_flags`, :func:`_setup`, then on the run
+    :func:`_measure_entries`, :func:`_recheck_entries`, :func:`_measure_skeletons`,
+    :func:`_calibrate`; the LUT is flushed on any exit.
     """
-    if backend == "tensorrt":
-        require_tensorrt()  # first of all: a missing TensorRT must never turn into another backend's timings
-    if backend not in BACKENDS:
-        raise RtsegError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    _check_flags(backend, device, precision, method, warmup, repeats)
+    reporter = reporter or (RichReporter(console) if progress else SilentReporter())
+    s = _Settings(warmup, repeats, method, stack, min_time_s, max_repeats, rotation, max_entry_s)
+    run = _setup(space_name, h, w, backend, device, precision, batch, clock, out_path, num_classes, threads, heads, signatures, force, s,
+                 speed_reference, space_options, batch_entries, flush_s, reporter, on_entry)
+    lut, h, w = run.lut, *run.lut.input_hw
+    todo = [sig for sig in run.all_sigs if sig.key not in lut.entries]
+    todo_skel = [hd for hd in run.heads if hd not in lut.skeletons]
+    to_check = [sig for sig in run.all_sigs if not lut.entries.get(sig.key, {}).get("checked")] if recheck else []
+    if todo or todo_skel:
+        lut.set_calibration(None)  # fitted on entries that are about to change
+    will_calibrate = calibration_archs > 0 and not run.subset
+    cal_rounds = 5
+    cal_steps = (calibration_archs + calibration_archs * cal_rounds) if will_calibrate and not lut.has_calibration else 0
+    lut.set_progress(expected_entries=len(run.all_sigs))
+    run.started = run.last_flush = time.perf_counter()
+    run.previous = float(lut.provenance.get("profiling_s") or 0.0)
+    try:
+        with reporter.task(f"profiling {space_name} {h}x{w} ({backend}, {run.info.name}, {precision}, {method})",
+                           total=len(todo) + len(to_check) + len(todo_skel) + cal_steps) as run.bar:
+            _measure_entries(run, todo, probe_after=bool(todo_skel))
+            _recheck_entries(run, to_check, backend)
+            _measure_skeletons(run, todo_skel)
+            lut.refresh()
+            if will_calibrate and not lut.has_calibration and all(sig.key in lut.entries for sig in run.all_sigs) and lut.has_skeleton:
+                _calibrate(run, calibration_archs, cal_rounds, backend)
+    finally:
+        if run.speed is not None:
+            run.speed.close()
+        run.flush()
+    lut.refresh()
+    return run.out
+
+
+def _check_flags(backend: str, device: str, precision: str, method: str, warmup: int, repeats: int) -> None:
+    """Refuse what cannot be measured before anything is built: the backend's row of
+    :data:`rtseg.backends.TABLE` (a missing TensorRT first of all: it must never turn into another
+    backend's timings), then the method and the repeat counts."""
+    spec = get_backend(backend)
+    spec.require()
+    if precision not in spec.precisions:
+        raise RtsegError(f"unknown precision {precision!r}: use {' or '.join(spec.precisions)}")
+    if device_kind(parse_device(device)) not in spec.devices:
+        raise RtsegError(f"the {spec.name} backend runs on {' or '.join(spec.devices)}: use --device {spec.devices[0]} "
+                         f"(or --backend {' / '.join(b for b in BACKENDS if b != spec.name)} on a CPU)")
     if method not in METHODS:
         raise RtsegError(f"unknown method {method!r}: use isolated or network")
     if warmup < 0 or repeats < 1:
         raise RtsegError("--warmup must be >= 0 and --repeats >= 1")
-    from rtseg.spaces import get_space, space_slug
 
+
+def _setup(space_name: str, h: int, w: int, backend: str, device: str, precision: str, batch: int, clock: str, out_path: str | Path | None,
+           num_classes: int, threads: int | None, heads: Sequence[str] | None, signatures: Sequence[OpSignature] | None, force: bool,
+           s: _Settings, speed_reference: bool, space_options: dict[str, Any] | None, batch_entries: int | None, flush_s: float,
+           reporter: Reporter, on_entry: Callable[[int, OpSignature, dict[str, Any]], None] | None) -> _Run:
+    """The space, the device and its timer, every signature to measure (the skeletons' own operators
+    included), the reference operator, and the LUT at the output path (resumed, or new)."""
     space = get_space(space_name, space_options)
     space_options = space.options()
     h, w = parse_hw((h, w), space.size_divisor)
@@ -479,139 +595,95 @@ def profile_ops(
     timer = make_timer(backend, info, precision, batch, clock)
     plan = skeleton_plan(space, h, w, num_classes, heads)
     all_sigs = list(signatures) if signatures is not None else space.candidate_signatures(h, w, num_classes, heads=tuple(heads))
-    seen = {s.key for s in all_sigs}
+    seen = {sig.key for sig in all_sigs}
     for p in plan.values():  # the skeletons' own operators must be entries
-        for s in p["fixed"]:
-            if s.key not in seen:
-                seen.add(s.key)
-                all_sigs.append(s)
+        for sig in p["fixed"]:
+            if sig.key not in seen:
+                seen.add(sig.key)
+                all_sigs.append(sig)
     probe = probe_signature(all_sigs)
     speed = SpeedReference(timer, probe) if speed_reference else None
     out = check_output_file(Path(out_path) if out_path is not None else default_lut_path(info, space_slug(space_name, space_options), backend,
-                                                                                           precision, h, w, batch, method), "LUT path")
+                                                                                           precision, h, w, batch, s.method), "LUT path")
     if backend == "tensorrt":  # the timing cache rtseg export --trt keeps in the same folder: a re-run skips tactic timing
         timer.timing_cache = out.parent / "timing.cache"  # type: ignore[attr-defined]
     group = max(1, int(batch_entries if batch_entries is not None else timer.batch_size))
-    prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, warmup, repeats, method, min_time_s, rotation, stack,
-                          speed)
+    prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, s.warmup, s.repeats, s.method, s.min_time_s, s.rotation,
+                          s.stack, speed)
     prov["entries_per_batch"] = group
     lut = _open_or_create(out, space_name, num_classes, heads, prov, force, space_options)
+    return _Run(space, space_name, heads, info, timer, plan, all_sigs, signatures is not None, probe, speed, out, group, lut, s, flush_s,
+                reporter, on_entry)
 
-    todo = [s for s in all_sigs if s.key not in lut.entries]
-    todo_skel = [hd for hd in heads if hd not in lut.skeletons]
-    to_check = [s for s in all_sigs if not lut.entries.get(s.key, {}).get("checked")] if recheck else []
-    if todo or todo_skel:
-        _drop_calibration(lut)  # fitted on entries that are about to change
-    will_calibrate = calibration_archs > 0 and signatures is None
-    cal_rounds = 5
-    cal_steps = (calibration_archs + calibration_archs * cal_rounds) if will_calibrate and not _has_calibration(lut) else 0
-    lut.doc["expected_entries"] = len(all_sigs)
-    started = time.perf_counter()
-    previous = float(lut.provenance.get("profiling_s") or 0.0)
-    last_flush = started
-    ident = _IdentityCache()
-    probes = lut.doc.setdefault("probes", {"op": probe.key, "short": probe.short(), "samples": []})
-    last_probe = -1e9
 
-    def maybe_probe(force_now: bool = False) -> None:
-        nonlocal last_probe
-        now = time.perf_counter()
-        if probes.get("op") == probe.key and (force_now or now - last_probe >= PROBE_EVERY_S):
-            probes["samples"].append([round(previous + now - started, 1), measure_probe(timer, probe)])
-            last_probe = now
+def _measure_entries(run: _Run, todo: list[OpSignature], probe_after: bool) -> None:
+    """Measure every missing entry, in groups of the run's size, with the reference operator timed
+    before, every :data:`PROBE_EVERY_S` seconds between groups, and after."""
+    if todo or probe_after:
+        run.maybe_probe(True)
+    for chunk in _groups(todo, run.group):
+        run.maybe_probe()
+        for i, entry in zip(chunk, run.measure([todo[i] for i in chunk])):
+            run.lut.set_entry(todo[i].key, entry)
+            if run.on_entry is not None:
+                run.on_entry(i, todo[i], entry)
+            run.entry_done()
+    if todo:
+        run.maybe_probe(True)
 
-    def flush() -> None:
-        lut.provenance["profiling_s"] = round(previous + time.perf_counter() - started, 3)
-        lut.provenance["updated"] = _now()
-        lut.doc["complete"] = signatures is None and all(s.key in lut.entries for s in all_sigs) and all(hd in lut.skeletons for hd in heads)
-        lut.save(out)
 
-    bar = _progress(console) if progress else None
-
-    def entry_done() -> None:
-        """One entry measured or rechecked: advance the bar and flush when the last flush is old enough."""
-        nonlocal last_flush
-        if bar is not None:
-            bar.advance(task)
-        if time.perf_counter() - last_flush >= flush_s:
-            flush()
-            last_flush = time.perf_counter()
-
-    try:
-        if bar is not None:
-            bar.start()
-            task = bar.add_task(f"profiling {space_name} {h}x{w} ({backend}, {info.name}, {precision}, {method})",
-                                total=len(todo) + len(to_check) + len(todo_skel) + cal_steps)
-        if todo or todo_skel:
-            maybe_probe(True)
-        for chunk in _groups(todo, group):
-            maybe_probe()
-            if group == 1:
-                entries = [measure_signature(timer, todo[chunk[0]], warmup, repeats, method, stack, min_time_s, max_repeats, rotation, ident,
-                                             max_s=max_entry_s, speed=speed)]
-            else:
-                entries = measure_signatures_batched(timer, [todo[i] for i in chunk], warmup, repeats, method, stack, max_repeats, ident,
-                                                     max_s=max_entry_s, speed=speed)
-            for i, entry in zip(chunk, entries):
-                lut.entries[todo[i].key] = entry
-                if on_entry is not None:
-                    on_entry(i, todo[i], entry)
-                entry_done()
-        if todo:
-            maybe_probe(True)
-        if to_check and bar is not None:
-            bar.update(task, description=f"rechecking {len(to_check)} entries ({backend}, {info.name})")
-        lowered = 0
-        if group == 1:
-            for sig in to_check:
-                entry, was_lowered = recheck_entry(timer, sig, lut.entries[sig.key], warmup, repeats, method, stack, min_time_s,
-                                                   max_repeats, rotation, ident, max_entry_s, speed)
-                lowered += was_lowered
-                lut.entries[sig.key] = entry
-                entry_done()
-        for chunk in (_groups(to_check, group) if group > 1 else []):
-            again = measure_signatures_batched(timer, [to_check[i] for i in chunk], warmup, repeats, method, stack, max_repeats, ident,
-                                               max_s=max_entry_s, speed=speed)
-            for i, new in zip(chunk, again):
+def _recheck_entries(run: _Run, to_check: list[OpSignature], backend: str) -> None:
+    """Second look at every entry not yet checked (see :func:`recheck_entry`; a batched run re-times
+    whole groups and keeps the smaller of two looks); drops a calibration when any entry was lowered."""
+    if not to_check:
+        return
+    lut, s = run.lut, run.s
+    run.bar.update(description=f"rechecking {len(to_check)} entries ({backend}, {run.info.name})")
+    lowered = 0
+    if run.group == 1:
+        for sig in to_check:
+            entry, was_lowered = recheck_entry(run.timer, sig, lut.entries[sig.key], s.warmup, s.repeats, s.method, s.stack, s.min_time_s,
+                                               s.max_repeats, s.rotation, run.ident, s.max_entry_s, run.speed)
+            lowered += was_lowered
+            lut.set_entry(sig.key, entry)
+            run.entry_done()
+    else:
+        for chunk in _groups(to_check, run.group):
+            for i, new in zip(chunk, run.measure([to_check[i] for i in chunk])):
                 sig = to_check[i]
                 old = lut.entries[sig.key]
                 n, o = _at_run_speed(new, old)
                 if n < o and float(old["median_ms"]) >= RECHECK_FLOOR_MS:
-                    lut.entries[sig.key] = dict(new, checked=True, replaced_ms=float(old["median_ms"]))
+                    lut.set_entry(sig.key, dict(new, checked=True, replaced_ms=float(old["median_ms"])))
                     lowered += 1
                 else:
-                    lut.entries[sig.key] = dict(old, checked=True)
-                entry_done()
-        if to_check:
-            lut.provenance["recheck"] = {"checked": len(to_check), "lowered": lowered, "ratio": RECHECK_RATIO}
-            if lowered:
-                _drop_calibration(lut)
-        for hd in todo_skel:
-            p = plan[hd]
-            sk = measure_skeleton(timer, space, p["arch"], h, w, warmup, repeats, rotation, max_s=5 * max_entry_s, speed=speed)
-            sk["fixed"] = [s.key for s in p["fixed"]]
-            sk["head_key"] = p["head_key"]
-            lut.skeletons[hd] = sk
-            if bar is not None:
-                bar.advance(task)
-        lut.refresh()
-        if will_calibrate and not _has_calibration(lut) and all(s.key in lut.entries for s in all_sigs) and lut.has_skeleton:
-            from rtseg.latency.calibrate import calibrate, is_sane
+                    lut.set_entry(sig.key, dict(old, checked=True))
+                run.entry_done()
+    lut.provenance["recheck"] = {"checked": len(to_check), "lowered": lowered, "ratio": RECHECK_RATIO}
+    if lowered:
+        lut.set_calibration(None)
 
-            if bar is not None:
-                bar.update(task, description=f"calibrating on {calibration_archs} whole networks ({backend}, {info.name})")
-            record = calibrate(lut, timer, calibration_archs, warmup=max(warmup, 3), repeats=8 * cal_rounds, rounds=cal_rounds,
-                               advance=(lambda: bar.advance(task)) if bar is not None else None, speed=speed)
-            lut.doc.pop("calibration_rejected", None)
-            lut.doc["calibration" if is_sane(record) else "calibration_rejected"] = record
-    finally:
-        if bar is not None:
-            bar.stop()
-        if speed is not None:
-            speed.close()
-        flush()
-    lut.refresh()
-    return out
+
+def _measure_skeletons(run: _Run, todo_skel: list[str]) -> None:
+    """Time each missing head's skeleton end to end (the network constant of the prediction model)."""
+    h, w = run.lut.input_hw
+    for hd in todo_skel:
+        p = run.plan[hd]
+        sk = measure_skeleton(run.timer, run.space, p["arch"], h, w, run.s.warmup, run.s.repeats, run.s.rotation,
+                              max_s=5 * run.s.max_entry_s, speed=run.speed)
+        sk["fixed"] = [sig.key for sig in p["fixed"]]
+        sk["head_key"] = p["head_key"]
+        run.lut.set_skeleton(hd, sk)
+        run.bar.advance()
+
+
+def _calibrate(run: _Run, calibration_archs: int, rounds: int, backend: str) -> None:
+    """Fit the layer factor on whole networks (:mod:`rtseg.latency.calibrate`); a fit that fails
+    :func:`~rtseg.latency.calibrate.is_sane` is kept as rejected, so a resumed run does not redo it."""
+    run.bar.update(description=f"calibrating on {calibration_archs} whole networks ({backend}, {run.info.name})")
+    record = calibrate(run.lut, run.timer, calibration_archs, warmup=max(run.s.warmup, 3), repeats=8 * rounds, rounds=rounds,
+                       advance=run.bar.advance, speed=run.speed)
+    run.lut.set_calibration(record, accepted=is_sane(record))
 
 
 def _groups(items: Sequence[OpSignature], group: int) -> list[list[int]]:
@@ -619,8 +691,6 @@ def _groups(items: Sequence[OpSignature], group: int) -> list[list[int]]:
     outputs (one TensorRT engine holds all of a group's tensors at once)."""
     if group <= 1:
         return [[i] for i in range(len(items))]
-    from rtseg.latency.trt_batch import plan_chunks
-
     sizes = [2 * 4 * s.spec.c_in * s.h * s.w for s in items]  # fp32 input and an output of about its size
     return plan_chunks(sizes, group)
 
@@ -651,11 +721,3 @@ def _open_or_create(out: Path, space: str, num_classes: int, heads: list[str], p
                 )
     prov = dict(prov, created=_now(), runs=1, profiling_s=0.0)
     return new_lut(space, num_classes, heads, prov, out, space_options)
-
-
-def _progress(console: Any) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console or Console(stderr=True), transient=False)

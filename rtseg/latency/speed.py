@@ -62,6 +62,16 @@ class SpeedReference:
         return {"op": self.sig.key, "short": self.sig.short(), "block": self.block}
 
 
+def measure_probe(timer: Any, sig: OpSignature) -> float:
+    """A quick isolated median (ms) of the reference operator ``sig`` on ``timer``: what profile-ops
+    records every few seconds and ``lut validate`` compares with (how steady, how fast the machine is)."""
+    prepared = timer.prepare(build_op(sig.spec), [tuple(op_class(sig.type).example_inputs(sig, batch=timer.batch))])
+    try:
+        return float(statistics.median(prepared.samples(3, 15)))
+    finally:
+        prepared.close()
+
+
 def speed_factor(ref_ms: float | None, base_ms: float | None) -> float:
     """``base / ref``: how much a timing taken while the reference ran in ``ref_ms`` is scaled to
     the LUT's typical speed (1.0 when either is missing)."""

@@ -31,12 +31,16 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from rtseg.arch import build_model
+from rtseg.backends.device import detect_device, keeps_torch_threads, steady_allocator
+from rtseg.backends.timers import Prepared, make_timer
+from rtseg.backends.timing import TimingStats
 from rtseg.errors import RtsegError
-from rtseg.latency.backends import Prepared, make_timer
-from rtseg.latency.device import detect_device, keeps_torch_threads, steady_allocator
+from rtseg.io import atomic_save
 from rtseg.latency.lut import LUT, load_lut
-from rtseg.latency.speed import SpeedReference, speed_factor
-from rtseg.latency.timing import TimingStats
+from rtseg.latency.speed import SpeedReference, measure_probe, speed_factor
+from rtseg.ops import OpSignature
+from rtseg.reporting import Reporter, RichReporter, SilentReporter
 
 DEFAULT_ROUNDS = 10
 DEFAULT_REPEATS = 100
@@ -155,8 +159,6 @@ def _figures(rows: Sequence[ArchRow], errors: Sequence[float], measured: Sequenc
 
 
 def _prepare_arch(timer: Any, arch: Any, h: int, w: int, batch: int, sets: int = 2) -> Prepared:
-    from rtseg.arch import build_model
-
     net = build_model(arch)
     inputs = [(torch.randn(batch, 3, h, w),) for _ in range(max(1, sets))]
     return timer.prepare(net, inputs)
@@ -295,8 +297,6 @@ def measure_archs_like_lut(table: LUT, archs: Sequence[Any], warmup: int = 10, r
 
 def lut_speed_reference(table: LUT, timer: Any) -> SpeedReference | None:
     """The LUT's speed reference on ``timer`` (None for a LUT profiled without one)."""
-    from rtseg.ops import OpSignature
-
     ref = table.provenance.get("speed_reference")
     if not isinstance(ref, dict) or not ref.get("op") or table.speed_base_ms is None:
         return None
@@ -308,9 +308,6 @@ def reference_speed_ratio(table: LUT, timer: Any = None) -> float | None:
     """How much slower (> 1) or faster (< 1) the LUT's reference operator runs now than while the LUT
     was profiled: on a shared machine, the context a latency measured now needs (None when the LUT
     has no probes). ``timer`` defaults to one with the LUT's backend, device, threads and clock."""
-    from rtseg.latency.profile import measure_probe
-    from rtseg.ops import OpSignature
-
     probe = table.probe_summary()
     base = table.speed_base_ms or (probe["median_ms"] if probe else None)  # the speed the entries are charged at
     if not probe or not base or base <= 0:
@@ -324,7 +321,7 @@ def reference_speed_ratio(table: LUT, timer: Any = None) -> float | None:
 def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup: int = 10, repeats: int = DEFAULT_REPEATS,
                  rounds: int = DEFAULT_ROUNDS, force: bool = False, progress: bool = True, plot: str | Path | None = None,
                  head: str | None = None, console: Any = None, archs: Sequence[Any] | None = None,
-                 speed_correction: bool = True) -> ValidationResult:
+                 speed_correction: bool = True, reporter: Reporter | None = None) -> ValidationResult:
     """Predict and measure ``samples`` random archs of the LUT's space; see the module docstring.
 
     ``repeats`` is the total number of timed runs per arch, split over ``rounds`` interleaved rounds.
@@ -332,8 +329,10 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     With ``speed_correction`` (and a LUT profiled with a speed reference) the reference operator is
     timed beside every arch and the arch's prediction is scaled by the speed it shows, so the
     figures judge the cost model, not the machine's drift since profiling (:mod:`rtseg.latency.speed`);
-    the uncorrected figures are reported beside them.
+    the uncorrected figures are reported beside them. ``reporter`` shows the progress; without one,
+    ``progress`` (with an optional rich ``console``) means ``RichReporter(console)``.
     """
+    reporter = reporter or (RichReporter(console) if progress else SilentReporter())
     table = lut if isinstance(lut, LUT) else load_lut(lut)
     if rounds < 1 or repeats < rounds:
         raise RtsegError("--repeats must be at least --rounds (each round times every arch at least once)")
@@ -367,22 +366,10 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
             notes.append(f"the reference operator {probe['op']} runs {abs(probe_ratio - 1):.0%} {'slower' if probe_ratio > 1 else 'faster'} "
                          "now than while the LUT was profiled (other load, clock changes): expect predictions to be off by about that much")
     started = time.perf_counter()
-    bar = None
-    advance: Callable[[], None] | None = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       TextColumn("ETA"), TimeRemainingColumn(), console=console or Console(stderr=True))
-        bar.start()
-        task = bar.add_task(f"measuring {samples} archs end to end ({table.backend}, {info.name})", total=samples + samples * rounds)
-        advance = lambda: bar.advance(task)  # noqa: E731
     try:
-        timings = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed, advance, speed)
+        with reporter.task(f"measuring {samples} archs end to end ({table.backend}, {info.name})", total=samples + samples * rounds) as bar:
+            timings = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed, bar.advance, speed)
     finally:
-        if bar is not None:
-            bar.stop()
         if speed is not None:
             speed.close()
 
@@ -426,8 +413,6 @@ def plot_validation(result: ValidationResult, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from rtseg.io import atomic_save
 
     # Corrected, both axes are at the LUT's typical speed: the ranking tau is taken on (a machine
     # whose speed moved between two archs' timings would otherwise scatter them along the diagonal).

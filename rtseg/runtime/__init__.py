@@ -1,4 +1,4 @@
-"""Runners: one interface over PyTorch, ONNX Runtime and TensorRT (see :mod:`rtseg.runtime.base`).
+"""Runners: one interface over PyTorch, ONNX Runtime and TensorRT (see :mod:`rtseg.backends.runner`).
 
 :func:`load_runner` is the one entry point the demo, bench and the LUT validator use: give it a
 checkpoint, an arch JSON or built-in name, an ONNX file or an engine, and a backend (default: the
@@ -15,23 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rtseg.arch import deploy_note
+from rtseg.backends import BACKENDS, Backend, default_backend, get_backend, normalize_backend
+from rtseg.backends.runner import Runner, RunnerInfo
 from rtseg.errors import RtsegError
-from rtseg.runtime.base import Runner, RunnerInfo
+from rtseg.io import parse_hw
+from rtseg.runtime.source import ModelSource, build_module, resolve_model, size_divisor
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DEFAULT_INPUT_HW = (512, 1024)
-_BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
-
-
-def normalize_backend(name: str) -> str:
-    b = _BACKEND_ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
-    if b not in BACKENDS:
-        raise RtsegError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return b
-
-
-def default_backend(kind: str) -> str:
-    return {"onnx": "onnxruntime", "engine": "tensorrt"}.get(kind, "torch")
 
 
 def _export_to(src: Any, folder: Path, input_hw: tuple[int, int], batch: int, precision: str) -> Path:
@@ -39,8 +30,7 @@ def _export_to(src: Any, folder: Path, input_hw: tuple[int, int], batch: int, pr
     (TorchScript exporter, onnxslim, FP16 pass) but without the parity gates: bench/demo only."""
     import torch
 
-    from rtseg.export.onnx import convert_fp16, export_onnx, simplify_onnx
-    from rtseg.runtime.source import build_module
+    from rtseg.backends.onnx_export import convert_fp16, export_onnx, simplify_onnx
 
     module = build_module(src)
     path = export_onnx(module, (torch.zeros(batch, 3, *input_hw),), folder / "model.onnx")
@@ -48,6 +38,21 @@ def _export_to(src: Any, folder: Path, input_hw: tuple[int, int], batch: int, pr
     if precision == "fp16":
         path = convert_fp16(path, folder / "model.fp16.onnx")
     return path
+
+
+def _artifact(src: ModelSource, spec: Backend, hw: tuple[int, int] | None, batch: int, precision: str, tmp: Path) -> tuple[Any, dict[str, Any]]:
+    """What ``spec``'s runner is handed for ``src`` (its ``takes``), converted on the fly when the
+    source is not already that: a PyTorch module, an ONNX model (bytes, exported here) or an engine
+    (built here by the backend's converter). Returns it and what the conversion adds to the record."""
+    if spec.takes == "module":
+        return build_module(src), {}
+    if src.kind == spec.takes:
+        return src.path, {}
+    if spec.takes == "onnx":
+        return _export_to(src, tmp, hw, batch, precision).read_bytes(), {"exported": "on the fly (TorchScript exporter)"}  # type: ignore[arg-type]
+    onnx_path = src.path if src.kind == "onnx" else _export_to(src, tmp, hw, batch, "fp32")  # type: ignore[arg-type]  # pragma: no cover - needs TensorRT
+    engine = spec.load("converter")(onnx_path, tmp / spec.artifact, fp16=precision == "fp16", progress=False)  # pragma: no cover
+    return engine, {"exported": "engine built on the fly"}  # pragma: no cover
 
 
 def load_runner(
@@ -62,61 +67,34 @@ def load_runner(
     threads: int | None = None,
     memory: str | None = None,
 ) -> Runner:
-    """Load ``model`` (.pt checkpoint, .json arch or built-in name, .onnx, .engine/.plan) on ``backend``."""
-    from rtseg.arch import deploy_note
-    from rtseg.io import parse_hw
-    from rtseg.runtime.source import build_module, resolve_model, size_divisor
-
+    """Load ``model`` (.pt checkpoint, .json arch or built-in name, .onnx, .engine/.plan) on ``backend``
+    (default: the one that runs the file as it is). The backend's row of :data:`rtseg.backends.TABLE`
+    checks the flags before anything is built, says what its runner takes (converting the model on
+    the fly when needed) and names the runner class."""
     src = resolve_model(model)
-    b = normalize_backend(backend) if backend else default_backend(src.kind)
-    if precision not in ("fp32", "fp16"):
-        raise RtsegError(f"unknown precision {precision!r}; choose fp32 or fp16")
+    spec = get_backend(backend) if backend else get_backend(default_backend(src.kind))
+    if src.kind == "engine" and spec.name != "tensorrt":
+        raise RtsegError(f"{src.ref} is a TensorRT engine; it runs only on the tensorrt backend")
+    if src.kind == "onnx" and spec.name == "torch":
+        raise RtsegError(f"{src.ref} is an ONNX file; run it with --backend onnxruntime (or tensorrt), or give the checkpoint/arch for torch")
+    if "cpu" not in spec.devices and device == "cpu":
+        device = spec.devices[0]  # a GPU-only backend asked for with the default device: its GPU
+    spec.check(device, precision, src.kind)
     if batch < 1:
         raise RtsegError(f"batch must be a positive integer, got {batch}")
     extra = {"model": src.name, "source": src.ref, "source_kind": src.kind, "data_info": src.data_info or None,
-             "trained": src.trained, "deploy_note": deploy_note(src.arch, b, device)}
-    if src.kind == "engine" and b != "tensorrt":
-        raise RtsegError(f"{src.ref} is a TensorRT engine; it runs only on the tensorrt backend")
-    if src.kind == "onnx" and b == "torch":
-        raise RtsegError(f"{src.ref} is an ONNX file; run it with --backend onnxruntime (or tensorrt), or give the checkpoint/arch for torch")
-
+             "trained": src.trained, "deploy_note": deploy_note(src.arch, spec.name, device)}
     hw = input_hw or src.input_hw
-    if b in ("torch",) or (src.kind not in ("onnx", "engine")):
+    if spec.takes == "module" or src.kind not in ("onnx", "engine"):
         hw = parse_hw(hw or DEFAULT_INPUT_HW, size_divisor(src))
-
-    if b == "torch":
-        from rtseg.runtime.torch_runner import TorchRunner
-
-        return TorchRunner(build_module(src), hw, batch, device=device, precision=precision, cuda_graphs=cuda_graphs,
-                           num_classes=src.num_classes, threads=threads, extra=extra)
-
-    if b == "onnxruntime":
-        from rtseg.runtime.ort_runner import OrtRunner
-
-        if src.kind == "onnx":
-            return OrtRunner(src.path, input_hw=hw, batch=batch, device=device, threads=threads, extra=extra)  # type: ignore[arg-type]
-        tmp = Path(tempfile.mkdtemp(prefix="rtseg-ort-"))
-        try:
-            path = _export_to(src, tmp, hw, batch, precision)  # type: ignore[arg-type]
-            data = path.read_bytes()
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return OrtRunner(data, input_hw=hw, batch=batch, device=device, threads=threads, precision=precision,
-                         num_classes=src.num_classes, extra={**extra, "exported": "on the fly (TorchScript exporter)"})
-
-    # tensorrt
-    from rtseg.export.tensorrt import build_engine, import_tensorrt
-
-    import_tensorrt()  # the clear missing-dependency error before any work
-    from rtseg.runtime.tensorrt import TensorRTRunner
-
-    if src.kind == "engine":
-        return TensorRTRunner(src.path, input_hw=input_hw, batch=batch, memory=memory, device=device if device != "cpu" else "cuda", extra=extra)  # type: ignore[arg-type]
-    tmp = Path(tempfile.mkdtemp(prefix="rtseg-trt-"))  # pragma: no cover - needs TensorRT
+    tmp = Path(tempfile.mkdtemp(prefix=f"rtseg-{spec.name}-"))
     try:
-        onnx_path = src.path if src.kind == "onnx" else _export_to(src, tmp, hw, batch, "fp32")  # type: ignore[arg-type]
-        engine = build_engine(onnx_path, tmp / "model.engine", fp16=precision == "fp16", progress=False)  # type: ignore[arg-type]
-        return TensorRTRunner(engine, input_hw=input_hw, batch=batch, memory=memory, extra={**extra, "exported": "engine built on the fly"})
+        artifact, converted = _artifact(src, spec, hw, batch, precision, tmp)
+        native = not converted and spec.takes != "module"  # a file run as it is describes itself (precision, classes)
+        return spec.load("runner").open(
+            artifact, input_hw=input_hw if spec.takes == "engine" else hw, batch=batch, device=device,
+            precision=None if native else precision, threads=threads, cuda_graphs=cuda_graphs, memory=memory,
+            num_classes=None if native else src.num_classes, extra={**extra, **converted})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

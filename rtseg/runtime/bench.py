@@ -1,6 +1,6 @@
 """``rtseg bench``: the same latency protocol for every model and backend, side by side.
 
-Protocol (one place, :func:`rtseg.latency.timing.time_fn`): load the runner, ``warmup`` untimed
+Protocol (one place, :func:`rtseg.backends.timing.time_fn`): load the runner, ``warmup`` untimed
 calls, then ``iters`` calls timed one by one over 4 rotating random inputs; report mean, median,
 p90, p99 (ms) and FPS = batch x 1000 / median. What a number covers depends on the backend and is
 written beside it (``timed``): on CPU, torch and ONNX Runtime are timed numpy-in/numpy-out (host
@@ -17,18 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rtseg.backends import backends_for, default_backend, get_backend, normalize_backend
+from rtseg.backends.device import cpu_model, device_name, is_cuda
+from rtseg.backends.timing import TimingStats
 from rtseg.errors import RtsegError
-from rtseg.latency.timing import TimingStats
-from rtseg.runtime import default_backend, load_runner, normalize_backend
-from rtseg.runtime.device import cpu_name, device_name, is_cuda
-
-_COMPATIBLE = {
-    "checkpoint": ("torch", "onnxruntime", "tensorrt"),
-    "arch": ("torch", "onnxruntime", "tensorrt"),
-    "builtin": ("torch", "onnxruntime", "tensorrt"),
-    "onnx": ("onnxruntime", "tensorrt"),
-    "engine": ("tensorrt",),
-}
+from rtseg.runtime import load_runner
+from rtseg.runtime.source import model_kind, resolve_model
 
 
 @dataclass
@@ -87,8 +81,6 @@ def _loadavg() -> list[float] | None:
 
 def plan(models: Sequence[str], backends: Sequence[str] | None) -> tuple[list[tuple[str, str, str]], list[dict[str, str]]]:
     """(model, kind, backend) pairs to run, and the pairs skipped as impossible (engine on torch...)."""
-    from rtseg.runtime.source import model_kind
-
     if not models:
         raise RtsegError("give at least one MODEL (a checkpoint, arch JSON, built-in name, ONNX or engine)")
     todo, skipped = [], []
@@ -98,7 +90,7 @@ def plan(models: Sequence[str], backends: Sequence[str] | None) -> tuple[list[tu
         if kind in ("checkpoint", "arch", "onnx", "engine") and not Path(m).exists():
             raise RtsegError(f"model file not found: {m} (check the path)")
         for b in wanted or ([default_backend(kind)] if kind in ("onnx", "engine") else ["torch", "onnxruntime"]):
-            if b in _COMPATIBLE[kind]:
+            if b in backends_for(kind):
                 todo.append((m, kind, b))
             else:
                 skipped.append({"model": m, "backend": b, "reason": f"a {kind} file cannot run on {b}"})
@@ -125,10 +117,8 @@ def run_bench(
     if warmup < 0 or iters < 1:
         raise RtsegError(f"warmup must be >= 0 and iters >= 1, got {warmup} and {iters}")
     todo, skipped = plan(models, backends)
-    if any(b == "tensorrt" for _, _, b in todo):
-        from rtseg.export.tensorrt import import_tensorrt
-
-        import_tensorrt()
+    for b in sorted({b for _, _, b in todo}):  # a missing package is one error before any model is loaded
+        get_backend(b).require()
     cuda = is_cuda(device)
     if threads is None and not cuda:
         threads = os.cpu_count() or 1
@@ -162,7 +152,7 @@ def run_bench(
     record = {
         # the runners name the device they ran on (TensorRT asks CUDA itself; device_name would ask torch)
         "device": rows[0].device if len({r.device for r in rows}) == 1 else device_name(device),
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": threads,
         "platform": platform.platform(),
@@ -176,7 +166,7 @@ def run_bench(
         "warmup": warmup,
         "iters": iters,
         "load_average": _loadavg(),
-        "protocol": "per backend: warm-up calls, then calls timed one by one (rtseg.latency.timing.time_fn) over 4 "
+        "protocol": "per backend: warm-up calls, then calls timed one by one (rtseg.backends.timing.time_fn) over 4 "
                     "rotating random inputs; median/p90/p99 of the per-call times; FPS = batch x 1000 / median",
         "weights": "as given (untrained archs use seeded random weights; latency does not depend on weight values)",
     }
@@ -187,8 +177,6 @@ def run_bench(
 
 
 def _peer_sources(models: Sequence[str]) -> dict[str, str]:
-    from rtseg.runtime.source import resolve_model
-
     out = {}
     for m in models:
         try:

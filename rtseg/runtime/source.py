@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from rtseg.arch import Arch, builtin_arch_names, load_arch
+from rtseg.backends import TABLE
+from rtseg.backends.metadata import read_metadata
 from rtseg.errors import RtsegError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = TABLE["tensorrt"].suffixes
+ONNX_SUFFIXES = TABLE["onnxruntime"].suffixes
 #: Seed of the random weights of an untrained arch, so its exports and latencies are reproducible.
 UNTRAINED_SEED = 0
 
@@ -131,8 +133,6 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def resolve_model(model: str | Path) -> ModelSource:
     """Resolve a MODEL argument (see the module docstring); bad paths and names raise RtsegError."""
-    from rtseg.export.metadata import read_metadata
-
     kind = model_kind(model)
     text = str(model)
     if kind == "builtin":

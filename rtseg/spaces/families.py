@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from rtseg.arch import Arch, load_arch
 from rtseg.errors import RtsegError
 from rtseg.flops import sum_op_flops
-from rtseg.latency.device import keeps_torch_threads
+from rtseg.backends.device import keeps_torch_threads
 from rtseg.ops import OpSignature
 from rtseg.spaces.base import get_space
 
@@ -318,7 +318,7 @@ class LatencyMeasure:
 
     @property
     def record(self) -> dict[str, Any]:
-        from rtseg.runtime.device import device_name
+        from rtseg.backends.device import device_name
 
         return {"backend": self.backend, "device": self.device, "device_name": device_name(self.device),
                 "threads": self.threads, "precision": self.precision, "input": f"{self.input_hw[0]}x{self.input_hw[1]}",
@@ -327,8 +327,8 @@ class LatencyMeasure:
 
 @keeps_torch_threads
 def _measure_interleaved(m: LatencyMeasure, archs: Sequence[Arch], rounds: int, repeats: int) -> list[float]:
-    from rtseg.latency.backends import make_timer
-    from rtseg.latency.device import detect_device, steady_allocator
+    from rtseg.backends.timers import make_timer
+    from rtseg.backends.device import detect_device, steady_allocator
     from rtseg.latency.validate import measure_archs_interleaved
 
     info = detect_device(m.device, m.threads)

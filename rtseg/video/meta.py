@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from rtseg import __version__
 from rtseg.errors import RtsegError
-from rtseg.runtime.base import Runner
+from rtseg.backends.runner import Runner
 
 #: Where in ``RunnerInfo.extra`` a DatasetInfo-shaped dict may sit (checkpoints and sidecars both
 #: store it whole; a flat layout with mean/std/palette at the top level is accepted too).

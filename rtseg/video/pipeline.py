@@ -43,8 +43,9 @@ import numpy as np
 
 from rtseg.data import preprocess
 from rtseg.errors import RtsegError
-from rtseg.latency.timing import TimingStats, time_fn
-from rtseg.runtime.base import Runner
+from rtseg.backends.device import cpu_model
+from rtseg.backends.runner import Runner
+from rtseg.backends.timing import TimingStats, time_fn
 from rtseg.video.cvutil import Display
 from rtseg.video.meta import ModelMeta, run_header
 from rtseg.video.overlay import bgr_palette, blend_labels, draw_fps
@@ -329,18 +330,6 @@ def _run(
     return result
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: ModelMeta, opt: DemoOptions, model_name: str) -> dict[str, Any]:
     """The measurement record: what ran where, how it was counted, and every figure."""
     s = result.stats
@@ -350,7 +339,7 @@ def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: 
     threads.update({"opencv": cv2.getNumThreads(), "pipeline": ["capture", "preprocess", "inference", "output (main)"]})
     rec: dict[str, Any] = {
         **head,
-        "host": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "load_avg_1_5_15": load, "opencv": cv2.__version__},
+        "host": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "load_avg_1_5_15": load, "opencv": cv2.__version__},
         "threads": threads,
         "source": source.describe(),
         "alpha": opt.alpha,

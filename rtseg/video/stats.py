@@ -10,7 +10,7 @@ Two frame rates, always both, always labelled:
   blending and output, with the pipeline's overlap counted as the user sees it.
 
 Warm-up runs happen before the clock starts and are not counted. Per-stage latencies are kept per
-frame and summarized with :meth:`rtseg.latency.timing.TimingStats.from_samples`; the rolling
+frame and summarized with :meth:`rtseg.backends.timing.TimingStats.from_samples`; the rolling
 figures drawn on the overlay use the last ``window`` frames.
 """
 
@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from rtseg.latency.timing import TimingStats
+from rtseg.backends.timing import TimingStats
 
 #: Stages in pipeline order. ``capture`` is decode (or render, for the synthetic source) in the
 #: capture thread; ``latency`` is one frame's age from decoded to written/shown.

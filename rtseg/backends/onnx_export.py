@@ -9,7 +9,7 @@ the torch.export-based exporter (``dynamo=True``, opset >= 18, needs onnxscript)
 and records which exporter wrote the file. The result is always checked with ``onnx.checker``.
 
 Also here, so every caller gets the same graph: :func:`simplify_onnx` (onnxslim, kept only when the
-result is still valid and computes the same thing) and, re-exported from :mod:`rtseg.export.fp16`,
+result is still valid and computes the same thing) and, re-exported from :mod:`rtseg.backends.onnx_fp16`,
 :func:`convert_fp16` (the FP16 variant that strongly typed TensorRT builds from).
 """
 
@@ -28,8 +28,10 @@ import onnx
 import torch
 from torch import nn
 
+from rtseg.backends.onnx_fp16 import KEEP_FP32_OPS, convert_fp16, convert_fp16_model, is_fp16_onnx  # noqa: F401  (re-exported)
+from rtseg.backends.ort_session import make_session
 from rtseg.errors import RtsegError
-from rtseg.export.fp16 import KEEP_FP32_OPS, convert_fp16, convert_fp16_model, is_fp16_onnx  # noqa: F401  (re-exported)
+from rtseg.io import atomic_write_bytes
 
 DEFAULT_OPSET = 17
 #: The dynamo exporter's operator library targets opset 18 at least.
@@ -178,21 +180,17 @@ def simplify_onnx(path: str | Path, check_input: np.ndarray | None = None, rtol:
     except Exception as exc:  # onnxslim can fail on exotic graphs: keep the exported file
         return False, f"onnxslim failed ({_first_line(exc)}); kept the unsimplified graph"
     if check_input is not None:
-        from rtseg.runtime.ort_session import make_session
-
         name = original.graph.input[0].name
         a = make_session(original.SerializeToString()).run(None, {name: check_input})[0]
         b = make_session(slim.SerializeToString()).run(None, {name: check_input})[0]
         if a.shape != b.shape or not np.allclose(a, b, rtol=rtol, atol=rtol * max(1.0, float(np.abs(a).max()))):
             return False, "onnxslim changed the outputs; kept the unsimplified graph"
     before, after = len(original.graph.node), len(slim.graph.node)
-    from rtseg.io import atomic_write_bytes
-
     atomic_write_bytes(path, slim.SerializeToString())
     return True, f"onnxslim: {before} -> {after} nodes"
 
 
 # -- FP16 -------------------------------------------------------------------------------------------
 def fp32_op_block_list() -> list[str]:
-    """The op types the FP16 variant keeps in FP32 (see :mod:`rtseg.export.fp16`)."""
+    """The op types the FP16 variant keeps in FP32 (see :mod:`rtseg.backends.onnx_fp16`)."""
     return list(KEEP_FP32_OPS)

@@ -26,6 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from rtseg.errors import RtsegError
+from rtseg.io import atomic_write_bytes
 
 KEEP_FP32_OPS: tuple[str, ...] = ("Resize", "Upsample", "Range", "CumSum", "TopK", "NonMaxSuppression", "RoiAlign",
                                   "RandomUniformLike", "RandomNormalLike")
@@ -201,8 +202,6 @@ def convert_fp16_model(model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = KE
 
 def convert_fp16(src: str | Path | onnx.ModelProto, dst: str | Path, keep_fp32_ops: Sequence[str] | None = None) -> Path:
     """Write the FP16 variant of an FP32 ONNX file (FP32 I/O) to ``dst``; returns ``dst``."""
-    from rtseg.io import atomic_write_bytes
-
     model = src if isinstance(src, onnx.ModelProto) else onnx.load(str(src))
     m16 = convert_fp16_model(model, KEEP_FP32_OPS if keep_fp32_ops is None else keep_fp32_ops)
     return atomic_write_bytes(dst, m16.SerializeToString())

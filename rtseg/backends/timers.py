@@ -1,4 +1,4 @@
-"""Backends that time a module the way it will be deployed: PyTorch, ONNX Runtime, TensorRT.
+"""Latency timers: each backend of :data:`rtseg.backends.TABLE` times a module the way it will be deployed.
 
 One interface for an operator and for a whole network, so a LUT entry and the end-to-end latency
 it predicts are measured under identical settings (thread count, precision, memory format, graph
@@ -6,10 +6,16 @@ optimization, execution provider):
 
     timer = make_timer("onnxruntime", device_info, "fp32", batch=1)
     prepared = timer.prepare(module, input_sets)   # export / session / engine build: not timed
-    stats = prepared.time(warmup=5, repeats=30)      # rtseg.latency.timing protocol
+    stats = prepared.time(warmup=5, repeats=30)      # rtseg.backends.timing protocol
 
 ``input_sets`` are several sets of example inputs (fp32, CPU) that the timing loop rotates through;
 each backend moves them to its device, dtype and layout once, before timing.
+
+A timer runs what its backend's runner runs: the TensorRT timer times a
+:class:`~rtseg.backends.tensorrt.TensorRTRunner` (inputs uploaded once, then
+:meth:`~rtseg.backends.tensorrt.TensorRTRunner.execute`), the ONNX Runtime timer a session from the
+runner's own factory (:func:`rtseg.backends.ort_session.make_session`), the torch timer the module
+on the device, as :class:`~rtseg.backends.pytorch.TorchRunner` does.
 
 TensorRT is never replaced by another backend: when ``tensorrt`` cannot be imported the timer
 refuses to start with :class:`MissingDependencyError` naming the extra to install (FasterSeg's
@@ -27,13 +33,17 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from rtseg.errors import MissingDependencyError, RtsegError
-from rtseg.latency.device import DeviceInfo
-from rtseg.latency.timing import CLOCKS, TimingStats, sample_until_stable, time_samples
-
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16")
-TRT_MISSING = "the tensorrt backend needs TensorRT: pip install 'rtseg[trt]' on the GPU machine"
+from rtseg.backends import PRECISIONS, get_backend
+from rtseg.backends.device import DeviceInfo
+from rtseg.backends.onnx_export import DEFAULT_OPSET, export_onnx
+from rtseg.backends.ort import session_calls
+from rtseg.backends.pytorch import place
+from rtseg.backends.ort_session import make_session
+from rtseg.backends.tensorrt import TensorRTRunner
+from rtseg.backends.tensorrt_build import build_engine
+from rtseg.backends.trt_batch import SubgraphEngine, export_merged
+from rtseg.backends.timing import CLOCKS, TimingStats, median_ci, sample_until_stable, time_samples
+from rtseg.errors import RtsegError
 
 
 @dataclass
@@ -52,7 +62,7 @@ class Prepared:
 
     def stable_samples(self, warmup: int, repeats: int, min_time_s: float = 0.0, max_repeats: int = 400,
                        rel_ci: float = 0.05, max_s: float | None = None) -> list[float]:
-        """Samples until the median settles (see :func:`rtseg.latency.timing.sample_until_stable`)."""
+        """Samples until the median settles (see :func:`rtseg.backends.timing.sample_until_stable`)."""
 
         def take(wu: int, n: int) -> list[float]:
             return self.samples(wu, n, min_time_s if wu else 0.0, max_repeats)
@@ -88,10 +98,8 @@ class BatchPrepared:
     def stable_samples(self, warmup: int, repeats: int, rel_ci: float = 0.05, max_repeats: int = 400,
                        max_s: float | None = None) -> list[list[float]]:
         """Samples of every module, more rounds added until every median's 95% CI is within
-        ``rel_ci`` (the rule of :func:`rtseg.latency.timing.sample_until_stable`, applied to the
+        ``rel_ci`` (the rule of :func:`rtseg.backends.timing.sample_until_stable`, applied to the
         least settled module), ``max_repeats`` samples each or ``max_s`` seconds of samples."""
-        from rtseg.latency.timing import median_ci
-
         out = self.samples(warmup, repeats)
         step = max(1, repeats)
         while out and len(out[0]) < max_repeats and (max_s is None or sum(sum(s) for s in out) / 1000.0 < max_s):
@@ -215,26 +223,17 @@ class TorchTimer(OpTimer):
     def settings(self) -> dict[str, Any]:
         return {"channels_last": self.channels_last, "cudnn_benchmark": self.device.kind == "cuda", "inference_mode": True}
 
-    def _move(self, t: torch.Tensor) -> torch.Tensor:
-        t = t.to(self.device.arg, dtype=self.dtype)
-        if self.channels_last and t.dim() == 4:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t
-
     def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
-        module = module.eval().to(self.device.arg, dtype=self.dtype)
-        if self.channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        args = [tuple(self._move(t) for t in s) for s in input_sets]
+        module, args = place(module, input_sets, self.device.arg, self.dtype, self.channels_last)  # as the torch runner places its network
         return Prepared(module, args, self._clock(), keep=[module])
 
 
 class OnnxRuntimeTimer(OpTimer):
     """The module exported to ONNX (the same exporter as ``rtseg export``) and run by an ONNX Runtime
-    session from :func:`rtseg.runtime.ort_session.make_session` (graph optimization ALL, the CPU or
-    CUDA execution provider, the LUT's thread count). On CUDA, inputs and outputs stay on the device
-    through I/O binding so the timing is the run, not host copies. ``Run`` returns when the work is
-    done, so a host clock times it on either device."""
+    session from :func:`rtseg.backends.ort_session.make_session` (graph optimization ALL, the CPU or
+    CUDA execution provider, the LUT's thread count), through the backend's own device-resident calls
+    (:func:`rtseg.backends.ort.session_calls`: I/O binding on CUDA, so the timing is the run, not
+    host copies)."""
 
     name = "onnxruntime"
 
@@ -245,20 +244,17 @@ class OnnxRuntimeTimer(OpTimer):
         return onnxruntime.__version__
 
     def settings(self) -> dict[str, Any]:
-        return {"graph_optimization": "ORT_ENABLE_ALL", "opset": _opset(), "threads": self.device.details.get("threads"),
+        return {"graph_optimization": "ORT_ENABLE_ALL", "opset": DEFAULT_OPSET, "threads": self.device.details.get("threads"),
                 "provider": "CUDAExecutionProvider" if self.device.kind == "cuda" else "CPUExecutionProvider",
                 "io_binding": self.device.kind == "cuda"}
 
     def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
-        from rtseg.export.onnx import export_onnx
-        from rtseg.runtime.ort_session import make_session
-
         tmp = tempfile.TemporaryDirectory(prefix="rtseg-ort-")
         path = Path(tmp.name) / "m.onnx"
         module = module.eval().to("cpu", dtype=self.dtype)
         first = tuple(t.to(dtype=self.dtype) for t in input_sets[0])
         try:
-            export_onnx(module, first, path, opset=_opset())
+            export_onnx(module, first, path, opset=DEFAULT_OPSET)
             sess = make_session(path, device=self.device.arg, threads=self.device.details.get("threads") if self.device.kind == "cpu" else None)
         except BaseException:
             tmp.cleanup()
@@ -266,34 +262,15 @@ class OnnxRuntimeTimer(OpTimer):
         names = [i.name for i in sess.get_inputs()]
         np_dtype = "float16" if self.precision == "fp16" else "float32"
         feeds = [{n: t.to(dtype=self.dtype).numpy().astype(np_dtype, copy=False) for n, t in zip(names, s)} for s in input_sets]
-        if self.device.kind != "cuda":
-            def run(feed: dict[str, Any]) -> Any:
-                return sess.run(None, feed)
-
-            return Prepared(run, [(f,) for f in feeds], self._clock(), keep=[sess, tmp])
-        import onnxruntime as ort
-
-        idx = int(self.device.details.get("index", 0))
-        bindings = []
-        for feed in feeds:
-            b = sess.io_binding()
-            for n, a in feed.items():
-                b.bind_ortvalue_input(n, ort.OrtValue.ortvalue_from_numpy(a, "cuda", idx))
-            for o in sess.get_outputs():
-                b.bind_output(o.name, "cuda", idx)
-            bindings.append(b)
-
-        def run_bound(b: Any) -> Any:
-            return sess.run_with_iobinding(b)
-
-        return Prepared(run_bound, [(b,) for b in bindings], "cpu", keep=[sess, tmp, bindings])
+        fn, args, keep = session_calls(sess, feeds, self.device.arg)
+        return Prepared(fn, args, self._clock(), keep=[sess, tmp, *keep])
 
 
 class TensorRTTimer(OpTimer):
     """TensorRT engines built from the modules' ONNX graphs, with fp16 enabled for ``--precision
     fp16``. LUT entries go through :meth:`prepare_batch`: up to :attr:`batch_size` one-operator
     subgraphs per engine, each timed per layer by TensorRT's ``IProfiler``
-    (:mod:`rtseg.latency.trt_batch`; one engine per entry, as FasterSeg timed operators, would cost
+    (:mod:`rtseg.backends.trt_batch`; one engine per entry, as FasterSeg timed operators, would cost
     thousands of builds for the ``ssr`` space, see ``rtseg/latency/README.md``). Whole networks
     (skeletons, calibration, ``lut validate``) and the reference operator get an engine each through
     :meth:`prepare`. One builder is reused and every build shares a timing cache, by default the
@@ -305,7 +282,7 @@ class TensorRTTimer(OpTimer):
 
     def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall",
                  workspace_gb: float = 1.0) -> None:
-        require_tensorrt()
+        get_backend("tensorrt").require()
         super().__init__(device, precision, batch, clock)
         if device.kind != "cuda":
             raise RtsegError("the tensorrt backend runs on a GPU: use --device cuda (or --backend torch/onnxruntime on a CPU)")
@@ -331,26 +308,19 @@ class TensorRTTimer(OpTimer):
         return str(tensorrt.__version__)
 
     def settings(self) -> dict[str, Any]:
-        return {"fp16": self.precision == "fp16", "workspace_gb": self.workspace_gb, "opset": _opset()}
+        return {"fp16": self.precision == "fp16", "workspace_gb": self.workspace_gb, "opset": DEFAULT_OPSET}
 
     def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
-        from rtseg.export.onnx import export_onnx
-        from rtseg.export.tensorrt import build_engine  # written by the export issue; imported lazily
-        from rtseg.runtime.tensorrt import TensorRTRunner
 
         tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-op-", dir=self._tmp.name)
         onnx_path, engine_path = Path(tmp.name) / "m.onnx", Path(tmp.name) / "m.engine"
-        export_onnx(module.eval().cpu().float(), tuple(t.float() for t in input_sets[0]), onnx_path, opset=_opset())
+        export_onnx(module.eval().cpu().float(), tuple(t.float() for t in input_sets[0]), onnx_path, opset=DEFAULT_OPSET)
         build_engine(onnx_path, engine_path, fp16=self.precision == "fp16", workspace_gb=self.workspace_gb, timing_cache=self.timing_cache,
                      progress=False, builder=self.builder())
         self.engines_built += 1
         runner = TensorRTRunner(engine_path, device=self.device.arg)
-        arrays = [tuple(t.float().numpy() for t in s) for s in input_sets]
-        execute = getattr(runner, "_execute", None)
-        if execute is not None:  # inputs uploaded once, then enqueue + stream sync only: the engine, not PCIe copies
-            runner.infer(*arrays[0])
-            return Prepared(lambda: execute(), [()], "cpu", keep=[runner, tmp])
-        return Prepared(lambda *a: runner.infer(*a), arrays, "cpu", keep=[runner, tmp])
+        runner.upload(*(t.float().numpy() for t in input_sets[0]))  # once; then enqueue + stream sync only: the engine, not PCIe copies
+        return Prepared(runner.execute, [()], "cpu", keep=[runner, tmp])
 
 
     def prepare_batch(self, modules: Sequence[nn.Module], input_sets: Sequence[Sequence[tuple[torch.Tensor, ...]]],
@@ -358,8 +328,6 @@ class TensorRTTimer(OpTimer):
         """All ``modules`` as independent subgraphs of one engine, timed per layer (see the class
         docstring). The engine of a ``key`` seen before is loaded again, not rebuilt (the recheck
         re-times every group: the weights differ, the timings do not depend on them)."""
-        from rtseg.latency.trt_batch import SubgraphEngine, export_merged
-
         inputs = [sets[0] for sets in input_sets]
         if key is not None and key in self._groups:
             onnx_path = self._groups[key]
@@ -367,7 +335,7 @@ class TensorRTTimer(OpTimer):
                                     self.timing_cache, self.device.arg, builder=self.builder())
             return BatchPrepared(engine.take, len(modules), keep=[engine], describe=engine.summary)
         folder = Path(tempfile.mkdtemp(prefix="sg-", dir=self._tmp.name))  # kept until the timer goes: a recheck loads it again
-        onnx_path = export_merged(modules, inputs, folder / "subgraphs.onnx", opset=_opset(), device=self.device.arg)
+        onnx_path = export_merged(modules, inputs, folder / "subgraphs.onnx", opset=DEFAULT_OPSET, device=self.device.arg)
         engine = SubgraphEngine(onnx_path, len(modules), inputs, folder, self.precision == "fp16", self.workspace_gb,
                                 self.timing_cache, self.device.arg, builder=self.builder())
         self.engines_built += 1
@@ -376,31 +344,13 @@ class TensorRTTimer(OpTimer):
         return BatchPrepared(engine.take, len(modules), keep=[engine], describe=engine.summary)
 
 
-def require_tensorrt() -> None:
-    """Raise :class:`MissingDependencyError` unless ``import tensorrt`` works (never fall back)."""
-    try:
-        import tensorrt  # noqa: F401
-    except Exception:  # ImportError, or a broken install raising OSError on its shared libraries
-        raise MissingDependencyError(TRT_MISSING) from None
-
-
-def _opset() -> int:
-    from rtseg.export.onnx import DEFAULT_OPSET
-
-    return DEFAULT_OPSET
-
-
 def make_timer(backend: str, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall") -> OpTimer:
-    """The timer for ``backend`` (``torch``, ``onnxruntime``, ``tensorrt``) reading ``clock`` (see
-    :data:`rtseg.latency.timing.CLOCKS`)."""
-    if backend == "tensorrt":
-        require_tensorrt()  # before anything else: never time another backend in its place
-        return TensorRTTimer(device, precision, batch, clock)
-    if backend == "torch":
-        return TorchTimer(device, precision, batch, clock)
-    if backend == "onnxruntime":
-        return OnnxRuntimeTimer(device, precision, batch, clock)
-    raise RtsegError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    """The timer of ``backend`` (a row of :data:`rtseg.backends.TABLE`) reading ``clock`` (see
+    :data:`rtseg.backends.timing.CLOCKS`). The backend's packages are checked first: a missing
+    TensorRT must never turn into another backend's timings."""
+    spec = get_backend(backend)
+    spec.require()
+    return spec.load("timer")(device, precision, batch, clock)
 
 
 def input_bytes(input_sets: Sequence[tuple[torch.Tensor, ...]] | tuple[torch.Tensor, ...]) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rtseg.latency.timing import TimingStats, time_fn
+from rtseg.backends.timing import TimingStats, time_fn
 
 
 @dataclass
@@ -31,6 +31,17 @@ class RunnerInfo:
 
 class Runner(ABC):
     info: RunnerInfo
+
+    @classmethod
+    def open(cls, artifact: Any, *, input_hw: tuple[int, int] | None, batch: int, device: str, precision: str | None,
+             threads: int | None, cuda_graphs: bool, memory: str | None, num_classes: int | None,
+             extra: dict[str, Any]) -> "Runner":
+        """The runner for ``artifact`` (what its backend ``takes`` in :data:`rtseg.backends.TABLE`),
+        given every option :func:`rtseg.runtime.load_runner` knows; each backend uses those that
+        apply to it. ``precision``/``num_classes`` are None for a file run as it is (it says them).
+        A backend's runner in the table must define it; a runner a caller writes (a test double, a
+        custom demo model) need not."""
+        raise NotImplementedError(f"{cls.__name__} cannot be opened through rtseg.runtime.load_runner")
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:

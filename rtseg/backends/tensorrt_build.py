@@ -4,7 +4,7 @@ FP16 across the two eras:
 
 * TensorRT 11 removed ``BuilderFlag.FP16``: every network is strongly typed, so an FP16 engine is
   built from an ONNX whose tensors are already FP16. Given an FP32 ONNX and ``fp16=True``,
-  :func:`build_engine` writes the FP16 variant (:func:`rtseg.export.onnx.convert_fp16`, FP32 I/O)
+  :func:`build_engine` writes the FP16 variant (:func:`rtseg.backends.onnx_export.convert_fp16`, FP32 I/O)
   beside the engine and builds from it.
 * TensorRT 10 builds an FP16 ONNX the same way (strongly typed network, the form 10.12+ recommends)
   and an FP32 ONNX with ``fp16=True`` through the deprecated FP16 builder flag (weak typing).
@@ -23,22 +23,19 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rtseg.errors import MissingDependencyError, RtsegError
+from rtseg.backends import get_backend
+from rtseg.backends.onnx_fp16 import convert_fp16, is_fp16_onnx
+from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_bytes
-
-TRT_INSTALL_HINT = "pip install 'rtseg[trt]' on the GPU machine"
+from rtseg.reporting import Reporter
 
 #: ``{"input": ((1, 3, 256, 512), (1, 3, 512, 1024), (1, 3, 1024, 2048))}``: min, opt, max per input.
 DynamicShapes = Mapping[str, tuple[Sequence[int], Sequence[int], Sequence[int]]]
 
 
 def import_tensorrt() -> Any:
-    """``import tensorrt``, or one clear error naming the ``trt`` extra."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise MissingDependencyError(f"TensorRT is not installed (the tensorrt backend and --trt need it): {TRT_INSTALL_HINT}") from None
-    return trt
+    """``import tensorrt``, or one clear error with the install line of the tensorrt backend's row."""
+    return get_backend("tensorrt").require()
 
 
 def trt_major(trt: Any) -> int:
@@ -67,43 +64,35 @@ def _parser_errors(parser: Any) -> list[str]:  # pragma: no cover - needs Tensor
     return out
 
 
-def _make_monitor(trt: Any) -> Any:  # pragma: no cover - needs TensorRT
-    """A rich progress display driven by the builder's ``IProgressMonitor`` callbacks."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _make_monitor(trt: Any, reporter: Reporter) -> Any:  # pragma: no cover - needs TensorRT
+    """The builder's ``IProgressMonitor`` callbacks turned into ``reporter`` tasks, one per phase."""
 
-    from rtseg.cli._app import console
-
-    class RichMonitor(trt.IProgressMonitor):
+    class ReporterMonitor(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
-            self.progress = Progress(TextColumn("[cyan]TensorRT[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                     TimeElapsedColumn(), console=console, transient=True)
-            self.tasks: dict[str, Any] = {}
+            self.tasks: dict[str, tuple[Any, Any]] = {}  # phase -> (context manager, bar)
             self.cancelled = False
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            if not self.tasks:
-                try:
-                    self.progress.start()
-                except Exception:  # rich < 14 refuses a second live display (e.g. profile-ops' own bar)
-                    self.progress.disable = True
             indent = "  " if parent_phase else ""
-            self.tasks[phase_name] = self.progress.add_task(indent + phase_name, total=max(1, num_steps))
+            cm = reporter.task(f"TensorRT {indent}{phase_name}", total=max(1, num_steps))
+            try:
+                self.tasks[phase_name] = (cm, cm.__enter__())
+            except Exception:  # rich < 14 refuses a second live display (e.g. profile-ops' own bar)
+                pass
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             task = self.tasks.get(phase_name)
             if task is not None:
-                self.progress.update(task, completed=step + 1)
+                task[1].update(completed=step + 1)
             return not self.cancelled  # False cancels the build
 
         def phase_finish(self, phase_name: str) -> None:
             task = self.tasks.pop(phase_name, None)
             if task is not None:
-                self.progress.remove_task(task)
-            if not self.tasks:
-                self.progress.stop()
+                task[0].__exit__(None, None, None)
 
-    return RichMonitor()
+    return ReporterMonitor()
 
 
 def layer_precisions(engine: Any, trt: Any) -> dict[str, int]:  # pragma: no cover - needs TensorRT
@@ -148,6 +137,7 @@ def build_engine(
     info: dict[str, Any] | None = None,
     builder: Any = None,
     max_aux_streams: int | None = None,
+    reporter: Reporter | None = None,
 ) -> Path:
     """Build and write a serialized engine from ``onnx_path`` (see the module docstring).
 
@@ -156,10 +146,9 @@ def build_engine(
     cache and the layer precision counts; the export pipeline records it in the sidecar.
     ``builder`` reuses a ``trt.Builder`` across many builds (creating one loads TensorRT's kernel
     library, seconds each time); ``max_aux_streams=0`` keeps every layer on one stream, so layer
-    timings never overlap (the LUT profiler's many-subgraph engines).
+    timings never overlap (the LUT profiler's many-subgraph engines). ``reporter`` shows the
+    builder's phases as progress bars (with ``progress``; silent by default).
     """
-    from rtseg.export.onnx import convert_fp16, is_fp16_onnx
-
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.exists():
@@ -233,8 +222,8 @@ def build_engine(
     elif any(int(d) < 0 for t in inputs for d in t.shape):
         raise RtsegError(f"{source} has dynamic input axes; build with --dynamic (and a shape range) or export with a fixed --input")
 
-    if progress and hasattr(trt, "IProgressMonitor"):
-        config.progress_monitor = _make_monitor(trt)
+    if progress and reporter is not None and hasattr(trt, "IProgressMonitor"):
+        config.progress_monitor = _make_monitor(trt, reporter)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RtsegError("TensorRT failed to build the engine (see the TensorRT messages above); try a larger --workspace-gb")

@@ -1,4 +1,10 @@
-"""Which device a measurement runs on, described well enough to refuse mixing LUTs across machines.
+"""Which device a measurement runs on: its name, its folder under ``engines/``, and what decides its speed.
+
+One place names a device. :func:`device_name` is the human-readable name a runner, a bench record
+or a demo shows (``"AMD EPYC (2 cores)"``, ``"NVIDIA H100 80GB HBM3 (sm_90)"``);
+:func:`device_slug` is the folder of that device under ``engines/`` (``amd-epyc``,
+``nvidia-h100-80gb-hbm3``), the same folder for its LUTs and its exported models (a CPU LUT carries
+its thread count in its file name, not in the folder).
 
 A LUT is only meaningful on the device it was measured on, with the same thread count on a CPU (a
 2-thread and a 16-thread timing of one operator differ several-fold). :func:`detect_device` names
@@ -147,11 +153,8 @@ class DeviceInfo:
 
     @property
     def slug(self) -> str:
-        """Folder name under ``engines/``: the device model (CPU LUTs also name the thread count)."""
-        base = slugify(self.name)
-        if self.kind == "cpu":
-            return f"{base}-{self.details.get('threads', 0)}t"
-        return base
+        """Folder name under ``engines/`` (see :func:`device_slug`)."""
+        return device_slug(self)
 
     def identity(self) -> dict[str, Any]:
         """What must match for two timings to be comparable."""
@@ -205,6 +208,47 @@ def detect_device(device: str = "cpu", threads: int | None = None) -> DeviceInfo
             "host_cpu": cpu_model(),
         },
     )
+
+
+def is_cuda(device: str) -> bool:
+    return str(device).strip().lower().startswith("cuda")
+
+
+def gpu_model(device: str = "cuda") -> tuple[str, str] | None:
+    """The GPU model of a ``cuda``/``cuda:N`` device and its compute capability, via torch (None
+    without a CUDA torch: a deployed engine-only demo names its GPU from the CUDA memory adapter)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            idx = torch.device(device).index or 0
+            p = torch.cuda.get_device_properties(idx)
+            return p.name, f"{p.major}{p.minor}"
+    except Exception:  # a CPU-only torch, or no torch at all
+        pass
+    return None
+
+
+def device_name(device: str = "cpu") -> str:
+    """``"AMD EPYC (2 cores)"`` or ``"NVIDIA H100 80GB HBM3 (sm_90)"`` (``unknown GPU`` without a CUDA torch)."""
+    if is_cuda(device):
+        gpu = gpu_model(device)
+        if gpu is None:
+            return "unknown GPU"
+        return f"{gpu[0]} (sm_{gpu[1]})"
+    return f"{cpu_model()} ({os.cpu_count() or 1} cores)"
+
+
+def device_slug(device: "str | DeviceInfo" = "cpu") -> str:
+    """The folder of a device under ``engines/``: its model name, slugified (``amd-epyc``,
+    ``nvidia-h100-80gb-hbm3``). One folder per machine for LUTs and exports alike; ``device`` is a
+    device string (``cpu``, ``cuda:N``) or a :class:`DeviceInfo` from :func:`detect_device`."""
+    if isinstance(device, DeviceInfo):
+        return slugify(device.name)
+    if is_cuda(device):
+        gpu = gpu_model(device)
+        return slugify(gpu[0] if gpu else "unknown GPU")
+    return slugify(cpu_model())
 
 
 F = TypeVar("F", bound=Callable[..., Any])

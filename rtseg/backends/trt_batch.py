@@ -137,7 +137,7 @@ def plan_chunks(io_bytes: Sequence[int], max_count: int = DEFAULT_BATCH, max_byt
 
 def export_merged(modules: Sequence[Any], inputs: Sequence[tuple[Any, ...]], path: str | Path, opset: int | None = None,
                   device: str = "cpu") -> Path:
-    """Export every module (fp32, with its example inputs) through :func:`rtseg.export.onnx.export_onnx`,
+    """Export every module (fp32, with its example inputs) through :func:`rtseg.backends.onnx_export.export_onnx`,
     the exporter every other rtseg graph comes from, and write the merged graph to ``path``.
 
     ``device`` is where the tracer runs the modules: tracing runs each forward once at its real
@@ -146,7 +146,7 @@ def export_merged(modules: Sequence[Any], inputs: Sequence[tuple[Any, ...]], pat
     same (the exporter copies the weights to the host). A failure there falls back to the CPU."""
     import onnx
 
-    from rtseg.export.onnx import DEFAULT_OPSET, export_onnx
+    from rtseg.backends.onnx_export import DEFAULT_OPSET, export_onnx
 
     path = Path(path)
     models = []
@@ -199,8 +199,8 @@ class SubgraphEngine:  # pragma: no cover - needs TensorRT and a GPU
         import numpy as np
         import onnx
 
-        from rtseg.export.tensorrt import build_engine, import_tensorrt
-        from rtseg.runtime.tensorrt import TensorRTRunner
+        from rtseg.backends.tensorrt_build import build_engine, import_tensorrt
+        from rtseg.backends.tensorrt import TensorRTRunner
 
         trt = import_tensorrt()
         self.n = n
@@ -226,11 +226,11 @@ class SubgraphEngine:  # pragma: no cover - needs TensorRT and a GPU
         for i, (in_names, _) in enumerate(names):
             for name, t in zip(in_names, self._inputs[i]):
                 feed[name] = t.detach().float().cpu().numpy().astype(np.float32)
-        self.runner.infer(*(feed[name] for name in self.runner.inputs))  # uploads every input once
+        self.runner.upload(*(feed[name] for name in self.runner.inputs))  # every input once
         self.profiler.pop()
 
     def _execute(self) -> dict[str, float]:
-        self.runner._execute()
+        self.runner.execute()
         if self._deferred:
             self.runner.context.report_to_profiler()
         return self.profiler.pop()

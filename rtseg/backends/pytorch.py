@@ -1,7 +1,7 @@
 """PyTorch runner: CPU or CUDA, FP32 or FP16, optionally replayed as a CUDA graph.
 
 On CUDA, :meth:`TorchRunner.benchmark` times the network only (the input already on the GPU, CUDA
-events around each call through :func:`rtseg.latency.timing.time_fn`), the way the LUT profiler
+events around each call through :func:`rtseg.backends.timing.time_fn`), the way the LUT profiler
 times operators; :meth:`infer` includes the host copies and is what the demo calls. CUDA graphs
 (static shapes only) capture the whole forward once and replay it, which removes the per-kernel
 launch overhead that dominates small real-time nets at batch 1.
@@ -9,18 +9,35 @@ launch overhead that dominates small real-time nets at batch 1.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
-from rtseg.latency.timing import TimingStats, time_fn
-from rtseg.runtime.base import Runner, RunnerInfo
-from rtseg.runtime.device import device_name, is_cuda
+from rtseg.backends.timing import TimingStats, time_fn
+from rtseg.backends.runner import Runner, RunnerInfo
+from rtseg.backends.device import device_name, is_cuda
 
 PRECISIONS = ("fp32", "fp16")
+
+
+def place(module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]], device: str, dtype: torch.dtype,
+          channels_last: bool = False) -> tuple[nn.Module, list[tuple[torch.Tensor, ...]]]:
+    """``module`` in eval mode and ``input_sets`` on the device, in the dtype (and, with
+    ``channels_last``, the NHWC memory format cuDNN's tensor-core kernels prefer) this backend runs
+    them in: once, before anything is timed. The runner places its network this way and the
+    latency timer of this backend its operators."""
+    module = module.eval().to(device, dtype=dtype)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(device, dtype=dtype)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
+
+    return module, [tuple(move(t) for t in s) for s in input_sets]
 
 
 class TorchRunner(Runner):
@@ -51,7 +68,7 @@ class TorchRunner(Runner):
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         if cuda:
             torch.backends.cudnn.benchmark = True
-        self.module = module.eval().to(self.device, self.dtype)
+        self.module, _ = place(module, [], str(self.device), self.dtype)
         self.cuda = cuda
         self._graph: Any = None
         self._static_in: torch.Tensor | None = None
@@ -74,6 +91,14 @@ class TorchRunner(Runner):
         )
         if cuda_graphs:
             self._capture()
+
+    @classmethod
+    def open(cls, artifact: Any, *, input_hw: tuple[int, int] | None, batch: int, device: str, precision: str | None,
+             threads: int | None, cuda_graphs: bool, memory: str | None, num_classes: int | None,
+             extra: dict[str, Any]) -> "TorchRunner":
+        assert input_hw is not None
+        return cls(artifact, input_hw, batch, device=device, precision=precision or "fp32", cuda_graphs=cuda_graphs,
+                   num_classes=num_classes, threads=threads, extra=extra)
 
     # -- device-side forward --------------------------------------------------------------------
     @torch.no_grad()

@@ -1,6 +1,6 @@
 """ONNX Runtime runner (CPU provider, or CUDA where onnxruntime-gpu provides it).
 
-Sessions come from :func:`rtseg.runtime.ort_session.make_session`, the same factory the LUT profiler
+Sessions come from :func:`rtseg.backends.ort_session.make_session`, the same factory the LUT profiler
 uses, so a network is timed with the graph optimizations and threads its operators were timed with.
 The model's input shape is checked against the batch a caller sends, so a wrong input size is a
 one-line error rather than an ONNX Runtime stack trace.
@@ -9,14 +9,14 @@ one-line error rather than an ONNX Runtime stack trace.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from rtseg.errors import RtsegError
-from rtseg.runtime.base import Runner, RunnerInfo
-from rtseg.runtime.device import device_name, is_cuda
-from rtseg.runtime.ort_session import make_session
+from rtseg.backends.runner import Runner, RunnerInfo
+from rtseg.backends.device import device_name, is_cuda
+from rtseg.backends.ort_session import make_session
 
 _ORT_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -72,6 +72,13 @@ class OrtRunner(Runner):
                    **(extra or {})},
         )
 
+    @classmethod
+    def open(cls, artifact: Any, *, input_hw: tuple[int, int] | None, batch: int, device: str, precision: str | None,
+             threads: int | None, cuda_graphs: bool, memory: str | None, num_classes: int | None,
+             extra: dict[str, Any]) -> "OrtRunner":
+        return cls(artifact, input_hw=input_hw, batch=batch, device=device, threads=threads, precision=precision,
+                   num_classes=num_classes, extra=extra)
+
     @staticmethod
     def _fix(dim: Any, want: int | None, what: str) -> int:
         if isinstance(dim, int):
@@ -103,10 +110,39 @@ def _has_fp16(model: str | Path | bytes) -> bool:
     """Whether the model computes in FP16 (its I/O may still be FP32: keep_io_types)."""
     import onnx
 
-    from rtseg.export.fp16 import is_fp16_onnx  # not export.onnx, which imports torch
+    from rtseg.backends.onnx_fp16 import is_fp16_onnx  # not export.onnx, which imports torch
 
     try:
         m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
     except Exception:  # make_session already accepted it; precision is only informational
         return False
     return is_fp16_onnx(m)
+
+
+def session_calls(session: Any, feeds: list[dict[str, np.ndarray]], device: str) -> tuple[Callable[..., Any], list[tuple[Any, ...]], list[Any]]:
+    """``(fn, args, keep)``: ``fn(*args[i])`` runs ``session`` on ``feeds[i]`` with nothing but the
+    run itself to wait for. On the CPU that is ``session.run``; on CUDA the inputs are uploaded once
+    and the inputs and outputs bound to device memory (I/O binding), so no host copy is timed.
+    ``Run`` returns when the work is done, so a host clock times either. ``keep`` holds what must
+    live as long as the calls (the bindings). The latency timer of this backend times these calls."""
+    if not is_cuda(device):
+        def run(feed: dict[str, Any]) -> Any:
+            return session.run(None, feed)
+
+        return run, [(f,) for f in feeds], []
+    import onnxruntime as ort
+
+    idx = int(str(device).split(":")[1]) if ":" in str(device) else 0
+    bindings = []
+    for feed in feeds:
+        b = session.io_binding()
+        for n, a in feed.items():
+            b.bind_ortvalue_input(n, ort.OrtValue.ortvalue_from_numpy(a, "cuda", idx))
+        for o in session.get_outputs():
+            b.bind_output(o.name, "cuda", idx)
+        bindings.append(b)
+
+    def run_bound(b: Any) -> Any:
+        return session.run_with_iobinding(b)
+
+    return run_bound, [(b,) for b in bindings], [bindings]

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from rtseg.errors import RtsegError
-from rtseg.export.metadata import read_metadata
-from rtseg.export.tensorrt import import_tensorrt
-from rtseg.latency.timing import TimingStats, time_fn
-from rtseg.runtime.base import Runner, RunnerInfo
-from rtseg.runtime.cuda_memory import CudaMemory, open_cuda_memory
+from rtseg.backends.metadata import read_metadata
+from rtseg.backends.tensorrt_build import import_tensorrt
+from rtseg.backends.timing import TimingStats, time_fn
+from rtseg.backends.runner import Runner, RunnerInfo
+from rtseg.backends.cuda_memory import CudaMemory, open_cuda_memory
 
 
 def check_engine_compat(meta: dict[str, Any] | None, trt_version: str, gpu: dict[str, Any] | None, path: Path) -> None:
@@ -137,13 +137,21 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
                    "data_info": (meta or {}).get("data_info"), **(extra or {})},
         )
 
-    def _execute(self) -> None:
+    @classmethod
+    def open(cls, artifact: Any, *, input_hw: tuple[int, int] | None, batch: int, device: str, precision: str | None,
+             threads: int | None, cuda_graphs: bool, memory: str | None, num_classes: int | None,
+             extra: dict[str, Any]) -> "TensorRTRunner":
+        return cls(artifact, input_hw=input_hw, batch=batch, memory=memory, device=device, extra=extra)
+
+    def execute(self) -> None:
+        """One run on the inputs already on the device (enqueue + stream sync, no host copies): what
+        :meth:`benchmark` and the latency timers time once :meth:`upload` has placed the inputs."""
         if not self.context.execute_async_v3(self.mem.stream):
             raise RtsegError("TensorRT execution failed (see the TensorRT messages above)")
         self.mem.synchronize()
 
-    def infer(self, batch: np.ndarray, *more: np.ndarray) -> np.ndarray:
-        """H2D, execute, D2H: inputs in the engine's input order (one image batch for a model)."""
+    def upload(self, batch: np.ndarray, *more: np.ndarray) -> None:
+        """Copy inputs (in the engine's input order) to the device, where :meth:`execute` reads them."""
         arrays = (batch, *more)
         if len(arrays) != len(self.inputs):
             raise RtsegError(f"the engine takes {len(self.inputs)} inputs, got {len(arrays)}")
@@ -153,6 +161,10 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
             host = self.host_in[name]
             np.copyto(host, x, casting="unsafe")
             self.mem.htod(self.buffers[name], host)
+
+    def infer(self, batch: np.ndarray, *more: np.ndarray) -> np.ndarray:
+        """H2D, execute, D2H: inputs in the engine's input order (one image batch for a model)."""
+        self.upload(batch, *more)
         if not self.context.execute_async_v3(self.mem.stream):
             raise RtsegError("TensorRT execution failed (see the TensorRT messages above)")
         self.mem.dtoh(self.host_out, self.buffers[self.output_name])
@@ -162,7 +174,7 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
     def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
         rng = np.random.default_rng(0)
         self.infer(*(rng.standard_normal(self.in_shapes[n]).astype(np.float32) for n in self.inputs))
-        return time_fn(self._execute, [()], warmup=warmup, repeats=iters, device="cpu")
+        return time_fn(self.execute, [()], warmup=warmup, repeats=iters, device="cpu")
 
     def close(self) -> None:
         for ptr in self.buffers.values():

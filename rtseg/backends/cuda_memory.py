@@ -16,11 +16,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from rtseg.backends import TABLE
 from rtseg.errors import MissingDependencyError, RtsegError
 
 BACKENDS = ("cuda-python", "pycuda")
 ENV_VAR = "RTSEG_CUDA_MEMORY"
-INSTALL_HINT = "pip install 'rtseg[trt]' on the GPU machine (it brings cuda-python; pip install pycuda works too)"
+INSTALL_HINT = f"{TABLE['tensorrt'].install} (it brings cuda-python; pip install pycuda works too)"
 
 
 def available_backends() -> list[str]:
