@@ -133,3 +133,22 @@ def test_oneshot_then_proxy_seeds_the_proxy_with_the_oneshot_finalists(lut_path,
     assert [json.loads(r["key"]) for r in evolved if r["origin"] == "seed"] == [a.genotype for a in finalists]
     assert rtseg.load_arch(tmp_path / "run" / "arch.json").genotype == res.arch.genotype
     assert json.loads((tmp_path / "run" / "search.json").read_text())["strategy"] == "one-shot then proxy evolution"
+
+
+@pytest.mark.slow
+def test_cli_search_strategy_oneshot_and_its_refusals(cli, lut_path, tmp_path):
+    target = _target(lut_path)
+    common = ["search", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}", "--epochs", "1",
+              "--train-len", "8", "--batch", "4", "--band-low", "0.8", "--no-verify"]
+    r = cli(*common, "--strategy", "oneshot", "--evaluations", "4", "--out", tmp_path / "os", "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["strategy"] == "one-shot evolution" and summary["evaluations"] == 4
+    assert 0.8 * target <= load_lut(lut_path).predict(rtseg.load_arch(tmp_path / "os" / "arch.json"), H, W).total_ms <= target
+    for extra, words in ((["--strategy", "oneshot", "--flops-g", "1"], "--flops-g"),
+                         (["--strategy", "oneshot", "--seed-arch", "baseline1"], "--seed-arch starts a proxy"),
+                         (["--strategy", "annealing"], "unknown --strategy"),
+                         (["--jobs", "2"], "belong to the evolution strategies"),
+                         (["--strategy", "proxy", "--band-low", "1.5"], "--band-low")):
+        r = cli(*common, *extra, "--out", tmp_path / "bad")
+        assert r.exit_code != 0 and words in r.output and "Traceback" not in r.output, (extra, r.output)

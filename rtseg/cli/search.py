@@ -10,6 +10,7 @@ from rich.table import Table
 
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
+from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
 
 
@@ -39,10 +40,24 @@ def search(
     resume: bool = typer.Option(False, help="Continue an interrupted search in --out (refused if any setting but --epochs, --minutes, --workers, --device, --force or --no-verify differs)."),
     force: bool = typer.Option(False, help="Use a LUT whose provenance does not match."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip measuring the decoded net end to end."),
+    strategy: str = typer.Option("gradient", help="How archs are judged: gradient (the differentiable search), oneshot (a supernet trained on in-band paths, then evolution scored by its weights), proxy (evolution scored by short training runs), oneshot+proxy (the proxy evolution started from the one-shot finalists). ssr only; see search/README.md for what each measured."),
+    seed_arch: Optional[list[str]] = typer.Option(None, "--seed-arch", help="proxy, oneshot+proxy: an arch (JSON file or built-in name) the evolution starts from, e.g. `rtseg arch scale baseline1 --latency-ms T`; repeatable."),
+    evaluations: Optional[int] = typer.Option(None, help="oneshot, proxy: archs the evolution scores [default: 96 for oneshot, 14 for proxy].", callback=P.COUNT),
+    band_low: float = typer.Option(0.9, "--band-low", help="oneshot, proxy: every evolved arch's predicted latency lies in [band-low x T, T].", callback=P.number(0, 1, lo_open=True)),
+    jobs: int = typer.Option(1, help="proxy: proxy trainings at a time, one CPU thread each.", callback=P.COUNT),
     out: Path = typer.Option(Path("runs/search"), help="Run folder.", callback=P.output_dir),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Search the space for the most accurate net whose measured-cost latency fits the budget."""
+    if strategy != "gradient":
+        _evolution_search(strategy=strategy, space=space, space_opt=space_opt, flops_g=flops_g, reg=reg, no_shrink=no_shrink,
+                          single_path=single_path, lut=lut, latency_ms=latency_ms, data=data, input=input, epochs=epochs,
+                          batch=batch, w_lr=w_lr, train_len=train_len, minutes=minutes, device=device, seed=seed, workers=workers,
+                          resume=resume, no_verify=no_verify, seed_arch=seed_arch or [], evaluations=evaluations,
+                          band_low=band_low, jobs=jobs, out=out, json_out=json_out)
+        return
+    if seed_arch or evaluations is not None or jobs != 1:
+        raise RtsegError("--seed-arch, --evaluations and --jobs belong to the evolution strategies (--strategy oneshot, proxy, oneshot+proxy)")
     from rtseg.search import SearchConfig, run_search
     from rtseg.spaces import get_space, parse_space_options
 
@@ -87,4 +102,62 @@ def search(
     t.add_row("wall time", f"{s['wall_time_s']:.0f} s")
     if s["world_size"] > 1:
         t.add_row("processes", f"{s['world_size']} ({'replicas identical' if s['ranks_agree'] else 'REPLICAS DIFFER'})")
+    console.print(t)
+
+
+#: Search strategies besides the differentiable one, and the library function each runs.
+EVOLUTION_STRATEGIES = ("oneshot", "proxy", "oneshot+proxy")
+
+
+def _evolution_search(*, strategy: str, space: str, space_opt: Optional[list[str]], flops_g: Optional[float], reg: Optional[str],
+                      no_shrink: bool, single_path: bool, lut: Path, latency_ms: float, data: str, input: str, epochs: int,
+                      batch: int, w_lr: float, train_len: Optional[int], minutes: Optional[float], device: str, seed: int,
+                      workers: int, resume: bool, no_verify: bool, seed_arch: list[str], evaluations: Optional[int],
+                      band_low: float, jobs: int, out: Path, json_out: bool) -> None:
+    """``rtseg search --strategy oneshot|proxy|oneshot+proxy``: the evolution searches of
+    :mod:`rtseg.search.oneshot` and :mod:`rtseg.search.proxy`."""
+    from rtseg.reporting import reporter_for
+    from rtseg.search.oneshot import OneShotConfig, run_oneshot
+    from rtseg.search.proxy import ProxyConfig, run_oneshot_then_proxy, run_proxy
+
+    if strategy not in EVOLUTION_STRATEGIES:
+        raise RtsegError(f"unknown --strategy {strategy!r}: choose gradient, {', '.join(EVOLUTION_STRATEGIES)}")
+    unused = [flag for flag, used in (("--flops-g", flops_g is not None), ("--reg", reg is not None), ("--no-shrink", no_shrink),
+                                      ("--single-path", single_path), ("--space-opt", bool(space_opt))) if used]
+    if space != "ssr" or unused:
+        raise RtsegError(f"--strategy {strategy} searches the ssr space by LUT latency alone; drop "
+                         + (", ".join(unused) if unused else f"--space {space}") + " or use --strategy gradient")
+    if seed_arch and strategy == "oneshot":
+        raise RtsegError("--seed-arch starts a proxy evolution: use --strategy proxy or oneshot+proxy")
+    hw = parse_hw(input, 16)
+    band = (band_low, 1.0)
+    reporter = reporter_for(not json_out, console)
+    ocfg = OneShotConfig(lut=str(lut), latency_ms=latency_ms, data=data, input_hw=hw, band=band, epochs=epochs, batch=batch,
+                         train_len=train_len or 256, w_lr=w_lr, evaluations=evaluations or 96, minutes=minutes, seed=seed,
+                         workers=workers, device=device, verify_latency=not no_verify)
+    pcfg = ProxyConfig(lut=str(lut), latency_ms=latency_ms, data=data, input_hw=hw, band=band, evaluations=evaluations or 14,
+                       seed_archs=list(seed_arch), seed=seed, jobs=jobs, device=device, verify_latency=not no_verify)
+    if strategy == "oneshot":
+        s = run_oneshot(ocfg, out, resume=resume, reporter=reporter).summary
+    elif strategy == "proxy":
+        s = run_proxy(pcfg, out, resume=resume, reporter=reporter).summary
+    else:
+        s = run_oneshot_then_proxy(ocfg, pcfg, out, resume=resume, reporter=reporter).summary
+    if json_out:
+        print_json(s)
+        return
+    t = Table(title=f"search result ({s['strategy']}): {out / 'arch.json'}")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("budget T", f"{s['target_latency_ms']:.3f} ms")
+    t.add_row("predicted latency (LUT)", f"{s['predicted_latency_ms']:.3f} ms ({s['predicted_over_target']:.1%} of T)")
+    if s.get("measured_latency_ms") is not None:
+        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)")
+    elif s.get("measured_note"):
+        t.add_row("measured latency", s["measured_note"])
+    score = s.get("proxy_score", s.get("oneshot_score"))
+    t.add_row("score of the chosen arch", f"{score:.3f} mIoU ({'proxy training' if 'proxy_score' in s else 'one-shot weights'})")
+    t.add_row("archs scored / generations", f"{s['evaluations']} / {s['generations']}")
+    t.add_row("FLOPs", f"{s['flops'] / 1e9:.3f} G multiply-adds")
+    t.add_row("wall time", f"{s['wall_time_s']:.0f} s")
     console.print(t)
