@@ -43,6 +43,7 @@ def search(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Search the space for the most accurate net whose measured-cost latency fits the budget."""
+    from rtseg.reporting import reporter_for
     from rtseg.search import SearchConfig, run_search
     from rtseg.spaces import get_space, parse_space_options
 
@@ -56,7 +57,7 @@ def search(
 
     main = True
     try:
-        result = run_search(cfg, out, resume=resume, progress=not json_out)
+        result = run_search(cfg, out, resume=resume, reporter=reporter_for(not json_out, console))
         main = dist.is_main()
     finally:
         dist.cleanup()
