@@ -161,7 +161,9 @@ def test_supernet_trains_and_separates_arch_and_weight_params(name):
     assert arch_ids and not arch_ids & {id(p) for p in sn.weight_parameters()}
     assert {d.level for d in sn.decisions()} >= set(sn.levels_to_shrink())
     sn.train()
-    sn(torch.randn(2, 3, 64, 64)).logsumexp(1).mean().backward()
+    loss = sn(torch.randn(2, 3, 64, 64)).logsumexp(1).mean()
+    (loss + sum(sn.regularization().values())).backward()
+    # every decision that can still change the net gets a gradient (from the loss or the supernet's own terms)
     assert all(d.alpha.grad is not None for d in sn.active_decisions())
     for d in sn.decisions():
         p = sn.probs(d.name).detach()
