@@ -29,8 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from rtseg.arch import load_arch
+from rtseg.data import dataset_info
 from rtseg.errors import RtsegError
+from rtseg.export.pipeline import export_model
+from rtseg.export.profiles import ExportOptions
 from rtseg.io import atomic_write_json, atomic_write_text, read_json
+from rtseg.latency.lut import load_lut
+from rtseg.latency.profile import profile_ops
+from rtseg.latency.validate import validate_lut
+from rtseg.reporting import Reporter, SilentReporter
+from rtseg.runtime import load_runner
+from rtseg.runtime.bench import run_bench
+from rtseg.search import SearchConfig, run_search
+from rtseg.spaces import get_space
+from rtseg.train import TrainConfig, train
+from rtseg.video import DemoOptions, model_meta, open_source, render_synthetic_video, run_demo
 
 #: The quickstart's input size: small enough for a CPU, large enough for the 1/8 stage to see context.
 QUICK_HW = (64, 128)
@@ -64,144 +80,156 @@ def _share(cfg: QuickstartConfig, fraction: float, floor: float = 0.25) -> float
     return max(floor, cfg.minutes * fraction)
 
 
-def run_quickstart(cfg: QuickstartConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage into ``cfg.out`` and return the report's data (also written as report.json)."""
-    import torch
+#: The stages in order: each a function of the run's :class:`_Quick` returning its summary.
+STAGES = ("profile", "validate", "search", "train", "export", "bench", "demo")
 
-    from rtseg.arch import load_arch
 
+@dataclass
+class _Quick:
+    """What every stage reads: the config, the run folder, the input size, the dataset's classes and the reporter."""
+
+    cfg: QuickstartConfig
+    out: Path
+    num_classes: int
+    reporter: Reporter
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.cfg.input_hw
+
+    @property
+    def lut_path(self) -> Path:
+        return self.out / "lut.json"
+
+
+def run_quickstart(cfg: QuickstartConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run every stage into ``cfg.out`` and return the report's data (also written as report.json).
+
+    ``reporter`` shows each stage's progress and one line per stage (default: silence)."""
+    reporter = reporter or SilentReporter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    h, w = cfg.input_hw
     state_path = out / "quickstart.json"
     state: dict[str, Any] = read_json(state_path, "quickstart state") if cfg.resume and state_path.exists() else {}
     stages: dict[str, Any] = state.setdefault("stages", {})
-
-    def stage(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    q = _Quick(cfg, out, dataset_info("synthetic").num_classes, reporter)
+    for name in STAGES:
         if name in stages:
-            say(f"[{name}] done before, kept (delete {state_path} to redo)")
-            return stages[name]
-        say(f"[{name}] ...")
+            reporter.message(f"\\[{name}] done before, kept (delete {state_path} to redo)")
+            continue
+        reporter.message(f"\\[{name}] ...")
         t0 = time.monotonic()
-        result = fn()
+        result = _STAGE_FUNCS[name](q)
         result["seconds"] = round(time.monotonic() - t0, 1)
         stages[name] = result
         atomic_write_json(state_path, state)
-        say(f"[{name}] {result['seconds']:.0f} s")
-        return result
-
-    from rtseg.data import dataset_info
-
-    info = dataset_info("synthetic")
-    lut_path = out / "lut.json"
-
-    def profile() -> dict[str, Any]:
-        from rtseg.latency.lut import load_lut
-        from rtseg.latency.profile import profile_ops
-
-        # fewer repeats than the command's defaults: the whole space must fit in about a minute
-        profile_ops("ssr", h, w, cfg.backend, cfg.device, "fp32", warmup=min(2, cfg.profile_repeats), repeats=cfg.profile_repeats,
-                    min_time_s=0.0, max_repeats=3 * cfg.profile_repeats,
-                    num_classes=info.num_classes, heads=["classifier"], out_path=lut_path, progress=True, threads=1)
-        lut = load_lut(lut_path)
-        return {"lut": str(lut_path), "entries": len(lut.entries), "device": lut.provenance["device"].get("name"), "backend": lut.backend,
-                "constant_ms": lut.constant_ms}
-
-    def validate() -> dict[str, Any]:
-        from rtseg.latency.validate import validate_lut
-
-        repeats = max(3 * cfg.profile_repeats, 5)
-        res = validate_lut(lut_path, samples=cfg.validate_samples, seed=cfg.seed, warmup=3, repeats=repeats,
-                           rounds=min(5, repeats), plot=out / "lut_validation.png", progress=False)
-        return {"mape": res.mape, "within_10pct": res.within_10pct, "kendall_tau": res.kendall_tau, "samples": res.samples,
-                "speed_corrected": res.speed_corrected, "uncorrected": res.uncorrected, "corrected": res.corrected,
-                "round_agreement": res.round_agreement, "plot": "lut_validation.png"}
-
-    def search() -> dict[str, Any]:
-        from rtseg.latency.lut import load_lut
-        from rtseg.search import SearchConfig, run_search
-
-        lut = load_lut(lut_path)
-        base = load_arch("baseline1").with_(num_classes=info.num_classes)
-        from rtseg.spaces import get_space
-
-        base_ms = lut.predict(base, h, w).total_ms
-        cheapest_ms = lut.predict(get_space("ssr").cheapest_arch(lut.cost, h, w, info.num_classes), h, w).total_ms
-        # a fraction of baseline1, but never below halfway from the cheapest arch (at small inputs the
-        # fixed parts dominate and a plain fraction can be infeasible)
-        target = max(cfg.budget_fraction * base_ms, 0.5 * (cheapest_ms + base_ms))
-        scfg = SearchConfig(space="ssr", lut=str(lut_path), latency_ms=target, input_hw=(h, w), epochs=30, batch=4,
-                            train_len=96, val_len=16, minutes=_share(cfg, 0.25), seed=cfg.seed, device=cfg.device)
-        res = run_search(scfg, out / "search", resume=(out / "search" / "state.pt").exists(), progress=True)
-        s = dict(res.summary)
-        s["baseline1_predicted_ms"] = lut.predict(base, h, w).total_ms
-        return s
-
-    def train_stage() -> dict[str, Any]:
-        from rtseg.train import TrainConfig, train
-
-        tcfg = TrainConfig(epochs=100, batch=8, minutes=_share(cfg, 0.3), train_len=400, val_len=48, seed=cfg.seed,
-                           device=cfg.device, resume=(out / "train" / "last.pt").exists())
-        s = train(out / "search" / "arch.json", "synthetic", (h, w), tcfg, out / "train")
-        return {k: s[k] for k in ("best_miou", "best_epoch", "epochs", "steps", "train_img_per_s", "stopped_by") if k in s}
-
-    def export_stage() -> dict[str, Any]:
-        from rtseg.export.pipeline import export_model
-        from rtseg.export.profiles import ExportOptions
-
-        trt = _tensorrt_importable()
-        res = export_model(str(out / "train" / "best.pt"),
-                           ExportOptions(input_hw=(h, w), fp16=True, trt=trt and torch.cuda.is_available(), out_dir=out / "export"))
-        d = res.to_dict()
-        if not trt:
-            d["notes"] = list(d.get("notes", [])) + ["TensorRT not importable here: engine skipped (pip install 'rtseg[trt]' on a GPU)"]
-        return d
-
-    def bench_stage() -> dict[str, Any]:
-        from rtseg.runtime.bench import run_bench
-
-        rep = run_bench([str(out / "export" / "model.onnx"), "baseline1"], ["torch", "onnxruntime"], input_hw=(h, w),
-                        warmup=5, iters=30, device=cfg.device, threads=1)
-        return rep.to_dict()
-
-    def demo_stage() -> dict[str, Any]:
-        from rtseg.runtime import load_runner
-        from rtseg.video import DemoOptions, model_meta, open_source, render_synthetic_video, run_demo
-
-        deployed = out / "train" / "best.pt" if cfg.backend == "torch" else out / "export" / "model.onnx"
-        runner = load_runner(str(deployed), backend=cfg.backend, device=cfg.device, threads=1)
-        try:
-            meta = model_meta(runner, name="quickstart model")
-            # The street scene is rendered to a file first and replayed: rendered live, in the capture
-            # thread, it costs more per frame than the network and would be what the figure measured.
-            t0 = time.monotonic()
-            clip = render_synthetic_video(out / DEMO_INPUT, cfg.demo_frames, (2 * h, 2 * w), seed=cfg.seed + 7)
-            render_s = time.monotonic() - t0
-            video = out / "demo.mp4"
-            res = run_demo(open_source(str(out / DEMO_INPUT)), runner, meta,
-                           DemoOptions(save=video, max_frames=cfg.demo_frames, baseline_iters=30), model_name="quickstart")
-        finally:
-            runner.close()
-        frames = _grab_frames(video, out, n=3)
-        rec = dict(res.record)
-        rec["video"] = video.name
-        rec["overlay_frames"] = [f.name for f in frames]
-        rec["input_video"] = {"path": DEMO_INPUT, "rendered_from": f"synthetic street scene, seed {cfg.seed + 7}",
-                              "frames": clip.frames_read_back, "size_hw": list(clip.size_hw), "codec": clip.codec,
-                              "fps": clip.fps, "render_s": round(render_s, 2)}
-        return rec
-
-    stage("profile", profile)
-    stage("validate", validate)
-    stage("search", search)
-    stage("train", train_stage)
-    stage("export", export_stage)
-    stage("bench", bench_stage)
-    stage("demo", demo_stage)
+        reporter.message(f"\\[{name}] {result['seconds']:.0f} s")
     report = write_report(out, state)
     state["report"] = str(report)
     atomic_write_json(state_path, state)
     return state
+
+
+def _profile_stage(q: _Quick) -> dict[str, Any]:
+    """profile-ops on the deploy runtime, one thread, fewer repeats than the command's defaults (the
+    whole space must fit in about a minute)."""
+    cfg, (h, w) = q.cfg, q.hw
+    profile_ops("ssr", h, w, cfg.backend, cfg.device, "fp32", warmup=min(2, cfg.profile_repeats), repeats=cfg.profile_repeats,
+                min_time_s=0.0, max_repeats=3 * cfg.profile_repeats,
+                num_classes=q.num_classes, heads=["classifier"], out_path=q.lut_path, progress=True, threads=1)
+    lut = load_lut(q.lut_path)
+    return {"lut": str(q.lut_path), "entries": len(lut.entries), "device": lut.provenance["device"].get("name"), "backend": lut.backend,
+            "constant_ms": lut.constant_ms}
+
+
+def _validate_stage(q: _Quick) -> dict[str, Any]:
+    """Predicted against measured end-to-end latency of random archs."""
+    cfg = q.cfg
+    repeats = max(3 * cfg.profile_repeats, 5)
+    res = validate_lut(q.lut_path, samples=cfg.validate_samples, seed=cfg.seed, warmup=3, repeats=repeats,
+                       rounds=min(5, repeats), plot=q.out / "lut_validation.png", progress=False)
+    return {"mape": res.mape, "within_10pct": res.within_10pct, "kendall_tau": res.kendall_tau, "samples": res.samples,
+            "speed_corrected": res.speed_corrected, "uncorrected": res.uncorrected, "corrected": res.corrected,
+            "round_agreement": res.round_agreement, "plot": "lut_validation.png"}
+
+
+def _search_stage(q: _Quick) -> dict[str, Any]:
+    """A latency-constrained search at a budget between the cheapest arch and baseline1."""
+    cfg, (h, w), out = q.cfg, q.hw, q.out
+    lut = load_lut(q.lut_path)
+    base = load_arch("baseline1").with_(num_classes=q.num_classes)
+    base_ms = lut.predict(base, h, w).total_ms
+    cheapest_ms = lut.predict(get_space("ssr").cheapest_arch(lut.cost, h, w, q.num_classes), h, w).total_ms
+    # a fraction of baseline1, but never below halfway from the cheapest arch (at small inputs the
+    # fixed parts dominate and a plain fraction can be infeasible)
+    target = max(cfg.budget_fraction * base_ms, 0.5 * (cheapest_ms + base_ms))
+    scfg = SearchConfig(space="ssr", lut=str(q.lut_path), latency_ms=target, input_hw=(h, w), epochs=30, batch=4,
+                        train_len=96, val_len=16, minutes=_share(cfg, 0.25), seed=cfg.seed, device=cfg.device)
+    res = run_search(scfg, out / "search", resume=(out / "search" / "state.pt").exists(), reporter=q.reporter)
+    s = dict(res.summary)
+    s["baseline1_predicted_ms"] = base_ms
+    return s
+
+
+def _train_stage(q: _Quick) -> dict[str, Any]:
+    """Train the searched arch within its share of the time."""
+    cfg, out = q.cfg, q.out
+    tcfg = TrainConfig(epochs=100, batch=8, minutes=_share(cfg, 0.3), train_len=400, val_len=48, seed=cfg.seed,
+                       device=cfg.device, resume=(out / "train" / "last.pt").exists())
+    s = train(out / "search" / "arch.json", "synthetic", q.hw, tcfg, out / "train", reporter=q.reporter)
+    return {k: s[k] for k in ("best_miou", "best_epoch", "epochs", "steps", "train_img_per_s", "stopped_by") if k in s}
+
+
+def _export_stage(q: _Quick) -> dict[str, Any]:
+    """ONNX (FP16 checks), and a TensorRT engine where TensorRT and a GPU are present."""
+    out = q.out
+    trt = _tensorrt_importable()
+    res = export_model(str(out / "train" / "best.pt"),
+                       ExportOptions(input_hw=q.hw, fp16=True, trt=trt and torch.cuda.is_available(), out_dir=out / "export"))
+    d = res.to_dict()
+    if not trt:
+        d["notes"] = list(d.get("notes", [])) + ["TensorRT not importable here: engine skipped (pip install 'rtseg[trt]' on a GPU)"]
+    return d
+
+
+def _bench_stage(q: _Quick) -> dict[str, Any]:
+    """The exported net and baseline1 on torch and onnxruntime, one thread."""
+    rep = run_bench([str(q.out / "export" / "model.onnx"), "baseline1"], ["torch", "onnxruntime"], input_hw=q.hw,
+                    warmup=5, iters=30, device=q.cfg.device, threads=1)
+    return rep.to_dict()
+
+
+def _demo_stage(q: _Quick) -> dict[str, Any]:
+    """The demo on the deploy runtime, replaying the synthetic street scene rendered to a file first."""
+    cfg, out, (h, w) = q.cfg, q.out, q.hw
+    deployed = out / "train" / "best.pt" if cfg.backend == "torch" else out / "export" / "model.onnx"
+    runner = load_runner(str(deployed), backend=cfg.backend, device=cfg.device, threads=1)
+    try:
+        meta = model_meta(runner, name="quickstart model")
+        # The street scene is rendered to a file first and replayed: rendered live, in the capture
+        # thread, it costs more per frame than the network and would be what the figure measured.
+        t0 = time.monotonic()
+        clip = render_synthetic_video(out / DEMO_INPUT, cfg.demo_frames, (2 * h, 2 * w), seed=cfg.seed + 7)
+        render_s = time.monotonic() - t0
+        video = out / "demo.mp4"
+        res = run_demo(open_source(str(out / DEMO_INPUT)), runner, meta,
+                       DemoOptions(save=video, max_frames=cfg.demo_frames, baseline_iters=30), model_name="quickstart")
+    finally:
+        runner.close()
+    frames = _grab_frames(video, out, n=3)
+    rec = dict(res.record)
+    rec["video"] = video.name
+    rec["overlay_frames"] = [f.name for f in frames]
+    rec["input_video"] = {"path": DEMO_INPUT, "rendered_from": f"synthetic street scene, seed {cfg.seed + 7}",
+                          "frames": clip.frames_read_back, "size_hw": list(clip.size_hw), "codec": clip.codec,
+                          "fps": clip.fps, "render_s": round(render_s, 2)}
+    return rec
+
+
+_STAGE_FUNCS: dict[str, Callable[[_Quick], dict[str, Any]]] = {
+    "profile": _profile_stage, "validate": _validate_stage, "search": _search_stage, "train": _train_stage,
+    "export": _export_stage, "bench": _bench_stage, "demo": _demo_stage,
+}
 
 
 def _tensorrt_importable() -> bool:

@@ -1,4 +1,4 @@
-"""Training: ``rtseg train`` and the building blocks the search loop reuses.
+"""Training: ``rtseg train``, ``rtseg eval`` (:func:`evaluate_checkpoint`) and the building blocks the search loop reuses.
 
 Recipe (SSR paper, sec. 5.2, retraining): Adam with weight decay 1e-4 (learning rate: see
 :func:`default_lr`), poly learning-rate decay with power 0.9, colour jitter + random flip + random scale (0.75..1.75 of the
@@ -44,17 +44,18 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from rtseg import distributed as dist
 from rtseg.arch import Arch, build_model, load_arch
-from rtseg.checkpoint import load_checkpoint, save_checkpoint, unwrap
-from rtseg.data import DatasetInfo, PairDataset, build_dataset, parse_data_spec, split_sizes
+from rtseg.checkpoint import load_checkpoint, load_model, save_checkpoint, unwrap
+from rtseg.data import DatasetInfo, PairDataset, build_dataset, dataset_info, parse_data_spec, split_sizes
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
-from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
+from rtseg.io import atomic_save, atomic_write_json, check_same_config, parse_hw, read_json
+from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
+from rtseg.spaces import get_space
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,8 +409,9 @@ def train(
     input_hw: tuple[int, int],
     cfg: TrainConfig,
     out_dir: str | Path,
-    console: Console | None = None,
+    console: Any | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``data_spec`` at ``input_hw`` into ``out_dir``; returns the run summary.
 
@@ -418,14 +420,71 @@ def train(
     world_size, checkpoint (best.pt), last, ranks (per-rank weight digest and mIoU), ranks_agree.
     ``on_epoch(record)`` is called on every rank after each epoch's files are written (the record is
     what metrics/epoch_XXX.json holds); an exception raised there interrupts training like Ctrl-C.
+    ``reporter`` says what happens (default: rich output on ``console``, stderr if none); the
+    progress bar is drawn only with ``cfg.progress``.
     """
     cfg = cfg.resolved()
-    con = console or Console(stderr=True)
+    if reporter is None:
+        reporter = RichReporter(console)
     parse_data_spec(data_spec)
     out = Path(out_dir).expanduser()
     device = dist.init_distributed(None if cfg.device in (None, "", "auto") else str(resolve_device(cfg.device)))
     with cpu_threads(device, int(cfg.workers or 0)):
-        return _train(arch, data_spec, input_hw, cfg, out, device, con, on_epoch)
+        return _train(arch, data_spec, input_hw, cfg, out, device, reporter if dist.is_main() else SilentReporter(), on_epoch)
+
+
+@dataclass
+class _Run:
+    """What every step of one training run reads and does not change."""
+
+    cfg: TrainConfig
+    out: Path
+    data_spec: str
+    hw: tuple[int, int]
+    arch: Arch
+    info: DatasetInfo
+    train_ds: Any
+    val_ds: Any
+    device: torch.device
+    use_amp: bool
+    main: bool
+    ddp: bool
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+
+@dataclass
+class _Progress:
+    """What changes as training runs, and what ``last.pt`` records to resume it."""
+
+    epoch: int = 0  # the last finished epoch
+    step: int = 0
+    total: int = 0  # steps the poly schedule spans
+    best: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time: float = 0.0
+    train_images: int = 0
+    stopped_by: str = "epochs"
+    stop: bool = False
+    improved: bool = False  # the last validation was the best so far
+    final: dict[str, Any] | None = None
+
+
+@dataclass
+class _Model:
+    """The network (DDP-wrapped when distributed) and what updates it."""
+
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    criterion: nn.Module
 
 
 def _train(
@@ -435,289 +494,386 @@ def _train(
     cfg: TrainConfig,
     out: Path,
     device: torch.device,
-    con: Console,
+    reporter: Reporter,
     on_epoch: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
-    ddp = dist.world_size() > 1
-    main = dist.is_main()
+    """The run as its steps: open the data, read what there is to resume, build the model, then
+    per epoch train, validate and save; finally summarize."""
+    run = _open_run(arch, data_spec, input_hw, cfg, out, device, reporter)
+    run_config = _run_config(run)
+    state, resume_meta = _resume_checkpoint(run, run_config, reporter)
+    model = _build_model(run, state if resume_meta is not None else None)
+    train_loader = make_loader(run.train_ds, cfg.batch, True, cfg.workers, run.ddp, seed=cfg.seed, pin_memory=device.type == "cuda")  # type: ignore[arg-type]
+    val_loader = make_loader(run.val_ds, cfg.batch, False, cfg.workers, run.ddp, pin_memory=device.type == "cuda")  # type: ignore[arg-type]
+    steps_per_epoch = len(train_loader)
+    max_total = cfg.epochs * steps_per_epoch
+    prog, budget = _resume_progress(run, model, resume_meta, reporter)
+    if run.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", run_config)
+        (out / "metrics").mkdir(exist_ok=True)
+    prog.total = budget.total_steps(prog.step, steps_per_epoch, max_total)
+    start_epoch = prog.epoch + 1
+    prog.stop = budget.should_stop() or start_epoch > cfg.epochs
+    if prog.stop and start_epoch <= cfg.epochs:
+        prog.stopped_by = "budget"
+    _announce(run, reporter)
+    bars = reporter if cfg.progress else SilentReporter()
+    with bars.task("train", total=prog.total, completed=min(prog.step, prog.total)) as bar:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            if prog.stop:
+                break
+            stats = _train_epoch(run, model, train_loader, prog, budget, epoch, max_total, bar)
+            bar.update(description="val")
+            val = _validate(run, model, val_loader, budget)
+            bar.update(description="train")
+            rec = _record_epoch(run, prog, epoch, stats, val, budget)
+            if cfg.minutes and not prog.stop:
+                prog.total = int(dist.broadcast_object(budget.total_steps(prog.step, steps_per_epoch, max_total)))
+                bar.update(total=prog.total)
+            if run.main:
+                _save_epoch(run, model, prog, rec, budget, reporter)
+            dist.barrier()
+            if on_epoch is not None:
+                on_epoch(rec)
+            if prog.stop:
+                break
+    return _summarize(run, model, prog, budget)
 
-    def say(msg: str) -> None:
-        if main:
-            con.print(msg)
 
+def _open_run(arch: Arch | str | Path | dict, data_spec: str, input_hw: tuple[int, int], cfg: TrainConfig, out: Path,
+              device: torch.device, reporter: Reporter) -> _Run:
+    """Open both splits and fit the arch to the dataset's classes and the input size."""
     use_amp = bool(cfg.amp and device.type == "cuda")
     if cfg.amp and not use_amp:
-        say("[yellow]note:[/] --amp needs CUDA; training in float32 on the CPU")
+        reporter.message("[yellow]note:[/] --amp needs CUDA; training in float32 on the CPU")
     h, w = int(input_hw[0]), int(input_hw[1])
-
     train_ds = build_dataset(data_spec, "train", (h, w), augment=True, seed=cfg.data_seed, length=cfg.train_len)
     val_ds = build_dataset(data_spec, "val", (h, w), augment=False, seed=cfg.data_seed, length=cfg.val_len)
     info = train_ds.info
     arch_obj, note = prepare_arch(arch, info)
-    from rtseg.spaces import get_space
-
     get_space(arch_obj.space).check_input(h, w)
     if note:
-        say(f"[yellow]note:[/] {note}")
+        reporter.message(f"[yellow]note:[/] {note}")
+    return _Run(cfg, out, data_spec, (h, w), arch_obj, info, train_ds, val_ds, device, use_amp, dist.is_main(), dist.world_size() > 1)
 
-    run_config = {
+
+def _run_config(run: _Run) -> dict[str, Any]:
+    """What ``config.json`` records: what was asked and where it ran."""
+    return {
         "format": "rtseg.train_config",
         "schema_version": 1,
-        "arch": arch_obj.to_dict(),
-        "data": data_spec,
-        "input_hw": [h, w],
-        "train": asdict(cfg),
+        "arch": run.arch.to_dict(),
+        "data": run.data_spec,
+        "input_hw": list(run.hw),
+        "train": asdict(run.cfg),
         "world_size": dist.world_size(),
-        "device": str(device),
-        "machine": machine_name(device),
+        "device": str(run.device),
+        "machine": machine_name(run.device),
         "torch_version": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    resume_meta: dict[str, Any] | None = None
-    if last_path.exists() or (out / "config.json").exists():
+
+
+def _resume_checkpoint(run: _Run, run_config: dict[str, Any], reporter: Reporter) -> tuple[Any, dict[str, Any] | None]:
+    """Refuse a folder that holds another run (or this one without ``--resume``); with ``--resume``,
+    the weights and metadata of ``last.pt``."""
+    out, cfg = run.out, run.cfg
+    if run.last_path.exists() or (out / "config.json").exists():
         if not cfg.resume:
             raise RtsegError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
         if (out / "config.json").exists():
             _check_resume_config(read_json(out / "config.json", "run config"), run_config, out)
-        if last_path.exists():
-            state, resume_meta = load_checkpoint(last_path, expected_arch=arch_obj, num_classes=info.num_classes)
+        if run.last_path.exists():
+            return load_checkpoint(run.last_path, expected_arch=run.arch, num_classes=run.info.num_classes)
     elif cfg.resume:
-        say(f"[yellow]note:[/] nothing to resume in {out}; starting a new run")
+        reporter.message(f"[yellow]note:[/] nothing to resume in {out}; starting a new run")
+    return None, None
 
+
+def _build_model(run: _Run, state: Any | None) -> _Model:
+    """The seeded model (resumed weights if any), DDP-wrapped when distributed, its optimizer, loss and AMP scaler."""
+    cfg, device = run.cfg, run.device
     torch.manual_seed(cfg.seed)
-    model = build_model(arch_obj).to(device)
-    if resume_meta is not None:
+    model = build_model(run.arch).to(device)
+    if state is not None:
         model.load_state_dict(state)
-    if ddp and device.type == "cuda":
+    if run.ddp and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    net: nn.Module = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
-    optimizer = build_optimizer(net.parameters(), cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    criterion = build_loss(cfg.ohem, info.ignore_index)
+    net: nn.Module = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if run.ddp else model
+    m = _Model(net, build_optimizer(net.parameters(), cfg), torch.amp.GradScaler("cuda", enabled=run.use_amp),
+               build_loss(cfg.ohem, run.info.ignore_index))
     # augmentation is seeded per (seed, epoch, item) by the loader; torch's RNG only drives dropout etc.
     torch.manual_seed(cfg.seed * 7919 + 1 + dist.rank())
+    return m
 
-    train_loader = make_loader(train_ds, cfg.batch, True, cfg.workers, ddp, seed=cfg.seed, pin_memory=device.type == "cuda")  # type: ignore[arg-type]
-    val_loader = make_loader(val_ds, cfg.batch, False, cfg.workers, ddp, pin_memory=device.type == "cuda")  # type: ignore[arg-type]
-    steps_per_epoch = len(train_loader)
-    max_total = cfg.epochs * steps_per_epoch
 
-    start_epoch, step, best, best_epoch, history, elapsed_before, train_time, train_images = 1, 0, -1.0, 0, [], 0.0, 0.0, 0
-    if resume_meta is not None:
-        optimizer.load_state_dict(resume_meta["optimizer"])
-        if use_amp and resume_meta.get("scaler"):
-            scaler.load_state_dict(resume_meta["scaler"])
-        start_epoch = int(resume_meta["epoch"]) + 1
-        step = int(resume_meta["step"])
-        best, best_epoch = float(resume_meta.get("best_miou", -1.0)), int(resume_meta.get("best_epoch", 0))
-        history = json.loads(resume_meta.get("history", "[]"))
-        elapsed_before = float(resume_meta.get("elapsed_s", 0.0))
-        train_time = float(resume_meta.get("train_time_s", 0.0))
-        train_images = int(resume_meta.get("train_images", 0))
-        say(f"resuming {out} after epoch {start_epoch - 1} (step {step}, best mIoU {100 * max(best, 0):.2f}%)")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", run_config)
-        (out / "metrics").mkdir(exist_ok=True)
+def _resume_progress(run: _Run, model: _Model, meta: dict[str, Any] | None, reporter: Reporter) -> tuple[_Progress, _Budget]:
+    """Where the run stands: from scratch, or the optimizer, counters, history and timings of ``last.pt``."""
+    prog = _Progress()
+    if meta is None:
+        return prog, _Budget(run.cfg.minutes, 0.0)
+    model.optimizer.load_state_dict(meta["optimizer"])
+    if run.use_amp and meta.get("scaler"):
+        model.scaler.load_state_dict(meta["scaler"])
+    prog.epoch = int(meta["epoch"])
+    prog.step = int(meta["step"])
+    prog.best, prog.best_epoch = float(meta.get("best_miou", -1.0)), int(meta.get("best_epoch", 0))
+    prog.history = json.loads(meta.get("history", "[]"))
+    prog.final = prog.history[-1]["val"] if prog.history else None
+    prog.train_time = float(meta.get("train_time_s", 0.0))
+    prog.train_images = int(meta.get("train_images", 0))
+    reporter.message(f"resuming {run.out} after epoch {prog.epoch} (step {prog.step}, best mIoU {100 * max(prog.best, 0):.2f}%)")
+    budget = _Budget(run.cfg.minutes, float(meta.get("elapsed_s", 0.0)))
+    if meta.get("step_time"):
+        budget.step_time, budget.val_time = meta.get("step_time"), meta.get("val_time")
+    return prog, budget
 
-    budget = _Budget(cfg.minutes, elapsed_before)
-    if resume_meta is not None and resume_meta.get("step_time"):
-        budget.step_time, budget.val_time = resume_meta.get("step_time"), resume_meta.get("val_time")
-    total = budget.total_steps(step, steps_per_epoch, max_total)
-    stopped_by = "epochs"
-    final: dict[str, Any] | None = history[-1]["val"] if history else None
-    say(
-        f"training {arch_obj.name or 'arch'} on {info.name} ({len(train_ds)} train / {len(val_ds)} val) at {h}x{w}, "
+
+def _announce(run: _Run, reporter: Reporter) -> None:
+    cfg, (h, w) = run.cfg, run.hw
+    reporter.message(
+        f"training {run.arch.name or 'arch'} on {run.info.name} ({len(run.train_ds)} train / {len(run.val_ds)} val) at {h}x{w}, "
         f"batch {cfg.batch}x{dist.world_size()}, {cfg.optimizer} lr {cfg.lr:g}, {'OHEM' if cfg.ohem else 'CE'}, "
-        f"{device}{' AMP' if use_amp else ''}, "
+        f"{run.device}{' AMP' if run.use_amp else ''}, "
         + (f"budget {cfg.minutes:g} min (at most {cfg.epochs} epochs)" if cfg.minutes else f"{cfg.epochs} epochs")
     )
 
-    progress = _progress(con, enabled=cfg.progress and main)
-    task = progress.add_task("train", total=total, completed=min(step, total), loss=float("nan"), ips=0.0, epoch=start_epoch)
-    stop = budget.should_stop() or start_epoch > cfg.epochs
-    if stop and start_epoch <= cfg.epochs:
-        stopped_by = "budget"
-    epoch = start_epoch - 1
-    with progress:
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            if stop:
-                epoch -= 1
-                break
-            train_loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
-            net.train()
-            loss_sum, loss_n, curve, win = 0.0, 0, [], []
-            ep_images, ep_t0 = 0, time.perf_counter()
-            t_step = time.perf_counter()
-            timed_steps, timed_time, timed_images = 0, 0.0, 0
-            for i, (images, labels) in enumerate(train_loader):
-                lr = poly_lr(cfg.lr, step, total)  # type: ignore[arg-type]
-                set_lr(optimizer, lr)
-                images = images.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    logits = net(images)
-                loss = criterion(logits, labels)
-                if not torch.isfinite(loss):
-                    raise RtsegError(f"training diverged (loss {float(loss)} at step {step}); lower --lr")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                lv = float(loss.detach())
-                loss_sum += lv
-                loss_n += 1
-                win.append(lv)
-                n_img = int(images.shape[0]) * dist.world_size()
-                ep_images += n_img
-                now = time.perf_counter()
-                dt = now - t_step
-                t_step = now
-                if step > 1 and i > 0:  # the first step of an epoch pays for worker start-up
-                    timed_steps += 1
-                    timed_time += dt
-                    timed_images += n_img
-                    train_time += dt
-                    train_images += n_img
-                if len(win) >= cfg.log_every:
-                    curve.append([(i + 1) / steps_per_epoch, sum(win) / len(win)])
-                    win = []
-                # after 20 timed steps, size the poly schedule to the budget (all ranks agree)
-                if cfg.minutes and timed_steps == 20 and budget.step_time is None:
-                    budget.step_time = timed_time / timed_steps
-                    total = int(dist.broadcast_object(budget.total_steps(step, steps_per_epoch, max_total)))
-                    progress.update(task, total=total)
-                ips = timed_images / timed_time if timed_time > 0 else 0.0
-                progress.update(task, completed=min(step, total), loss=loss_sum / loss_n, ips=ips, epoch=epoch)
-                if cfg.minutes:
-                    flag = torch.tensor([1.0 if budget.should_stop() else 0.0], device=_comm_device(device))
-                    if bool(dist.all_reduce_max(flag).item()):
-                        stop, stopped_by = True, "budget"
-                        break
-            if win:
-                curve.append([min(1.0, loss_n / steps_per_epoch), sum(win) / len(win)])
-            train_loss = dist.all_reduce_sum(torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64, device=_comm_device(device)))
-            mean_loss = float(train_loss[0] / max(1.0, float(train_loss[1])))
-            ep_train_s = time.perf_counter() - ep_t0
-            if timed_steps:
-                budget.step_time = timed_time / timed_steps
-            # validation (replicas first agree on their BN statistics)
-            dist.sync_buffers(unwrap(net))
-            progress.update(task, description="val")
-            t_val = time.perf_counter()
-            val = evaluate(unwrap(net), val_loader, info.num_classes, info.ignore_index, device, amp=use_amp, class_names=info.class_names)
-            val.pop("confusion_matrix", None)
-            budget.val_time = time.perf_counter() - t_val
-            progress.update(task, description="train")
-            final = val
-            improved = val["miou"] > best
-            if improved:
-                best, best_epoch = val["miou"], epoch
-            rec = {
-                "epoch": epoch,
-                "partial": loss_n < steps_per_epoch,
-                "steps": step,
-                "lr": poly_lr(cfg.lr, step, total),  # type: ignore[arg-type]
-                "train_loss": mean_loss,
-                "train_images": ep_images,
-                "train_img_per_s": timed_images / timed_time if timed_time > 0 else None,
-                "epoch_train_s": ep_train_s,
-                "val_s": budget.val_time,
-                "elapsed_s": budget.elapsed(),
-                "val": val,
-                "loss_curve": curve,
-            }
-            history.append(rec)
-            if cfg.minutes and not stop:
-                total = int(dist.broadcast_object(budget.total_steps(step, steps_per_epoch, max_total)))
-                progress.update(task, total=total)
-            if main:
-                atomic_write_json(out / "metrics" / f"epoch_{epoch:03d}.json", rec)
-                state = {
-                    "epoch": epoch,
-                    "step": step,
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if use_amp else None,
-                    "best_miou": best,
-                    "best_epoch": best_epoch,
-                    "elapsed_s": budget.elapsed(),
-                    "train_time_s": train_time,
-                    "train_images": train_images,
-                    "step_time": budget.step_time,
-                    "val_time": budget.val_time,
-                    "history": json.dumps(history),
-                    "metrics": {k: val[k] for k in ("miou", "per_class_iou", "pixel_accuracy")},
-                    "train_config": asdict(cfg),
-                    "data_spec": data_spec,
-                }
-                save_checkpoint(last_path, net, arch_obj, info, state, input_hw=(h, w))
-                if improved:
-                    save_checkpoint(best_path, net, arch_obj, info, state, input_hw=(h, w))
-                plot_curve(history, out / "curve.png", title=f"{arch_obj.name or 'arch'} on {info.name} {h}x{w}")
-                con.print(
-                    f"epoch {epoch}: loss {mean_loss:.4f}  val mIoU {100 * val['miou']:.2f}%  pixel acc {100 * val['pixel_accuracy']:.2f}%"
-                    + ("  (best)" if improved else "")
-                    + ("  [budget reached]" if stop else ""),
-                    highlight=False,
-                )
-            dist.barrier()
-            if on_epoch is not None:
-                on_epoch(rec)
-            if stop:
-                break
 
-    ips_total = train_images / train_time if train_time > 0 else None
-    digest = weights_digest(net)
+def _train_epoch(run: _Run, model: _Model, loader: DataLoader, prog: _Progress, budget: _Budget, epoch: int, max_total: int,
+                 bar: TaskBar) -> dict[str, Any]:
+    """One pass over the training split (cut short when the time budget runs out); the poly schedule
+    is sized to the budget once 20 steps are timed. Returns the epoch's loss, curve and timings."""
+    cfg, device, net = run.cfg, run.device, model.net
+    steps_per_epoch = len(loader)
+    loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+    net.train()
+    loss_sum, loss_n, curve, win = 0.0, 0, [], []
+    ep_images, ep_t0 = 0, time.perf_counter()
+    t_step = time.perf_counter()
+    timed_steps, timed_time, timed_images = 0, 0.0, 0
+    for i, (images, labels) in enumerate(loader):
+        lv = _train_step(run, model, images, labels, poly_lr(cfg.lr, prog.step, prog.total), prog.step)  # type: ignore[arg-type]
+        prog.step += 1
+        loss_sum += lv
+        loss_n += 1
+        win.append(lv)
+        n_img = int(images.shape[0]) * dist.world_size()
+        ep_images += n_img
+        now = time.perf_counter()
+        dt = now - t_step
+        t_step = now
+        if prog.step > 1 and i > 0:  # the first step of an epoch pays for worker start-up
+            timed_steps += 1
+            timed_time += dt
+            timed_images += n_img
+            prog.train_time += dt
+            prog.train_images += n_img
+        if len(win) >= cfg.log_every:
+            curve.append([(i + 1) / steps_per_epoch, sum(win) / len(win)])
+            win = []
+        # after 20 timed steps, size the poly schedule to the budget (all ranks agree)
+        if cfg.minutes and timed_steps == 20 and budget.step_time is None:
+            budget.step_time = timed_time / timed_steps
+            prog.total = int(dist.broadcast_object(budget.total_steps(prog.step, steps_per_epoch, max_total)))
+            bar.update(total=prog.total)
+        ips = timed_images / timed_time if timed_time > 0 else 0.0
+        bar.update(completed=min(prog.step, prog.total), info=f"ep {epoch}  loss {loss_sum / loss_n:.4f}  {ips:.1f} img/s")
+        if cfg.minutes:
+            flag = torch.tensor([1.0 if budget.should_stop() else 0.0], device=_comm_device(device))
+            if bool(dist.all_reduce_max(flag).item()):
+                prog.stop, prog.stopped_by = True, "budget"
+                break
+    if win:
+        curve.append([min(1.0, loss_n / steps_per_epoch), sum(win) / len(win)])
+    train_loss = dist.all_reduce_sum(torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64, device=_comm_device(device)))
+    if timed_steps:
+        budget.step_time = timed_time / timed_steps
+    return {"mean_loss": float(train_loss[0] / max(1.0, float(train_loss[1]))), "loss_n": loss_n, "curve": curve,
+            "images": ep_images, "img_per_s": timed_images / timed_time if timed_time > 0 else None,
+            "train_s": time.perf_counter() - ep_t0, "steps_per_epoch": steps_per_epoch}
+
+
+def _train_step(run: _Run, model: _Model, images: torch.Tensor, labels: torch.Tensor, lr: float, step: int) -> float:
+    """Optimizer step number ``step`` at learning rate ``lr`` (AMP on CUDA when asked); returns the loss."""
+    set_lr(model.optimizer, lr)
+    images = images.to(run.device, non_blocking=True)
+    labels = labels.to(run.device, non_blocking=True)
+    with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.use_amp):
+        logits = model.net(images)
+    loss = model.criterion(logits, labels)
+    if not torch.isfinite(loss):
+        raise RtsegError(f"training diverged (loss {float(loss)} at step {step}); lower --lr")
+    model.optimizer.zero_grad(set_to_none=True)
+    model.scaler.scale(loss).backward()
+    model.scaler.step(model.optimizer)
+    model.scaler.update()
+    return float(loss.detach())
+
+
+def _validate(run: _Run, model: _Model, loader: DataLoader, budget: _Budget) -> dict[str, Any]:
+    """Score the model on the validation split (replicas first agree on their BN statistics); the
+    time it took sizes the budget's reserve."""
+    info = run.info
+    dist.sync_buffers(unwrap(model.net))
+    t_val = time.perf_counter()
+    val = evaluate(unwrap(model.net), loader, info.num_classes, info.ignore_index, run.device, amp=run.use_amp, class_names=info.class_names)
+    val.pop("confusion_matrix", None)
+    budget.val_time = time.perf_counter() - t_val
+    return val
+
+
+def _record_epoch(run: _Run, prog: _Progress, epoch: int, stats: dict[str, Any], val: dict[str, Any], budget: _Budget) -> dict[str, Any]:
+    """The epoch's record (what metrics/epoch_XXX.json holds), appended to the history; tracks the best."""
+    prog.final = val
+    prog.improved = val["miou"] > prog.best
+    if prog.improved:
+        prog.best, prog.best_epoch = val["miou"], epoch
+    rec = {
+        "epoch": epoch,
+        "partial": stats["loss_n"] < stats["steps_per_epoch"],
+        "steps": prog.step,
+        "lr": poly_lr(run.cfg.lr, prog.step, prog.total),  # type: ignore[arg-type]
+        "train_loss": stats["mean_loss"],
+        "train_images": stats["images"],
+        "train_img_per_s": stats["img_per_s"],
+        "epoch_train_s": stats["train_s"],
+        "val_s": budget.val_time,
+        "elapsed_s": budget.elapsed(),
+        "val": val,
+        "loss_curve": stats["curve"],
+    }
+    prog.history.append(rec)
+    prog.epoch = epoch
+    return rec
+
+
+def _save_epoch(run: _Run, model: _Model, prog: _Progress, rec: dict[str, Any], budget: _Budget, reporter: Reporter) -> None:
+    """Rank 0: the epoch's metrics file, ``last.pt`` (and ``best.pt`` when it improved), the curve, one line."""
+    cfg, out, (h, w) = run.cfg, run.out, run.hw
+    val, epoch = rec["val"], rec["epoch"]
+    improved = prog.improved
+    atomic_write_json(out / "metrics" / f"epoch_{epoch:03d}.json", rec)
+    state = {
+        "epoch": epoch,
+        "step": prog.step,
+        "optimizer": model.optimizer.state_dict(),
+        "scaler": model.scaler.state_dict() if run.use_amp else None,
+        "best_miou": prog.best,
+        "best_epoch": prog.best_epoch,
+        "elapsed_s": budget.elapsed(),
+        "train_time_s": prog.train_time,
+        "train_images": prog.train_images,
+        "step_time": budget.step_time,
+        "val_time": budget.val_time,
+        "history": json.dumps(prog.history),
+        "metrics": {k: val[k] for k in ("miou", "per_class_iou", "pixel_accuracy")},
+        "train_config": asdict(cfg),
+        "data_spec": run.data_spec,
+    }
+    save_checkpoint(run.last_path, model.net, run.arch, run.info, state, input_hw=(h, w))
+    if improved:
+        save_checkpoint(run.best_path, model.net, run.arch, run.info, state, input_hw=(h, w))
+    plot_curve(prog.history, out / "curve.png", title=f"{run.arch.name or 'arch'} on {run.info.name} {h}x{w}")
+    reporter.message(
+        f"epoch {epoch}: loss {rec['train_loss']:.4f}  val mIoU {100 * val['miou']:.2f}%  pixel acc {100 * val['pixel_accuracy']:.2f}%"
+        + ("  (best)" if improved else "")
+        + ("  \\[budget reached]" if prog.stop else "")
+    )
+
+
+def _summarize(run: _Run, model: _Model, prog: _Progress, budget: _Budget) -> dict[str, Any]:
+    """The run summary (``summary.json``), with every rank's weight digest to prove the replicas agree."""
+    ips_total = prog.train_images / prog.train_time if prog.train_time > 0 else None
+    digest = weights_digest(model.net)
+    final = prog.final
     ranks = dist.all_gather_object({"rank": dist.rank(), "weights": digest, "miou": final["miou"] if final else None})
     summary = {
-        "run": str(out),
-        "epochs": epoch if history else 0,
-        "steps": step,
-        "stopped_by": stopped_by,
-        "best_miou": best if best >= 0 else None,
-        "best_epoch": best_epoch or None,
+        "run": str(run.out),
+        "epochs": prog.epoch if prog.history else 0,
+        "steps": prog.step,
+        "stopped_by": prog.stopped_by,
+        "best_miou": prog.best if prog.best >= 0 else None,
+        "best_epoch": prog.best_epoch or None,
         "final": final,
         "train_img_per_s": ips_total,
         "elapsed_s": budget.elapsed(),
-        "device": str(device),
-        "machine": machine_name(device),
+        "device": str(run.device),
+        "machine": machine_name(run.device),
         "world_size": dist.world_size(),
-        "input_hw": [h, w],
-        "data": data_spec,
-        "images": split_sizes(train_ds, val_ds),
-        "checkpoint": str(best_path),
-        "last": str(last_path),
-        "curve": str(out / "curve.png"),
+        "input_hw": list(run.hw),
+        "data": run.data_spec,
+        "images": split_sizes(run.train_ds, run.val_ds),
+        "checkpoint": str(run.best_path),
+        "last": str(run.last_path),
+        "curve": str(run.out / "curve.png"),
         "ranks": ranks,
         "ranks_agree": len({r["weights"] for r in ranks}) == 1 and len({r["miou"] for r in ranks}) == 1,
     }
-    if main:
-        atomic_write_json(out / "summary.json", summary)
+    if run.main:
+        atomic_write_json(run.out / "summary.json", summary)
     dist.barrier()
     return summary
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str = "synthetic",
+    input_hw: str | tuple[int, int] | None = None,
+    split: str = "val",
+    batch: int = 4,
+    device: str | None = None,
+    workers: int | None = None,
+    val_len: int | None = None,
+    native: bool = False,
+    amp: bool = False,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """``rtseg eval``: score a checkpoint on a split of ``data``; returns mIoU, per-class IoU, pixel
+    and mean accuracy with what was scored (checkpoint, arch, split, input size, images, classes).
+
+    ``input_hw`` defaults to the size the checkpoint was trained at; ``native`` scores at the labels'
+    original resolution (logits upsampled). Joins a torchrun group when launched under one (each rank
+    scores a shard, the confusion matrices are summed); the caller ends it (``dist.cleanup``)."""
+    reporter = reporter or SilentReporter()
+    dev = dist.init_distributed(str(resolve_device(device)) if device else None)
+    info = dataset_info(data)
+    model, meta = load_model(checkpoint, device=dev, num_classes=info.num_classes)
+    arch = meta["arch_obj"]
+    if input_hw is not None:
+        hw = parse_hw(input_hw, get_space(arch.space).size_divisor)
+    elif meta.get("input_hw"):
+        hw = (int(meta["input_hw"][0]), int(meta["input_hw"][1]))
+    else:
+        raise RtsegError(f"{checkpoint} does not record its input size; pass --input HxW")
+    ds = build_dataset(data, split, hw, augment=False, seed=0, length=val_len, native_labels=native)
+    if native and batch > 1 and info.name != "synthetic":
+        batch = 1  # native label sizes may differ between images
+    w = default_workers() if workers is None else workers
+    loader = make_loader(ds, batch, False, w, dist.world_size() > 1, pin_memory=dev.type == "cuda")
+    bars = reporter if dist.is_main() else SilentReporter()
+    with cpu_threads(dev, w), bars.task("eval", total=len(ds)) as bar:
+        m = evaluate(model, loader, info.num_classes, info.ignore_index, dev, amp=amp and dev.type == "cuda",
+                     class_names=info.class_names, on_batch=lambda n: bar.advance(n * dist.world_size()))
+    return {
+        "checkpoint": str(checkpoint),
+        "arch": arch.name,
+        "data": data,
+        "split": split,
+        "input_hw": list(hw),
+        "images": len(ds),
+        "native_labels": native,
+        "miou": m["miou"],
+        "per_class_iou": m["per_class_iou"],
+        "pixel_accuracy": m["pixel_accuracy"],
+        "mean_accuracy": m["mean_accuracy"],
+        "class_names": info.class_names,
+        "pixels": m["pixels"],
+    }
 
 
 def _comm_device(device: torch.device) -> torch.device:
     """Where small all-reduce tensors live: NCCL needs CUDA tensors, gloo CPU ones."""
     return device if device.type == "cuda" else torch.device("cpu")
-
-
-def _progress(con: Console, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}[/] ep {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[ips]:.1f} img/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=con,
-        disable=not enabled,
-        transient=False,
-    )

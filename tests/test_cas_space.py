@@ -8,8 +8,7 @@ import torch
 import rtseg
 from rtseg.arch import Arch, load_arch
 from rtseg.errors import RtsegError
-from rtseg.flops import count_flops, sum_op_flops
-from rtseg.ops import Op, OpSpec, build_op
+from rtseg.ops import OpSpec, build_op
 from rtseg.spaces import get_space
 from rtseg.spaces.cas import BACKBONE_PRIMITIVES, MS_PRIMITIVES, CASConfig, CASSpace, edge_name, primitive_spec
 from tests.conftest import randomize_bn
@@ -20,34 +19,6 @@ SMALL = CASSpace(CASConfig(stem=(8, 8, 8), width=4, layout="NRNR", nodes=2, ms_n
 def COST(s):
     """Any deterministic per-signature cost that tells the candidates apart."""
     return float(s.spec.c_out + s.h + sum(v for _, v in s.spec.params if isinstance(v, int)))
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_sampled_archs_build_keep_resolution_and_round_trip(tmp_path, seed):
-    arch = SPACE.sample(random.Random(seed), num_classes=7)
-    again = load_arch(arch.save(tmp_path / "a.json"))
-    assert again.to_dict() == arch.to_dict()
-    model = rtseg.build_model(again).eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, 64, 128)).shape == (1, 7, 64, 128)
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_one_hot_supernet_equals_decoded_net(seed):
-    arch = SPACE.sample(random.Random(seed), num_classes=5)
-    torch.manual_seed(seed)
-    sn = SPACE.supernet(5)
-    randomize_bn(sn, seed)
-    sn.eval()
-    sn.fix(arch)
-    net = SPACE.build(arch)
-    net.load_state_dict(sn.derive_weights(arch))
-    net.eval()
-    x = torch.randn(2, 3, 64, 128)
-    with torch.no_grad():
-        torch.testing.assert_close(sn(x), net(x), rtol=1e-5, atol=1e-5)
-    assert sn.decode().genotype == arch.genotype
-    assert sn.arch_from_choices(sn.choices_of(arch)).genotype == arch.genotype
 
 
 def test_supernet_trains_and_separates_arch_and_weight_params():
@@ -61,46 +32,18 @@ def test_supernet_trains_and_separates_arch_and_weight_params():
     assert sn.regularization() == {}
 
 
-def test_signatures_match_the_modules_that_run():
-    arch = load_arch("cas_ref")
-    model = rtseg.build_model(arch).eval()
-    seen = []
-
-    def hook(mod, inputs, _out):
-        seen.append(mod.spec.at(inputs[0].shape[-2], inputs[0].shape[-1]))
-
-    for m in model.modules():
-        if isinstance(m, Op):
-            m.register_forward_hook(hook)
-    with torch.no_grad():
-        model(torch.randn(1, 3, 128, 256))
-    assert seen == SPACE.signatures(arch, 128, 256)
-
-
-def test_per_op_flops_add_up_to_the_network():
-    arch = SPACE.sample(random.Random(5))
-    assert sum_op_flops(SPACE.signatures(arch, 64, 128)) == count_flops(rtseg.build_model(arch), 64, 128)
-
-
-def test_candidate_signatures_cover_every_sampled_arch():
-    cands = {s.key for s in SPACE.candidate_signatures(64, 128, 19, heads=("classifier",))}
+def test_candidate_signatures_refuse_a_head_the_space_lacks():
     with pytest.raises(RtsegError, match="head 'aggregation' is not available"):
         SPACE.candidate_signatures(64, 128, 19, heads=("aggregation",))
-    for seed in range(10):
-        assert {s.key for s in SPACE.signatures(SPACE.sample(random.Random(seed)), 64, 128)} <= cands
 
 
-def test_expected_cost_is_eq5_and_exact_for_a_fixed_arch():
-    arch = SPACE.sample(random.Random(1))
+def test_expected_cost_charges_nothing_for_none():
     sn = SPACE.supernet(19)
     # relaxed: differentiable, and "none" costs nothing, so more weight on none lowers the cost
     e = sn.expected_cost(COST, 128, 256)
     e.backward()
     g = sn.alphas[edge_name("normal", 0, 0).replace(".", "__")].grad
     assert g is not None and g[0] < 0 < g[1:].abs().sum()
-    sn.fix(arch)
-    expected = float(sn.expected_cost(COST, 128, 256).detach())
-    assert expected == pytest.approx(sum(COST(s) for s in SPACE.signatures(arch, 128, 256)), rel=1e-6)
 
 
 def test_decoding_keeps_strongest_op_and_two_strongest_edges():
@@ -117,7 +60,7 @@ def test_decoding_keeps_strongest_op_and_two_strongest_edges():
     assert row == [["max_pool_3x3", 1], ["sep_conv_3x3_x4", 2]]
 
 
-def test_remove_and_cheapest_arch():
+def test_remove_frees_the_weights_of_every_cell_of_the_kind():
     sn = SPACE.supernet(19)
     name = edge_name("ms", 0, 0)
     k = MS_PRIMITIVES.index("conv_25x1_1x25") + 1
@@ -127,10 +70,6 @@ def test_remove_and_cheapest_arch():
     small = SMALL.supernet(4)
     small.remove(edge_name("reduce", 1, 2), 3)
     small(torch.randn(1, 3, 64, 64))
-    cheap = SPACE.cheapest_arch(COST, 128, 256)
-    SPACE.validate(cheap)
-    c = sum(COST(s) for s in SPACE.signatures(cheap, 128, 256))
-    assert all(c <= sum(COST(s) for s in SPACE.signatures(SPACE.sample(random.Random(i)), 128, 256)) for i in range(5))
 
 
 def test_config_is_rebuilt_from_json_alone():

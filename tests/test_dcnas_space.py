@@ -8,7 +8,6 @@ import torch
 import rtseg
 from rtseg.arch import Arch, load_arch
 from rtseg.errors import RtsegError
-from rtseg.flops import count_flops, sum_op_flops
 from rtseg.ops import Op, OpSpec, build_op
 from rtseg.spaces import get_space
 from rtseg.spaces.dcnas import OP_CHOICES, SCALES, DCNASConfig, DCNASSpace, MixtureLayer
@@ -22,32 +21,12 @@ def COST(s):
     return float(s.spec.c_out + s.h + sum(v for _, v in s.spec.params if isinstance(v, int)))
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_sampled_archs_build_keep_resolution_and_round_trip(tmp_path, seed):
-    arch = SPACE.sample(random.Random(seed), num_classes=7)
-    again = load_arch(arch.save(tmp_path / "a.json"))
-    assert again.to_dict() == arch.to_dict()
-    model = rtseg.build_model(again).eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, 64, 128)).shape == (1, 7, 64, 128)
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_one_hot_supernet_equals_decoded_net(seed):
-    arch = SPACE.sample(random.Random(seed), num_classes=5)
-    torch.manual_seed(seed)
+def test_fixed_supernet_runs_full_channels_and_uses_exactly_the_arch_modules():
+    """The one-hot equality itself is in the space contract (tests/test_space_contract.py)."""
+    arch = SPACE.sample(random.Random(0), num_classes=5)
     sn = SPACE.supernet(5)
-    randomize_bn(sn, seed)
-    sn.eval()
     sn.fix(arch)
     assert sn.partial_channel == 1
-    net = SPACE.build(arch)
-    net.load_state_dict(sn.derive_weights(arch))
-    net.eval()
-    x = torch.randn(2, 3, 64, 128)
-    with torch.no_grad():
-        torch.testing.assert_close(sn(x), net(x), rtol=1e-5, atol=1e-5)
-    assert sn.decode().genotype == arch.genotype
     u = sn.usage()
     present = {(m["scale"], m["layer"]) for m in arch.genotype["modules"]}
     assert {n for n, v in u.items() if float(v) == 1.0} == present and all(float(v) in (0.0, 1.0) for v in u.values())
@@ -163,47 +142,19 @@ def test_regularizers_push_paths_to_at_most_k_inputs():
     assert before > 0 and all(1 <= c <= 3 for c in counts)
 
 
-def test_per_op_flops_add_up_to_the_network():
-    arch = SPACE.sample(random.Random(5))
-    assert sum_op_flops(SPACE.signatures(arch, 64, 128)) == count_flops(rtseg.build_model(arch), 64, 128)
-
-
-def test_signatures_match_the_modules_that_run():
-    arch = SPACE.sample(random.Random(3))
-    model = rtseg.build_model(arch).eval()
-    seen = []
-
-    def hook(mod, inputs, _out):
-        seen.append(mod.spec.at(inputs[0].shape[-2], inputs[0].shape[-1]))
-
-    for m in model.modules():
-        if isinstance(m, Op):
-            m.register_forward_hook(hook)
-    with torch.no_grad():
-        model(torch.randn(1, 3, 128, 256))
-    assert seen == SPACE.signatures(arch, 128, 256)
-
-
-def test_candidate_signatures_cover_every_sampled_arch():
-    cands = {s.key for s in SPACE.candidate_signatures(64, 128, 19, heads=("classifier",))}
+def test_candidate_signatures_refuse_a_head_the_space_lacks():
     with pytest.raises(RtsegError, match="head 'aggregation' is not available"):
         SPACE.candidate_signatures(64, 128, 19, heads=("aggregation",))
-    for seed in range(10):
-        assert {s.key for s in SPACE.signatures(SPACE.sample(random.Random(seed)), 64, 128)} <= cands
 
 
-def test_expected_cost_weighs_paths_and_is_exact_for_a_fixed_arch():
+def test_expected_cost_weighs_paths():
     sn = SPACE.supernet(19)
     e = sn.expected_cost(COST, 128, 256)
     e.backward()
     assert sn.alphas["s8_l2__paths"].grad.abs().sum() > 0 and sn.alphas["s8_l3__op"].grad.abs().sum() > 0
-    arch = SPACE.sample(random.Random(1))
-    sn.fix(arch)
-    expected = float(sn.expected_cost(COST, 128, 256).detach())
-    assert expected == pytest.approx(sum(COST(s) for s in SPACE.signatures(arch, 128, 256)), rel=1e-6)
 
 
-def test_remove_and_cheapest_arch():
+def test_remove_drops_operators_and_alignment_layers():
     sn = SPACE.supernet(19)
     n_before = sum(p.numel() for p in sn.weight_parameters())
     sn.remove("s4_l2.op", 5)
@@ -214,10 +165,6 @@ def test_remove_and_cheapest_arch():
     small.remove("s8_l2.op", 0)
     small.remove("s8_l2.paths", 0)
     small(torch.randn(1, 3, 64, 64))
-    cheap = SPACE.cheapest_arch(COST, 128, 256)
-    SPACE.validate(cheap)
-    c = sum(COST(s) for s in SPACE.signatures(cheap, 128, 256))
-    assert all(c <= sum(COST(s) for s in SPACE.signatures(SPACE.sample(random.Random(i)), 128, 256)) for i in range(5))
 
 
 def test_config_is_rebuilt_from_json_alone():

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from rtseg.quickstart import QuickstartConfig, run_quickstart
+from rtseg.reporting import SilentReporter
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +17,7 @@ def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
     assert QuickstartConfig().backend == "onnxruntime"  # what a user gets by default
     cfg = QuickstartConfig(out=out, minutes=1.0, input_hw=(32, 64), demo_frames=12, profile_repeats=1, validate_samples=3,
                            backend="torch")
-    state = run_quickstart(cfg, say=lambda m: None)
+    state = run_quickstart(cfg, reporter=SilentReporter())
     assert list(state["stages"]) == ["profile", "validate", "search", "train", "export", "bench", "demo"]
     for f in ("report.md", "report.html", "lut.json", "lut_validation.png", "search/arch.json", "search/trajectories.png",
               "train/curve.png", "train/best.pt", "export/model.onnx", "export/model.json", "demo_input.mp4", "demo.mp4", "overlay_0.png"):
@@ -35,7 +36,7 @@ def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
     assert "measured with torch" in md.split("## 2.")[0]
     assert json.loads((out / "report.json").read_text())["stages"]["export"]["passed"] is True
     # a re-run keeps the finished stages
-    again = run_quickstart(cfg, say=lambda m: None)
+    again = run_quickstart(cfg, reporter=SilentReporter())
     assert again["stages"]["profile"]["seconds"] == state["stages"]["profile"]["seconds"]
 
 

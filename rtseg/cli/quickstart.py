@@ -22,6 +22,7 @@ def quickstart(
 ) -> None:
     """Run the whole pipeline offline on this machine and write report.md / report.html."""
     from rtseg.quickstart import QuickstartConfig, run_quickstart
+    from rtseg.reporting import RichReporter
 
     from rtseg.runtime import normalize_backend
 
@@ -30,7 +31,7 @@ def quickstart(
         import shutil
 
         shutil.rmtree(out)  # only a folder a quickstart made (it holds quickstart.json)
-    state = run_quickstart(cfg, say=lambda m: console.print(m))
+    state = run_quickstart(cfg, reporter=RichReporter(console))
     if json_out:
         print_json(state)
     else:

@@ -58,6 +58,7 @@ def search(
         return
     if seed_arch or evaluations is not None or jobs != 1:
         raise RtsegError("--seed-arch, --evaluations and --jobs belong to the evolution strategies (--strategy oneshot, proxy, oneshot+proxy)")
+    from rtseg.reporting import reporter_for
     from rtseg.search import SearchConfig, run_search
     from rtseg.spaces import get_space, parse_space_options
 
@@ -71,7 +72,7 @@ def search(
 
     main = True
     try:
-        result = run_search(cfg, out, resume=resume, progress=not json_out)
+        result = run_search(cfg, out, resume=resume, reporter=reporter_for(not json_out, console))
         main = dist.is_main()
     finally:
         dist.cleanup()

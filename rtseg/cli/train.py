@@ -1,5 +1,5 @@
 """``rtseg train`` and ``rtseg eval``: thin layers over :func:`rtseg.train.train` and
-:func:`rtseg.evaluate.evaluate`."""
+:func:`rtseg.train.evaluate_checkpoint`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from rich.table import Table
 
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
-from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
 
 _DATA_HELP = "Dataset: synthetic (generated, offline), cityscapes:PATH or camvid:PATH."
@@ -59,6 +58,7 @@ def train_cmd(
     from rtseg import distributed as dist
     from rtseg.arch import load_arch
     from rtseg.spaces import get_space
+    from rtseg.reporting import RichReporter
     from rtseg.train import TrainConfig, train
 
     a = load_arch(arch)
@@ -69,7 +69,7 @@ def train_cmd(
     )
     main = True
     try:
-        summary = train(a, data, hw, cfg, out, console=console)
+        summary = train(a, data, hw, cfg, out, reporter=RichReporter(console))
         main = dist.is_main()
     finally:
         dist.cleanup()
@@ -115,57 +115,21 @@ def eval_cmd(
 ) -> None:
     """mIoU, per-class IoU and pixel accuracy of a checkpoint, from an accumulated confusion matrix."""
     from rtseg import distributed as dist
-    from rtseg.checkpoint import load_model
-    from rtseg.data import build_dataset, dataset_info
-    from rtseg.evaluate import evaluate
-    from rtseg.spaces import get_space
-    from rtseg.train import cpu_threads, default_workers, make_loader, resolve_device
+    from rtseg.reporting import RichReporter
+    from rtseg.train import evaluate_checkpoint
 
-    dev = dist.init_distributed(str(resolve_device(device)) if device else None)
-    ddp = dist.world_size() > 1
+    main = True
     try:
-        info = dataset_info(data)
-        model, meta = load_model(checkpoint, device=dev, num_classes=info.num_classes)
-        arch = meta["arch_obj"]
-        if input is not None:
-            hw = parse_hw(input, get_space(arch.space).size_divisor)
-        elif meta.get("input_hw"):
-            hw = (int(meta["input_hw"][0]), int(meta["input_hw"][1]))
-        else:
-            raise RtsegError(f"{checkpoint} does not record its input size; pass --input HxW")
-        ds = build_dataset(data, split, hw, augment=False, seed=0, length=val_len, native_labels=native)
-        if native and batch > 1 and info.name != "synthetic":
-            batch = 1  # native label sizes may differ between images
-        w = default_workers() if workers is None else workers
-        loader = make_loader(ds, batch, False, w, ddp, pin_memory=dev.type == "cuda")
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with cpu_threads(dev, w), Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not dist.is_main()) as prog:
-            task = prog.add_task("eval", total=len(ds))
-            m = evaluate(model, loader, info.num_classes, info.ignore_index, dev, amp=amp and dev.type == "cuda",
-                         class_names=info.class_names, on_batch=lambda n: prog.advance(task, n * dist.world_size()))
+        result = evaluate_checkpoint(checkpoint, data, input_hw=input, split=split, batch=batch, device=device, workers=workers,
+                                     val_len=val_len, native=native, amp=amp, reporter=RichReporter(console))
         main = dist.is_main()
     finally:
         dist.cleanup()
     if not main:
         return
-    result = {
-        "checkpoint": str(checkpoint),
-        "arch": arch.name,
-        "data": data,
-        "split": split,
-        "input_hw": list(hw),
-        "images": len(ds),
-        "native_labels": native,
-        "miou": m["miou"],
-        "per_class_iou": m["per_class_iou"],
-        "pixel_accuracy": m["pixel_accuracy"],
-        "mean_accuracy": m["mean_accuracy"],
-        "class_names": info.class_names,
-        "pixels": m["pixels"],
-    }
     if json_out:
         print_json({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()})
         return
-    console.print(f"{checkpoint} on {data} {split}: {len(ds)} images at {hw[0]}x{hw[1]}", highlight=False)
-    console.print(_metrics_table("", m, info.class_names))
+    hw = result["input_hw"]
+    console.print(f"{checkpoint} on {data} {split}: {result['images']} images at {hw[0]}x{hw[1]}", highlight=False)
+    console.print(_metrics_table("", result, result["class_names"]))

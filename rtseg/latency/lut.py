@@ -285,19 +285,36 @@ class LUT:
         lh, lw = self.input_hw
         h = lh if h is None else int(h)
         w = lw if w is None else int(w)
-        if not force:
-            if arch.space != self.space:
-                raise RtsegError(f"LUT {self.name} was measured for space {self.space!r}, the arch is of space {arch.space!r}; profile that space or pass --force")
-            if (h, w) != (lh, lw):
-                raise RtsegError(f"LUT {self.name} was measured at {lh}x{lw}, the arch is asked about at {h}x{w}; use --input {lh}x{lw} or profile at {h}x{w}")
-            if arch.num_classes != self.num_classes:
-                raise RtsegError(f"LUT {self.name} was measured for {self.num_classes} classes, the arch has {arch.num_classes}; profile with --classes {arch.num_classes} or pass --force")
-            if arch.head not in self.heads:
-                raise RtsegError(f"LUT {self.name} covers heads {', '.join(self.heads)}, not {arch.head!r}; profile that head or pass --force")
+        self.check_fits(space=arch.space, input_hw=(h, w), num_classes=arch.num_classes, head=arch.head, force=force)
         sigs = get_space(arch.space).signatures(arch, h, w)
         per_op = [(s, self.cost(s)) for s in sigs]
         total = sum(ms for _, ms in per_op) + self._constant
         return Prediction(total_ms=total, per_op=per_op, constant_ms=self._constant)
+
+    def check_fits(self, *, space: str | None = None, space_options: dict[str, Any] | None = None,
+                   input_hw: tuple[int, int] | None = None, num_classes: int | None = None, head: str | None = None,
+                   force: bool = False, subject: str = "the arch") -> None:
+        """Refuse (RtsegError, unless ``force``) to cost ``subject`` with this LUT when it asks about
+        another space, size options, input size, class count or head than the LUT measured: its
+        operators would be others. Arguments left ``None`` are not checked. :meth:`predict` and the
+        search both check through here."""
+        if force:
+            return
+        if space is not None and space != self.space:
+            raise RtsegError(f"LUT {self.name} was measured for space {self.space!r}, {subject} is of space {space!r}; profile that space or pass --force")
+        if space_options is not None and space == self.space:
+            mine = self.search_space().options()
+            if mine != dict(space_options):
+                raise RtsegError(f"LUT {self.name} was profiled for the {self.space} space with options {mine or 'default'}, {subject} asks "
+                                 f"for {dict(space_options) or 'default'}; profile with the same --space-opt or pass --force")
+        if input_hw is not None and tuple(input_hw) != tuple(self.input_hw):
+            (lh, lw), (h, w) = self.input_hw, input_hw
+            raise RtsegError(f"LUT {self.name} was measured at {lh}x{lw}, {subject} runs at {h}x{w}; use --input {lh}x{lw} or profile at {h}x{w}")
+        if num_classes is not None and num_classes != self.num_classes:
+            raise RtsegError(f"LUT {self.name} was measured for {self.num_classes} classes, {subject} has {num_classes}; "
+                             f"profile with --classes {num_classes} or pass --force")
+        if head is not None and head not in self.heads:
+            raise RtsegError(f"LUT {self.name} covers heads {', '.join(self.heads)}, not {head!r}; profile that head or pass --force")
 
     # -- provenance checks ------------------------------------------------------------------------
     def check_device(self, force: bool = False, device: str | None = None, backend: str | None = None) -> list[str]:

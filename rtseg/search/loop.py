@@ -25,13 +25,20 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from rtseg import distributed as dist
 from rtseg.arch import Arch
+from rtseg.data import DatasetInfo, build_dataset, dataset_info, parse_data_spec, split_sizes
 from rtseg.errors import RtsegError
 from rtseg.flops import op_flops
 from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, check_same_config, read_json
-from rtseg.search.budget import arch_cost, check_feasible, fit_to_budget
+from rtseg.evaluate import evaluate
+from rtseg.latency.lut import LUT, load_lut
+from rtseg.reporting import Reporter, SilentReporter, TaskBar, reporter_for
+from rtseg.search.budget import ArchCost, arch_cost, check_feasible, fit_to_budget
 from rtseg.search.objective import DEFAULT_LEVEL_WEIGHTS, budget_penalty, flops_penalty, level_regularizer, shrink, total_entropy
-from rtseg.spaces import get_space
+from rtseg.search.plots import plot_search
+from rtseg.spaces import SearchSpace, Supernet, get_space
+from rtseg.train import cpu_threads, make_loader, poly_lr, weights_digest
 
 
 #: Synthetic scenes per split when a search names no --train-len/--val-len (a file dataset is used whole).
@@ -135,227 +142,326 @@ def _rebuild_optimizer(old: torch.optim.Optimizer, params: list[torch.nn.Paramet
 
 
 def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-               on_step: Callable[[int], None] | None = None) -> SearchResult:
-    """Run (or ``resume``) a search into ``out_dir``; see the module docstring."""
-    from rtseg.train import cpu_threads
+               on_step: Callable[[int], None] | None = None, reporter: Reporter | None = None) -> SearchResult:
+    """Run (or ``resume``) a search into ``out_dir``; see the module docstring.
 
+    ``reporter`` shows the progress bar and one line per epoch (default: a rich one on stderr when
+    ``progress``, else silence); ``on_step(global_step)`` is called after every training step."""
+    if reporter is None:
+        reporter = reporter_for(progress)
     with cpu_threads(torch.device("cuda" if str(cfg.device).startswith("cuda") else "cpu"), cfg.workers):
-        return _run_search(cfg, out_dir, resume, progress, on_step)
+        return _run_search(cfg, Path(out_dir), resume, reporter, on_step)
 
 
-def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: bool,
+@dataclass
+class _Run:
+    """What every step of one search reads and does not change: the resolved config, the space, the
+    LUT's costs, the data and the process's place in a distributed run."""
+
+    cfg: SearchConfig
+    out: Path
+    space: SearchSpace
+    lut: LUT
+    cheapest: ArchCost
+    info: DatasetInfo
+    images: dict[str, Any]
+    loader_a: Any
+    loader_b: Any
+    val_loader: Any
+    device: torch.device
+    main: bool
+    deadline: float | None = None
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.cfg.input_hw
+
+    @property
+    def flops_budget(self) -> float | None:
+        return self.cfg.flops_g * 1e9 if self.cfg.flops_g else None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return min(len(self.loader_a), len(self.loader_b))
+
+    @property
+    def total_steps(self) -> int:
+        return max(1, self.cfg.epochs * self.steps_per_epoch)
+
+    def expected_terms(self, supernet: Supernet) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """E[latency] from the LUT (plus its constant) and, under a FLOPs budget, E[FLOPs]."""
+        h, w = self.hw
+        e_lat = supernet.expected_cost(self.lut.cost, h, w) + float(self.lut.constant_ms)
+        e_flops = supernet.expected_cost(op_flops, h, w) if self.flops_budget else None
+        return e_lat, e_flops
+
+    def time_is_up(self) -> bool:
+        """The wall-clock limit, agreed by every rank (one rank leaving the loop alone would hang the
+        others in their next all-reduce)."""
+        if self.deadline is None:
+            return False
+        flag = torch.tensor([1.0 if time.monotonic() > self.deadline else 0.0],
+                            device=self.device if self.device.type == "cuda" else "cpu")
+        return bool(dist.all_reduce_max(flag).item())
+
+
+@dataclass
+class _State:
+    """What changes as the search runs, and what ``state.pt`` holds to resume it."""
+
+    supernet: Supernet
+    w_opt: torch.optim.Optimizer
+    a_opt: torch.optim.Optimizer
+    start_epoch: int = 0
+    arch_steps: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[tuple[str, int]] = field(default_factory=list)
+    discrete_epoch: int | None = None
+
+
+def _run_search(cfg: SearchConfig, out: Path, resume: bool, reporter: Reporter,
                 on_step: Callable[[int], None] | None) -> SearchResult:
-    from rtseg.data import build_dataset, split_sizes
-    from rtseg import distributed as dist
-    from rtseg.distributed import init_distributed, is_main, world_size
-    from rtseg.evaluate import evaluate
-    from rtseg.latency.lut import load_lut
-    from rtseg.train import make_loader, poly_lr, weights_digest
-
-    out = Path(out_dir)
-    h, w = cfg.input_hw
+    """The search as its steps: check the inputs, open the data, build or resume the state, run the
+    epochs (each: training steps, validation, checkpoint), then decode, fit the budget and write."""
     space = get_space(cfg.space, cfg.space_options)
-    space.check_input(h, w)
+    space.check_input(*cfg.input_hw)
     cfg = _resolved(cfg, space)
+    lut, cheapest = _check_inputs(cfg, space)
+    run = _open_run(cfg, out, space, lut, cheapest)
+    st = _new_state(run)
+    if resume:
+        _resume(run, st)
+    _broadcast_params(st.supernet)
+    if run.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+    # a resumed search counts the time its earlier epochs took: the summary's wall time and the
+    # --minutes limit are the whole search's, not this process's
+    t_start = time.monotonic() - (float(st.log[-1].get("elapsed_s") or 0.0) if st.log else 0.0)
+    run.deadline = t_start + cfg.minutes * 60 if cfg.minutes else None
+    if not run.main:
+        reporter = SilentReporter()
+    with reporter.task("search", total=run.total_steps, completed=st.start_epoch * run.steps_per_epoch) as bar:
+        for epoch in range(st.start_epoch, cfg.epochs):
+            sums = _train_epoch(run, st, epoch, bar, on_step)
+            row = _validate_epoch(run, st, epoch, sums, t_start)
+            if run.main:
+                _checkpoint(run, st, epoch)
+            reporter.message(
+                f"epoch {epoch}: E\\[lat] {row['expected_latency_ms']:.3f} ms (T {cfg.latency_ms:.3f}), "
+                f"E\\[FLOPs] {row['expected_flops_g']:.3f} G, entropy {row['total_entropy']:.3f}, left {row['candidates_left']}, "
+                f"supernet mIoU {row['supernet_val_miou']:.3f}"
+            )
+            if _is_discrete(st.supernet) or run.time_is_up():
+                break
+    return _finish(run, st, t_start)
+
+
+def _check_inputs(cfg: SearchConfig, space: SearchSpace) -> tuple[LUT, ArchCost]:
+    """Every refusal that needs no data or network, before any work: the budget, the LUT against the
+    space, its options, the input size and the dataset's class count (the LUT's own checks), and the
+    budget against the cheapest arch the LUT prices."""
+    h, w = cfg.input_hw
     if cfg.latency_ms <= 0:
         raise RtsegError("--latency-ms must be a positive budget in milliseconds")
-    lut = load_lut(cfg.lut)
-    if lut.space != cfg.space and not cfg.force:
-        raise RtsegError(f"LUT {cfg.lut} was measured for space {lut.space!r}, not {cfg.space!r}; profile that space or pass --force")
-    lut_options = lut.search_space().options() if lut.space == cfg.space else cfg.space_options
-    if lut_options != cfg.space_options and not cfg.force:
-        raise RtsegError(f"LUT {cfg.lut} was profiled for the {cfg.space} space with options {lut_options or 'default'}, the search asks "
-                         f"for {cfg.space_options or 'default'}; profile with the same --space-opt or pass --force")
-    if tuple(lut.input_hw) != (h, w) and not cfg.force:
-        raise RtsegError(
-            f"LUT {cfg.lut} was measured at {lut.input_hw[0]}x{lut.input_hw[1]}, the search runs at {h}x{w}; "
-            f"use --input {lut.input_hw[0]}x{lut.input_hw[1]} or profile at {h}x{w}"
-        )
-    lat_cost, lat_const = lut.cost, float(lut.constant_ms)
-    flops_budget = cfg.flops_g * 1e9 if cfg.flops_g else None
-
     if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise RtsegError(f"--device {cfg.device} asked for, but this torch sees no CUDA GPU; use --device cpu")
-    device = init_distributed(cfg.device)
-    distributed = world_size() > 1
-    torch.manual_seed(cfg.seed)
+    lut = load_lut(cfg.lut)
+    info = dataset_info(cfg.data)
+    lut.check_fits(space=cfg.space, space_options=cfg.space_options, input_hw=(h, w), num_classes=info.num_classes,
+                   force=cfg.force, subject="the search")
+    cheapest = check_feasible(space, h, w, info.num_classes, cfg.latency_ms, lut.cost, float(lut.constant_ms))
+    return lut, cheapest
 
+
+def _open_run(cfg: SearchConfig, out: Path, space: SearchSpace, lut: LUT, cheapest: ArchCost) -> _Run:
+    """Join the distributed run (if any), seed, and open the two training halves and the validation set."""
+    h, w = cfg.input_hw
+    device = dist.init_distributed(cfg.device)
+    distributed = dist.world_size() > 1
+    torch.manual_seed(cfg.seed)
     train_set = build_dataset(cfg.data, "train", (h, w), augment=True, seed=cfg.seed, length=cfg.train_len)
     val_set = build_dataset(cfg.data, "val", (h, w), augment=False, seed=cfg.seed, length=cfg.val_len)
-    info = train_set.info
-    images = split_sizes(train_set, val_set)
-    if lut.num_classes != info.num_classes and not cfg.force:
-        raise RtsegError(f"LUT {cfg.lut} was profiled for {lut.num_classes} classes, dataset {cfg.data} has {info.num_classes}; "
-                         f"re-run profile-ops with --classes {info.num_classes}")
-    cheapest = check_feasible(space, h, w, info.num_classes, cfg.latency_ms, lat_cost, lat_const)
     n = len(train_set)
     split_a = torch.utils.data.Subset(train_set, list(range(0, n, 2)))
     split_b = torch.utils.data.Subset(train_set, list(range(1, n, 2)))
-    loader_a = make_loader(split_a, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed)
-    loader_b = make_loader(split_b, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed + 1)
-    val_loader = make_loader(val_set, cfg.batch, shuffle=False, workers=cfg.workers, distributed=distributed)
+    return _Run(
+        cfg=cfg, out=out, space=space, lut=lut, cheapest=cheapest, info=train_set.info, images=split_sizes(train_set, val_set),
+        loader_a=make_loader(split_a, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed),
+        loader_b=make_loader(split_b, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed + 1),
+        val_loader=make_loader(val_set, cfg.batch, shuffle=False, workers=cfg.workers, distributed=distributed),
+        device=device, main=dist.is_main(),
+    )
 
-    supernet = (space.supernet(info.num_classes, relaxation=cfg.relaxation) if cfg.relaxation
-                else space.supernet(info.num_classes)).to(device)
+
+def _new_state(run: _Run) -> _State:
+    """A fresh supernet (single-path if asked and supported) and its two optimizers."""
+    cfg = run.cfg
+    supernet = run.space.supernet(run.info.num_classes, relaxation=cfg.relaxation).to(run.device)
     if cfg.single_path:
-        if not hasattr(supernet, "sample_paths"):
+        if not supernet.supports_single_path:
             raise RtsegError(f"single-path sampling is not available for the {cfg.space} space; search it without --single-path")
         supernet.sample_paths = True
-    w_opt = torch.optim.Adam(supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
-    a_opt = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=cfg.arch_weight_decay)
-    start_epoch, log, trajectory, arch_steps = 0, [], [], 0
-    state_path = out / "state.pt"
-    if resume and (out / "config.json").exists():
+    return _State(supernet, _weight_optimizer(cfg, supernet),
+                  torch.optim.Adam(supernet.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=cfg.arch_weight_decay))
+
+
+def _weight_optimizer(cfg: SearchConfig, supernet: Supernet) -> torch.optim.Optimizer:
+    return torch.optim.Adam(supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
+
+
+def _resume(run: _Run, st: _State) -> None:
+    """Refuse a changed config, then replay the removals, load weights, optimizers and logs from ``state.pt``."""
+    cfg, out = run.cfg, run.out
+    if (out / "config.json").exists():
         check_same_config(read_json(out / "config.json", "search config"), cfg.to_dict(), out, may_differ=RESUME_MAY_DIFFER,
                           flags=RESUME_FLAGS)
-    if resume and state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        for name, idx in st["removed"]:
-            supernet.remove(name, idx)
-        supernet.load_state_dict(st["supernet"])
-        w_opt = torch.optim.Adam(supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
-        w_opt.load_state_dict(st["w_opt"])
-        a_opt.load_state_dict(st["a_opt"])
-        start_epoch, arch_steps = int(st["epoch"]) + 1, int(st["arch_steps"])
-        log = json.loads(st["log"])
-        trajectory = json.loads(st["trajectory"])
-    elif resume:
+    state_path = out / "state.pt"
+    if not state_path.exists():
         raise RtsegError(f"nothing to resume in {out}: no state.pt (start without --resume)")
-    removed: list[tuple[str, int]] = [tuple(r) for r in (st["removed"] if resume else [])]  # type: ignore[misc]
-    _broadcast_params(supernet)
-    main = is_main()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", cfg.to_dict())
+    saved = torch.load(state_path, map_location="cpu", weights_only=True)
+    for name, idx in saved["removed"]:
+        st.supernet.remove(name, idx)
+    st.supernet.load_state_dict(saved["supernet"])
+    st.w_opt = _weight_optimizer(cfg, st.supernet)
+    st.w_opt.load_state_dict(saved["w_opt"])
+    st.a_opt.load_state_dict(saved["a_opt"])
+    st.start_epoch, st.arch_steps = int(saved["epoch"]) + 1, int(saved["arch_steps"])
+    st.log = json.loads(saved["log"])
+    st.trajectory = json.loads(saved["trajectory"])
+    st.removed = [tuple(r) for r in saved["removed"]]  # type: ignore[misc]
 
-    steps_per_epoch = min(len(loader_a), len(loader_b))
-    total_steps = max(1, cfg.epochs * steps_per_epoch)
-    flops_fn = op_flops if flops_budget else None
-    # a resumed search counts the time its earlier epochs took: the summary's wall time and the
-    # --minutes limit are the whole search's, not this process's
-    t_start = time.monotonic() - (float(log[-1].get("elapsed_s") or 0.0) if log else 0.0)
-    discrete_epoch = None
-    deadline = t_start + cfg.minutes * 60 if cfg.minutes else None
 
-    def time_is_up() -> bool:
-        """The wall-clock limit, agreed by every rank (one rank leaving the loop alone would hang the
-        others in their next all-reduce)."""
-        if deadline is None:
-            return False
-        flag = torch.tensor([1.0 if time.monotonic() > deadline else 0.0], device=device if device.type == "cuda" else "cpu")
-        return bool(dist.all_reduce_max(flag).item())
+def _train_epoch(run: _Run, st: _State, epoch: int, bar: TaskBar, on_step: Callable[[int], None] | None) -> dict[str, float]:
+    """One epoch of bilevel steps: weights on split A, then (after the warm-up) the architecture on
+    split B. Stops early once the arch is discrete or the time is up."""
+    cfg, supernet = run.cfg, st.supernet
+    supernet.train()
+    run.loader_a.sampler.set_epoch(epoch)
+    run.loader_b.sampler.set_epoch(epoch)
+    supernet.on_epoch(epoch, cfg.epochs)
+    sums = {"loss_w": 0.0, "ce_b": 0.0, "n": 0}
+    for step, ((xa, ya), (xb, yb)) in enumerate(zip(run.loader_a, run.loader_b)):
+        gstep = epoch * run.steps_per_epoch + step
+        for g in st.w_opt.param_groups:
+            g["lr"] = poly_lr(cfg.w_lr, gstep, run.total_steps)
+        d = run.device
+        loss_w = _weight_step(run, st, xa.to(d), ya.to(d))
+        sums["loss_w"] += loss_w
+        sums["n"] += 1
+        if epoch >= cfg.warmup_epochs:
+            sums["ce_b"] += _arch_step(run, st, xb.to(d), yb.to(d))
+        bar.advance(info=f"loss {loss_w:.3f}")
+        if on_step:
+            on_step(gstep)
+        if _is_discrete(supernet) or run.time_is_up():
+            break
+    return sums
 
-    def expected_terms() -> tuple[torch.Tensor, torch.Tensor | None]:
-        e_lat = supernet.expected_cost(lat_cost, h, w) + lat_const
-        e_flops = supernet.expected_cost(op_flops, h, w) if flops_budget else None
-        return e_lat, e_flops
 
-    prog = _progress(progress and main)
-    task = prog.add_task("search", total=total_steps, completed=start_epoch * steps_per_epoch, info="") if prog else None
-    try:
-        if prog:
-            prog.start()
-        for epoch in range(start_epoch, cfg.epochs):
-            supernet.train()
-            for sampler in (getattr(loader_a, "sampler", None), getattr(loader_b, "sampler", None)):
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(epoch)
-            if hasattr(supernet, "on_epoch"):  # e.g. DCNAS anneals its path-sampling temperature
-                supernet.on_epoch(epoch, cfg.epochs)
-            sums = {"loss_w": 0.0, "ce_b": 0.0, "n": 0}
-            for step, ((xa, ya), (xb, yb)) in enumerate(zip(loader_a, loader_b)):
-                gstep = epoch * steps_per_epoch + step
-                for g in w_opt.param_groups:
-                    g["lr"] = poly_lr(cfg.w_lr, gstep, total_steps)
-                xa, ya, xb, yb = xa.to(device), ya.to(device), xb.to(device), yb.to(device)
-                # 1. weights on split A
-                w_opt.zero_grad(set_to_none=True)
-                loss_w = _ce(supernet(xa), ya, info.ignore_index)
-                loss_w.backward()
-                for p in supernet.arch_parameters():
-                    p.grad = None
-                _allreduce_grads(supernet.weight_parameters())
-                w_opt.step()
-                sums["loss_w"] += float(loss_w.detach())
-                sums["n"] += 1
-                # 2. architecture on split B
-                if epoch >= cfg.warmup_epochs:
-                    a_opt.zero_grad(set_to_none=True)
-                    ce_b = _ce(supernet(xb), yb, info.ignore_index)
-                    e_lat, e_flops = expected_terms()
-                    loss_a = ce_b + cfg.latency_weight * budget_penalty(e_lat, cfg.latency_ms, *cfg.band)
-                    if e_flops is not None and flops_budget:
-                        loss_a = loss_a + cfg.flops_weight * flops_penalty(e_flops, flops_budget)
-                    if cfg.reg in ("ssr", "entropy"):
-                        loss_a = loss_a + level_regularizer(supernet, supernet.active_decisions(), cfg.reg, cfg.level_weights)
-                    elif cfg.reg in space.own_regs:
-                        for term in supernet.regularization().values():
-                            loss_a = loss_a + term
-                    for p in supernet.weight_parameters():
-                        p.grad = None
-                    loss_a.backward()
-                    _allreduce_grads(supernet.arch_parameters())
-                    a_opt.step()
-                    arch_steps += 1
-                    sums["ce_b"] += float(ce_b.detach())
-                    if main:
-                        trajectory.append(_snapshot(supernet, arch_steps, float(e_lat.detach())))
-                    if cfg.shrink and arch_steps % cfg.shrink_every == 0:
-                        newly = shrink(supernet, supernet.decisions(), cfg.shrink_h)
-                        if newly:
-                            removed += newly
-                            w_opt = _rebuild_optimizer(w_opt, supernet.weight_parameters())
-                if prog:
-                    prog.update(task, advance=1, info=f"loss {float(loss_w.detach()):.3f}")
-                if on_step:
-                    on_step(gstep)
-                if _is_discrete(supernet) or time_is_up():
-                    break
-            # end of epoch: log, validate, checkpoint (replicas first agree on their BN statistics)
-            dist.sync_buffers(supernet)
-            with torch.no_grad():
-                e_lat, _ = expected_terms()
-                e_flops = supernet.expected_cost(op_flops, h, w)
-            active = supernet.active_decisions()
-            ent = total_entropy(supernet, active)
-            metrics = evaluate(supernet, val_loader, info.num_classes, info.ignore_index, device)
-            row = {
-                "epoch": epoch,
-                "expected_latency_ms": float(e_lat),
-                "expected_flops_g": float(e_flops) / 1e9,
-                "total_entropy": ent,
-                "candidates_left": _candidates_left(active),
-                "supernet_val_miou": float(metrics["miou"]),
-                "train_loss": sums["loss_w"] / max(1, sums["n"]),
-                "arch_ce": sums["ce_b"] / max(1, sums["n"]) if epoch >= cfg.warmup_epochs else None,
-                "removed_total": len(removed),
-                "elapsed_s": time.monotonic() - t_start,
-            }
-            log.append(row)
-            if ent == 0.0 and discrete_epoch is None:
-                discrete_epoch = epoch + 1
-            if main:
-                atomic_write_text(out / "search_log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
-                state = {
-                    "format": "rtseg.search_state", "schema_version": 1, "epoch": epoch, "arch_steps": arch_steps,
-                    "supernet": supernet.state_dict(), "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(),
-                    "removed": [list(r) for r in removed], "log": json.dumps(log), "trajectory": json.dumps(trajectory),
-                }
-                atomic_save(state_path, lambda p: torch.save(state, p))
-            if prog:
-                prog.console.print(
-                    f"epoch {epoch}: E\\[lat] {row['expected_latency_ms']:.3f} ms (T {cfg.latency_ms:.3f}), "
-                    f"E\\[FLOPs] {row['expected_flops_g']:.3f} G, entropy {ent:.3f}, left {row['candidates_left']}, "
-                    f"supernet mIoU {row['supernet_val_miou']:.3f}"
-                )
-            if _is_discrete(supernet) or time_is_up():
-                break
-    finally:
-        if prog:
-            prog.stop()
+def _weight_step(run: _Run, st: _State, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One step of the network weights on split A (cross-entropy only); returns the loss."""
+    supernet = st.supernet
+    st.w_opt.zero_grad(set_to_none=True)
+    loss = _ce(supernet(x), y, run.info.ignore_index)
+    loss.backward()
+    for p in supernet.arch_parameters():
+        p.grad = None
+    _allreduce_grads(supernet.weight_parameters())
+    st.w_opt.step()
+    return float(loss.detach())
 
-    # decode and land in the budget
-    fit = fit_to_budget(supernet, h, w, cfg.latency_ms, flops_budget, lat_cost, lat_const, flops_fn, low=cfg.band[0])
+
+def _arch_loss(run: _Run, supernet: Supernet, ce: torch.Tensor, e_lat: torch.Tensor, e_flops: torch.Tensor | None) -> torch.Tensor:
+    """The architecture loss of :mod:`rtseg.search.objective`: cross-entropy + latency band + FLOPs
+    budget + the regularizer ``--reg`` names (per-level SSR or entropy, or the supernet's own)."""
+    cfg = run.cfg
+    loss = ce + cfg.latency_weight * budget_penalty(e_lat, cfg.latency_ms, *cfg.band)
+    if e_flops is not None and run.flops_budget:
+        loss = loss + cfg.flops_weight * flops_penalty(e_flops, run.flops_budget)
+    if cfg.reg in ("ssr", "entropy"):
+        loss = loss + level_regularizer(supernet, supernet.active_decisions(), cfg.reg, cfg.level_weights)
+    elif cfg.reg in run.space.own_regs:
+        for term in supernet.regularization().values():
+            loss = loss + term
+    return loss
+
+
+def _arch_step(run: _Run, st: _State, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One Adam step of the architecture on split B, the trajectory snapshot, and every
+    ``shrink_every`` arch steps a round of shrinking; returns the cross-entropy."""
+    cfg, supernet = run.cfg, st.supernet
+    st.a_opt.zero_grad(set_to_none=True)
+    ce = _ce(supernet(x), y, run.info.ignore_index)
+    e_lat, e_flops = run.expected_terms(supernet)
+    loss = _arch_loss(run, supernet, ce, e_lat, e_flops)
+    for p in supernet.weight_parameters():
+        p.grad = None
+    loss.backward()
+    _allreduce_grads(supernet.arch_parameters())
+    st.a_opt.step()
+    st.arch_steps += 1
+    if run.main:
+        st.trajectory.append(_snapshot(supernet, st.arch_steps, float(e_lat.detach())))
+    if cfg.shrink and st.arch_steps % cfg.shrink_every == 0:
+        newly = shrink(supernet, h=cfg.shrink_h)
+        if newly:
+            st.removed += newly
+            st.w_opt = _rebuild_optimizer(st.w_opt, supernet.weight_parameters())
+    return float(ce.detach())
+
+
+def _validate_epoch(run: _Run, st: _State, epoch: int, sums: dict[str, float], t_start: float) -> dict[str, Any]:
+    """End of an epoch: replicas agree on their BN statistics, the supernet is scored on the
+    validation set, and the epoch's row (expected costs, entropy, candidates left...) is logged."""
+    cfg, supernet, info = run.cfg, st.supernet, run.info
+    h, w = run.hw
+    dist.sync_buffers(supernet)
+    with torch.no_grad():
+        e_lat, _ = run.expected_terms(supernet)
+        e_flops = supernet.expected_cost(op_flops, h, w)
+    active = supernet.active_decisions()
+    ent = total_entropy(supernet, active)
+    metrics = evaluate(supernet, run.val_loader, info.num_classes, info.ignore_index, run.device)
+    row = {
+        "epoch": epoch,
+        "expected_latency_ms": float(e_lat),
+        "expected_flops_g": float(e_flops) / 1e9,
+        "total_entropy": ent,
+        "candidates_left": _candidates_left(active),
+        "supernet_val_miou": float(metrics["miou"]),
+        "train_loss": sums["loss_w"] / max(1, sums["n"]),
+        "arch_ce": sums["ce_b"] / max(1, sums["n"]) if epoch >= cfg.warmup_epochs else None,
+        "removed_total": len(st.removed),
+        "elapsed_s": time.monotonic() - t_start,
+    }
+    st.log.append(row)
+    if ent == 0.0 and st.discrete_epoch is None:
+        st.discrete_epoch = epoch + 1
+    return row
+
+
+def _checkpoint(run: _Run, st: _State, epoch: int) -> None:
+    """The log so far and ``state.pt`` (weights only, atomically): what ``--resume`` restarts from."""
+    out = run.out
+    atomic_write_text(out / "search_log.jsonl", "".join(json.dumps(r) + "\n" for r in st.log))
+    state = {
+        "format": "rtseg.search_state", "schema_version": 1, "epoch": epoch, "arch_steps": st.arch_steps,
+        "supernet": st.supernet.state_dict(), "w_opt": st.w_opt.state_dict(), "a_opt": st.a_opt.state_dict(),
+        "removed": [list(r) for r in st.removed], "log": json.dumps(st.log), "trajectory": json.dumps(st.trajectory),
+    }
+    atomic_save(out / "state.pt", lambda p: torch.save(state, p))
+
+
+def _finish(run: _Run, st: _State, t_start: float) -> SearchResult:
+    """Decode, land in the budget band, summarize, and (rank 0) measure and write the run's files."""
+    cfg, supernet, lut, out = run.cfg, st.supernet, run.lut, run.out
+    h, w = run.hw
+    lat_cost, lat_const = lut.cost, float(lut.constant_ms)
+    flops_budget = run.flops_budget
+    fit = fit_to_budget(supernet, h, w, cfg.latency_ms, flops_budget, lat_cost, lat_const, op_flops if flops_budget else None,
+                        low=cfg.band[0])
     arch = fit.arch
     arch.name = f"searched-{cfg.space}-{cfg.latency_ms:g}ms"
     argmax_cost = arch_cost(supernet.decode(), h, w, lat_cost, lat_const, op_flops)
@@ -363,57 +469,53 @@ def _run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool, progress: 
     arch.meta = {
         "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "flops_g": cfg.flops_g, "reg": cfg.reg,
                           "shrink": cfg.shrink, "input_hw": [h, w], "data": cfg.data, "space_options": cfg.space_options,
-                          "images": images, **_lut_runtime(lut)},
+                          "images": run.images, **lut_runtime(lut)},
         "predicted_latency_ms": final_cost.latency_ms,
         "flops": int(final_cost.flops),
     }
     summary: dict[str, Any] = {
         "arch": str(out / "arch.json"),
         "target_latency_ms": cfg.latency_ms,
-        "runtime": _lut_runtime(lut),
+        "runtime": lut_runtime(lut),
         "predicted_latency_ms": final_cost.latency_ms,
         "predicted_over_target": final_cost.latency_ms / cfg.latency_ms,
         "flops": int(final_cost.flops),
         "flops_budget": int(flops_budget) if flops_budget else None,
-        "cheapest_latency_ms": cheapest.latency_ms,
-        "epochs_run": len(log),
-        "epochs_to_discrete": discrete_epoch,
+        "cheapest_latency_ms": run.cheapest.latency_ms,
+        "epochs_run": len(st.log),
+        "epochs_to_discrete": st.discrete_epoch,
         "discrete": _is_discrete(supernet),
-        "arch_steps": arch_steps,
+        "arch_steps": st.arch_steps,
         "argmax_predicted_latency_ms": argmax_cost.latency_ms,
         "budget_fit_changes": fit.changes,
         "reg": cfg.reg,
         "shrink": cfg.shrink,
         "space_options": cfg.space_options,
         "data": cfg.data,
-        "images": images,
+        "images": run.images,
         "wall_time_s": time.monotonic() - t_start,
-        "world_size": world_size(),
+        "world_size": dist.world_size(),
     }
     ranks = dist.all_gather_object({"rank": dist.rank(), "supernet": weights_digest(supernet), "arch": arch.to_json()})
     summary["ranks"] = [{"rank": r["rank"], "supernet": r["supernet"]} for r in ranks]
     summary["ranks_agree"] = len({r["supernet"] for r in ranks}) == 1 and len({r["arch"] for r in ranks}) == 1
-    if main:
+    if run.main:
         if cfg.verify_latency:
-            summary.update(_verify(lut, arch, cfg))
+            summary.update(measure_on_lut_runtime(lut, arch, cfg))
         arch.save(out / "arch.json")
-        atomic_write_json(out / "trajectory.json", trajectory)
+        atomic_write_json(out / "trajectory.json", st.trajectory)
         atomic_write_json(out / "search.json", summary)
         try:
-            from rtseg.search.plots import plot_search
-
-            plot_search(log, trajectory, out, cfg.latency_ms)
+            plot_search(st.log, st.trajectory, out, cfg.latency_ms)
         except Exception as exc:  # plotting must never lose a finished search
             summary["plot_error"] = str(exc)
     return SearchResult(arch, out, summary)
 
 
-def _resolved(cfg: SearchConfig, space) -> SearchConfig:
+def _resolved(cfg: SearchConfig, space: SearchSpace) -> SearchConfig:
     """The config with its defaults made explicit (what ``config.json`` records and ``--resume``
     compares): the space's options as the space normalizes them, the space's own regularizer, and the
     synthetic split sizes. A file dataset's ``None`` lengths stay ``None``: the whole split."""
-    from rtseg.data import parse_data_spec
-
     reg = cfg.reg or space.default_reg
     allowed = ("ssr", "entropy", "none", *space.own_regs)
     if reg not in allowed:
@@ -427,7 +529,7 @@ def _resolved(cfg: SearchConfig, space) -> SearchConfig:
     return replace(cfg, reg=reg, space_options=space.options(), **lengths)
 
 
-def _verify(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
+def measure_on_lut_runtime(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
     """Measure the decoded net end to end on the LUT's backend, when this machine is the LUT's device."""
     from rtseg.latency.validate import measure_arch_latency, reference_speed_ratio
 
@@ -439,11 +541,11 @@ def _verify(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
     stats = measure_arch_latency(arch, h, w, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
                                  precision=lut.precision, batch=lut.batch, threads=lut.threads, clock=lut.clock)
     return {"measured_latency_ms": stats.median_ms, "measured_over_target": stats.median_ms / cfg.latency_ms,
-            "measured_backend": lut.backend, "measured_device": _lut_runtime(lut)["lut_device_name"],
+            "measured_backend": lut.backend, "measured_device": lut_runtime(lut)["lut_device_name"],
             "reference_speed_ratio": reference_speed_ratio(lut)}
 
 
-def _lut_runtime(lut) -> dict[str, Any]:
+def lut_runtime(lut) -> dict[str, Any]:
     """The runtime the LUT was measured on, as the decoded arch and the summary record it: the search's
     latency promise holds there, and a net later run elsewhere says so (:func:`rtseg.arch.deploy_note`)."""
     dev = lut.provenance.get("device")
@@ -452,7 +554,7 @@ def _lut_runtime(lut) -> dict[str, Any]:
             "lut_device_name": dev.get("name"), "lut_threads": lut.threads}
 
 
-def _is_discrete(supernet) -> bool:
+def _is_discrete(supernet: Supernet) -> bool:
     return all(d.n_alive == 1 for d in supernet.active_decisions())
 
 
@@ -463,21 +565,10 @@ def _candidates_left(decisions) -> dict[str, int]:
     return out
 
 
-def _snapshot(supernet, step: int, e_lat: float) -> dict[str, Any]:
+def _snapshot(supernet: Supernet, step: int, e_lat: float) -> dict[str, Any]:
     with torch.no_grad():
         probs = {d.name: [round(float(x), 5) for x in supernet.probs(d.name)] for d in supernet.decisions()}
     return {"step": step, "expected_latency_ms": e_lat, "probs": probs}
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from rtseg.cli._app import console
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
 
 
 def load_search_summary(run: str | Path) -> dict[str, Any]:

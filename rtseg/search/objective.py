@@ -24,11 +24,9 @@ from typing import Iterable
 
 import torch
 
-from rtseg.spaces.base import Decision
+from rtseg.spaces.base import Decision, Supernet
 
 DEFAULT_LEVEL_WEIGHTS = {"depth": 0.15, "dilation_spatial": 0.3, "channels": 0.3}
-#: SSR's shrinking order (SSR paper, sec. 3.5 "Solution Space Shrinking"); other supernets name theirs as ``shrink_levels``.
-SSR_SHRINK_LEVELS = ("depth", "dilation_spatial", "channels")
 
 
 def budget_penalty(expected: torch.Tensor, target: float, low: float = 0.85, high: float = 0.97) -> torch.Tensor:
@@ -40,12 +38,12 @@ def flops_penalty(expected: torch.Tensor, budget: float) -> torch.Tensor:
     return torch.relu(expected / budget - 1.0)
 
 
-def _alive_probs(supernet, dec: Decision) -> torch.Tensor:
+def _alive_probs(supernet: Supernet, dec: Decision) -> torch.Tensor:
     p = supernet.probs(dec.name)
     return p[dec.alive]
 
 
-def level_regularizer(supernet, decisions: Iterable[Decision], kind: str, level_weights: dict[str, float]) -> torch.Tensor:
+def level_regularizer(supernet: Supernet, decisions: Iterable[Decision], kind: str, level_weights: dict[str, float]) -> torch.Tensor:
     """Weighted per-level SSR (``sum log p``) or entropy loss over decisions with >1 candidate left."""
     per_level: dict[str, list[torch.Tensor]] = {}
     for dec in decisions:
@@ -65,7 +63,7 @@ def level_regularizer(supernet, decisions: Iterable[Decision], kind: str, level_
     return total
 
 
-def total_entropy(supernet, decisions: Iterable[Decision]) -> float:
+def total_entropy(supernet: Supernet, decisions: Iterable[Decision]) -> float:
     """Sum of the entropies of all decisions (0 exactly when the arch is discrete)."""
     h = 0.0
     with torch.no_grad():
@@ -77,19 +75,20 @@ def total_entropy(supernet, decisions: Iterable[Decision]) -> float:
     return h
 
 
-def shrink(supernet, decisions: list[Decision], h: float = 0.1, levels: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
+def shrink(supernet: Supernet, decisions: list[Decision] | None = None, h: float = 0.1,
+           levels: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
     """Hierarchical progressive shrinking (SSR paper, eq. 11): remove every candidate whose
     probability is at most ``h`` times the best of its decision, level by level in ``levels``
-    (default: the supernet's ``shrink_levels``, else SSR's depth first, so layers that can no longer
-    run drop out before their own choices are considered). A supernet whose decisions depend on each
-    other vetoes a removal through ``can_remove(name, index)`` (CAS: a node must keep two edges that
-    can carry an operation)."""
-    levels = levels or getattr(supernet, "shrink_levels", SSR_SHRINK_LEVELS)
-    veto = getattr(supernet, "can_remove", None)
+    (default: the supernet's :meth:`~rtseg.spaces.Supernet.levels_to_shrink`; SSR's is depth first, so
+    layers that can no longer run drop out before their own choices are considered). Each level
+    re-reads the supernet's active decisions (``decisions`` is accepted for older callers and not
+    needed). A supernet whose decisions depend on each other vetoes a removal through
+    :meth:`~rtseg.spaces.Supernet.can_remove` (CAS: a node must keep two edges that can carry an
+    operation)."""
+    levels = levels or supernet.levels_to_shrink()
     removed: list[tuple[str, int]] = []
     for level in levels:
-        current = supernet.active_decisions() if hasattr(supernet, "active_decisions") else decisions
-        for dec in current:
+        for dec in supernet.active_decisions():
             if dec.level != level or dec.n_alive <= 1:
                 continue
             with torch.no_grad():
@@ -97,7 +96,7 @@ def shrink(supernet, decisions: list[Decision], h: float = 0.1, levels: tuple[st
             best = float(p.max())
             for i in range(len(dec.choices)):
                 if bool(dec.alive[i]) and float(p[i]) <= h * best and dec.n_alive > 1:
-                    if veto is not None and not veto(dec.name, i):
+                    if not supernet.can_remove(dec.name, i):
                         continue
                     supernet.remove(dec.name, i)
                     removed.append((dec.name, i))

@@ -44,6 +44,7 @@ from rtseg.flops import op_flops
 from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
+from rtseg.search.loop import lut_runtime, measure_on_lut_runtime
 from rtseg.search.evolution import BandSampler, EvolutionState, evolve, plot_evolution, write_evolution
 from rtseg.spaces import get_space
 
@@ -141,7 +142,8 @@ class _OneShot:
         self.lut = load_lut(cfg.lut)
         train_set = build_dataset(cfg.data, "train", (h, w), augment=True, seed=cfg.seed, length=cfg.train_len)
         self.info = train_set.info
-        _check_lut(self.lut, cfg, space.options(), self.info.num_classes)
+        self.lut.check_fits(space=cfg.space, space_options=space.options(), input_hw=(h, w), num_classes=self.info.num_classes,
+                            subject=f"the {cfg.space} search")
         score_all = build_dataset(cfg.data, "train", (h, w), augment=False, seed=cfg.seed, length=cfg.train_len + cfg.score_len)
         if len(score_all) < cfg.train_len + cfg.score_len:
             raise RtsegError(f"{cfg.data} has {len(score_all)} training images, fewer than --train-len + --score-len")
@@ -151,7 +153,7 @@ class _OneShot:
         self.loader = make_loader(train_set, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed)
         self.score_loader = make_loader(score_set, cfg.score_batch, shuffle=False, workers=cfg.workers)
         self.supernet = space.supernet(self.info.num_classes).to(self.device)
-        if not hasattr(self.supernet, "forward_path"):
+        if not self.supernet.supports_path_forward:
             raise RtsegError(f"the one-shot search needs a supernet that runs one path; the {cfg.space} space has none yet")
         self.opt = torch.optim.Adam(self.supernet.weight_parameters(), lr=cfg.w_lr, weight_decay=cfg.w_weight_decay)
         self.rng = random.Random(cfg.seed)
@@ -248,8 +250,6 @@ class _OneShot:
                    parents=cfg.parents, evaluations=cfg.evaluations, mutate_prob=cfg.mutate_prob, save=self._save, bar=bar)
 
     def _finish(self) -> OneShotResult:
-        from rtseg.search.loop import _lut_runtime, _verify
-
         cfg, h, w = self.cfg, self.h, self.w
         best = self.evolution.best()
         arch = self.sampler.arch(best["choices"])
@@ -257,14 +257,14 @@ class _OneShot:
         cost = arch_cost(arch, h, w, self.lut.cost, float(self.lut.constant_ms), op_flops)
         arch.meta = {
             "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "strategy": "one-shot evolution",
-                              "band": list(cfg.band), "input_hw": [h, w], "data": cfg.data, **_lut_runtime(self.lut)},
+                              "band": list(cfg.band), "input_hw": [h, w], "data": cfg.data, **lut_runtime(self.lut)},
             "predicted_latency_ms": cost.latency_ms,
             "flops": int(cost.flops),
             "oneshot_score": best["score"],
         }
         summary: dict[str, Any] = {
             "arch": str(self.out / "arch.json"), "strategy": "one-shot evolution", "target_latency_ms": cfg.latency_ms,
-            "runtime": _lut_runtime(self.lut), "predicted_latency_ms": cost.latency_ms,
+            "runtime": lut_runtime(self.lut), "predicted_latency_ms": cost.latency_ms,
             "predicted_over_target": cost.latency_ms / cfg.latency_ms, "flops": int(cost.flops),
             "oneshot_score": best["score"], "origin": best["origin"], "generation_found": best["generation"],
             "evaluations": len(self.evolution.scored), "generations": self.evolution.generation, "epochs_run": self.epoch,
@@ -272,7 +272,7 @@ class _OneShot:
             "wall_time_s": self._elapsed(),
         }
         if cfg.verify_latency:
-            summary.update(_verify(self.lut, arch, cfg))
+            summary.update(measure_on_lut_runtime(self.lut, arch, cfg))
         arch.save(self.out / "arch.json")
         write_evolution(self.out / "evolution.json", self.evolution, self.sampler)
         atomic_write_json(self.out / "search.json", summary)
@@ -282,20 +282,6 @@ class _OneShot:
         except Exception as exc:  # plotting must never lose a finished search
             summary["plot_error"] = str(exc)
         return OneShotResult(arch, self.out, summary)
-
-
-def _check_lut(lut: Any, cfg: OneShotConfig, options: dict[str, Any], num_classes: int) -> None:
-    """The LUT must describe what is searched: its space, options, input size and class count."""
-    if lut.space != cfg.space:
-        raise RtsegError(f"LUT {cfg.lut} was measured for space {lut.space!r}, not {cfg.space!r}; profile that space")
-    if lut.search_space().options() != options:
-        raise RtsegError(f"LUT {cfg.lut} was profiled for other {cfg.space} space options; profile with the same --space-opt")
-    if tuple(lut.input_hw) != tuple(cfg.input_hw):
-        raise RtsegError(f"LUT {cfg.lut} was measured at {lut.input_hw[0]}x{lut.input_hw[1]}, the search runs at "
-                         f"{cfg.input_hw[0]}x{cfg.input_hw[1]}; use --input {lut.input_hw[0]}x{lut.input_hw[1]}")
-    if lut.num_classes != num_classes:
-        raise RtsegError(f"LUT {cfg.lut} was profiled for {lut.num_classes} classes, dataset {cfg.data} has {num_classes}; "
-                         f"re-run profile-ops with --classes {num_classes}")
 
 
 def _rng_json(state: tuple) -> list:

@@ -35,8 +35,9 @@ from rtseg.flops import op_flops
 from rtseg.io import atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
+from rtseg.search.loop import lut_runtime, measure_on_lut_runtime
 from rtseg.search.evolution import BandSampler, EvolutionState, evolve, key_of, plot_evolution, top_archs, write_evolution
-from rtseg.search.oneshot import OneShotConfig, _check_lut, run_oneshot
+from rtseg.search.oneshot import OneShotConfig, run_oneshot
 from rtseg.spaces import get_space
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
@@ -116,10 +117,9 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     space.check_input(h, w)
     lut = load_lut(cfg.lut)
     info = build_dataset(cfg.data, "val", (h, w), augment=False, seed=cfg.proxy_data_seed, length=1).info
-    _check_lut(lut, cfg, space.options(), info.num_classes)
+    lut.check_fits(space=cfg.space, space_options=space.options(), input_hw=(h, w), num_classes=info.num_classes,
+                   subject=f"the {cfg.space} search")
     supernet = space.supernet(info.num_classes)
-    if not hasattr(supernet, "arch_from_choices"):
-        raise RtsegError(f"the proxy search needs a space whose supernet maps choices to archs; {cfg.space} has none yet")
     seeds = [load_arch(s).with_(num_classes=info.num_classes) for s in cfg.seed_archs]
     for s in seeds:
         space.validate(s, source=f"seed arch {s.name or ''}")
@@ -163,8 +163,6 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
         evolve(state, sampler, score, population=cfg.population, parents=cfg.parents, evaluations=cfg.evaluations,
                mutate_prob=cfg.mutate_prob, seeds=seed_choices, save=save, bar=bar)
 
-    from rtseg.search.loop import _lut_runtime, _verify
-
     best = state.best()
     arch = sampler.arch(best["choices"])
     arch.name = f"proxy-{cfg.space}-{cfg.latency_ms:g}ms"
@@ -172,12 +170,12 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     arch.meta = {
         "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "strategy": "proxy evolution",
                           "band": list(cfg.band), "input_hw": [h, w], "data": cfg.data, "seed_archs": list(cfg.seed_archs),
-                          **_lut_runtime(lut)},
+                          **lut_runtime(lut)},
         "predicted_latency_ms": cost.latency_ms, "flops": int(cost.flops), "proxy_score": best["score"],
     }
     summary: dict[str, Any] = {
         "arch": str(out / "arch.json"), "strategy": "proxy evolution", "target_latency_ms": cfg.latency_ms,
-        "runtime": _lut_runtime(lut), "predicted_latency_ms": cost.latency_ms,
+        "runtime": lut_runtime(lut), "predicted_latency_ms": cost.latency_ms,
         "predicted_over_target": cost.latency_ms / cfg.latency_ms, "flops": int(cost.flops),
         "proxy_score": best["score"], "origin": best["origin"], "generation_found": best["generation"],
         "evaluations": len(state.scored), "generations": state.generation, "seed_archs": list(cfg.seed_archs),
@@ -185,7 +183,7 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
         "band": list(cfg.band), "data": cfg.data, "wall_time_s": elapsed(),
     }
     if cfg.verify_latency:
-        summary.update(_verify(lut, arch, cfg))
+        summary.update(measure_on_lut_runtime(lut, arch, cfg))
     save()
     arch.save(out / "arch.json")
     write_evolution(out / "evolution.json", state, sampler)

@@ -1,16 +1,26 @@
-"""The search-space interface and registry.
+"""The search-space interface, the supernet interface, and the registry.
 
-A space knows four things: which archs are valid (:meth:`validate`), how to draw one
-(:meth:`sample`), how to build the discrete network (:meth:`build`) and the supernet
-(:meth:`supernet`), and which operator signatures an arch places at an input size
-(:meth:`signatures`) or the space can place at all (:meth:`candidate_signatures`), which is what
-``profile-ops`` measures and what latency/FLOPs predictions sum.
+A space (:class:`SearchSpace`) knows four things: which archs are valid (:meth:`~SearchSpace.validate`),
+how to draw one (:meth:`~SearchSpace.sample`), how to build the discrete network
+(:meth:`~SearchSpace.build`) and the supernet (:meth:`~SearchSpace.supernet`), and which operator
+signatures an arch places at an input size (:meth:`~SearchSpace.signatures`) or the space can place at
+all (:meth:`~SearchSpace.candidate_signatures`), which is what ``profile-ops`` measures and what
+latency/FLOPs predictions sum.
+
+A searchable space's supernet is a :class:`Supernet`: a weight-sharing network whose architecture
+choices are :class:`Decision` s kept in one decision table, relaxed into probabilities by
+:func:`relax`. The search loop (:mod:`rtseg.search.loop`) calls only what :class:`Supernet` declares.
+
+Writing a fourth space: subclass :class:`SearchSpace` (the six abstract methods, plus
+``cheapest_arch`` for a searchable one) and :class:`Supernet` (its abstract methods; override the
+hooks whose defaults do not fit), then register a factory with :func:`register_space`.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from abc import ABC, abstractmethod
+from abc import ABC, ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -51,6 +61,12 @@ class Network(nn.Module):
 
 
 class SearchSpace(ABC):
+    """One family of archs: validation, sampling, building, signatures, and (when searchable) a supernet.
+
+    An arch (:class:`rtseg.arch.Arch`) names its space; its ``genotype`` is whatever JSON this space
+    defines, and :meth:`validate` is the one place that says what a valid genotype is."""
+
+    #: The registry name (``Arch.space``, ``--space``).
     name: str = ""
     #: Input height and width must be multiples of this.
     size_divisor: int = 1
@@ -75,22 +91,38 @@ class SearchSpace(ABC):
         return self
 
     @abstractmethod
-    def validate(self, arch: Any, source: str = "arch") -> None: ...
+    def validate(self, arch: Any, source: str = "arch") -> None:
+        """Raise :class:`RtsegError` naming ``source`` and the offending field unless ``arch`` is a valid
+        arch of this space (head, genotype shape, every value in range, no unknown fields)."""
 
     @abstractmethod
-    def sample(self, rng: random.Random, num_classes: int = 19, head: str = "classifier") -> Any: ...
+    def sample(self, rng: random.Random, num_classes: int = 19, head: str = "classifier") -> Any:
+        """A random valid arch drawn with ``rng`` (random baselines, tests); a space that cannot be
+        sampled raises :class:`RtsegError`."""
 
     @abstractmethod
-    def build(self, arch: Any) -> Network: ...
+    def build(self, arch: Any) -> Network:
+        """The discrete network of ``arch`` (validated first), built only from registered operators."""
 
     @abstractmethod
-    def supernet(self, num_classes: int = 19) -> nn.Module: ...
+    def supernet(self, num_classes: int = 19, relaxation: str | None = None) -> "Supernet":
+        """The weight-sharing supernet of the space; ``relaxation`` (:func:`relax`'s ``mode``) replaces
+        the space's own when given. A space that cannot be searched raises :class:`RtsegError`."""
 
     @abstractmethod
-    def signatures(self, arch: Any, h: int, w: int) -> list[OpSignature]: ...
+    def signatures(self, arch: Any, h: int, w: int) -> list[OpSignature]:
+        """The operator signatures ``arch`` executes at input ``h x w``, in execution order: what a LUT
+        prediction and a FLOPs count sum."""
 
     @abstractmethod
-    def candidate_signatures(self, h: int, w: int, num_classes: int = 19, heads: tuple[str, ...] | None = None) -> list[OpSignature]: ...
+    def candidate_signatures(self, h: int, w: int, num_classes: int = 19, heads: tuple[str, ...] | None = None) -> list[OpSignature]:
+        """Every distinct signature any arch of the space can place at ``h x w``: what ``profile-ops``
+        measures, so that every arch the search can decode has a cost."""
+
+    def cheapest_arch(self, cost: Callable[[OpSignature], float], h: int, w: int, num_classes: int = 19) -> Any:
+        """The arch of least total ``cost`` (the search's feasibility check names its latency). Searchable
+        spaces override this; the default says the space cannot be searched."""
+        raise RtsegError(f"the {self.name!r} space is not searchable: it has no cheapest arch; search a space such as 'ssr'")
 
     def check_input(self, h: int, w: int) -> None:
         d = self.size_divisor
@@ -102,7 +134,12 @@ _SPACES: dict[str, Callable[[], SearchSpace]] = {}
 
 
 def register_space(name: str) -> Callable[[Callable[[], SearchSpace]], Callable[[], SearchSpace]]:
+    """Register a space factory under ``name`` (a decorator). A name is taken once: a second
+    registration is refused, as :func:`rtseg.ops.register_op` refuses a second operator of a name."""
+
     def deco(factory: Callable[[], SearchSpace]) -> Callable[[], SearchSpace]:
+        if name in _SPACES and _SPACES[name] is not factory:
+            raise ValueError(f"search space {name!r} registered twice")
         _SPACES[name] = factory
         return factory
 
@@ -122,8 +159,6 @@ def get_space(name: str, options: Mapping[str, Any] | None = None) -> SearchSpac
 def parse_space_options(items: Iterable[str] | None) -> dict[str, Any]:
     """``["width=16", "stem=[16,16,32]", "layout=NRNRN"]`` -> a dict. A value is read as JSON when it
     parses (numbers, lists), as a plain string otherwise."""
-    import json
-
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, text = str(item).partition("=")
@@ -200,3 +235,124 @@ class DecisionTable:
         alive = self._alive(name)
         alive.zero_()
         alive[indices] = True
+
+
+def relax(alpha: torch.Tensor, alive: torch.Tensor, mode: str) -> torch.Tensor:
+    """Continuous relaxation of one decision: ``softmax`` (DARTS, Liu et al., ICLR 2019, eq. 2; CAS) or
+    ``sigmoid`` then normalize (SSR, Ye et al., IJCV 2022, sec. 3.2).
+
+    Removed candidates get probability exactly 0; a single survivor gets exactly 1."""
+    if int(alive.sum()) == 1:
+        return alive.to(alpha.dtype)
+    if mode == "softmax":
+        z = alpha.masked_fill(~alive, float("-inf"))
+        return torch.softmax(z, dim=0)
+    if mode == "sigmoid":
+        s = torch.sigmoid(alpha) * alive.to(alpha.dtype)
+        return s / s.sum()
+    raise ValueError(f"unknown relaxation {mode!r}")
+
+
+class Supernet(DecisionTable, nn.Module, metaclass=ABCMeta):
+    """A weight-sharing supernet: everything the search loop (:mod:`rtseg.search.loop`), the
+    objective (:mod:`rtseg.search.objective`) and the budget fit (:mod:`rtseg.search.budget`) call.
+
+    The architecture is a table of :class:`Decision` s (:class:`DecisionTable`): the constructor calls
+    ``nn.Module.__init__``, builds the weights, then :meth:`_init_decisions` and one
+    :meth:`_add_decision` per choice. Architecture parameters (:meth:`arch_parameters`) and weights
+    (:meth:`weight_parameters`) are optimized apart (bilevel search).
+
+    Abstract (every supernet writes these): :meth:`forward`, :meth:`expected_cost`, :meth:`remove`,
+    :meth:`argmax_choices`, :meth:`arch_from_choices`, :meth:`choices_of`, :meth:`fix` and
+    :meth:`derive_weights`. Hooks with a default: :meth:`probs` (the :attr:`relaxation` of the
+    decision's α), :meth:`decode` (argmax), :meth:`active_decisions` (all), :meth:`on_epoch`
+    (nothing), :meth:`regularization` (none), :meth:`can_remove` (always) and :attr:`shrink_levels`
+    (the decisions' levels in the order they were added)."""
+
+    #: :func:`relax` mode of the decisions (``softmax`` or ``sigmoid``), set by the constructor.
+    relaxation: str = "softmax"
+    #: Whether :attr:`sample_paths` (single-path search: one sampled path per training step) is
+    #: implemented; the search refuses ``--single-path`` otherwise.
+    supports_single_path: bool = False
+    #: Single-path mode switch (only meaningful when :attr:`supports_single_path`).
+    sample_paths: bool = False
+    #: Whether :meth:`forward_path` (run one discrete subnet with the shared weights) is implemented;
+    #: the one-shot search refuses a space without it.
+    supports_path_forward: bool = False
+    #: The order in which shrinking visits levels (:func:`rtseg.search.objective.shrink`); ``None``:
+    #: the decisions' levels in the order they were added.
+    shrink_levels: tuple[str, ...] | None = None
+
+    def forward_path(self, x: torch.Tensor, choices: dict[str, int]) -> torch.Tensor:
+        """Run exactly the discrete subnet ``choices`` (a candidate index per decision) with the shared
+        weights, as the decoded net loaded with :meth:`derive_weights` would (one-shot training and
+        scoring run through here). Optional: set :attr:`supports_path_forward` when implemented."""
+        raise RtsegError(f"{type(self).__name__} cannot run one discrete path; the one-shot search needs a space that can")
+
+    # -- the relaxed distribution ---------------------------------------------------------------
+    def probs(self, name: str) -> torch.Tensor:
+        """Probabilities of the candidates of decision ``name`` (0 for removed ones), differentiable in α."""
+        return relax(self._alpha(name), self._alive(name), self.relaxation)
+
+    def active_decisions(self) -> list[Decision]:
+        """Decisions that can still change the decoded network (what the regularizer, the entropy,
+        shrinking and the budget fit look at). Default: all of them."""
+        return self.decisions()
+
+    def levels_to_shrink(self) -> tuple[str, ...]:
+        """:attr:`shrink_levels`, or the decisions' levels in the order they were added."""
+        if self.shrink_levels is not None:
+            return tuple(self.shrink_levels)
+        return tuple(dict.fromkeys(d.level for d in self.decisions()))
+
+    @abstractmethod
+    def expected_cost(self, cost: Callable[[OpSignature], float], h: int, w: int) -> torch.Tensor:
+        """E[cost] at input ``h x w`` under the current distribution (CAS eq. 5), differentiable in α.
+        ``cost`` maps an operator signature to a cost (a LUT's latency, FLOPs...); cache tables per
+        ``(cost, h, w)``: the search calls this every arch step."""
+
+    # -- shrinking --------------------------------------------------------------------------------
+    @abstractmethod
+    def remove(self, name: str, index: int) -> None:
+        """Remove candidate ``index`` of decision ``name`` with its weights (progressive shrinking); a
+        no-op for a removed candidate, ``ValueError`` for the last survivor. Replaying the removals
+        in order on a fresh supernet must give the same ``state_dict`` keys (``--resume``)."""
+
+    def can_remove(self, name: str, index: int) -> bool:
+        """Whether shrinking may remove candidate ``index`` of ``name``; a supernet whose decisions
+        depend on each other vetoes removals here. Default: always."""
+        return True
+
+    # -- the search's per-epoch hook and regularizers ---------------------------------------------
+    def on_epoch(self, epoch: int, total_epochs: int) -> None:
+        """Called at the start of every search epoch (e.g. to anneal a temperature). Default: nothing."""
+
+    def regularization(self) -> dict[str, torch.Tensor]:
+        """The supernet's own regularizer terms, already weighted, by name (added to the arch loss
+        when ``--reg`` names one of its space's ``own_regs``). Default: none."""
+        return {}
+
+    # -- discrete <-> relaxed ---------------------------------------------------------------------
+    @abstractmethod
+    def argmax_choices(self) -> dict[str, int]:
+        """The candidate index per decision that :meth:`decode` takes."""
+
+    @abstractmethod
+    def arch_from_choices(self, choices: Mapping[str, int], name: str | None = None) -> Any:
+        """The discrete arch given a candidate index per decision."""
+
+    def decode(self, name: str | None = None) -> Any:
+        """The most likely discrete arch: :meth:`arch_from_choices` of :meth:`argmax_choices`."""
+        return self.arch_from_choices(self.argmax_choices(), name=name)
+
+    @abstractmethod
+    def choices_of(self, arch: Any) -> dict[str, int]:
+        """The candidate index per decision that ``arch`` makes (the inverse of :meth:`arch_from_choices`)."""
+
+    @abstractmethod
+    def fix(self, arch: Any) -> None:
+        """Keep only the candidates ``arch`` uses, so the supernet computes exactly that arch."""
+
+    @abstractmethod
+    def derive_weights(self, arch: Any) -> dict[str, torch.Tensor]:
+        """The ``state_dict`` of ``space.build(arch)`` filled with this supernet's shared weights."""

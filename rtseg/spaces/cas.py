@@ -55,8 +55,7 @@ from torch import nn
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSignature, OpSpec, build_op
-from rtseg.spaces.base import Decision, DecisionTable, Network, SearchSpace, register_space
-from rtseg.spaces.ssr import relax
+from rtseg.spaces.base import Decision, Network, SearchSpace, Supernet, register_space
 
 NONE = "none"
 BACKBONE_PRIMITIVES = (
@@ -433,7 +432,7 @@ class MixedMSCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class CASSupernet(DecisionTable, nn.Module):
+class CASSupernet(Supernet):
     """Weight-sharing supernet of the CAS space (DARTS continuous relaxation, eq. 3).
 
     Decisions are named ``{kind}.node{j}.in{i}`` (level = kind: ``normal``, ``reduce``, ``ms``), with
@@ -458,9 +457,6 @@ class CASSupernet(DecisionTable, nn.Module):
         self._cost_cache: list[tuple[Any, int, int, dict[str, torch.Tensor], float]] = []
 
     # -- decisions ------------------------------------------------------------------------------
-    def probs(self, name: str) -> torch.Tensor:
-        return relax(self._alpha(name), self._alive(name), self.relaxation)
-
     def active_decisions(self) -> list[Decision]:
         """Decisions of the kinds present in the layout (a layout without R has no reduce cells)."""
         kinds = {p.kind for p in self.plans} | {"ms"}
@@ -749,8 +745,8 @@ class CASSpace(SearchSpace):
         self.validate(arch)
         return CASNet(arch, self.config_of(arch))
 
-    def supernet(self, num_classes: int = 19, relaxation: str = "softmax") -> CASSupernet:
-        return CASSupernet(num_classes, self.config, relaxation=relaxation)
+    def supernet(self, num_classes: int = 19, relaxation: str | None = None) -> CASSupernet:
+        return CASSupernet(num_classes, self.config, relaxation=relaxation or "softmax")
 
     # -- signatures -----------------------------------------------------------------------------
     def fixed_signatures(self, h: int, w: int, num_classes: int = 19, config: CASConfig | None = None) -> list[OpSignature]:

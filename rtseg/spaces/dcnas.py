@@ -59,8 +59,7 @@ from torch import nn
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSignature, OpSpec, build_op
-from rtseg.spaces.base import Decision, DecisionTable, Network, SearchSpace, register_space
-from rtseg.spaces.ssr import relax
+from rtseg.spaces.base import Decision, Network, SearchSpace, Supernet, register_space, relax
 
 SCALES = (4, 8, 16, 32)
 KERNELS = (3, 5, 7)
@@ -259,7 +258,7 @@ class MixedFusion(nn.Module):
         self.mixed = MixtureLayer(cfg, node[0])
 
 
-class DCNASSupernet(DecisionTable, nn.Module):
+class DCNASSupernet(Supernet):
     """Weight-sharing supernet of the DCNAS space; see the module docstring.
 
     Decisions: ``s{scale}_l{layer}.op`` (level ``op``, choices :data:`OP_CHOICES`, α) and
@@ -647,8 +646,8 @@ class DCNASSpace(SearchSpace):
         self.validate(arch)
         return DCNASNet(arch, self.config_of(arch))
 
-    def supernet(self, num_classes: int = 19, relaxation: str = "softmax", **kwargs: Any) -> DCNASSupernet:
-        return DCNASSupernet(num_classes, self.config, relaxation=relaxation, **kwargs)
+    def supernet(self, num_classes: int = 19, relaxation: str | None = None, **kwargs: Any) -> DCNASSupernet:
+        return DCNASSupernet(num_classes, self.config, relaxation=relaxation or "softmax", **kwargs)
 
     # -- signatures -----------------------------------------------------------------------------
     def fixed_signatures(self, h: int, w: int, num_classes: int = 19, config: DCNASConfig | None = None) -> list[OpSignature]:

@@ -47,6 +47,7 @@ from rtseg.flops import sum_op_flops
 from rtseg.backends.device import keeps_torch_threads
 from rtseg.ops import OpSignature
 from rtseg.spaces.base import get_space
+from rtseg.spaces.peers import PEER_SOURCES
 
 #: How close to the budget a pick should land (a fraction of T).
 DEFAULT_TOL = 0.05
@@ -228,8 +229,6 @@ class PeerFamily(Family):
 
     def __init__(self, name: str, model: str, widths: tuple[float, ...], depths: tuple[float, ...], rule: str,
                  extra: Mapping[str, Any] | None = None, note: str = "") -> None:
-        from rtseg.spaces.peers import PEER_SOURCES
-
         if rule not in ("compound", "width"):
             raise ValueError(f"unknown scaling rule {rule!r}")
         self.name = name

@@ -44,7 +44,7 @@ from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSignature, OpSpec, build_op
 from rtseg.ops.mbv3 import make_divisible
-from rtseg.spaces.base import Network, SearchSpace, register_space
+from rtseg.spaces.base import Network, SearchSpace, Supernet, register_space
 
 ERFNET_SOURCE = (
     "ERFNet: Romera et al., 'ERFNet: Efficient Residual Factorized ConvNet for Real-Time Semantic "
@@ -255,7 +255,7 @@ class PeerSpace(SearchSpace):
     def sample(self, rng: random.Random, num_classes: int = 19, head: str = "classifier") -> Arch:
         raise RtsegError("the peer space is not searchable: it holds fixed hand-designed nets; sample from a search space such as 'ssr'")
 
-    def supernet(self, num_classes: int = 19) -> nn.Module:
+    def supernet(self, num_classes: int = 19, relaxation: str | None = None) -> Supernet:
         raise RtsegError("the peer space is not searchable: it has no supernet; search a space such as 'ssr'")
 
     def build(self, arch: Arch) -> Network:

@@ -29,7 +29,7 @@ from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSignature, OpSpec, build_op
 from rtseg.ops.erfnet import NB1D
-from rtseg.spaces.base import Decision, Network, SearchSpace, register_space
+from rtseg.spaces.base import Decision, Network, SearchSpace, Supernet, register_space, relax  # noqa: F401  (relax: kept importable here)
 
 LEVELS = ("depth", "dilation_spatial", "channels")
 
@@ -148,22 +148,7 @@ def _path_gate(p_k: torch.Tensor) -> torch.Tensor:
     return p_k / p_k.detach()
 
 
-def relax(alpha: torch.Tensor, alive: torch.Tensor, mode: str) -> torch.Tensor:
-    """Continuous relaxation of one decision: softmax (DARTS, CAS) or sigmoid-then-normalize (SSR).
-
-    Removed candidates get probability exactly 0; a single survivor gets exactly 1."""
-    if int(alive.sum()) == 1:
-        return alive.to(alpha.dtype)
-    if mode == "softmax":
-        z = alpha.masked_fill(~alive, float("-inf"))
-        return torch.softmax(z, dim=0)
-    if mode == "sigmoid":
-        s = torch.sigmoid(alpha) * alive.to(alpha.dtype)
-        return s / s.sum()
-    raise ValueError(f"unknown relaxation {mode!r}")
-
-
-class SSRSupernet(nn.Module):
+class SSRSupernet(Supernet):
     """Weight-sharing supernet of the SSR space.
 
     Depth: every stage has ``fixed + max_extra`` mixed layers; the stage output is the weighted sum
@@ -180,10 +165,14 @@ class SSRSupernet(nn.Module):
     decoded into rather than as a mixture whose outputs the decoded net never sees.
     """
 
-    sample_paths: bool = False
+    supports_single_path = True
+    supports_path_forward = True
+    #: Hierarchical shrinking order (SSR paper, sec. 3.5): depth first, so layers that can no longer run
+    #: drop out before their own choices are considered.
+    shrink_levels = LEVELS
 
     def __init__(self, num_classes: int = 19, config: SSRConfig | None = None, relaxation: str = "sigmoid") -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.config = config or SSRConfig()
         self.num_classes = num_classes
         self.relaxation = relaxation
@@ -198,52 +187,21 @@ class SSRSupernet(nn.Module):
         )
         self.head = build_op(OpSpec.make("classifier", c8, num_classes, 1))
         self.upsample = build_op(OpSpec.make("resize", num_classes, num_classes, 1, scale=8))
-        self.alphas = nn.ParameterDict()
-        self._decisions: dict[str, Decision] = {}
+        self._init_decisions()
         self._cost_tables: dict[Any, Any] = {}
         for si, st in enumerate(self.config.stages):
-            self._add(f"stage{si + 1}.depth", "depth", list(range(1, st.max_extra + 1)))
+            self._add_decision(f"stage{si + 1}.depth", "depth", list(range(1, st.max_extra + 1)))
             for li in range(st.fixed + st.max_extra):
                 pre = f"stage{si + 1}.layer{li + 1}"
-                self._add(f"{pre}.ds", "dilation_spatial", [list(c) for c in self.config.ds_choices])
+                self._add_decision(f"{pre}.ds", "dilation_spatial", [list(c) for c in self.config.ds_choices])
                 chans = self.config.channel_choices(st.width)
-                self._add(f"{pre}.c3x1", "channels", chans)
-                self._add(f"{pre}.c1x3", "channels", chans)
+                self._add_decision(f"{pre}.c3x1", "channels", chans)
+                self._add_decision(f"{pre}.c1x3", "channels", chans)
 
     # -- decisions ------------------------------------------------------------------------------
-    def _add(self, name: str, level: str, choices: list[Any]) -> None:
-        key = name.replace(".", "__")
-        self.alphas[key] = nn.Parameter(1e-3 * torch.randn(len(choices)))
-        alive = torch.ones(len(choices), dtype=torch.bool)
-        self.register_buffer(f"alive__{key}", alive)
-        self._decisions[name] = Decision(name, level, choices, self.alphas[key], alive)
-
-    def _alive(self, name: str) -> torch.Tensor:
-        return getattr(self, "alive__" + name.replace(".", "__"))
-
-    def decisions(self) -> list[Decision]:
-        for d in self._decisions.values():  # buffers may have moved device: refresh references
-            d.alive = self._alive(d.name)
-            d.alpha = self.alphas[d.name.replace(".", "__")]
-        return list(self._decisions.values())
-
-    def decisions_by_name(self) -> dict[str, Decision]:
-        self.decisions()
-        return dict(self._decisions)
-
     def choices_of(self, arch: Arch) -> dict[str, int]:
         """Candidate index per decision that ``arch`` uses (decisions of absent layers omitted)."""
         return _choice_indices(arch, self.config)
-
-    def probs(self, name: str) -> torch.Tensor:
-        return relax(self.alphas[name.replace(".", "__")], self._alive(name), self.relaxation)
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alphas.values())
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        arch_ids = {id(p) for p in self.alphas.values()}
-        return [p for p in self.parameters() if id(p) not in arch_ids]
 
     def remove(self, name: str, index: int) -> None:
         """Remove candidate ``index`` of decision ``name`` (progressive shrinking), with its weights."""
@@ -329,10 +287,6 @@ class SSRSupernet(nn.Module):
             stages.append(blocks)
         return Arch("ssr", self.num_classes, {"stages": stages}, head="classifier", name=name)
 
-    def decode(self, name: str | None = None) -> Arch:
-        """The most likely discrete arch (argmax over surviving candidates of every decision)."""
-        return self.arch_from_choices(self.argmax_choices(), name=name)
-
     def active_decisions(self) -> list[Decision]:
         """Decisions that can still change the network: a layer past the deepest surviving depth
         choice never runs, so its choices no longer count (SSR paper, sec. 3.5, hierarchical shrinking)."""
@@ -352,10 +306,7 @@ class SSRSupernet(nn.Module):
         """Keep only the candidates ``arch`` uses (one-hot), so the supernet computes exactly that arch."""
         SSRSpace(self.config).validate(arch)
         for dec, idx in _choice_indices(arch, self.config).items():
-            alive = self._alive(dec)
-            for i in range(alive.numel()):
-                if i != idx:
-                    alive[i] = False
+            self._keep_only(dec, [idx])
         # layers beyond the chosen depth are never run once depth is one-hot
 
     def derive_weights(self, arch: Arch) -> dict[str, torch.Tensor]:
@@ -497,8 +448,8 @@ class SSRSpace(SearchSpace):
         self.validate(arch)
         return SSRNet(arch, self.config)
 
-    def supernet(self, num_classes: int = 19, relaxation: str = "sigmoid") -> SSRSupernet:
-        return SSRSupernet(num_classes, self.config, relaxation=relaxation)
+    def supernet(self, num_classes: int = 19, relaxation: str | None = None) -> SSRSupernet:
+        return SSRSupernet(num_classes, self.config, relaxation=relaxation or "sigmoid")
 
     # -- signatures -----------------------------------------------------------------------------
     def _sizes(self, h: int, w: int) -> dict[int, tuple[int, int]]:
