@@ -181,7 +181,8 @@ def test_pick_nearest_with_real_onnxruntime_timings():
     lo, hi = (measure(get_family("baseline1").arch(5, narrow=n, **fam)) for n in (32, 0))
     pick = pick_nearest("baseline1", (lo + hi) / 2, measure, input_hw=(32, 64), num_classes=5, fixed=fam)
     assert pick.measure["backend"] == "onnxruntime" and pick.measured_ms > 0
-    assert pick.member.knobs["depth"] == -2 and pick.range_ms is not None
+    # the family's ends are measured only when the bisection reaches them, which real (noisy) timings decide
+    assert pick.member.knobs["depth"] == -2 and (pick.range_ms is None or min(pick.range_ms) > 0)
     assert min(abs(t["measured_ms"] - pick.target_ms) for t in pick.tried) == abs(pick.measured_ms - pick.target_ms)
 
 
