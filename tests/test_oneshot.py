@@ -152,3 +152,13 @@ def test_cli_search_strategy_oneshot_and_its_refusals(cli, lut_path, tmp_path):
                          (["--strategy", "proxy", "--band-low", "1.5"], "--band-low")):
         r = cli(*common, *extra, "--out", tmp_path / "bad")
         assert r.exit_code != 0 and words in r.output and "Traceback" not in r.output, (extra, r.output)
+
+
+@pytest.mark.slow
+def test_a_seed_arch_far_outside_the_band_is_refused_with_the_fix(lut_path, tmp_path):
+    from rtseg.search.proxy import ProxyConfig, run_proxy
+
+    cfg = ProxyConfig(lut=str(lut_path), latency_ms=_target(lut_path), input_hw=(H, W), band=(0.8, 1.0), epochs=1, train_len=4,
+                      val_len=2, batch=2, population=2, evaluations=2, seed_archs=["baseline1"], verify_latency=False)
+    with pytest.raises(RtsegError, match="rtseg arch scale"):
+        run_proxy(cfg, tmp_path / "run")

@@ -118,8 +118,11 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
         first = []
         for seed in seeds:
             moved = seed if sampler.in_band(seed) else sampler.mutate(seed, mutate_prob / 2)
-            if moved is not None:
-                first.append((moved, "seed"))
+            if moved is None:
+                raise RtsegError(f"a seed arch's predicted latency is {sampler.latency(seed):.3f} ms, outside "
+                                 f"[{sampler.low:.3f}, {sampler.high:.3f}] ms, and small changes do not bring it in; "
+                                 f"scale it to the budget first (rtseg arch scale FAMILY --latency-ms T)")
+            first.append((moved, "seed"))
         while len(first) < population:
             first.append((sampler.uniform(), "random"))
         state.population = add(first)

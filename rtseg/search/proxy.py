@@ -98,7 +98,7 @@ def _proxy_run(job: dict[str, Any]) -> float:
         cfg = TrainConfig(epochs=job["epochs"], batch=job["batch"], train_len=job["train_len"], val_len=job["val_len"],
                           seed=job["seed"], data_seed=job["data_seed"], workers=0, device=job["device"], progress=False,
                           resume=(run / "last.pt").exists())
-        summary = train(Arch.from_dict(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run)
+        summary = train(Arch.from_dict(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run, reporter=SilentReporter())
     return float((summary.get("final") or {}).get("miou", summary.get("best_miou")))
 
 
