@@ -158,7 +158,9 @@ def test_cli_search_strategy_oneshot_and_its_refusals(cli, lut_path, tmp_path):
 def test_a_seed_arch_far_outside_the_band_is_refused_with_the_fix(lut_path, tmp_path):
     from rtseg.search.proxy import ProxyConfig, run_proxy
 
-    cfg = ProxyConfig(lut=str(lut_path), latency_ms=_target(lut_path), input_hw=(H, W), band=(0.8, 1.0), epochs=1, train_len=4,
+    lut = load_lut(lut_path)
+    cheapest = lut.predict(get_space("ssr").cheapest_arch(lut.cost, H, W, 10), H, W).total_ms
+    cfg = ProxyConfig(lut=str(lut_path), latency_ms=1.01 * cheapest, input_hw=(H, W), band=(0.8, 1.0), epochs=1, train_len=4,
                       val_len=2, batch=2, population=2, evaluations=2, seed_archs=["baseline1"], verify_latency=False)
     with pytest.raises(RtsegError, match="rtseg arch scale"):
         run_proxy(cfg, tmp_path / "run")
