@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -78,6 +79,12 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 
 
 _HW = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
+
+
+def config_to_json(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain JSON values (tuples become lists), the form ``config.json`` holds and
+    ``--resume`` compares with :func:`check_same_config`."""
+    return json.loads(json.dumps(asdict(config)))
 
 
 def parse_hw(text: str | tuple[int, int], divisor: int = 1) -> tuple[int, int]:

@@ -877,3 +877,26 @@ def evaluate_checkpoint(
 def _comm_device(device: torch.device) -> torch.device:
     """Where small all-reduce tensors live: NCCL needs CUDA tensors, gloo CPU ones."""
     return device if device.type == "cuda" else torch.device("cpu")
+
+
+def final_miou(summary: dict[str, Any]) -> float:
+    """The last validation's mIoU of a run summary (not the best epoch's: no selection on the validation set)."""
+    return float((summary.get("final") or {}).get("miou", summary.get("best_miou")))
+
+
+def train_one_thread(job: dict[str, Any]) -> dict[str, Any]:
+    """One CPU training run on one thread, for a process pool (experiments and the proxy search run
+    several at a time): ``job`` holds ``run`` (folder), ``arch`` (dict), ``data``, ``input_hw`` and
+    TrainConfig fields. Resumable: a finished run's summary is read back, an interrupted one resumes.
+    The summary gains ``wall_s``, this call's wall time."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    run = Path(job["run"])
+    if (run / "summary.json").exists():
+        return json.loads((run / "summary.json").read_text())
+    t0 = time.monotonic()
+    fields = {k: v for k, v in job.items() if k not in ("run", "arch", "data", "input_hw")}
+    cfg = TrainConfig(**{"workers": 0, "device": "cpu", "progress": False, **fields}, resume=(run / "last.pt").exists())
+    summary = train(Arch.from_dict(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run, reporter=SilentReporter())
+    summary["wall_s"] = time.monotonic() - t0
+    return summary

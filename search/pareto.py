@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -43,37 +42,12 @@ from typing import Any
 
 from rtseg.arch import Arch, load_arch
 from rtseg.io import atomic_write_json, atomic_write_text
+from rtseg.train import final_miou, train_one_thread
 
 
 #: Candidate name of each search variant.
 VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot": "searched-os", "proxy": "searched-px",
                  "oneshot+proxy": "searched-hy"}
-
-
-def _train_one(job: dict[str, Any]) -> dict[str, Any]:
-    """One training run in a worker process (one CPU thread), resumable by its summary file."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
-    from rtseg.train import TrainConfig, train
-
-    run = Path(job["run"])
-    done = run / "summary.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    t0 = time.monotonic()
-    cfg = TrainConfig(epochs=job["epochs"], batch=job["batch"], train_len=job["train_len"], val_len=job["val_len"],
-                      seed=job["seed"], data_seed=0, workers=0, device="cpu", progress=False,
-                      resume=(run / "last.pt").exists())
-    s = train(load_arch(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run)
-    s["wall_s"] = time.monotonic() - t0
-    return s
-
-
-def _miou(summary: dict[str, Any]) -> float:
-    """The last validation's mIoU (not the best epoch's: no selection on the validation set)."""
-    return float((summary.get("final") or {}).get("miou", summary.get("best_miou")))
 
 
 def _measure(lut: Any) -> Any:
@@ -84,10 +58,12 @@ def _measure(lut: Any) -> Any:
                           threads=lut.threads, precision=lut.precision, clock=lut.clock)
 
 
-def lut_classes(lut_path: str) -> int:
-    from rtseg.latency.lut import load_lut
+def _oneshot_config(lut_path: str, target: float, args: argparse.Namespace) -> Any:
+    from rtseg.search.oneshot import OneShotConfig
 
-    return load_lut(lut_path).num_classes
+    return OneShotConfig(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.os_epochs,
+                         batch=args.search_batch, train_len=args.search_train_len, score_len=args.os_score_len,
+                         band=tuple(args.os_band), evaluations=args.os_evaluations, minutes=args.os_minutes, seed=0)
 
 
 def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
@@ -95,32 +71,26 @@ def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, v
 
     if variant == "oneshot" and not (out / "arch.json").exists():
         from rtseg.reporting import RichReporter
-        from rtseg.search.oneshot import OneShotConfig, run_oneshot
+        from rtseg.search.oneshot import run_oneshot
 
-        ocfg = OneShotConfig(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.os_epochs,
-                             batch=args.search_batch, train_len=args.search_train_len, score_len=args.os_score_len,
-                             band=tuple(args.os_band), evaluations=args.os_evaluations, minutes=args.os_minutes, seed=0)
-        run_oneshot(ocfg, out, resume=(out / "state.pt").exists(), reporter=RichReporter())
+        run_oneshot(_oneshot_config(lut_path, target, args), out, resume=(out / "state.pt").exists(), reporter=RichReporter())
     elif variant in ("proxy", "oneshot+proxy") and not (out / "arch.json").exists():
         from rtseg.reporting import RichReporter
-        from rtseg.search.proxy import ProxyConfig, run_proxy
+        from rtseg.search.proxy import ProxyConfig, run_oneshot_then_proxy, run_proxy
 
         seeds = []
         for fam in args.px_seed_families:  # the family's pick at this budget (measured nearest T), as an arch file
             picked = json.loads((out.parent / "families.json").read_text())[fam]["arch"]
             seeds.append(str(out.parent / f"{fam}-pick.json"))
             atomic_write_json(Path(seeds[-1]), picked)
-        if variant == "oneshot+proxy":  # the one-shot search's finalists join the hand-designed seeds
-            from rtseg.search.evolution import top_archs
-
-            for i, arch in enumerate(top_archs(out.parent / VARIANT_NAMES["oneshot"] / "evolution.json", args.hy_finalists,
-                                               num_classes=lut_classes(lut_path))):
-                seeds.append(str(out.parent / f"oneshot-finalist{i}.json"))
-                arch.save(seeds[-1])
         pcfg = ProxyConfig(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.px_epochs,
                            train_len=args.px_train_len, batch=args.batch, evaluations=args.px_evaluations,
                            population=args.px_population, seed_archs=seeds, jobs=args.jobs, band=tuple(args.os_band))
-        run_proxy(pcfg, out, resume=(out / "state.json").exists(), reporter=RichReporter())
+        if variant == "proxy":
+            run_proxy(pcfg, out, resume=(out / "state.json").exists(), reporter=RichReporter())
+        else:  # the one-shot variant's run (resumed, or made here) hands its finalists to the proxy search
+            run_oneshot_then_proxy(_oneshot_config(lut_path, target, args), pcfg, out, finalists=args.hy_finalists, resume=True,
+                                   reporter=RichReporter(), oneshot_dir=out.parent / VARIANT_NAMES["oneshot"])
     elif not (out / "arch.json").exists():
         cfg = SearchConfig(space="ssr", lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.search_epochs,
                            batch=args.search_batch, train_len=args.search_train_len, val_len=args.val_len,
@@ -258,9 +228,9 @@ def main() -> None:
     print(f"training {len(jobs)} runs, {args.jobs} at a time", file=sys.stderr)
     results: dict[tuple, dict[str, Any]] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for job, summary in zip(jobs, pool.map(_train_one, [{k: v for k, v in j.items() if k != "key"} for j in jobs])):
+        for job, summary in zip(jobs, pool.map(train_one_thread, [{k: v for k, v in j.items() if k != "key"} for j in jobs])):
             results[job["key"]] = summary
-            print(f"  {job['run']}: mIoU {_miou(summary):.4f}", file=sys.stderr)
+            print(f"  {job['run']}: mIoU {final_miou(summary):.4f}", file=sys.stderr)
 
     # latency of every candidate of every budget, measured together after training
     lat_path = out / "latency.json"
@@ -295,7 +265,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
         target = b["target_ms"]
         rows = []
         for name, c in b["cands"].items():
-            mious = [_miou(results[(b["fraction"], name, s)]) for s in range(args.seeds)]
+            mious = [final_miou(results[(b["fraction"], name, s)]) for s in range(args.seeds)]
             arch = c["arch"]
             rows.append({
                 "name": name, "kind": c["kind"], "miou_mean": statistics.mean(mious),

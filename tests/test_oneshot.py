@@ -134,6 +134,12 @@ def test_oneshot_then_proxy_seeds_the_proxy_with_the_oneshot_finalists(lut_path,
     assert rtseg.load_arch(tmp_path / "run" / "arch.json").genotype == res.arch.genotype
     assert json.loads((tmp_path / "run" / "search.json").read_text())["strategy"] == "one-shot then proxy evolution"
 
+    # a finished one-shot run elsewhere is reused, not trained again
+    steps = json.loads((tmp_path / "run" / "oneshot" / "search.json").read_text())["supernet_steps"]
+    again = run_oneshot_then_proxy(_cfg(lut_path, target, evaluations=4, population=4), pcfg, tmp_path / "other", finalists=2,
+                                   resume=True, oneshot_dir=tmp_path / "run" / "oneshot")
+    assert again.summary["oneshot"]["supernet_steps"] == steps and not (tmp_path / "other" / "oneshot").exists()
+
 
 @pytest.mark.slow
 def test_cli_search_strategy_oneshot_and_its_refusals(cli, lut_path, tmp_path):

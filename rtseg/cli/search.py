@@ -82,17 +82,7 @@ def search(
     if json_out:
         print_json(s)
         return
-    t = Table(title=f"search result: {out / 'arch.json'}")
-    t.add_column("figure")
-    t.add_column("value", justify="right")
-    t.add_row("budget T", f"{s['target_latency_ms']:.3f} ms")
-    t.add_row("predicted latency (LUT)", f"{s['predicted_latency_ms']:.3f} ms ({s['predicted_over_target']:.1%} of T)")
-    if s.get("measured_latency_ms") is not None:
-        ref = s.get("reference_speed_ratio")
-        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)"
-                  + (f"; reference op runs x{ref:.2f} its profiling time" if ref else ""))
-    elif s.get("measured_note"):
-        t.add_row("measured latency", s["measured_note"])
+    t = _budget_table(s, f"search result: {out / 'arch.json'}")
     im = s["images"]
     t.add_row("images (train / val)", " / ".join(f"{im[k]}" + (f" of {im[k + '_available']}" if k + "_available" in im else "") for k in ("train", "val"))
               + f" ({s['data']})")
@@ -104,6 +94,22 @@ def search(
     if s["world_size"] > 1:
         t.add_row("processes", f"{s['world_size']} ({'replicas identical' if s['ranks_agree'] else 'REPLICAS DIFFER'})")
     console.print(t)
+
+
+def _budget_table(s: dict, title: str) -> Table:
+    """The rows every search summary has: the budget, the LUT's prediction and the measured latency."""
+    t = Table(title=title)
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("budget T", f"{s['target_latency_ms']:.3f} ms")
+    t.add_row("predicted latency (LUT)", f"{s['predicted_latency_ms']:.3f} ms ({s['predicted_over_target']:.1%} of T)")
+    if s.get("measured_latency_ms") is not None:
+        ref = s.get("reference_speed_ratio")
+        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)"
+                  + (f"; reference op runs x{ref:.2f} its profiling time" if ref else ""))
+    elif s.get("measured_note"):
+        t.add_row("measured latency", s["measured_note"])
+    return t
 
 
 #: Search strategies besides the differentiable one, and the library function each runs.
@@ -120,6 +126,7 @@ def _evolution_search(*, strategy: str, space: str, space_opt: Optional[list[str
     from rtseg.reporting import reporter_for
     from rtseg.search.oneshot import OneShotConfig, run_oneshot
     from rtseg.search.proxy import ProxyConfig, run_oneshot_then_proxy, run_proxy
+    from rtseg.spaces import get_space
 
     if strategy not in EVOLUTION_STRATEGIES:
         raise RtsegError(f"unknown --strategy {strategy!r}: choose gradient, {', '.join(EVOLUTION_STRATEGIES)}")
@@ -130,7 +137,7 @@ def _evolution_search(*, strategy: str, space: str, space_opt: Optional[list[str
                          + (", ".join(unused) if unused else f"--space {space}") + " or use --strategy gradient")
     if seed_arch and strategy == "oneshot":
         raise RtsegError("--seed-arch starts a proxy evolution: use --strategy proxy or oneshot+proxy")
-    hw = parse_hw(input, 16)
+    hw = parse_hw(input, get_space(space).size_divisor)
     band = (band_low, 1.0)
     reporter = reporter_for(not json_out, console)
     ocfg = OneShotConfig(lut=str(lut), latency_ms=latency_ms, data=data, input_hw=hw, band=band, epochs=epochs, batch=batch,
@@ -147,15 +154,7 @@ def _evolution_search(*, strategy: str, space: str, space_opt: Optional[list[str
     if json_out:
         print_json(s)
         return
-    t = Table(title=f"search result ({s['strategy']}): {out / 'arch.json'}")
-    t.add_column("figure")
-    t.add_column("value", justify="right")
-    t.add_row("budget T", f"{s['target_latency_ms']:.3f} ms")
-    t.add_row("predicted latency (LUT)", f"{s['predicted_latency_ms']:.3f} ms ({s['predicted_over_target']:.1%} of T)")
-    if s.get("measured_latency_ms") is not None:
-        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)")
-    elif s.get("measured_note"):
-        t.add_row("measured latency", s["measured_note"])
+    t = _budget_table(s, f"search result ({s['strategy']}): {out / 'arch.json'}")
     score = s.get("proxy_score", s.get("oneshot_score"))
     t.add_row("score of the chosen arch", f"{score:.3f} mIoU ({'proxy training' if 'proxy_score' in s else 'one-shot weights'})")
     t.add_row("archs scored / generations", f"{s['evaluations']} / {s['generations']}")

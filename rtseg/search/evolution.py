@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
+from rtseg.io import atomic_save, atomic_write_json, read_json
 from rtseg.reporting import TaskBar
 
 
@@ -99,19 +100,19 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
     """Run the evolution until ``evaluations`` archs are scored (resumable: ``state`` carries on)."""
 
     def add(batch: list[tuple[dict[str, int], str]]) -> list[str]:
-        fresh, keys = [], []
-        for choices, origin in batch:
-            key = key_of(sampler.arch(choices))
-            keys.append(key)
-            if key not in state.scored and all(key != key_of(sampler.arch(c)) for c, _ in fresh):
-                fresh.append((choices, origin))
-        fresh = fresh[: max(0, evaluations - len(state.scored))]
-        for (choices, origin), s in zip(fresh, score([c for c, _ in fresh]) if fresh else []):
-            state.scored[key_of(sampler.arch(choices))] = {
-                "choices": choices, "score": s, "origin": origin, "generation": state.generation,
-                "predicted_latency_ms": sampler.latency(choices)}
-        if bar is not None:
-            bar.update(completed=len(state.scored), info=f"best {state.best()['score']:.3f}" if state.scored else "")
+        """Score the batch's archs not scored yet (within the evaluation budget); the batch's scored keys."""
+        keys = [key_of(sampler.arch(choices)) for choices, _ in batch]
+        fresh: dict[str, tuple[dict[str, int], str]] = {}
+        for key, item in zip(keys, batch):
+            if key not in state.scored and key not in fresh:
+                fresh[key] = item
+        fresh = dict(list(fresh.items())[: max(0, evaluations - len(state.scored))])
+        scores = score([choices for choices, _ in fresh.values()]) if fresh else []
+        for (key, (choices, origin)), s in zip(fresh.items(), scores):
+            state.scored[key] = {"choices": choices, "score": s, "origin": origin, "generation": state.generation,
+                                 "predicted_latency_ms": sampler.latency(choices)}
+        if bar is not None and state.scored:
+            bar.update(completed=len(state.scored), info=f"best {state.best()['score']:.3f}")
         return [k for k in keys if k in state.scored]
 
     if not state.population:
@@ -150,33 +151,35 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
 
 def write_evolution(path: str | Path, state: EvolutionState, sampler: BandSampler) -> None:
     """Every scored arch, as ``evolution.json`` records: key, arch, choices, score, origin, generation."""
-    from rtseg.io import atomic_write_json
-
     atomic_write_json(path, [{"key": k, "arch": sampler.arch(v["choices"]).to_dict(), **v} for k, v in state.scored.items()])
 
 
-def top_archs(evolution_json: str | Path, k: int, space: str = "ssr", num_classes: int | None = None) -> list[Arch]:
+def top_archs(evolution_json: str | Path, k: int) -> list[Arch]:
     """The ``k`` best-scored archs of a finished evolution (its ``evolution.json``), best first: the
-    finalists one search hands to another (one-shot finalists seeding a proxy search, say). Records
-    without an ``arch`` are rebuilt from their genotype key with ``space`` and ``num_classes``."""
-    rows = json.loads(Path(evolution_json).read_text())
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and "key" in r and "score" in r for r in rows):
+    finalists one search hands to another (one-shot finalists seeding a proxy search, say)."""
+    rows = read_json(evolution_json, "evolution record")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "arch" in r and "score" in r for r in rows):
         raise RtsegError(f"{evolution_json} is not an evolution record (a list of scored archs)")
-    best = sorted(rows, key=lambda r: -r["score"])[:k]
-    if any("arch" not in r for r in best) and num_classes is None:
-        raise RtsegError(f"{evolution_json} lists genotypes only; name the space's class count to rebuild its archs")
-    return [Arch.from_dict(r["arch"]) if "arch" in r else Arch(space, int(num_classes), json.loads(r["key"])) for r in best]
+    return [Arch.from_dict(r["arch"]) for r in sorted(rows, key=lambda r: -r["score"])[:k]]
+
+
+def rng_to_json(rng: random.Random) -> list[Any]:
+    """A :class:`random.Random`'s state as JSON (a resumed evolution draws what it would have drawn)."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def rng_from_json(rng: random.Random, state: list[Any]) -> None:
+    rng.setstate((state[0], tuple(state[1]), state[2]))
 
 
 def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, band: tuple[float, float],
                    ylabel: str = "score (mIoU, %)") -> None:
-    """One-shot score against predicted latency of every scored arch, coloured by generation."""
+    """The score of every scored arch against its predicted latency, coloured by generation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from rtseg.io import atomic_save as save
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
     sc = ax.scatter([r["predicted_latency_ms"] for r in scored], [100 * r["score"] for r in scored],
@@ -192,8 +195,8 @@ def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, b
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    save(path, lambda tmp: fig.savefig(tmp, format="png"))
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
 
 
-__all__ = ["BandSampler", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution", "top_archs", "write_evolution"]
+__all__ = ["BandSampler", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution", "top_archs", "write_evolution", "rng_to_json", "rng_from_json"]

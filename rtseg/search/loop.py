@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +30,7 @@ from rtseg.arch import Arch
 from rtseg.data import DatasetInfo, build_dataset, dataset_info, parse_data_spec, split_sizes
 from rtseg.errors import RtsegError
 from rtseg.flops import op_flops
-from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, check_same_config, read_json
+from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, check_same_config, config_to_json, read_json
 from rtseg.evaluate import evaluate
 from rtseg.latency.lut import LUT, load_lut
 from rtseg.reporting import Reporter, SilentReporter, TaskBar, reporter_for
@@ -91,10 +91,7 @@ class SearchConfig:
     minutes: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["input_hw"] = list(self.input_hw)
-        d["band"] = list(self.band)
-        return d
+        return config_to_json(self)
 
 
 @dataclass

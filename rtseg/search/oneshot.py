@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtseg.arch import Arch
+from rtseg.data import build_dataset
 from rtseg.errors import RtsegError
+from rtseg.evaluate import evaluate
 from rtseg.flops import op_flops
-from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
+from rtseg.io import atomic_save, atomic_write_json, check_same_config, config_to_json, read_json
+from rtseg.latency.lut import load_lut
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
-from rtseg.search.loop import lut_runtime, measure_on_lut_runtime
-from rtseg.search.evolution import BandSampler, EvolutionState, evolve, plot_evolution, write_evolution
+from rtseg.search.evolution import (BandSampler, EvolutionState, evolve, plot_evolution, rng_from_json, rng_to_json,
+                                    write_evolution)
+from rtseg.search.loop import SearchResult, lut_runtime, measure_on_lut_runtime
 from rtseg.spaces import get_space
+from rtseg.train import cpu_threads, make_loader, poly_lr
 
 #: Config fields a resumed one-shot search may change: limits and resources, not what is searched (more
 #: evaluations continue the evolution; the supernet is not trained further).
@@ -79,17 +83,7 @@ class OneShotConfig:
     verify_latency: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["input_hw"] = list(self.input_hw)
-        d["band"] = list(self.band)
-        return d
-
-
-@dataclass
-class OneShotResult:
-    arch: Arch
-    out_dir: Path
-    summary: dict[str, Any]
+        return config_to_json(self)
 
 
 class _PathModel(nn.Module):
@@ -105,10 +99,8 @@ class _PathModel(nn.Module):
         return self.supernet.forward_path(x, self.choices)
 
 
-def run_oneshot(cfg: OneShotConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> OneShotResult:
+def run_oneshot(cfg: OneShotConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> SearchResult:
     """Run (or ``resume``) a one-shot search into ``out_dir``; see the module docstring."""
-    from rtseg.train import cpu_threads
-
     with cpu_threads(torch.device("cuda" if str(cfg.device).startswith("cuda") else "cpu"), cfg.workers):
         return _OneShot(cfg, Path(out_dir), resume, reporter or SilentReporter()).run()
 
@@ -118,7 +110,7 @@ class _OneShot:
         self.cfg, self.out, self.resume, self.reporter = cfg, out, resume, reporter
 
     # -- steps --------------------------------------------------------------------------------
-    def run(self) -> OneShotResult:
+    def run(self) -> SearchResult:
         self._setup()
         self._load_state()
         self._train_supernet()
@@ -126,10 +118,6 @@ class _OneShot:
         return self._finish()
 
     def _setup(self) -> None:
-        from rtseg.data import build_dataset
-        from rtseg.latency.lut import load_lut
-        from rtseg.train import make_loader
-
         cfg = self.cfg
         if cfg.latency_ms <= 0:
             raise RtsegError("--latency-ms must be a positive budget in milliseconds")
@@ -176,7 +164,7 @@ class _OneShot:
             self.epoch, self.steps, self.train_log = rest["epoch"], rest["steps"], rest["train_log"]
             self.evolution = EvolutionState.from_dict(rest["evolution"])
             self.elapsed_before = rest["elapsed_s"]
-            self.rng.setstate(_rng_state(rest["rng"]))
+            rng_from_json(self.rng, rest["rng"])
         elif self.resume:
             raise RtsegError(f"nothing to resume in {out}: no state.pt (start without --resume)")
         out.mkdir(parents=True, exist_ok=True)
@@ -188,14 +176,12 @@ class _OneShot:
     def _save(self) -> None:
         rest = {"epoch": self.epoch, "steps": self.steps, "train_log": self.train_log,
                 "evolution": self.evolution.to_dict(), "elapsed_s": self._elapsed(),
-                "rng": _rng_json(self.rng.getstate())}
+                "rng": rng_to_json(self.rng)}
         state = {"format": "rtseg.oneshot_state", "schema_version": 1, "supernet": self.supernet.state_dict(),
                  "opt": self.opt.state_dict(), "progress": json.dumps(rest)}
         atomic_save(self.out / "state.pt", lambda p: torch.save(state, p))
 
     def _train_supernet(self) -> None:
-        from rtseg.train import poly_lr
-
         cfg = self.cfg
         steps_per_epoch = len(self.loader)
         total = max(1, cfg.epochs * steps_per_epoch)
@@ -229,8 +215,6 @@ class _OneShot:
                     break
 
     def _score(self, choices: dict[str, int]) -> float:
-        from rtseg.evaluate import evaluate
-
         bns = [m for m in self.supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         momenta = [m.momentum for m in bns]
         for m in bns:
@@ -249,7 +233,7 @@ class _OneShot:
             evolve(self.evolution, self.sampler, lambda batch: [self._score(c) for c in batch], population=cfg.population,
                    parents=cfg.parents, evaluations=cfg.evaluations, mutate_prob=cfg.mutate_prob, save=self._save, bar=bar)
 
-    def _finish(self) -> OneShotResult:
+    def _finish(self) -> SearchResult:
         cfg, h, w = self.cfg, self.h, self.w
         best = self.evolution.best()
         arch = self.sampler.arch(best["choices"])
@@ -281,15 +265,7 @@ class _OneShot:
                            ylabel="one-shot mIoU on held-out training scenes (%)")
         except Exception as exc:  # plotting must never lose a finished search
             summary["plot_error"] = str(exc)
-        return OneShotResult(arch, self.out, summary)
+        return SearchResult(arch, self.out, summary)
 
 
-def _rng_json(state: tuple) -> list:
-    return [state[0], list(state[1]), state[2]]
-
-
-def _rng_state(data: list) -> tuple:
-    return (data[0], tuple(data[1]), data[2])
-
-
-__all__ = ["OneShotConfig", "OneShotResult", "run_oneshot"]
+__all__ = ["OneShotConfig", "run_oneshot"]

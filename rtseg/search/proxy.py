@@ -21,24 +21,27 @@ Run folder: ``arch.json``, ``search.json``, ``evolution.json``, ``evolution.png`
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import load_arch
+from rtseg.data import build_dataset
 from rtseg.errors import RtsegError
 from rtseg.flops import op_flops
-from rtseg.io import atomic_write_json, check_same_config, read_json
+from rtseg.io import atomic_write_json, check_same_config, config_to_json, read_json
+from rtseg.latency.lut import load_lut
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
-from rtseg.search.loop import lut_runtime, measure_on_lut_runtime
-from rtseg.search.evolution import BandSampler, EvolutionState, evolve, key_of, plot_evolution, top_archs, write_evolution
+from rtseg.search.evolution import (BandSampler, EvolutionState, evolve, key_of, plot_evolution, rng_from_json, rng_to_json,
+                                    top_archs, write_evolution)
+from rtseg.search.loop import SearchResult, lut_runtime, measure_on_lut_runtime
 from rtseg.search.oneshot import OneShotConfig, run_oneshot
 from rtseg.spaces import get_space
+from rtseg.train import final_miou, train_one_thread
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
 RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency")
@@ -69,44 +72,11 @@ class ProxyConfig:
     verify_latency: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["input_hw"] = list(self.input_hw)
-        d["band"] = list(self.band)
-        return d
+        return config_to_json(self)
 
 
-@dataclass
-class ProxyResult:
-    arch: Arch
-    out_dir: Path
-    summary: dict[str, Any]
-
-
-def _proxy_run(job: dict[str, Any]) -> float:
-    """One proxy training in a worker process on one CPU thread; resumable by its summary file."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
-    from rtseg.train import TrainConfig, train
-
-    run = Path(job["run"])
-    done = run / "summary.json"
-    if done.exists():
-        summary = read_json(done, "proxy run summary")
-    else:
-        cfg = TrainConfig(epochs=job["epochs"], batch=job["batch"], train_len=job["train_len"], val_len=job["val_len"],
-                          seed=job["seed"], data_seed=job["data_seed"], workers=0, device=job["device"], progress=False,
-                          resume=(run / "last.pt").exists())
-        summary = train(Arch.from_dict(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run, reporter=SilentReporter())
-    return float((summary.get("final") or {}).get("miou", summary.get("best_miou")))
-
-
-def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> ProxyResult:
+def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> SearchResult:
     """Run (or ``resume``) a proxy search into ``out_dir``; see the module docstring."""
-    from rtseg.data import build_dataset
-    from rtseg.latency.lut import load_lut
-
     reporter = reporter or SilentReporter()
     out = Path(out_dir)
     t_start = time.monotonic()
@@ -132,7 +102,7 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     elapsed_before = float(saved["elapsed_s"]) if saved else 0.0
     rng = random.Random(cfg.seed)
     if saved:
-        rng.setstate((saved["rng"][0], tuple(saved["rng"][1]), saved["rng"][2]))
+        rng_from_json(rng, saved["rng"])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())
     sampler = BandSampler(supernet, lut, h, w, cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms, rng)
@@ -141,9 +111,8 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
         return elapsed_before + time.monotonic() - t_start
 
     def save() -> None:
-        st = rng.getstate()
         atomic_write_json(state_path, {"format": "rtseg.proxy_state", "schema_version": 1, "evolution": state.to_dict(),
-                                       "elapsed_s": elapsed(), "rng": [st[0], list(st[1]), st[2]]})
+                                       "elapsed_s": elapsed(), "rng": rng_to_json(rng)})
 
     def score(batch: Sequence[dict[str, int]]) -> list[float]:
         jobs = []
@@ -154,9 +123,9 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
                          "train_len": cfg.train_len, "val_len": cfg.val_len, "seed": cfg.train_seed,
                          "data_seed": cfg.proxy_data_seed, "device": cfg.device, "data": cfg.data, "input_hw": [h, w]})
         if cfg.jobs <= 1:
-            return [_proxy_run(j) for j in jobs]
+            return [final_miou(train_one_thread(j)) for j in jobs]
         with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
-            return list(pool.map(_proxy_run, jobs))
+            return [final_miou(s) for s in pool.map(train_one_thread, jobs)]
 
     seed_choices = [{**supernet.argmax_choices(), **supernet.choices_of(s)} for s in seeds]
     with reporter.task("proxy evolution", total=cfg.evaluations, completed=len(state.scored)) as bar:
@@ -193,26 +162,27 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
                        ylabel=f"proxy mIoU, {cfg.epochs} x {cfg.train_len} scenes (%)")
     except Exception as exc:  # plotting must never lose a finished search
         summary["plot_error"] = str(exc)
-    return ProxyResult(arch, out, summary)
-
-
+    return SearchResult(arch, out, summary)
 
 
 def run_oneshot_then_proxy(ocfg: OneShotConfig, pcfg: ProxyConfig, out_dir: str | Path, finalists: int = 3,
-                           resume: bool = False, reporter: Reporter | None = None) -> ProxyResult:
+                           resume: bool = False, reporter: Reporter | None = None,
+                           oneshot_dir: str | Path | None = None) -> SearchResult:
     """The two searches in sequence: the one-shot search looks broadly (many archs, each scored in
     seconds by shared weights), then the proxy search looks closely (a few archs, each trained) starting
     from the one-shot's ``finalists`` best archs and ``pcfg.seed_archs`` (a hand-designed net scaled to
     the budget, say). Shared weights rank archs coarsely and a short training ranks them expensively; the
-    first narrows the field for the second. Runs land in ``OUT/oneshot`` and ``OUT/proxy``; the chosen
-    arch and the summary are copied to ``OUT/arch.json`` and ``OUT/search.json``."""
+    first narrows the field for the second. Runs land in ``OUT/oneshot`` (or ``oneshot_dir``, a one-shot
+    run to reuse or resume) and ``OUT/proxy``; the chosen arch and the summary are copied to
+    ``OUT/arch.json`` and ``OUT/search.json``."""
     out = Path(out_dir)
     if (ocfg.lut, ocfg.latency_ms, tuple(ocfg.input_hw), ocfg.space) != (pcfg.lut, pcfg.latency_ms, tuple(pcfg.input_hw), pcfg.space):
         raise RtsegError("the one-shot and proxy stages must search the same space, LUT, budget and input size")
-    first = run_oneshot(ocfg, out / "oneshot", resume=resume and (out / "oneshot" / "state.pt").exists(), reporter=reporter)
+    first_dir = Path(oneshot_dir) if oneshot_dir is not None else out / "oneshot"
+    first = run_oneshot(ocfg, first_dir, resume=resume and (first_dir / "state.pt").exists(), reporter=reporter)
     seeds = list(pcfg.seed_archs)
-    for i, arch in enumerate(top_archs(out / "oneshot" / "evolution.json", finalists)):
-        path = out / "oneshot" / f"finalist{i}.json"
+    for i, arch in enumerate(top_archs(first_dir / "evolution.json", finalists)):
+        path = first_dir / f"finalist{i}.json"
         arch.save(path)
         seeds.append(str(path))
     second = run_proxy(replace(pcfg, seed_archs=seeds), out / "proxy", resume=resume and (out / "proxy" / "state.json").exists(),
@@ -224,7 +194,7 @@ def run_oneshot_then_proxy(ocfg: OneShotConfig, pcfg: ProxyConfig, out_dir: str 
     arch.meta["searched_with"]["strategy"] = summary["strategy"]
     arch.save(out / "arch.json")
     atomic_write_json(out / "search.json", summary)
-    return ProxyResult(arch, out, summary)
+    return SearchResult(arch, out, summary)
 
 
-__all__ = ["ProxyConfig", "ProxyResult", "run_proxy", "run_oneshot_then_proxy"]
+__all__ = ["ProxyConfig", "run_proxy", "run_oneshot_then_proxy"]
