@@ -9,8 +9,8 @@ the torch.export-based exporter (``dynamo=True``, opset >= 18, needs onnxscript)
 and records which exporter wrote the file. The result is always checked with ``onnx.checker``.
 
 Also here, so every caller gets the same graph: :func:`simplify_onnx` (onnxslim, kept only when the
-result is still valid and computes the same thing) and, re-exported from :mod:`rtseg.backends.onnx_fp16`,
-:func:`convert_fp16` (the FP16 variant that strongly typed TensorRT builds from).
+result is still valid and computes the same thing). The FP16 variant that strongly typed TensorRT builds
+from is :func:`rtseg.backends.onnx_fp16.convert_fp16`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import onnx
 import torch
 from torch import nn
 
-from rtseg.backends.onnx_fp16 import KEEP_FP32_OPS, convert_fp16, convert_fp16_model, is_fp16_onnx  # noqa: F401  (re-exported)
+from rtseg.backends.onnx_fp16 import KEEP_FP32_OPS
 from rtseg.backends.ort_session import make_session
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_bytes

@@ -31,7 +31,8 @@ from rtseg.arch import deploy_note
 from rtseg.backends import TABLE, get_backend
 from rtseg.backends.cuda_memory import open_cuda_memory
 from rtseg.backends.device import device_slug
-from rtseg.backends.onnx_export import convert_fp16, export_onnx_info, fp32_op_block_list, simplify_onnx
+from rtseg.backends.onnx_export import export_onnx_info, fp32_op_block_list, simplify_onnx
+from rtseg.backends.onnx_fp16 import convert_fp16
 from rtseg.backends.ort import OrtRunner
 from rtseg.errors import RtsegError
 from rtseg.backends.metadata import new_metadata, write_metadata

@@ -30,7 +30,8 @@ def _export_to(src: Any, folder: Path, input_hw: tuple[int, int], batch: int, pr
     (TorchScript exporter, onnxslim, FP16 pass) but without the parity gates: bench/demo only."""
     import torch
 
-    from rtseg.backends.onnx_export import convert_fp16, export_onnx, simplify_onnx
+    from rtseg.backends.onnx_export import export_onnx, simplify_onnx
+    from rtseg.backends.onnx_fp16 import convert_fp16
 
     module = build_module(src)
     path = export_onnx(module, (torch.zeros(batch, 3, *input_hw),), folder / "model.onnx")

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSignature, OpSpec, build_op
 from rtseg.ops.erfnet import NB1D
-from rtseg.spaces.base import Decision, Network, SearchSpace, Supernet, register_space, relax  # noqa: F401  (relax: kept importable here)
+from rtseg.spaces.base import Decision, Network, SearchSpace, Supernet, register_space
 
 LEVELS = ("depth", "dilation_spatial", "channels")
 
