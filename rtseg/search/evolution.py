@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_save, atomic_write_json, read_json
+from rtseg.io import atomic_save, atomic_write_json, config_to_json, read_json
 from rtseg.reporting import TaskBar
 
 
@@ -69,6 +69,30 @@ class BandSampler:
 def key_of(arch: Arch) -> str:
     """A stable identity of an arch's genotype (what evolution memoizes scores by)."""
     return json.dumps(arch.genotype, sort_keys=True)
+
+
+@dataclass
+class EvolutionConfig:
+    """What every band-constrained evolution search is given: the budget and where it is measured, the
+    band, the evolution's sizes, the seed and where results are measured. Each search's config adds
+    how it scores an arch (and may change the defaults)."""
+
+    lut: str = ""
+    latency_ms: float = 0.0
+    space: str = "ssr"
+    data: str = "synthetic"
+    input_hw: tuple[int, int] = (128, 256)
+    band: tuple[float, float] = (0.9, 1.0)  # fractions of T every trained and evolved arch keeps to
+    population: int = 16
+    parents: int = 6
+    evaluations: int = 128  # archs scored in all
+    mutate_prob: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+    verify_latency: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_json(self)
 
 
 @dataclass
@@ -199,4 +223,4 @@ def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, b
     plt.close(fig)
 
 
-__all__ = ["BandSampler", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution", "top_archs", "write_evolution", "rng_to_json", "rng_from_json"]
+__all__ = ["BandSampler", "EvolutionConfig", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution", "top_archs", "write_evolution", "rng_to_json", "rng_from_json"]

@@ -42,11 +42,11 @@ from rtseg.data import build_dataset
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
 from rtseg.flops import op_flops
-from rtseg.io import atomic_save, atomic_write_json, check_same_config, config_to_json, read_json
+from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
 from rtseg.latency.lut import load_lut
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
-from rtseg.search.evolution import (BandSampler, EvolutionState, evolve, plot_evolution, rng_from_json, rng_to_json,
+from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, evolve, plot_evolution, rng_from_json, rng_to_json,
                                     write_evolution)
 from rtseg.search.loop import SearchResult, lut_runtime, measure_on_lut_runtime
 from rtseg.spaces import get_space
@@ -58,13 +58,7 @@ RESUME_MAY_DIFFER = ("evaluations", "minutes", "workers", "device", "verify_late
 
 
 @dataclass
-class OneShotConfig:
-    lut: str = ""
-    latency_ms: float = 0.0
-    space: str = "ssr"
-    data: str = "synthetic"
-    input_hw: tuple[int, int] = (128, 256)
-    band: tuple[float, float] = (0.9, 1.0)  # fractions of T every trained and evolved arch keeps to
+class OneShotConfig(EvolutionConfig):
     epochs: int = 12  # supernet training epochs over train_len scenes
     batch: int = 4
     train_len: int = 256
@@ -72,18 +66,8 @@ class OneShotConfig:
     score_batch: int = 16
     w_lr: float = 2e-3
     w_weight_decay: float = 1e-4
-    population: int = 16
-    parents: int = 6
-    evaluations: int = 128  # archs scored in all
-    mutate_prob: float = 0.1
     minutes: float | None = None  # wall-clock limit on supernet training (evolution runs after it)
-    seed: int = 0
     workers: int = 0
-    device: str = "cpu"
-    verify_latency: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_json(self)
 
 
 class _PathModel(nn.Module):

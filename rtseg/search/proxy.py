@@ -32,11 +32,11 @@ from rtseg.arch import load_arch
 from rtseg.data import build_dataset
 from rtseg.errors import RtsegError
 from rtseg.flops import op_flops
-from rtseg.io import atomic_write_json, check_same_config, config_to_json, read_json
+from rtseg.io import atomic_write_json, check_same_config, read_json
 from rtseg.latency.lut import load_lut
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.budget import arch_cost
-from rtseg.search.evolution import (BandSampler, EvolutionState, evolve, key_of, plot_evolution, rng_from_json, rng_to_json,
+from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, evolve, key_of, plot_evolution, rng_from_json, rng_to_json,
                                     top_archs, write_evolution)
 from rtseg.search.loop import SearchResult, lut_runtime, measure_on_lut_runtime
 from rtseg.search.oneshot import OneShotConfig, run_oneshot
@@ -48,13 +48,7 @@ RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency")
 
 
 @dataclass
-class ProxyConfig:
-    lut: str = ""
-    latency_ms: float = 0.0
-    space: str = "ssr"
-    data: str = "synthetic"
-    input_hw: tuple[int, int] = (128, 256)
-    band: tuple[float, float] = (0.9, 1.0)
+class ProxyConfig(EvolutionConfig):
     epochs: int = 2  # proxy recipe: epochs x train_len scenes, batch
     train_len: int = 240
     val_len: int = 48
@@ -66,13 +60,7 @@ class ProxyConfig:
     evaluations: int = 14
     mutate_prob: float = 0.05
     seed_archs: list[str] = field(default_factory=list)
-    seed: int = 0
     jobs: int = 1
-    device: str = "cpu"
-    verify_latency: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_json(self)
 
 
 def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> SearchResult:
