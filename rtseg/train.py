@@ -51,6 +51,7 @@ from rtseg import distributed as dist
 from rtseg.arch import Arch, build_model, load_arch
 from rtseg.checkpoint import load_checkpoint, load_model, save_checkpoint, unwrap
 from rtseg.data import DatasetInfo, PairDataset, build_dataset, dataset_info, parse_data_spec, split_sizes
+from rtseg.data.selection import selection_split
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
 from rtseg.io import atomic_save, atomic_write_json, check_same_config, parse_hw, read_json
@@ -103,6 +104,9 @@ class TrainConfig:
     train_len: int | None = None  # synthetic: items per split (default 2000/200); files: first N
     val_len: int | None = None
     data_seed: int = 0  # which synthetic world
+    # validate on this held-out fraction of the training split instead of the validation split
+    # (rtseg.data.selection): what a search's proxy trainings do, so their choice never sees it
+    holdout: float | None = None
     resume: bool = False
     progress: bool = True
     log_every: int = 10  # steps between loss samples in the metrics
@@ -548,8 +552,12 @@ def _open_run(arch: Arch | str | Path | dict, data_spec: str, input_hw: tuple[in
     if cfg.amp and not use_amp:
         reporter.message("[yellow]note:[/] --amp needs CUDA; training in float32 on the CPU")
     h, w = int(input_hw[0]), int(input_hw[1])
-    train_ds = build_dataset(data_spec, "train", (h, w), augment=True, seed=cfg.data_seed, length=cfg.train_len)
-    val_ds = build_dataset(data_spec, "val", (h, w), augment=False, seed=cfg.data_seed, length=cfg.val_len)
+    if cfg.holdout:
+        train_ds, val_ds = selection_split(data_spec, (h, w), seed=cfg.data_seed, fraction=cfg.holdout,
+                                           fit_len=cfg.train_len, select_len=cfg.val_len)
+    else:
+        train_ds = build_dataset(data_spec, "train", (h, w), augment=True, seed=cfg.data_seed, length=cfg.train_len)
+        val_ds = build_dataset(data_spec, "val", (h, w), augment=False, seed=cfg.data_seed, length=cfg.val_len)
     info = train_ds.info
     arch_obj, note = prepare_arch(arch, info)
     get_space(arch_obj.space).check_input(h, w)
@@ -888,14 +896,20 @@ def train_one_thread(job: dict[str, Any]) -> dict[str, Any]:
     """One CPU training run on one thread, for a process pool (experiments and the proxy search run
     several at a time): ``job`` holds ``run`` (folder), ``arch`` (dict), ``data``, ``input_hw`` and
     TrainConfig fields. Resumable: a finished run's summary is read back, an interrupted one resumes.
-    The summary gains ``wall_s``, this call's wall time."""
+    The summary gains ``wall_s``, this call's wall time. ``isolated`` (a job run in a worker process
+    of a torchrun rank) makes the run a single process of its own: the rank's process-group variables
+    are dropped from the worker's environment, so the run does not try to join its parent's group."""
+    if job.get("isolated"):
+        for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "MASTER_ADDR", "MASTER_PORT",
+                    "TORCHELASTIC_RUN_ID", "GROUP_WORLD_SIZE", "ROLE_WORLD_SIZE"):
+            os.environ.pop(var, None)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     run = Path(job["run"])
     if (run / "summary.json").exists():
         return json.loads((run / "summary.json").read_text())
     t0 = time.monotonic()
-    fields = {k: v for k, v in job.items() if k not in ("run", "arch", "data", "input_hw")}
+    fields = {k: v for k, v in job.items() if k not in ("run", "arch", "data", "input_hw", "isolated")}
     cfg = TrainConfig(**{"workers": 0, "device": "cpu", "progress": False, **fields}, resume=(run / "last.pt").exists())
     summary = train(Arch.from_dict(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run, reporter=SilentReporter())
     summary["wall_s"] = time.monotonic() - t0

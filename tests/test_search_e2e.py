@@ -105,7 +105,7 @@ def test_infeasible_budget_is_refused_with_the_cheapest_latency(lut_path, tmp_pa
 
 def test_cli_search_json_and_errors(cli, lut_path, tmp_path):
     target = _target(lut_path)
-    r = cli("search", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}", "--epochs", "1",
+    r = cli("search", "--strategy", "gradient", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}", "--epochs", "1",
             "--batch", "2", "--train-len", "8", "--val-len", "2", "--warmup-epochs", "0", "--no-verify",
             "--out", tmp_path / "run", "--json")
     assert r.exit_code == 0, r.output
@@ -122,7 +122,7 @@ def test_search_under_torchrun_keeps_replicas_identical(torchrun, lut_path, tmp_
     bit-identical (gradients averaged by hand, BN statistics synced) and decode the same arch."""
     target = _target(lut_path)
     out = tmp_path / "ddp"
-    r = torchrun("search", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}", "--epochs", "20",
+    r = torchrun("search", "--strategy", "gradient", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}", "--epochs", "20",
                  "--batch", "2", "--train-len", "16", "--val-len", "4", "--warmup-epochs", "0", "--minutes", "0.05",
                  "--workers", "0", "--device", "cpu", "--no-verify", "--out", out, "--json")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -119,13 +119,15 @@ def test_sized_space_profiles_searches_and_decodes_on_cityscapes(cli, tmp_path, 
     target = round(2 * cheapest, 4)
 
     def search(*extra, options=opts, latency=target):
-        return cli("search", "--space", space, *options, "--lut", lut_path, "--latency-ms", str(latency), "--data", data,
+        return cli("search", "--strategy", "gradient", "--space", space, *options, "--lut", lut_path, "--latency-ms", str(latency), "--data", data,
                    "--input", f"{H}x{W}", "--epochs", "1", "--batch", "1", "--warmup-epochs", "0", "--no-verify", *extra)
 
     r = search("--out", tmp_path / "run", "--json")
     assert r.exit_code == 0, r.output
     s = json.loads(r.stdout)
-    assert s["images"] == {"train": 4, "val": 2}  # the real dataset whole: no default cut
+    # the training split whole (no default cut), one image of four held out to score on; no validation image
+    assert {k: s["images"][k] for k in ("fit", "select", "train_available", "validation_split_read")} == \
+        {"fit": 3, "select": 1, "train_available": 4, "validation_split_read": False}
     assert s["reg"] == get_space(space).default_reg and s["space_options"] == options
     arch = rtseg.load_arch(tmp_path / "run" / "arch.json")
     assert {k: arch.genotype["config"][k] for k in options} == options
@@ -135,7 +137,8 @@ def test_sized_space_profiles_searches_and_decodes_on_cityscapes(cli, tmp_path, 
     # an explicit subset is honoured and reported against what the split holds
     r = search("--train-len", "2", "--val-len", "1", "--out", tmp_path / "sub", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["images"] == {"train": 2, "train_available": 4, "val": 1, "val_available": 2}
+    images = json.loads(r.stdout)["images"]
+    assert (images["fit"], images["select"], images["train_available"]) == (2, 1, 4)
     # the LUT's sizes must be the search's
     r = search("--out", tmp_path / "other", options=opts[2:])
     assert r.exit_code == 2 and r.output.count("error:") == 1 and "--space-opt" in r.output, r.output

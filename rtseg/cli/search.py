@@ -1,9 +1,14 @@
-"""``rtseg search``: latency-constrained architecture search with LUT costs and a FLOPs budget."""
+"""``rtseg search``: latency-constrained architecture search with LUT costs and a FLOPs budget.
+
+The command is a thin layer over :mod:`rtseg.search.strategies`: it turns the flags the user gave into
+fields of the chosen strategy's config (a flag left out takes the dataclass's default) and refuses a
+flag the strategy has no field for.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
@@ -13,66 +18,78 @@ from rtseg.cli._app import app, console, print_json
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
 
+#: Flags whose config field is not the flag's name with dashes as underscores.
+_FIELD_OF = {"no_shrink": "shrink", "no_verify": "verify_latency", "band_low": "band", "seed_arch": "seed_archs",
+             "space_opt": "space_options", "input": "input_hw"}
+
 
 @app.command("search")
 def search(
     lut: Path = typer.Option(..., help="Latency LUT from `rtseg profile-ops` (same space and input size).", callback=P.input_file),
     latency_ms: float = typer.Option(..., "--latency-ms", help="Latency budget T in ms (on the LUT's device and backend).", callback=P.POSITIVE),
+    strategy: str = typer.Option("default", help="default (gradient search, one-shot finalists and the hand-designed net scaled to T, decided by short training runs, finalists measured), gradient, oneshot, proxy or oneshot+proxy; see search/README.md for what each measured."),
     space: str = typer.Option("ssr", help="Search space."),
-    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help="Size option of the space, KEY=VALUE, repeatable (cas: width, nodes, ms_nodes, ms_width, layout, stem; dcnas: width, layers, stem, head, max_inputs). Recorded in the LUT and the arch. Must match the LUT's."),
-    flops_g: Optional[float] = typer.Option(None, "--flops-g", help="FLOPs budget in G multiply-adds (optional).", callback=P.POSITIVE),
-    data: str = typer.Option("synthetic", help="Dataset: synthetic, cityscapes:PATH or camvid:PATH."),
+    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help="Size option of the space, KEY=VALUE, repeatable (cas: width, nodes, ms_nodes, ms_width, layout, stem; dcnas: width, layers, stem, head, max_inputs). Must match the LUT's."),
+    flops_g: Optional[float] = typer.Option(None, "--flops-g", help="FLOPs budget in G multiply-adds: no arch over it is sampled, seeded or picked.", callback=P.POSITIVE),
+    data: str = typer.Option("synthetic", help="Dataset: synthetic, cityscapes:PATH or camvid:PATH (archs are chosen on held-out training images, never on the validation split)."),
     input: str = typer.Option("128x256", "--input", help="Search input size HxW (must match the LUT).", callback=P.hw_size),
-    epochs: int = typer.Option(10, help="Epoch limit (the search stops earlier once the arch is discrete).", callback=P.COUNT),
-    batch: int = typer.Option(4, help="Batch size per split and process.", callback=P.COUNT),
-    reg: Optional[str] = typer.Option(None, help="Architecture regularizer: ssr (SSR loss, eq. 9), entropy, none, dcnas (DCNAS supplement sec. 1.4) [default: the space's own paper's: ssr for ssr, none for cas, dcnas for dcnas]."),
-    no_shrink: bool = typer.Option(False, "--no-shrink", help="Disable hierarchical progressive shrinking."),
-    single_path: bool = typer.Option(False, "--single-path", help="Train one sampled path per step instead of the weighted sum of all candidates (ssr; about ten times the steps per minute)."),
-    warmup_epochs: int = typer.Option(1, help="Epochs that train only the weights before arch updates.", callback=P.NON_NEGATIVE),
-    arch_lr: float = typer.Option(5e-2, help="Adam learning rate of the architecture parameters.", callback=P.POSITIVE),
-    w_lr: float = typer.Option(2e-3, help="Adam learning rate of the supernet weights (poly decay).", callback=P.POSITIVE),
-    train_len: Optional[int] = typer.Option(None, help="synthetic: training scenes per epoch, split in two halves [default: 256]; cityscapes/camvid: search on the first N training images only [default: all].", callback=P.at_least(2)),
-    val_len: Optional[int] = typer.Option(None, help="synthetic: validation scenes [default: 32]; cityscapes/camvid: the first N validation images only [default: all].", callback=P.COUNT),
-    minutes: Optional[float] = typer.Option(None, help="Wall-clock limit in minutes; the search decodes what it has at the limit.", callback=P.POSITIVE),
+    selection_fraction: Optional[float] = typer.Option(None, "--selection-fraction", help="File datasets: the fraction of training images held out to choose archs on [default: 0.2].", callback=P.number(0, 1, lo_open=True)),
+    epochs: Optional[int] = typer.Option(None, help="gradient: search epochs; oneshot: supernet epochs; proxy, default: epochs of each proxy training [default: the strategy's].", callback=P.COUNT),
+    batch: Optional[int] = typer.Option(None, help="Batch size [default: the strategy's].", callback=P.COUNT),
+    train_len: Optional[int] = typer.Option(None, help="Training images per run (gradient: of the search; oneshot: of the supernet; proxy, default: of each proxy training) [default: the strategy's].", callback=P.at_least(2)),
+    val_len: Optional[int] = typer.Option(None, help="gradient, proxy, default: held-out training images that score [default: the strategy's].", callback=P.COUNT),
+    reg: Optional[str] = typer.Option(None, help="gradient: architecture regularizer ssr, entropy, none, dcnas [default: the space's paper's]."),
+    no_shrink: bool = typer.Option(False, "--no-shrink", help="gradient: disable hierarchical progressive shrinking."),
+    single_path: bool = typer.Option(False, "--single-path", help="gradient: one sampled path per step (ssr)."),
+    warmup_epochs: Optional[int] = typer.Option(None, help="gradient: epochs that train only the weights before arch updates.", callback=P.NON_NEGATIVE),
+    arch_lr: Optional[float] = typer.Option(None, help="gradient: Adam learning rate of the architecture parameters.", callback=P.POSITIVE),
+    w_lr: Optional[float] = typer.Option(None, help="gradient, oneshot: Adam learning rate of the supernet weights.", callback=P.POSITIVE),
+    minutes: Optional[float] = typer.Option(None, help="gradient, oneshot: wall-clock limit in minutes.", callback=P.POSITIVE),
+    gradient_minutes: Optional[float] = typer.Option(None, help="default: wall-clock limit of the gradient stage.", callback=P.POSITIVE),
+    oneshot_minutes: Optional[float] = typer.Option(None, help="default: wall-clock limit of the one-shot supernet training.", callback=P.POSITIVE),
+    seed_arch: Optional[list[str]] = typer.Option(None, "--seed-arch", help="proxy, default: an arch (JSON file or built-in name) the evolution starts from; repeatable."),
+    evaluations: Optional[int] = typer.Option(None, help="oneshot, proxy, default: archs the evolution scores [default: the strategy's].", callback=P.COUNT),
+    band_low: Optional[float] = typer.Option(None, "--band-low", help="oneshot, proxy, default: every evolved arch's latency lies in [band-low x T, T] [default: 0.9].", callback=P.number(0, 1, lo_open=True)),
+    supernet: Optional[str] = typer.Option(None, "--supernet", help="oneshot, default: reuse the supernet trained by an earlier search (the folder holding its supernet.pt: RUN/oneshot for the default strategy) for a new budget or another device's LUT."),
+    jobs: Optional[int] = typer.Option(None, help="proxy, default: proxy trainings at a time, one CPU thread each.", callback=P.COUNT),
+    workers: Optional[int] = typer.Option(None, help="Data loader workers.", callback=P.NON_NEGATIVE),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, help="Seed of weights, data order and sampling.", callback=P.SEED),
-    workers: int = typer.Option(0, help="Data loader workers.", callback=P.NON_NEGATIVE),
-    resume: bool = typer.Option(False, help="Continue an interrupted search in --out (refused if any setting but --epochs, --minutes, --workers, --device, --force or --no-verify differs)."),
+    resume: bool = typer.Option(False, help="Continue an interrupted search in --out (refused if what is searched differs)."),
     force: bool = typer.Option(False, help="Use a LUT whose provenance does not match."),
-    no_verify: bool = typer.Option(False, "--no-verify", help="Skip measuring the decoded net end to end."),
-    strategy: str = typer.Option("gradient", help="How archs are judged: gradient (the differentiable search), oneshot (a supernet trained on in-band paths, then evolution scored by its weights), proxy (evolution scored by short training runs), oneshot+proxy (the proxy evolution started from the one-shot finalists). ssr only; see search/README.md for what each measured."),
-    seed_arch: Optional[list[str]] = typer.Option(None, "--seed-arch", help="proxy, oneshot+proxy: an arch (JSON file or built-in name) the evolution starts from, e.g. `rtseg arch scale baseline1 --latency-ms T`; repeatable."),
-    evaluations: Optional[int] = typer.Option(None, help="oneshot, proxy: archs the evolution scores [default: 96 for oneshot, 14 for proxy].", callback=P.COUNT),
-    band_low: float = typer.Option(0.9, "--band-low", help="oneshot, proxy: every evolved arch's predicted latency lies in [band-low x T, T].", callback=P.number(0, 1, lo_open=True)),
-    jobs: int = typer.Option(1, help="proxy: proxy trainings at a time, one CPU thread each.", callback=P.COUNT),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip measuring on the LUT's runtime (finalists and the result)."),
     out: Path = typer.Option(Path("runs/search"), help="Run folder.", callback=P.output_dir),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Search the space for the most accurate net whose measured-cost latency fits the budget."""
-    if strategy != "gradient":
-        _evolution_search(strategy=strategy, space=space, space_opt=space_opt, flops_g=flops_g, reg=reg, no_shrink=no_shrink,
-                          single_path=single_path, lut=lut, latency_ms=latency_ms, data=data, input=input, epochs=epochs,
-                          batch=batch, w_lr=w_lr, train_len=train_len, minutes=minutes, device=device, seed=seed, workers=workers,
-                          resume=resume, no_verify=no_verify, seed_arch=seed_arch or [], evaluations=evaluations,
-                          band_low=band_low, jobs=jobs, out=out, json_out=json_out)
-        return
-    if seed_arch or evaluations is not None or jobs != 1:
-        raise RtsegError("--seed-arch, --evaluations and --jobs belong to the evolution strategies (--strategy oneshot, proxy, oneshot+proxy)")
+    """Search the space for the most accurate net whose measured latency fits the budget."""
+    from rtseg import distributed as dist
     from rtseg.reporting import reporter_for
-    from rtseg.search import SearchConfig, run_search
+    from rtseg.search import get_strategy, run_strategy
     from rtseg.spaces import get_space, parse_space_options
 
+    chosen = get_strategy(strategy)
     options = parse_space_options(space_opt)
-    hw = parse_hw(input, get_space(space, options).size_divisor)
-    cfg = SearchConfig(space=space, space_options=options, lut=str(lut), latency_ms=latency_ms, flops_g=flops_g, data=data, input_hw=hw,
-                       epochs=epochs, batch=batch, reg=reg, shrink=not no_shrink, single_path=single_path, warmup_epochs=warmup_epochs,
-                       arch_lr=arch_lr, w_lr=w_lr, train_len=train_len, val_len=val_len, minutes=minutes, device=device,
-                       seed=seed, workers=workers, force=force, verify_latency=not no_verify)
-    from rtseg import distributed as dist
-
+    given: dict[str, Any] = {
+        "space": space, "lut": str(lut), "latency_ms": latency_ms, "data": data, "device": device, "seed": seed,
+        "input_hw": parse_hw(input, get_space(space, options).size_divisor),
+        "space_opt": options or None, "flops_g": flops_g, "selection_fraction": selection_fraction, "epochs": epochs,
+        "batch": batch, "train_len": train_len, "val_len": val_len, "reg": reg, "no_shrink": False if no_shrink else None,
+        "single_path": True if single_path else None, "warmup_epochs": warmup_epochs, "arch_lr": arch_lr, "w_lr": w_lr,
+        "minutes": minutes, "gradient_minutes": gradient_minutes, "oneshot_minutes": oneshot_minutes,
+        "seed_arch": list(seed_arch) if seed_arch else None, "evaluations": evaluations,
+        "band_low": (band_low, 1.0) if band_low is not None else None, "supernet": supernet,
+        "jobs": jobs, "workers": workers, "force": True if force else None, "no_verify": False if no_verify else None,
+    }
+    values = {_FIELD_OF.get(flag, flag): v for flag, v in given.items() if v is not None}
+    unknown = [f"--{flag.replace('_', '-')}" for flag, v in given.items()
+               if v is not None and _FIELD_OF.get(flag, flag) not in chosen.field_names()]
+    if unknown:
+        raise RtsegError(f"--strategy {strategy} has no {', '.join(unknown)}; drop {'it' if len(unknown) == 1 else 'them'} "
+                         "or choose a strategy that has it (rtseg search --help says which)")
+    cfg = chosen.make_config(**values)
     main = True
     try:
-        result = run_search(cfg, out, resume=resume, reporter=reporter_for(not json_out, console))
+        result = run_strategy(strategy, cfg, out, resume=resume, reporter=reporter_for(not json_out, console))
         main = dist.is_main()
     finally:
         dist.cleanup()
@@ -82,82 +99,53 @@ def search(
     if json_out:
         print_json(s)
         return
-    t = _budget_table(s, f"search result: {out / 'arch.json'}")
-    im = s["images"]
-    t.add_row("images (train / val)", " / ".join(f"{im[k]}" + (f" of {im[k + '_available']}" if k + "_available" in im else "") for k in ("train", "val"))
-              + f" ({s['data']})")
-    t.add_row("regularizer / shrinking", f"{s['reg']} / {'on' if s['shrink'] else 'off'}")
-    t.add_row("FLOPs", f"{s['flops'] / 1e9:.3f} G multiply-adds" + (f" (budget {s['flops_budget'] / 1e9:.3f} G)" if s["flops_budget"] else ""))
-    t.add_row("epochs run / to discrete", f"{s['epochs_run']} / {s['epochs_to_discrete'] or '-'}")
-    t.add_row("budget-fit changes after decoding", str(len(s["budget_fit_changes"])))
-    t.add_row("wall time", f"{s['wall_time_s']:.0f} s")
-    if s["world_size"] > 1:
-        t.add_row("processes", f"{s['world_size']} ({'replicas identical' if s['ranks_agree'] else 'REPLICAS DIFFER'})")
-    console.print(t)
+    console.print(summary_table(s, f"search result ({s['strategy']}): {out / 'arch.json'}"))
 
 
-def _budget_table(s: dict, title: str) -> Table:
-    """The rows every search summary has: the budget, the LUT's prediction and the measured latency."""
+def summary_table(s: dict[str, Any], title: str) -> Table:
+    """The rows every search summary has (budgets, the LUT's prediction, the measured latency), then
+    the rows of the strategy that ran."""
     t = Table(title=title)
     t.add_column("figure")
     t.add_column("value", justify="right")
     t.add_row("budget T", f"{s['target_latency_ms']:.3f} ms")
     t.add_row("predicted latency (LUT)", f"{s['predicted_latency_ms']:.3f} ms ({s['predicted_over_target']:.1%} of T)")
     if s.get("measured_latency_ms") is not None:
-        ref = s.get("reference_speed_ratio")
-        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)"
-                  + (f"; reference op runs x{ref:.2f} its profiling time" if ref else ""))
+        t.add_row(f"measured latency ({s['measured_backend']})", f"{s['measured_latency_ms']:.3f} ms ({s['measured_over_target']:.1%} of T)")
     elif s.get("measured_note"):
         t.add_row("measured latency", s["measured_note"])
+    if s.get("measured_over_predicted") not in (None, 1.0):
+        t.add_row("measured / predicted (calibration)", f"{s['measured_over_predicted']:.3f}")
+    t.add_row("FLOPs", f"{s['flops'] / 1e9:.3f} G multiply-adds" + (f" (budget {s['flops_budget'] / 1e9:.3f} G)" if s.get("flops_budget") else ""))
+    for name, stage in (s.get("stages") or {}).items():
+        t.add_row(f"stage {name}", _stage_line(stage))
+    if "proxy_score" in s or "oneshot_score" in s:
+        score = s.get("proxy_score", s.get("oneshot_score"))
+        t.add_row("score of the chosen arch", f"{score:.3f} mIoU ({'proxy training' if 'proxy_score' in s else 'one-shot weights'}), origin {s.get('origin')}")
+        t.add_row("archs scored / generations", f"{s['evaluations']} / {s['generations']}")
+    if "epochs_run" in s and "discrete" in s:
+        t.add_row("epochs run / to discrete", f"{s['epochs_run']} / {s['epochs_to_discrete'] or '-'}")
+        t.add_row("budget-fit changes after decoding", str(len(s["budget_fit_changes"])))
+    if s.get("finalists"):
+        t.add_row("finalists measured (score, ms)", "; ".join(f"{f['score']:.3f} {f['measured_latency_ms']:.2f}" for f in s["finalists"]))
+    t.add_row("wall time", f"{s['wall_time_s']:.0f} s")
+    if s.get("world_size", 1) > 1:
+        t.add_row("processes", f"{s['world_size']} ({'ranks agree' if s.get('ranks_agree') else 'RANKS DIFFER'})")
     return t
 
 
-#: Search strategies besides the differentiable one, and the library function each runs.
-EVOLUTION_STRATEGIES = ("oneshot", "proxy", "oneshot+proxy")
-
-
-def _evolution_search(*, strategy: str, space: str, space_opt: Optional[list[str]], flops_g: Optional[float], reg: Optional[str],
-                      no_shrink: bool, single_path: bool, lut: Path, latency_ms: float, data: str, input: str, epochs: int,
-                      batch: int, w_lr: float, train_len: Optional[int], minutes: Optional[float], device: str, seed: int,
-                      workers: int, resume: bool, no_verify: bool, seed_arch: list[str], evaluations: Optional[int],
-                      band_low: float, jobs: int, out: Path, json_out: bool) -> None:
-    """``rtseg search --strategy oneshot|proxy|oneshot+proxy``: the evolution searches of
-    :mod:`rtseg.search.oneshot` and :mod:`rtseg.search.proxy`."""
-    from rtseg.reporting import reporter_for
-    from rtseg.search.oneshot import OneShotConfig, run_oneshot
-    from rtseg.search.proxy import ProxyConfig, run_oneshot_then_proxy, run_proxy
-    from rtseg.spaces import get_space
-
-    if strategy not in EVOLUTION_STRATEGIES:
-        raise RtsegError(f"unknown --strategy {strategy!r}: choose gradient, {', '.join(EVOLUTION_STRATEGIES)}")
-    unused = [flag for flag, used in (("--flops-g", flops_g is not None), ("--reg", reg is not None), ("--no-shrink", no_shrink),
-                                      ("--single-path", single_path), ("--space-opt", bool(space_opt))) if used]
-    if space != "ssr" or unused:
-        raise RtsegError(f"--strategy {strategy} searches the ssr space by LUT latency alone; drop "
-                         + (", ".join(unused) if unused else f"--space {space}") + " or use --strategy gradient")
-    if seed_arch and strategy == "oneshot":
-        raise RtsegError("--seed-arch starts a proxy evolution: use --strategy proxy or oneshot+proxy")
-    hw = parse_hw(input, get_space(space).size_divisor)
-    band = (band_low, 1.0)
-    reporter = reporter_for(not json_out, console)
-    ocfg = OneShotConfig(lut=str(lut), latency_ms=latency_ms, data=data, input_hw=hw, band=band, epochs=epochs, batch=batch,
-                         train_len=train_len or 256, w_lr=w_lr, evaluations=evaluations or 96, minutes=minutes, seed=seed,
-                         workers=workers, device=device, verify_latency=not no_verify)
-    pcfg = ProxyConfig(lut=str(lut), latency_ms=latency_ms, data=data, input_hw=hw, band=band, evaluations=evaluations or 14,
-                       seed_archs=list(seed_arch), seed=seed, jobs=jobs, device=device, verify_latency=not no_verify)
-    if strategy == "oneshot":
-        s = run_oneshot(ocfg, out, resume=resume, reporter=reporter).summary
-    elif strategy == "proxy":
-        s = run_proxy(pcfg, out, resume=resume, reporter=reporter).summary
-    else:
-        s = run_oneshot_then_proxy(ocfg, pcfg, out, resume=resume, reporter=reporter).summary
-    if json_out:
-        print_json(s)
-        return
-    t = _budget_table(s, f"search result ({s['strategy']}): {out / 'arch.json'}")
-    score = s.get("proxy_score", s.get("oneshot_score"))
-    t.add_row("score of the chosen arch", f"{score:.3f} mIoU ({'proxy training' if 'proxy_score' in s else 'one-shot weights'})")
-    t.add_row("archs scored / generations", f"{s['evaluations']} / {s['generations']}")
-    t.add_row("FLOPs", f"{s['flops'] / 1e9:.3f} G multiply-adds")
-    t.add_row("wall time", f"{s['wall_time_s']:.0f} s")
-    console.print(t)
+def _stage_line(stage: Any) -> str:
+    if not isinstance(stage, dict):
+        return str(stage)
+    if not stage.get("ran"):
+        return "skipped" + (f": {stage['note']}" if stage.get("note") else "")
+    parts = []
+    for key, fmt in (("scale", "measured/predicted {:.3f}"), ("predicted_latency_ms", "{:.3f} ms predicted"),
+                     ("oneshot_score", "best one-shot score {:.3f}"), ("wall_time_s", "{:.0f} s")):
+        if isinstance(stage.get(key), (int, float)):
+            parts.append(fmt.format(stage[key]))
+    if stage.get("seeds"):
+        parts.append("seeds: " + ", ".join(stage["seeds"]))
+    if stage.get("family"):
+        parts.append(f"{stage['family']} {stage.get('knobs')}")
+    return "; ".join(parts) or "ran"

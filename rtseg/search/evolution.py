@@ -24,32 +24,82 @@ from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_save, atomic_write_json, config_to_json, read_json
 from rtseg.reporting import TaskBar
+from rtseg.search.common import SearchSettings
 
 
 class BandSampler:
-    """Uniform draws, mutations and crossovers of choice dicts, kept inside the latency band."""
+    """Uniform draws, mutations and crossovers of choice dicts, kept inside the latency band and under
+    the FLOPs budget. Prices come from the search's :class:`~rtseg.search.common.SearchContext` (LUT
+    latency and FLOPs), memoized per genome: the evolution asks about the same genomes often."""
 
-    def __init__(self, supernet: Any, lut: Any, h: int, w: int, low_ms: float, high_ms: float, rng: random.Random) -> None:
+    def __init__(self, supernet: Any, ctx: Any, low_ms: float, high_ms: float, rng: random.Random) -> None:
         self.decisions = supernet.decisions_by_name()
-        self.supernet, self.lut, self.h, self.w = supernet, lut, h, w
+        self.supernet, self.ctx = supernet, ctx
         self.low, self.high, self.rng = low_ms, high_ms, rng
+        self.flops_max = ctx.flops_budget
+        self._prices: dict[tuple[int, ...], Any] = {}
 
     def arch(self, choices: dict[str, int]) -> Arch:
         return self.supernet.arch_from_choices(choices)
 
+    def price(self, choices: dict[str, int]) -> Any:
+        key = tuple(choices[n] for n in self.decisions)
+        if key not in self._prices:
+            self._prices[key] = self.ctx.price(self.arch(choices))
+        return self._prices[key]
+
     def latency(self, choices: dict[str, int]) -> float:
-        return self.lut.predict(self.arch(choices), self.h, self.w).total_ms
+        return self.price(choices).latency_ms
+
+    def flops(self, choices: dict[str, int]) -> float:
+        return self.price(choices).flops
+
+    def fits(self, choices: dict[str, int], low: float | None = None, high: float | None = None) -> bool:
+        """Inside ``[low, high]`` ms (default: the band) and under the FLOPs budget."""
+        c = self.price(choices)
+        lo, hi = (self.low if low is None else low), (self.high if high is None else high)
+        return lo <= c.latency_ms <= hi and (self.flops_max is None or c.flops <= self.flops_max)
 
     def in_band(self, choices: dict[str, int]) -> bool:
-        return self.low <= self.latency(choices) <= self.high
+        return self.fits(choices)
 
     def uniform(self, tries: int = 20000) -> dict[str, int]:
         for _ in range(tries):
             c = {n: self.rng.randrange(len(d.choices)) for n, d in self.decisions.items()}
             if self.in_band(c):
                 return c
-        raise RtsegError(f"no arch of the space found in [{self.low:.3f}, {self.high:.3f}] ms after {tries} draws; "
-                         f"widen the band or choose another --latency-ms")
+        for _ in range(20):  # a narrow band that uniform draws rarely hit: walk draws into it
+            c = self.toward({n: self.rng.randrange(len(d.choices)) for n, d in self.decisions.items()}, self.low, self.high)
+            if c is not None:
+                return c
+        raise RtsegError(f"no arch of the space found in [{self.low:.3f}, {self.high:.3f}] ms"
+                         + (f" under {self.flops_max / 1e9:g} G FLOPs" if self.flops_max else "")
+                         + f" after {tries} draws; widen the band or choose another --latency-ms")
+
+    def toward(self, choices: dict[str, int], low: float, high: float, steps: int = 400) -> dict[str, int] | None:
+        """Walk ``choices`` into ``[low, high]`` ms (under the FLOPs budget) by single-decision changes,
+        each kept when it brings the arch nearer that range: how paths of any budget are drawn (the
+        one-shot supernet trains across budgets) when uniform draws rarely land there."""
+
+        def distance(c: dict[str, int]) -> float:
+            p = self.price(c)
+            d = max(0.0, low - p.latency_ms, p.latency_ms - high)
+            if self.flops_max is not None and p.flops > self.flops_max:
+                d += (p.flops - self.flops_max) / self.flops_max * high
+            return d
+
+        cur, dist = dict(choices), distance(choices)
+        names = list(self.decisions)
+        for _ in range(steps):
+            if dist == 0.0:
+                return cur
+            name = self.rng.choice(names)
+            trial = dict(cur)
+            trial[name] = self.rng.randrange(len(self.decisions[name].choices))
+            d = distance(trial)
+            if d < dist:
+                cur, dist = trial, d
+        return cur if dist == 0.0 else None
 
     def mutate(self, parent: dict[str, int], prob: float, tries: int = 200) -> dict[str, int] | None:
         for _ in range(tries):
@@ -65,6 +115,12 @@ class BandSampler:
                 return c
         return None
 
+    def into_band(self, seed: dict[str, int], mutate_prob: float) -> dict[str, int] | None:
+        """A seed arch as it is when it fits, else moved in by small changes (None when none brings it in)."""
+        if self.in_band(seed):
+            return seed
+        return self.mutate(seed, mutate_prob / 2)
+
 
 def key_of(arch: Arch) -> str:
     """A stable identity of an arch's genotype (what evolution memoizes scores by)."""
@@ -72,27 +128,15 @@ def key_of(arch: Arch) -> str:
 
 
 @dataclass
-class EvolutionConfig:
-    """What every band-constrained evolution search is given: the budget and where it is measured, the
-    band, the evolution's sizes, the seed and where results are measured. Each search's config adds
-    how it scores an arch (and may change the defaults)."""
+class EvolutionConfig(SearchSettings):
+    """What every band-constrained evolution search adds to the shared settings: the band and the
+    evolution's sizes. Each search's config adds how it scores an arch (and may change the defaults)."""
 
-    lut: str = ""
-    latency_ms: float = 0.0
-    space: str = "ssr"
-    data: str = "synthetic"
-    input_hw: tuple[int, int] = (128, 256)
     band: tuple[float, float] = (0.9, 1.0)  # fractions of T every trained and evolved arch keeps to
     population: int = 16
     parents: int = 6
     evaluations: int = 128  # archs scored in all
     mutate_prob: float = 0.1
-    seed: int = 0
-    device: str = "cpu"
-    verify_latency: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_json(self)
 
 
 @dataclass
@@ -119,7 +163,7 @@ Scorer = Callable[[Sequence[dict[str, int]]], list[float]]
 
 
 def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, population: int, parents: int,
-           evaluations: int, mutate_prob: float, seeds: Sequence[dict[str, int]] = (),
+           evaluations: int, mutate_prob: float, seeds: Sequence[dict[str, int] | tuple[dict[str, int], str]] = (),
            save: Callable[[], None] = lambda: None, bar: TaskBar | None = None) -> EvolutionState:
     """Run the evolution until ``evaluations`` archs are scored (resumable: ``state`` carries on)."""
 
@@ -134,7 +178,7 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
         scores = score([choices for choices, _ in fresh.values()]) if fresh else []
         for (key, (choices, origin)), s in zip(fresh.items(), scores):
             state.scored[key] = {"choices": choices, "score": s, "origin": origin, "generation": state.generation,
-                                 "predicted_latency_ms": sampler.latency(choices)}
+                                 "predicted_latency_ms": sampler.latency(choices), "flops": sampler.flops(choices)}
         if bar is not None and state.scored:
             bar.update(completed=len(state.scored), info=f"best {state.best()['score']:.3f}")
         return [k for k in keys if k in state.scored]
@@ -142,12 +186,13 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
     if not state.population:
         first = []
         for seed in seeds:
-            moved = seed if sampler.in_band(seed) else sampler.mutate(seed, mutate_prob / 2)
+            seed, origin = seed if isinstance(seed, tuple) else (seed, "seed")
+            moved = sampler.into_band(seed, mutate_prob)
             if moved is None:
                 raise RtsegError(f"a seed arch's predicted latency is {sampler.latency(seed):.3f} ms, outside "
                                  f"[{sampler.low:.3f}, {sampler.high:.3f}] ms, and small changes do not bring it in; "
                                  f"scale it to the budget first (rtseg arch scale FAMILY --latency-ms T)")
-            first.append((moved, "seed"))
+            first.append((moved, origin))
         while len(first) < population:
             first.append((sampler.uniform(), "random"))
         state.population = add(first)
@@ -171,6 +216,38 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
         if len(state.scored) == before:  # nothing new can be bred: the band is exhausted
             break
     return state
+
+
+def choose_measured(ctx: Any, state: EvolutionState, sampler: BandSampler, finalists: int = 4,
+                    say: Callable[[str], None] = lambda _: None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The pick: the ``finalists`` best-scored archs are measured on the LUT's own runtime in
+    interleaved rounds, and the best-scored one whose *measured* latency fits T wins; when none fits,
+    the fastest, said in one line. Returns the record and its measured figures (None when this
+    machine is not the LUT's device: then the best score wins, as priced by the LUT)."""
+    from rtseg.search.common import lut_runtime, measurable_here, measure_archs
+
+    ranked = sorted(state.scored.values(), key=lambda r: -r["score"])[: max(1, finalists)]
+    why_not = measurable_here(ctx.lut)
+    if why_not is not None or not ctx.cfg.verify_latency:
+        return ranked[0], None
+    target = ctx.cfg.latency_ms
+    ms = measure_archs(ctx.lut, [sampler.arch(r["choices"]) for r in ranked], seed=ctx.cfg.seed) or []
+    rows = [{"score": r["score"], "origin": r["origin"], "predicted_latency_ms": r["predicted_latency_ms"], "measured_latency_ms": m,
+             "measured_over_target": m / target} for r, m in zip(ranked, ms)]
+    fitting = [i for i, m in enumerate(ms) if m <= target]
+    note = None
+    if fitting:
+        i = fitting[0]
+    else:
+        i = min(range(len(ms)), key=lambda j: ms[j])
+        note = (f"no finalist fits T = {target:.3f} ms as measured on {ctx.lut.backend} (fastest {ms[i]:.3f} ms): picked the "
+                "fastest; lower the band (--band-low) or profile the LUT again on an idle machine")
+        say(f"[yellow]warning:[/] {note}")
+    measured = {"measured_latency_ms": ms[i], "measured_over_target": ms[i] / target, "measured_backend": ctx.lut.backend,
+                "measured_device": lut_runtime(ctx.lut)["lut_device_name"], "finalists": rows, "finalist_picked": i}
+    if note:
+        measured["measured_note"] = note
+    return ranked[i], measured
 
 
 def write_evolution(path: str | Path, state: EvolutionState, sampler: BandSampler) -> None:
@@ -223,4 +300,4 @@ def plot_evolution(scored: list[dict[str, Any]], path: Path, target_ms: float, b
     plt.close(fig)
 
 
-__all__ = ["BandSampler", "EvolutionConfig", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution", "top_archs", "write_evolution", "rng_to_json", "rng_from_json"]
+__all__ = ["BandSampler", "choose_measured", "EvolutionConfig", "EvolutionState", "Scorer", "evolve", "key_of", "plot_evolution", "top_archs", "write_evolution", "rng_to_json", "rng_from_json"]

@@ -26,15 +26,16 @@ import torch
 import torch.nn.functional as F
 
 from rtseg import distributed as dist
-from rtseg.arch import Arch
-from rtseg.data import DatasetInfo, build_dataset, dataset_info, parse_data_spec, split_sizes
+from rtseg.data import DatasetInfo, parse_data_spec
+from rtseg.data.selection import selection_record, selection_split
 from rtseg.errors import RtsegError
 from rtseg.flops import op_flops
-from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, check_same_config, config_to_json, read_json
+from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, check_same_config, read_json
 from rtseg.evaluate import evaluate
-from rtseg.latency.lut import LUT, load_lut
+from rtseg.latency.lut import LUT
 from rtseg.reporting import Reporter, SilentReporter, TaskBar, reporter_for
-from rtseg.search.budget import ArchCost, arch_cost, check_feasible, fit_to_budget
+from rtseg.search.budget import fit_to_budget
+from rtseg.search.common import SearchContext, SearchResult, SearchSettings, finish, prepare
 from rtseg.search.objective import DEFAULT_LEVEL_WEIGHTS, budget_penalty, flops_penalty, level_regularizer, shrink, total_entropy
 from rtseg.search.plots import plot_search
 from rtseg.spaces import SearchSpace, Supernet, get_space
@@ -52,14 +53,9 @@ RESUME_FLAGS = {"space_options": "--space-opt", "input_hw": "--input", "shrink":
 
 
 @dataclass
-class SearchConfig:
-    space: str = "ssr"
-    space_options: dict[str, Any] = field(default_factory=dict)  # --space-opt: the space's size (CAS, DCNAS)
-    lut: str = ""
-    latency_ms: float = 0.0
-    flops_g: float | None = None
-    data: str = "synthetic"
-    input_hw: tuple[int, int] = (128, 256)
+class SearchConfig(SearchSettings):
+    """The differentiable search's settings (the shared ones are :class:`SearchSettings`)."""
+
     epochs: int = 10
     batch: int = 4
     reg: str | None = None  # ssr | entropy | none | a space's own (dcnas); None: the space's paper's (default_reg)
@@ -79,26 +75,17 @@ class SearchConfig:
     warmup_epochs: int = 1
     relaxation: str | None = None  # None: the space's own (sigmoid-normalized for ssr, softmax for cas/dcnas)
     single_path: bool = False  # draw one path per step instead of the weighted sum (supernets with sample_paths)
-    # synthetic: scenes per split (None: SYNTHETIC_SEARCH_LENGTHS); cityscapes/camvid: None uses the
-    # whole split, N only its first N images (an explicit subset, reported in the summary)
+    # images of the training split's two parts (rtseg.data.selection): the weights and the arch train
+    # on halves of the fit part, the supernet is scored on the select part; synthetic: None uses
+    # SYNTHETIC_SEARCH_LENGTHS, file datasets: None uses each part whole, N only its first N images
     train_len: int | None = None
     val_len: int | None = None
     workers: int = 0
-    device: str = "cpu"
-    seed: int = 0
-    force: bool = False
-    verify_latency: bool = True
     minutes: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_json(self)
 
-
-@dataclass
-class SearchResult:
-    arch: Arch
-    out_dir: Path
-    summary: dict[str, Any]
+#: The gradient search under the name the strategy table gives it.
+GradientConfig = SearchConfig
 
 
 def _ce(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
@@ -157,10 +144,7 @@ class _Run:
 
     cfg: SearchConfig
     out: Path
-    space: SearchSpace
-    lut: LUT
-    cheapest: ArchCost
-    info: DatasetInfo
+    ctx: SearchContext
     images: dict[str, Any]
     loader_a: Any
     loader_b: Any
@@ -171,11 +155,23 @@ class _Run:
 
     @property
     def hw(self) -> tuple[int, int]:
-        return self.cfg.input_hw
+        return self.ctx.hw
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.ctx.space
+
+    @property
+    def lut(self) -> LUT:
+        return self.ctx.lut
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.ctx.info
 
     @property
     def flops_budget(self) -> float | None:
-        return self.cfg.flops_g * 1e9 if self.cfg.flops_g else None
+        return self.cfg.flops_budget
 
     @property
     def steps_per_epoch(self) -> int:
@@ -224,8 +220,8 @@ def _run_search(cfg: SearchConfig, out: Path, resume: bool, reporter: Reporter,
     space = get_space(cfg.space, cfg.space_options)
     space.check_input(*cfg.input_hw)
     cfg = _resolved(cfg, space)
-    lut, cheapest = _check_inputs(cfg, space)
-    run = _open_run(cfg, out, space, lut, cheapest)
+    ctx = prepare(cfg)
+    run = _open_run(cfg, out, ctx)
     st = _new_state(run)
     if resume:
         _resume(run, st)
@@ -255,39 +251,24 @@ def _run_search(cfg: SearchConfig, out: Path, resume: bool, reporter: Reporter,
     return _finish(run, st, t_start)
 
 
-def _check_inputs(cfg: SearchConfig, space: SearchSpace) -> tuple[LUT, ArchCost]:
-    """Every refusal that needs no data or network, before any work: the budget, the LUT against the
-    space, its options, the input size and the dataset's class count (the LUT's own checks), and the
-    budget against the cheapest arch the LUT prices."""
-    h, w = cfg.input_hw
-    if cfg.latency_ms <= 0:
-        raise RtsegError("--latency-ms must be a positive budget in milliseconds")
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
-        raise RtsegError(f"--device {cfg.device} asked for, but this torch sees no CUDA GPU; use --device cpu")
-    lut = load_lut(cfg.lut)
-    info = dataset_info(cfg.data)
-    lut.check_fits(space=cfg.space, space_options=cfg.space_options, input_hw=(h, w), num_classes=info.num_classes,
-                   force=cfg.force, subject="the search")
-    cheapest = check_feasible(space, h, w, info.num_classes, cfg.latency_ms, lut.cost, float(lut.constant_ms))
-    return lut, cheapest
-
-
-def _open_run(cfg: SearchConfig, out: Path, space: SearchSpace, lut: LUT, cheapest: ArchCost) -> _Run:
-    """Join the distributed run (if any), seed, and open the two training halves and the validation set."""
+def _open_run(cfg: SearchConfig, out: Path, ctx: SearchContext) -> _Run:
+    """Join the distributed run (if any), seed, and open the data: the weights and the architecture
+    train on the two halves of the training split's fit part, the supernet is scored on its select
+    part (:mod:`rtseg.data.selection`); the validation split is never opened."""
     h, w = cfg.input_hw
     device = dist.init_distributed(cfg.device)
     distributed = dist.world_size() > 1
     torch.manual_seed(cfg.seed)
-    train_set = build_dataset(cfg.data, "train", (h, w), augment=True, seed=cfg.seed, length=cfg.train_len)
-    val_set = build_dataset(cfg.data, "val", (h, w), augment=False, seed=cfg.seed, length=cfg.val_len)
-    n = len(train_set)
-    split_a = torch.utils.data.Subset(train_set, list(range(0, n, 2)))
-    split_b = torch.utils.data.Subset(train_set, list(range(1, n, 2)))
+    fit, select = selection_split(cfg.data, (h, w), seed=cfg.seed, fraction=cfg.selection_fraction,
+                                  fit_len=cfg.train_len, select_len=cfg.val_len)
+    n = len(fit)
+    split_a = torch.utils.data.Subset(fit, list(range(0, n, 2)))
+    split_b = torch.utils.data.Subset(fit, list(range(1, n, 2)))
     return _Run(
-        cfg=cfg, out=out, space=space, lut=lut, cheapest=cheapest, info=train_set.info, images=split_sizes(train_set, val_set),
+        cfg=cfg, out=out, ctx=ctx, images=selection_record(cfg.data, fit, select, cfg.selection_fraction),
         loader_a=make_loader(split_a, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed),
         loader_b=make_loader(split_b, cfg.batch, shuffle=True, workers=cfg.workers, distributed=distributed, seed=cfg.seed + 1),
-        val_loader=make_loader(val_set, cfg.batch, shuffle=False, workers=cfg.workers, distributed=distributed),
+        val_loader=make_loader(select, cfg.batch, shuffle=False, workers=cfg.workers, distributed=distributed),
         device=device, main=dist.is_main(),
     )
 
@@ -455,58 +436,30 @@ def _finish(run: _Run, st: _State, t_start: float) -> SearchResult:
     """Decode, land in the budget band, summarize, and (rank 0) measure and write the run's files."""
     cfg, supernet, lut, out = run.cfg, st.supernet, run.lut, run.out
     h, w = run.hw
-    lat_cost, lat_const = lut.cost, float(lut.constant_ms)
     flops_budget = run.flops_budget
-    fit = fit_to_budget(supernet, h, w, cfg.latency_ms, flops_budget, lat_cost, lat_const, op_flops if flops_budget else None,
-                        low=cfg.band[0])
-    arch = fit.arch
-    arch.name = f"searched-{cfg.space}-{cfg.latency_ms:g}ms"
-    argmax_cost = arch_cost(supernet.decode(), h, w, lat_cost, lat_const, op_flops)
-    final_cost = arch_cost(arch, h, w, lat_cost, lat_const, op_flops)
-    arch.meta = {
-        "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "flops_g": cfg.flops_g, "reg": cfg.reg,
-                          "shrink": cfg.shrink, "input_hw": [h, w], "data": cfg.data, "space_options": cfg.space_options,
-                          "images": run.images, **lut_runtime(lut)},
-        "predicted_latency_ms": final_cost.latency_ms,
-        "flops": int(final_cost.flops),
-    }
+    fit = fit_to_budget(supernet, h, w, cfg.latency_ms, flops_budget, lut.cost, float(lut.constant_ms),
+                        op_flops if flops_budget else None, low=cfg.band[0])
     summary: dict[str, Any] = {
-        "arch": str(out / "arch.json"),
-        "target_latency_ms": cfg.latency_ms,
-        "runtime": lut_runtime(lut),
-        "predicted_latency_ms": final_cost.latency_ms,
-        "predicted_over_target": final_cost.latency_ms / cfg.latency_ms,
-        "flops": int(final_cost.flops),
-        "flops_budget": int(flops_budget) if flops_budget else None,
-        "cheapest_latency_ms": run.cheapest.latency_ms,
         "epochs_run": len(st.log),
         "epochs_to_discrete": st.discrete_epoch,
         "discrete": _is_discrete(supernet),
         "arch_steps": st.arch_steps,
-        "argmax_predicted_latency_ms": argmax_cost.latency_ms,
+        "argmax_predicted_latency_ms": run.ctx.price(supernet.decode()).latency_ms,
         "budget_fit_changes": fit.changes,
         "reg": cfg.reg,
         "shrink": cfg.shrink,
-        "space_options": cfg.space_options,
-        "data": cfg.data,
         "images": run.images,
-        "wall_time_s": time.monotonic() - t_start,
         "world_size": dist.world_size(),
     }
-    ranks = dist.all_gather_object({"rank": dist.rank(), "supernet": weights_digest(supernet), "arch": arch.to_json()})
+    ranks = dist.all_gather_object({"rank": dist.rank(), "supernet": weights_digest(supernet), "arch": fit.arch.to_json()})
     summary["ranks"] = [{"rank": r["rank"], "supernet": r["supernet"]} for r in ranks]
     summary["ranks_agree"] = len({r["supernet"] for r in ranks}) == 1 and len({r["arch"] for r in ranks}) == 1
+    run.ctx.t_start = t_start
+    meta = {"searched_with_details": {"reg": cfg.reg, "shrink": cfg.shrink, "images": run.images}}
     if run.main:
-        if cfg.verify_latency:
-            summary.update(measure_on_lut_runtime(lut, arch, cfg))
-        arch.save(out / "arch.json")
         atomic_write_json(out / "trajectory.json", st.trajectory)
-        atomic_write_json(out / "search.json", summary)
-        try:
-            plot_search(st.log, st.trajectory, out, cfg.latency_ms)
-        except Exception as exc:  # plotting must never lose a finished search
-            summary["plot_error"] = str(exc)
-    return SearchResult(arch, out, summary)
+    return finish(run.ctx, out, fit.arch, strategy="gradient", summary=summary, meta=meta, write=run.main,
+                  plot=lambda: plot_search(st.log, st.trajectory, out, cfg.latency_ms))
 
 
 def _resolved(cfg: SearchConfig, space: SearchSpace) -> SearchConfig:
@@ -524,31 +477,6 @@ def _resolved(cfg: SearchConfig, space: SearchSpace) -> SearchConfig:
             raise RtsegError(f"--{split}-len must be at least 1, got {n}")
         lengths[f"{split}_len"] = SYNTHETIC_SEARCH_LENGTHS[split] if n is None and synthetic else n
     return replace(cfg, reg=reg, space_options=space.options(), **lengths)
-
-
-def measure_on_lut_runtime(lut, arch: Arch, cfg: SearchConfig) -> dict[str, Any]:
-    """Measure the decoded net end to end on the LUT's backend, when this machine is the LUT's device."""
-    from rtseg.latency.validate import measure_arch_latency, reference_speed_ratio
-
-    try:
-        lut.check_device(force=False)
-    except RtsegError as exc:
-        return {"measured_latency_ms": None, "measured_note": f"not measured: {exc}"}
-    h, w = cfg.input_hw
-    stats = measure_arch_latency(arch, h, w, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
-                                 precision=lut.precision, batch=lut.batch, threads=lut.threads, clock=lut.clock)
-    return {"measured_latency_ms": stats.median_ms, "measured_over_target": stats.median_ms / cfg.latency_ms,
-            "measured_backend": lut.backend, "measured_device": lut_runtime(lut)["lut_device_name"],
-            "reference_speed_ratio": reference_speed_ratio(lut)}
-
-
-def lut_runtime(lut) -> dict[str, Any]:
-    """The runtime the LUT was measured on, as the decoded arch and the summary record it: the search's
-    latency promise holds there, and a net later run elsewhere says so (:func:`rtseg.arch.deploy_note`)."""
-    dev = lut.provenance.get("device")
-    dev = dev if isinstance(dev, dict) else {"name": str(dev)}
-    return {"lut_backend": lut.backend, "lut_precision": lut.precision, "lut_device_kind": dev.get("kind", "cpu"),
-            "lut_device_name": dev.get("name"), "lut_threads": lut.threads}
 
 
 def _is_discrete(supernet: Supernet) -> bool:
@@ -572,4 +500,4 @@ def load_search_summary(run: str | Path) -> dict[str, Any]:
     return read_json(Path(run) / "search.json", "search summary")
 
 
-__all__ = ["SearchConfig", "SearchResult", "run_search", "load_search_summary"]
+__all__ = ["GradientConfig", "SearchConfig", "SearchResult", "run_search", "load_search_summary"]

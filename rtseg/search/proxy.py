@@ -4,15 +4,20 @@ Weight-sharing estimators (the differentiable search's path weights, a one-shot 
 are cheap but can rank archs wrongly when the supernet has seen little training; ``search/README.md``
 has this project's measurement of that. This search pays for a direct estimate instead: every arch
 the evolution (:mod:`rtseg.search.evolution`) proposes is trained from scratch with a short recipe
-(``epochs`` x ``train_len`` scenes) and scored by its final mIoU, the low-fidelity estimate of
+(``epochs`` x ``train_len`` images) and scored by its final mIoU, the low-fidelity estimate of
 regularized evolution (Real et al., "Regularized Evolution for Image Classifier Architecture Search",
-AAAI 2019, sec. 3 and 4). Proxy runs train and validate on a different synthetic world
-(``proxy_data_seed``) from the one a final comparison reports, so the choice never sees the scenes it
-is judged on. Runs go ``jobs`` at a time, one CPU thread each.
+AAAI 2019, sec. 3 and 4). Proxy runs train on the fit part of the training split and are scored on
+its select part (:mod:`rtseg.data.selection`); on ``synthetic`` they use another world
+(``proxy_data_seed``) besides, so the choice never sees the images a final comparison reports.
+
+Runs go ``jobs`` at a time, one CPU thread each. Under ``torchrun`` each process trains its share of
+every generation's archs on its own device (one GPU per rank) and the scores are gathered through
+``torch.distributed``, so every rank evolves the same population and gets the same pick.
 
 Seed archs (``seed_archs``: names or files, e.g. the space's hand-designed net scaled to the budget)
-start the population beside uniform in-band draws, so the search refines what a user would otherwise
-ship; every arch keeps to the band ``[band[0] T, T]`` of LUT-predicted latency.
+start the population beside uniform in-band draws; every arch keeps to the band ``[band[0] T, T]`` of
+LUT-predicted latency and under the FLOPs budget. The finalists are measured on the LUT's runtime and
+the best one that fits T as measured is picked (:func:`rtseg.search.evolution.choose_measured`).
 
 Run folder: ``arch.json``, ``search.json``, ``evolution.json``, ``evolution.png``, ``config.json``,
 ``state.json`` and one folder per proxy run under ``proxy/`` (each resumable); a re-run resumes.
@@ -21,66 +26,115 @@ Run folder: ``arch.json``, ``search.json``, ``evolution.json``, ``evolution.png`
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
+import os
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from rtseg.arch import load_arch
-from rtseg.data import build_dataset
+from rtseg import distributed as dist
+from rtseg.arch import Arch, load_arch
 from rtseg.errors import RtsegError
-from rtseg.flops import op_flops
 from rtseg.io import atomic_write_json, check_same_config, read_json
-from rtseg.latency.lut import load_lut
 from rtseg.reporting import Reporter, SilentReporter
-from rtseg.search.budget import arch_cost
-from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, evolve, key_of, plot_evolution, rng_from_json, rng_to_json,
-                                    top_archs, write_evolution)
-from rtseg.search.loop import SearchResult, lut_runtime, measure_on_lut_runtime
-from rtseg.search.oneshot import OneShotConfig, run_oneshot
-from rtseg.spaces import get_space
+from rtseg.search.common import SearchContext, SearchResult, finish, prepare
+from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, choose_measured, evolve, key_of, plot_evolution,
+                                    rng_from_json, rng_to_json, write_evolution)
 from rtseg.train import final_miou, train_one_thread
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
-RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency")
+RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force")
 
 
 @dataclass
 class ProxyConfig(EvolutionConfig):
-    epochs: int = 2  # proxy recipe: epochs x train_len scenes, batch
+    epochs: int = 2  # proxy recipe: epochs x train_len images, batch
     train_len: int = 240
-    val_len: int = 48
+    val_len: int = 48  # images of the select part each proxy run is scored on
     batch: int = 8
-    proxy_data_seed: int = 1  # the synthetic world proxies train and validate on
+    proxy_data_seed: int = 1  # the synthetic world proxies train and are scored on
     train_seed: int = 0
     population: int = 6
     parents: int = 2
     evaluations: int = 14
     mutate_prob: float = 0.05
+    finalists: int = 4  # best-scored archs measured on the LUT's runtime before the pick
     seed_archs: list[str] = field(default_factory=list)
     jobs: int = 1
 
 
-def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> SearchResult:
-    """Run (or ``resume``) a proxy search into ``out_dir``; see the module docstring."""
-    reporter = reporter or SilentReporter()
+class ProxyScorer:
+    """Scores genomes by short training runs: ``jobs`` at a time in this process, or (under torchrun)
+    each rank its share, gathered so that every rank returns every score. Records which rank trained
+    each arch in ``trained_by``."""
+
+    def __init__(self, cfg: ProxyConfig, sampler: BandSampler, runs_dir: Path) -> None:
+        self.cfg, self.sampler, self.runs_dir = cfg, sampler, runs_dir
+        self.trained_by: dict[str, int] = {}
+
+    def job(self, choices: dict[str, int]) -> dict[str, Any]:
+        cfg = self.cfg
+        arch = self.sampler.arch(choices)
+        run = self.runs_dir / hashlib.sha1(key_of(arch).encode()).hexdigest()[:12]
+        device = cfg.device
+        if str(device).startswith("cuda") and dist.world_size() > 1:
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+        h, w = self.sampler.ctx.hw
+        return {"run": str(run), "arch": arch.to_dict(), "epochs": cfg.epochs, "batch": cfg.batch, "train_len": cfg.train_len,
+                "val_len": cfg.val_len, "seed": cfg.train_seed, "data_seed": cfg.proxy_data_seed, "device": device,
+                "data": cfg.data, "input_hw": [h, w], "holdout": cfg.selection_fraction}
+
+    def __call__(self, batch: Sequence[dict[str, int]]) -> list[float]:
+        jobs = [self.job(c) for c in batch]
+        world, me = dist.world_size(), dist.rank()
+        mine = [i for i in range(len(jobs)) if i % world == me]
+        scores = self._train([jobs[i] for i in mine])
+        gathered = dist.all_gather_object({"rank": me, "scores": dict(zip(mine, scores))})
+        out: dict[int, float] = {}
+        for g in gathered:
+            for i, s in g["scores"].items():
+                out[int(i)] = s
+                self.trained_by[key_of(Arch.from_dict(jobs[int(i)]["arch"]))] = g["rank"]
+        return [out[i] for i in range(len(jobs))]
+
+    def _train(self, jobs: list[dict[str, Any]]) -> list[float]:
+        """Train ``jobs`` here, or in worker processes: ``jobs`` at a time, and always under torchrun,
+        where each run is a single process of its own (started fresh, outside the rank's group)."""
+        if not jobs:
+            return []
+        if dist.world_size() > 1:
+            with ProcessPoolExecutor(max_workers=max(1, min(self.cfg.jobs, len(jobs))), mp_context=mp.get_context("spawn")) as pool:
+                return [final_miou(s) for s in pool.map(train_one_thread, [{**j, "isolated": True} for j in jobs])]
+        if self.cfg.jobs <= 1 or len(jobs) <= 1:
+            return [final_miou(train_one_thread(j)) for j in jobs]
+        with ProcessPoolExecutor(max_workers=min(self.cfg.jobs, len(jobs))) as pool:
+            return [final_miou(s) for s in pool.map(train_one_thread, jobs)]
+
+
+def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None,
+              seeds: Sequence[tuple[Arch, str]] = (), ctx: SearchContext | None = None,
+              band_ms: tuple[float, float] | None = None, extra: dict[str, Any] | None = None, strategy: str = "proxy",
+              result_dir: str | Path | None = None) -> SearchResult:
+    """Run (or ``resume``) a proxy search into ``out_dir``; see the module docstring. ``seeds`` (arch,
+    origin) join ``cfg.seed_archs``; ``band_ms`` replaces the band's latencies (the default strategy
+    passes a band corrected by measurement); ``extra`` goes into the summary; the pick is written to
+    ``result_dir`` (default ``out_dir``) under the name of ``strategy``."""
     out = Path(out_dir)
+    dist.init_distributed(cfg.device if not str(cfg.device).startswith("cuda") else None)
+    reporter = reporter if (reporter is not None and dist.is_main()) else SilentReporter()
+    ctx = ctx or prepare(cfg, subject=f"the {cfg.space} search")
     t_start = time.monotonic()
-    if cfg.latency_ms <= 0:
-        raise RtsegError("--latency-ms must be a positive budget in milliseconds")
-    h, w = cfg.input_hw
-    space = get_space(cfg.space)
-    space.check_input(h, w)
-    lut = load_lut(cfg.lut)
-    info = build_dataset(cfg.data, "val", (h, w), augment=False, seed=cfg.proxy_data_seed, length=1).info
-    lut.check_fits(space=cfg.space, space_options=space.options(), input_hw=(h, w), num_classes=info.num_classes,
-                   subject=f"the {cfg.space} search")
-    supernet = space.supernet(info.num_classes)
-    seeds = [load_arch(s).with_(num_classes=info.num_classes) for s in cfg.seed_archs]
-    for s in seeds:
-        space.validate(s, source=f"seed arch {s.name or ''}")
+    supernet = ctx.space.supernet(ctx.info.num_classes)
+    all_seeds: list[tuple[Arch, str]] = [(load_arch(s).with_(num_classes=ctx.info.num_classes), "seed") for s in cfg.seed_archs]
+    all_seeds += list(seeds)
+    for s, origin in all_seeds:
+        ctx.space.validate(s, source=f"{origin} arch {s.name or ''}")
+        if not ctx.within_flops(ctx.price(s)):
+            raise RtsegError(f"{origin} arch {s.name or ''} has {ctx.price(s).flops / 1e9:.3f} G FLOPs, over the --flops-g "
+                             f"budget {cfg.flops_g:g} G; scale it down first")
 
     state_path = out / "state.json"
     if resume and (out / "config.json").exists():
@@ -91,98 +145,50 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     rng = random.Random(cfg.seed)
     if saved:
         rng_from_json(rng, saved["rng"])
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", cfg.to_dict())
-    sampler = BandSampler(supernet, lut, h, w, cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms, rng)
+    if dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+    low, high = band_ms or (cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms)
+    sampler = BandSampler(supernet, ctx, low, high, rng)
+    scorer = ProxyScorer(cfg, sampler, out / "proxy")
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - t_start
 
     def save() -> None:
-        atomic_write_json(state_path, {"format": "rtseg.proxy_state", "schema_version": 1, "evolution": state.to_dict(),
-                                       "elapsed_s": elapsed(), "rng": rng_to_json(rng)})
+        if dist.is_main():
+            atomic_write_json(state_path, {"format": "rtseg.proxy_state", "schema_version": 1, "evolution": state.to_dict(),
+                                           "elapsed_s": elapsed(), "rng": rng_to_json(rng)})
 
-    def score(batch: Sequence[dict[str, int]]) -> list[float]:
-        jobs = []
-        for choices in batch:
-            arch = sampler.arch(choices)
-            run = out / "proxy" / hashlib.sha1(key_of(arch).encode()).hexdigest()[:12]
-            jobs.append({"run": str(run), "arch": arch.to_dict(), "epochs": cfg.epochs, "batch": cfg.batch,
-                         "train_len": cfg.train_len, "val_len": cfg.val_len, "seed": cfg.train_seed,
-                         "data_seed": cfg.proxy_data_seed, "device": cfg.device, "data": cfg.data, "input_hw": [h, w]})
-        if cfg.jobs <= 1:
-            return [final_miou(train_one_thread(j)) for j in jobs]
-        with ProcessPoolExecutor(max_workers=cfg.jobs) as pool:
-            return [final_miou(s) for s in pool.map(train_one_thread, jobs)]
-
-    seed_choices = [{**supernet.argmax_choices(), **supernet.choices_of(s)} for s in seeds]
+    seed_choices = [({**supernet.argmax_choices(), **supernet.choices_of(a)}, origin) for a, origin in all_seeds]
     with reporter.task("proxy evolution", total=cfg.evaluations, completed=len(state.scored)) as bar:
-        evolve(state, sampler, score, population=cfg.population, parents=cfg.parents, evaluations=cfg.evaluations,
+        evolve(state, sampler, scorer, population=cfg.population, parents=cfg.parents, evaluations=cfg.evaluations,
                mutate_prob=cfg.mutate_prob, seeds=seed_choices, save=save, bar=bar)
-
-    best = state.best()
+    for key, rank in scorer.trained_by.items():
+        if key in state.scored:
+            state.scored[key]["trained_by_rank"] = rank
+    best, measured = choose_measured(ctx, state, sampler, cfg.finalists, say=reporter.message) if dist.is_main() else (None, None)
+    best, measured = dist.broadcast_object((best, measured))
     arch = sampler.arch(best["choices"])
-    arch.name = f"proxy-{cfg.space}-{cfg.latency_ms:g}ms"
-    cost = arch_cost(arch, h, w, lut.cost, float(lut.constant_ms), op_flops)
-    arch.meta = {
-        "searched_with": {"lut": str(cfg.lut), "latency_ms": cfg.latency_ms, "strategy": "proxy evolution",
-                          "band": list(cfg.band), "input_hw": [h, w], "data": cfg.data, "seed_archs": list(cfg.seed_archs),
-                          **lut_runtime(lut)},
-        "predicted_latency_ms": cost.latency_ms, "flops": int(cost.flops), "proxy_score": best["score"],
-    }
+    picks = dist.all_gather_object(key_of(arch))
     summary: dict[str, Any] = {
-        "arch": str(out / "arch.json"), "strategy": "proxy evolution", "target_latency_ms": cfg.latency_ms,
-        "runtime": lut_runtime(lut), "predicted_latency_ms": cost.latency_ms,
-        "predicted_over_target": cost.latency_ms / cfg.latency_ms, "flops": int(cost.flops),
         "proxy_score": best["score"], "origin": best["origin"], "generation_found": best["generation"],
         "evaluations": len(state.scored), "generations": state.generation, "seed_archs": list(cfg.seed_archs),
-        "seed_scores": [r["score"] for r in state.scored.values() if r["origin"] == "seed"],
-        "band": list(cfg.band), "data": cfg.data, "wall_time_s": elapsed(),
+        "seeds": [{"origin": r["origin"], "score": r["score"], "predicted_latency_ms": r["predicted_latency_ms"]}
+                  for r in state.scored.values() if r["generation"] == 0 and r["origin"] != "random"],
+        "band": list(cfg.band), "band_ms": [low, high], "proxy_recipe": {"epochs": cfg.epochs, "train_len": cfg.train_len,
+                                                                      "val_len": cfg.val_len, "batch": cfg.batch},
+        "images": {"split": "train", "held_out": cfg.selection_fraction, "validation_split_read": False},
+        "world_size": dist.world_size(), "ranks_agree": len(set(picks)) == 1, **(extra or {}),
     }
-    if cfg.verify_latency:
-        summary.update(measure_on_lut_runtime(lut, arch, cfg))
     save()
-    arch.save(out / "arch.json")
-    write_evolution(out / "evolution.json", state, sampler)
-    atomic_write_json(out / "search.json", summary)
-    try:
-        plot_evolution(list(state.scored.values()), out / "evolution.png", cfg.latency_ms, cfg.band,
-                       ylabel=f"proxy mIoU, {cfg.epochs} x {cfg.train_len} scenes (%)")
-    except Exception as exc:  # plotting must never lose a finished search
-        summary["plot_error"] = str(exc)
-    return SearchResult(arch, out, summary)
+    if dist.is_main():
+        write_evolution(out / "evolution.json", state, sampler)
+    ctx.t_start = time.monotonic() - elapsed()
+    return finish(ctx, Path(result_dir or out), arch, strategy=strategy, summary=summary,
+                  meta={"proxy_score": best["score"]}, measured=measured, write=dist.is_main(),
+                  plot=lambda: plot_evolution(list(state.scored.values()), out / "evolution.png", cfg.latency_ms, cfg.band,
+                                              ylabel=f"proxy mIoU, {cfg.epochs} x {cfg.train_len} images (%)"))
 
 
-def run_oneshot_then_proxy(ocfg: OneShotConfig, pcfg: ProxyConfig, out_dir: str | Path, finalists: int = 3,
-                           resume: bool = False, reporter: Reporter | None = None,
-                           oneshot_dir: str | Path | None = None) -> SearchResult:
-    """The two searches in sequence: the one-shot search looks broadly (many archs, each scored in
-    seconds by shared weights), then the proxy search looks closely (a few archs, each trained) starting
-    from the one-shot's ``finalists`` best archs and ``pcfg.seed_archs`` (a hand-designed net scaled to
-    the budget, say). Shared weights rank archs coarsely and a short training ranks them expensively; the
-    first narrows the field for the second. Runs land in ``OUT/oneshot`` (or ``oneshot_dir``, a one-shot
-    run to reuse or resume) and ``OUT/proxy``; the chosen arch and the summary are copied to
-    ``OUT/arch.json`` and ``OUT/search.json``."""
-    out = Path(out_dir)
-    if (ocfg.lut, ocfg.latency_ms, tuple(ocfg.input_hw), ocfg.space) != (pcfg.lut, pcfg.latency_ms, tuple(pcfg.input_hw), pcfg.space):
-        raise RtsegError("the one-shot and proxy stages must search the same space, LUT, budget and input size")
-    first_dir = Path(oneshot_dir) if oneshot_dir is not None else out / "oneshot"
-    first = run_oneshot(ocfg, first_dir, resume=resume and (first_dir / "state.pt").exists(), reporter=reporter)
-    seeds = list(pcfg.seed_archs)
-    for i, arch in enumerate(top_archs(first_dir / "evolution.json", finalists)):
-        path = first_dir / f"finalist{i}.json"
-        arch.save(path)
-        seeds.append(str(path))
-    second = run_proxy(replace(pcfg, seed_archs=seeds), out / "proxy", resume=resume and (out / "proxy" / "state.json").exists(),
-                       reporter=reporter)
-    summary = {**second.summary, "strategy": "one-shot then proxy evolution", "arch": str(out / "arch.json"),
-               "oneshot": {k: first.summary.get(k) for k in ("oneshot_score", "evaluations", "supernet_steps", "wall_time_s")},
-               "wall_time_s": first.summary["wall_time_s"] + second.summary["wall_time_s"]}
-    arch = second.arch
-    arch.meta["searched_with"]["strategy"] = summary["strategy"]
-    arch.save(out / "arch.json")
-    atomic_write_json(out / "search.json", summary)
-    return SearchResult(arch, out, summary)
-
-
-__all__ = ["ProxyConfig", "run_proxy", "run_oneshot_then_proxy"]
+__all__ = ["ProxyConfig", "ProxyScorer", "run_proxy"]

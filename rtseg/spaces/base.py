@@ -76,6 +76,9 @@ class SearchSpace(ABC):
     default_reg: str = "ssr"
     #: Regularizers only this space has (its supernet's ``regularization()`` terms), by name.
     own_regs: tuple[str, ...] = ()
+    #: The hand-designed family (:mod:`rtseg.spaces.families`) whose members are archs of this space:
+    #: the default search seeds its evolution with the member scaled to the budget. None: no such family.
+    reference_family: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The size options (``--space-opt``) that differ from the space's defaults, JSON-ready; ``{}``

@@ -386,6 +386,7 @@ def _choice_indices(arch: Arch, config: SSRConfig) -> dict[str, int]:
 
 class SSRSpace(SearchSpace):
     name = "ssr"
+    reference_family = "baseline1"
     size_divisor = 16  # H/8 stage with a 2x2 spatial pool
     heads = ("classifier", "aggregation")
 

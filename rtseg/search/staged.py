@@ -1,0 +1,235 @@
+"""The default search: candidates from every source, decided by proxy trainings, the finalists measured.
+
+Each source of candidates is good at something the others miss (``search/README.md`` has the
+measurements): the papers' differentiable searches look at the whole space in one run, a one-shot
+supernet scores many archs in seconds each, and the space's hand-designed net scaled to the budget
+is what a user would otherwise ship. None of them ranks archs well enough on its own at a CPU-sized
+budget; short training runs do. So the stages are:
+
+1. **calibrate**: a few in-band archs are measured on the LUT's own runtime and the LUT's prediction
+   is scaled by what it missed (the median of measured / predicted), so that every later stage aims at
+   the budget as measured, not as predicted (skipped, with a note, when this machine is not the LUT's
+   device).
+2. **gradient**: the space's paper's differentiable search (:mod:`rtseg.search.loop`: the SSR loss and
+   shrinking on ``ssr``, the CAS cost on ``cas``, DCNAS path sampling on ``dcnas``), decoded and brought
+   into the band.
+3. **oneshot**: a one-shot supernet (:mod:`rtseg.search.oneshot`, trained across budgets and reusable
+   with ``supernet``) and its evolution's best archs; on spaces whose supernet cannot run one path the
+   stage is skipped and says so.
+4. **reference**: the space's hand-designed family (:attr:`SearchSpace.reference_family`) scaled to the
+   budget by the LUT, where the space has one.
+5. **proxy**: an evolution seeded with all of them (:mod:`rtseg.search.proxy`), every arch scored by a
+   short training run on held-out training data, the finalists measured, and the best one that fits T
+   as measured picked.
+
+Every stage keeps to the FLOPs budget when one is given. Each stage runs in its own folder under the
+run folder (``gradient/``, ``oneshot/``, ``proxy/``) and is kept when the search is resumed;
+``search.json`` records which stages ran and what each found.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rtseg import distributed as dist
+from rtseg.arch import Arch, load_arch
+from rtseg.io import atomic_write_json, read_json
+from rtseg.reporting import Reporter, SilentReporter
+from rtseg.search.common import SearchContext, SearchResult, measurable_here, measure_archs, prepare
+from rtseg.search.evolution import BandSampler, top_archs
+from rtseg.search.loop import SearchConfig, run_search
+from rtseg.search.oneshot import OneShotConfig, run_oneshot
+from rtseg.search.proxy import ProxyConfig, run_proxy
+
+#: Config fields a resumed default search may change: limits and resources, not what is searched.
+RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force", "gradient_minutes", "oneshot_minutes", "workers")
+#: How long a rank may wait for rank 0's one-shot stage under torchrun (seconds).
+STAGE_WAIT_S = 6 * 3600
+
+
+@dataclass
+class StagedConfig(ProxyConfig):
+    gradient_stage: bool = True
+    gradient_epochs: int = 4
+    gradient_minutes: float | None = None
+    gradient_train_len: int | None = None  # None: the gradient search's own default
+    oneshot_stage: bool = True
+    oneshot_epochs: int = 12
+    oneshot_train_len: int = 256
+    oneshot_evaluations: int = 96
+    oneshot_minutes: float | None = None
+    oneshot_finalists: int = 3  # the one-shot evolution's best archs that seed the proxy evolution
+    focus: float = 0.5  # one-shot: share of training paths in this search's band (the rest across budgets)
+    supernet: str | None = None  # a trained supernet's folder to reuse (skips the one-shot training)
+    reference: bool = True  # seed with the space's hand-designed family scaled to the budget
+    calibrate: bool = True  # correct the LUT's prediction by measuring a few archs first
+    batch: int = 8
+    workers: int = 0
+
+
+def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> SearchResult:
+    """Run (or ``resume``) the default search into ``out_dir``; see the module docstring."""
+    out = Path(out_dir)
+    dist.init_distributed(cfg.device if not str(cfg.device).startswith("cuda") else None, timeout_s=STAGE_WAIT_S)
+    main = dist.is_main()
+    reporter = reporter if (reporter is not None and main) else SilentReporter()
+    ctx = prepare(cfg, subject=f"the {cfg.space} search")
+    t0 = time.monotonic()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+    stages: dict[str, Any] = {}
+    scale = _calibrate(cfg, ctx, out, stages, reporter) if cfg.calibrate else 1.0
+    aim = cfg.latency_ms / scale  # the budget in the LUT's predicted milliseconds
+    seeds: list[tuple[Arch, str]] = []
+    if cfg.gradient_stage:
+        seeds += _gradient(cfg, ctx, out, aim, resume, stages, reporter)
+    if cfg.oneshot_stage:
+        seeds += _oneshot(cfg, ctx, out, aim, resume, stages, reporter)
+    if cfg.reference:
+        seeds += _reference(cfg, ctx, aim, stages)
+    seeds = _into_band(cfg, ctx, seeds, aim, stages)
+    stages["proxy"] = {"ran": True, "seeds": [origin for _, origin in seeds]}
+    pcfg = ProxyConfig(**{f: getattr(cfg, f) for f in ProxyConfig.__dataclass_fields__})
+    band_ms = (cfg.band[0] * aim, cfg.band[1] * aim)
+    extra = {"stages": stages, "measured_over_predicted": scale, "aimed_predicted_ms": aim}
+    result = run_proxy(pcfg, out / "proxy", resume=resume and (out / "proxy" / "state.json").exists(), reporter=reporter,
+                       seeds=seeds, ctx=ctx, band_ms=band_ms, extra=extra, strategy="default", result_dir=out)
+    result.summary["wall_time_s"] = time.monotonic() - t0 + sum(s.get("resumed_s", 0.0) for s in stages.values() if isinstance(s, dict))
+    if main:
+        atomic_write_json(out / "search.json", result.summary)
+    return result
+
+
+def _calibrate(cfg: StagedConfig, ctx: SearchContext, out: Path, stages: dict[str, Any], reporter: Reporter) -> float:
+    """Measured / predicted latency of a few in-band archs on the LUT's runtime (1.0 when not measurable
+    here); rank 0 measures, every rank gets the figure. Kept in ``calibration.json`` for a resume."""
+    path = out / "calibration.json"
+    if path.exists():
+        rec = read_json(path, "search calibration")
+        stages["calibrate"] = rec
+        return float(rec["scale"])
+    rec: dict[str, Any] = {"ran": False}
+    if dist.is_main():
+        why_not = measurable_here(ctx.lut)
+        if why_not is not None or not cfg.verify_latency:
+            rec = {"ran": False, "scale": 1.0, "note": why_not or "verify_latency is off: the LUT's prediction is taken as it is"}
+        else:
+            import random
+
+            supernet = ctx.space.supernet(ctx.info.num_classes)
+            sampler = BandSampler(supernet, ctx, cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms, random.Random(cfg.seed + 3))
+            archs = [sampler.arch(sampler.uniform()) for _ in range(4)]
+            reporter.message("\\[calibrate] measuring 4 in-band archs on the LUT's runtime")
+            ms = measure_archs(ctx.lut, archs, rounds=4, repeats=40, seed=cfg.seed) or []
+            ratios = [m / ctx.price(a).latency_ms for a, m in zip(archs, ms)]
+            rec = {"ran": True, "scale": statistics.median(ratios), "ratios": ratios,
+                   "predicted_ms": [ctx.price(a).latency_ms for a in archs], "measured_ms": ms}
+        atomic_write_json(path, rec)
+    rec = dist.broadcast_object(rec)
+    stages["calibrate"] = rec
+    return float(rec["scale"])
+
+
+def _stage_result(folder: Path) -> dict[str, Any] | None:
+    return read_json(folder / "search.json", "stage summary") if (folder / "search.json").exists() else None
+
+
+def _gradient(cfg: StagedConfig, ctx: SearchContext, out: Path, aim: float, resume: bool, stages: dict[str, Any],
+              reporter: Reporter) -> list[tuple[Arch, str]]:
+    """The space's paper's differentiable search (single-path where the supernet can), aimed at ``aim``."""
+    folder = out / "gradient"
+    supernet = ctx.space.supernet(ctx.info.num_classes)
+    gcfg = SearchConfig(space=cfg.space, space_options=cfg.space_options, lut=cfg.lut, latency_ms=aim, flops_g=cfg.flops_g,
+                        data=cfg.data, input_hw=cfg.input_hw, selection_fraction=cfg.selection_fraction, seed=cfg.seed,
+                        device=cfg.device, force=cfg.force, verify_latency=False, epochs=cfg.gradient_epochs, batch=min(cfg.batch, 4),
+                        single_path=supernet.supports_single_path, train_len=cfg.gradient_train_len, minutes=cfg.gradient_minutes,
+                        workers=cfg.workers)
+    done = _stage_result(folder)
+    if done is None:
+        res = run_search(gcfg, folder, resume=resume and (folder / "state.pt").exists(), reporter=reporter)
+        done = res.summary
+    arch = load_arch(folder / "arch.json")
+    stages["gradient"] = {"ran": True, "folder": str(folder), "predicted_latency_ms": done["predicted_latency_ms"],
+                          "flops": done["flops"], "discrete": done.get("discrete"), "single_path": gcfg.single_path,
+                          "wall_time_s": done.get("wall_time_s")}
+    return [(arch, "gradient")]
+
+
+def _oneshot(cfg: StagedConfig, ctx: SearchContext, out: Path, aim: float, resume: bool, stages: dict[str, Any],
+             reporter: Reporter) -> list[tuple[Arch, str]]:
+    """The one-shot search (rank 0 under torchrun) and its best archs; skipped where the space cannot run one path."""
+    if not ctx.space.supernet(ctx.info.num_classes).supports_path_forward:
+        stages["oneshot"] = {"ran": False, "note": f"the {cfg.space} supernet cannot run one path: no one-shot stage"}
+        return []
+    folder = out / "oneshot"
+    ocfg = OneShotConfig(space=cfg.space, space_options=cfg.space_options, lut=cfg.lut, latency_ms=aim, flops_g=cfg.flops_g,
+                         data=cfg.data, input_hw=cfg.input_hw, selection_fraction=cfg.selection_fraction, seed=cfg.seed,
+                         device=cfg.device, force=cfg.force, verify_latency=False, band=cfg.band, epochs=cfg.oneshot_epochs,
+                         train_len=cfg.oneshot_train_len, evaluations=cfg.oneshot_evaluations, minutes=cfg.oneshot_minutes,
+                         focus=cfg.focus, supernet=cfg.supernet, workers=cfg.workers)
+    record = None
+    if dist.is_main():
+        done = _stage_result(folder)
+        if done is None:
+            resumable = resume and ((folder / "state.pt").exists() or (folder / "state.json").exists())
+            done = run_oneshot(ocfg, folder, resume=resumable, reporter=reporter).summary
+        finalists = [a.to_dict() for a in top_archs(folder / "evolution.json", cfg.oneshot_finalists)]
+        record = {"ran": True, "folder": str(folder), "supernet": done.get("supernet"), "oneshot_score": done.get("oneshot_score"),
+                  "evaluations": done.get("evaluations"), "wall_time_s": done.get("wall_time_s"),
+                  "evolution_s": done.get("evolution_s"), "finalists": finalists}
+    record = dist.broadcast_object(record)
+    stages["oneshot"] = {k: v for k, v in record.items() if k != "finalists"}
+    return [(Arch.from_dict(a), f"oneshot-{i + 1}") for i, a in enumerate(record["finalists"])]
+
+
+def _reference(cfg: StagedConfig, ctx: SearchContext, aim: float, stages: dict[str, Any]) -> list[tuple[Arch, str]]:
+    """The space's hand-designed family scaled to ``aim`` by the LUT (no timing: the LUT prices members)."""
+    family = ctx.space.reference_family
+    if family is None:
+        stages["reference"] = {"ran": False, "note": f"the {cfg.space} space has no hand-designed family"}
+        return []
+    from rtseg.spaces.families import pick_nearest
+
+    def priced(arch: Arch) -> float:
+        return ctx.price(arch).latency_ms
+
+    pick = pick_nearest(family, cfg.band[1] * aim * 0.99, priced, input_hw=ctx.hw, num_classes=ctx.info.num_classes, confirm=0)
+    stages["reference"] = {"ran": True, "family": family, "knobs": pick.member.knobs, "predicted_latency_ms": pick.measured_ms}
+    return [(pick.member.arch, "reference")]
+
+
+def _into_band(cfg: StagedConfig, ctx: SearchContext, seeds: list[tuple[Arch, str]], aim: float,
+               stages: dict[str, Any]) -> list[tuple[Arch, str]]:
+    """Seeds brought into the band by small changes where needed; one that no small change brings in
+    (or that breaks the FLOPs budget) is left out, and the stage record says so."""
+    import random
+
+    supernet = ctx.space.supernet(ctx.info.num_classes)
+    sampler = BandSampler(supernet, ctx, cfg.band[0] * aim, cfg.band[1] * aim, random.Random(cfg.seed + 5))
+    kept = []
+    for arch, origin in seeds:
+        choices = {**supernet.argmax_choices(), **supernet.choices_of(arch)}
+        moved = sampler.into_band(choices, cfg.mutate_prob) or sampler.toward(choices, sampler.low, sampler.high, steps=200)
+        stage = stages.get(origin.split("-")[0], {})
+        if moved is None:
+            stage.setdefault("left_out", []).append(f"{origin}: predicted {ctx.price(arch).latency_ms:.3f} ms, not brought into the band")
+            continue
+        if moved != choices:
+            stage.setdefault("moved_into_band", []).append(origin)
+        kept.append((sampler.arch(moved), origin))
+    if not kept and dist.is_main():
+        stages.setdefault("proxy", {})["note"] = "no stage gave an arch in the band: the evolution starts from uniform draws"
+    return kept
+
+
+def stage_names(summary: dict[str, Any]) -> list[str]:
+    """The stages a default search ran, in order (for tables and reports)."""
+    return [k for k, v in (summary.get("stages") or {}).items() if isinstance(v, dict) and v.get("ran")]
+
+
+__all__ = ["StagedConfig", "run_staged", "stage_names"]

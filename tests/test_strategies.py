@@ -1,0 +1,195 @@
+"""The search strategies as one table, the default strategy's stages, the FLOPs budget in every stage,
+a reused supernet, the measured pick, no validation image read, and proxy trainings under torchrun."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+import rtseg
+from rtseg.errors import RtsegError
+from rtseg.latency.lut import load_lut
+from rtseg.latency.profile import profile_ops
+from rtseg.search import DEFAULT_STRATEGY, STRATEGIES, SearchSettings, get_strategy, run_strategy
+from rtseg.spaces import get_space
+
+H, W = 32, 64
+
+
+def test_every_strategy_is_one_row_with_a_settings_config():
+    assert DEFAULT_STRATEGY == "default" and DEFAULT_STRATEGY in STRATEGIES
+    common = {f.name for f in fields(SearchSettings)}
+    for s in STRATEGIES.values():
+        assert issubclass(s.config, SearchSettings) and common <= s.field_names() and callable(s.run) and s.about
+        cfg = s.make_config(lut="x.json", latency_ms=1.0)
+        for name, value in s.defaults.items():
+            assert getattr(cfg, name) == value
+    # a setting the strategy lacks is refused, naming who has it
+    with pytest.raises(RtsegError, match=r"--strategy oneshot has no setting seed_archs \(it belongs to --strategy .*proxy"):
+        get_strategy("oneshot").make_config(seed_archs=["baseline1"])
+    with pytest.raises(RtsegError, match="unknown --strategy"):
+        get_strategy("annealing")
+
+
+def test_cli_defaults_to_the_default_strategy_and_refuses_foreign_flags(cli, tmp_path):
+    lut = tmp_path / "lut.json"
+    lut.write_text("{}")
+    r = cli("search", "--lut", lut, "--latency-ms", "5", "--warmup-epochs", "1", "--out", tmp_path / "run")
+    assert r.exit_code != 0 and r.output.count("error:") == 1 and "--strategy default has no --warmup-epochs" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "run").exists()
+    r = cli("search", "--strategy", "gradient", "--lut", lut, "--latency-ms", "5", "--supernet", tmp_path, "--out", tmp_path / "run")
+    assert r.exit_code != 0 and "--strategy gradient has no --supernet" in r.output
+
+
+@pytest.fixture(scope="module")
+def lut_path(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lut") / "lut.json"
+    return profile_ops("ssr", H, W, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1,
+                       num_classes=10, heads=["classifier"], out_path=out, progress=False, threads=1, recheck=False)
+
+
+def _target(lut_path: Path) -> float:
+    lut = load_lut(lut_path)
+    rng = random.Random(0)
+    return sorted(lut.predict(get_space("ssr").sample(rng, num_classes=10), H, W).total_ms for _ in range(41))[20]
+
+
+TINY = dict(input_hw=(H, W), epochs=1, train_len=8, val_len=4, batch=2, population=2, parents=2, evaluations=3,
+            gradient_epochs=1, gradient_train_len=8, oneshot_epochs=1, oneshot_train_len=8, oneshot_evaluations=4,
+            band=(0.8, 1.0))
+
+
+@pytest.mark.slow
+def test_default_strategy_runs_every_stage_and_keeps_to_both_budgets(lut_path, tmp_path):
+    from rtseg.flops import sum_op_flops
+
+    target = _target(lut_path)
+    base = rtseg.load_arch("baseline1").with_(num_classes=10)
+    flops_g = 0.9 * sum_op_flops(get_space("ssr").signatures(base, H, W)) / 1e9
+    cfg = get_strategy("default").make_config(lut=str(lut_path), latency_ms=target, flops_g=flops_g, verify_latency=False, **TINY)
+    res = run_strategy("default", cfg, tmp_path / "run")
+    s = json.loads((tmp_path / "run" / "search.json").read_text())
+    assert s["strategy"] == "default" and s["flops_budget"] == int(flops_g * 1e9) and s["flops_over_budget"] <= 1.0
+    stages = s["stages"]
+    assert not stages["calibrate"]["ran"] and stages["gradient"]["ran"] and stages["oneshot"]["ran"] and stages["reference"]["ran"]
+    assert stages["reference"]["family"] == "baseline1" and set(stages["proxy"]["seeds"]) <= {"gradient", "oneshot-1", "oneshot-2",
+                                                                                              "oneshot-3", "reference"}
+    # no arch over the FLOPs budget was scored in either evolution, nor picked
+    for run in ("oneshot", "proxy"):
+        rows = json.loads((tmp_path / "run" / run / "evolution.json").read_text())
+        assert rows and all(r["flops"] <= flops_g * 1e9 for r in rows), run
+    lut = load_lut(lut_path)
+    arch = rtseg.load_arch(tmp_path / "run" / "arch.json")
+    assert arch.genotype == res.arch.genotype and arch.meta["searched_with"]["strategy"] == "default"
+    assert 0.8 * target <= lut.predict(arch, H, W).total_ms <= target
+    assert (tmp_path / "run" / "oneshot" / "supernet.pt").is_file()
+    # resumed: every finished stage is kept, nothing is trained again
+    again = run_strategy("default", cfg, tmp_path / "run", resume=True)
+    assert again.arch.genotype == res.arch.genotype
+
+
+@pytest.mark.slow
+def test_a_trained_supernet_serves_another_budget(lut_path, tmp_path):
+    target = _target(lut_path)
+    st = get_strategy("oneshot")
+    first = run_strategy("oneshot", st.make_config(lut=str(lut_path), latency_ms=target, input_hw=(H, W), epochs=1, train_len=8,
+                                                   score_len=4, batch=4, population=2, parents=2, evaluations=3, band=(0.8, 1.0),
+                                                   verify_latency=False), tmp_path / "first")
+    rec = json.loads((tmp_path / "first" / "supernet.json").read_text())
+    assert rec["steps"] == first.summary["supernet_steps"] > 0 and rec["span_ms"][0] < 0.8 * target < target < rec["span_ms"][1]
+    second = run_strategy("oneshot", st.make_config(lut=str(lut_path), latency_ms=0.8 * target, input_hw=(H, W), train_len=8,
+                                                    score_len=4, population=2, parents=2, evaluations=3, band=(0.8, 1.0),
+                                                    supernet=str(tmp_path / "first"), verify_latency=False), tmp_path / "second")
+    assert second.summary["supernet_steps"] == 0 and second.summary["supernet"]["reused"] == str(tmp_path / "first")
+    assert not (tmp_path / "second" / "state.pt").exists()
+    assert 0.64 * target <= load_lut(lut_path).predict(second.arch, H, W).total_ms <= 0.8 * target
+    with pytest.raises(RtsegError, match="holds no trained supernet"):
+        run_strategy("oneshot", st.make_config(lut=str(lut_path), latency_ms=target, input_hw=(H, W), supernet=str(tmp_path)),
+                     tmp_path / "third")
+
+
+@pytest.mark.slow
+def test_the_pick_is_the_best_finalist_that_fits_as_measured(lut_path):
+    from rtseg.search.common import prepare
+    from rtseg.search.evolution import BandSampler, EvolutionState, choose_measured
+    from rtseg.search.oneshot import OneShotConfig
+
+    target = _target(lut_path)
+    ctx = prepare(OneShotConfig(lut=str(lut_path), latency_ms=target, input_hw=(H, W)))
+    sampler = BandSampler(get_space("ssr").supernet(10), ctx, 0.5 * target, target, random.Random(0))
+    state = EvolutionState()
+    for i, score in enumerate((0.3, 0.2, 0.1)):
+        state.scored[str(i)] = {"choices": sampler.uniform(), "score": score, "origin": "random", "generation": 0,
+                                "predicted_latency_ms": 0.0}
+    best, measured = choose_measured(ctx, state, sampler, finalists=3)
+    assert len(measured["finalists"]) == 3 and all(f["measured_latency_ms"] > 0 for f in measured["finalists"])
+    fitting = [f for f in measured["finalists"] if f["measured_latency_ms"] <= target]
+    assert best["score"] == (fitting[0]["score"] if fitting else min(measured["finalists"], key=lambda f: f["measured_latency_ms"])["score"])
+    # nothing fits a budget of a microsecond: the fastest, said so
+    ctx.cfg.latency_ms = 1e-3
+    said = []
+    best, measured = choose_measured(ctx, state, sampler, finalists=3, say=said.append)
+    fastest = min(measured["finalists"], key=lambda f: f["measured_latency_ms"])
+    assert best["score"] == fastest["score"] and "no finalist fits" in measured["measured_note"] and len(said) == 1
+
+
+def _cityscapes(root: Path, n_train: int = 10, n_val: int = 2) -> Path:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            city = f"city{i % 2}"
+            stem = f"{city}_000000_{i:06d}"
+            label = np.where(np.arange(H)[:, None] < H // 2, 7, 26).astype(np.uint8) + np.zeros((H, W), np.uint8)
+            for path, arr in ((root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", rng.integers(0, 255, (H, W, 3), dtype=np.uint8)),
+                              (root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                assert cv2.imwrite(str(path), arr)
+    return root
+
+
+@pytest.mark.slow
+def test_a_search_on_a_file_dataset_never_reads_its_validation_split(tmp_path):
+    root = _cityscapes(tmp_path / "cs")
+    lut_path = profile_ops("ssr", H, W, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1, num_classes=19,
+                           heads=["classifier"], out_path=tmp_path / "lut19.json", progress=False, threads=1, recheck=False)
+    lut = load_lut(lut_path)
+    rng = random.Random(0)
+    target = sorted(lut.predict(get_space("ssr").sample(rng, num_classes=19), H, W).total_ms for _ in range(41))[20]
+    # the validation images are made unreadable: any read of one fails the search
+    for p in (root / "leftImg8bit" / "val").rglob("*.png"):
+        p.write_bytes(b"not a png")
+    shutil.rmtree(root / "gtFine" / "val")
+    cfg = get_strategy("default").make_config(lut=str(lut_path), latency_ms=target, data=f"cityscapes:{root}", verify_latency=False,
+                                              **{**TINY, "train_len": None, "val_len": None, "gradient_train_len": None,
+                                                 "oneshot_train_len": 8})
+    res = run_strategy("default", cfg, tmp_path / "run")
+    assert res.summary["images"]["validation_split_read"] is False
+    # 10 training images: 2 held out to score on, 8 to train on, in every stage
+    grad = json.loads((tmp_path / "run" / "gradient" / "search.json").read_text())["images"]
+    assert (grad["fit"], grad["select"]) == (8, 2)
+    proxies = [json.loads(p.read_text()) for p in (tmp_path / "run" / "proxy" / "proxy").glob("*/summary.json")]
+    assert proxies and all(p["images"]["train"] == 8 and p["images"]["val"] == 2 for p in proxies)
+
+
+@pytest.mark.slow
+def test_proxy_trainings_split_across_torchrun_ranks(torchrun, lut_path, tmp_path):
+    target = _target(lut_path)
+    out = tmp_path / "ddp"
+    r = torchrun("search", "--strategy", "proxy", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}",
+                 "--epochs", "1", "--train-len", "4", "--val-len", "2", "--batch", "2", "--evaluations", "4", "--band-low", "0.8",
+                 "--device", "cpu", "--no-verify", "--out", out, "--json", timeout=400)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    s = json.loads(r.stdout[r.stdout.index("{"):])  # rank 0 alone prints
+    assert s["world_size"] == 2 and s["ranks_agree"] and s["evaluations"] == 4
+    rows = json.loads((out / "evolution.json").read_text())
+    # every candidate trained exactly once, by one rank, and both ranks trained
+    assert len(rows) == 4 and len(list((out / "proxy").iterdir())) == 4
+    assert {r["trained_by_rank"] for r in rows} == {0, 1}
