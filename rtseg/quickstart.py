@@ -1,7 +1,8 @@
 """``rtseg quickstart``: the whole pipeline on this machine, offline, in one folder with a report.
 
-    profile-ops (ssr, small input) -> lut validate -> search (LUT latency budget, synthetic data)
-    -> train the result -> export ONNX (+ TensorRT when importable) -> bench
+    profile-ops (ssr, small input) -> lut validate -> search (the default strategy, LUT latency budget,
+    synthetic data) -> train the result, and baseline1 scaled to the same budget with the same recipe
+    -> export ONNX (+ TensorRT when importable) -> bench
     -> demo on the synthetic street video, rendered to a file first and replayed from it
 
 One runtime from LUT to deployment: the LUT is measured on the runtime the demo deploys
@@ -25,7 +26,7 @@ from __future__ import annotations
 import html
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,9 +44,11 @@ from rtseg.latency.validate import validate_lut
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.runtime import load_runner
 from rtseg.runtime.bench import run_bench
-from rtseg.search import SearchConfig, run_search
+from rtseg.search import DEFAULT_STRATEGY, get_strategy, run_strategy
+from rtseg.search.staged import stage_names
 from rtseg.spaces import get_space
-from rtseg.train import TrainConfig, train
+from rtseg.spaces.families import LatencyMeasure, pick_nearest
+from rtseg.train import TrainConfig, final_miou, train
 from rtseg.video import DemoOptions, model_meta, open_source, render_synthetic_video, run_demo
 
 #: The quickstart's input size: small enough for a CPU, large enough for the 1/8 stage to see context.
@@ -154,7 +157,8 @@ def _validate_stage(q: _Quick) -> dict[str, Any]:
 
 
 def _search_stage(q: _Quick) -> dict[str, Any]:
-    """A latency-constrained search at a budget between the cheapest arch and baseline1."""
+    """The default search (every stage at a quickstart's scale) at a budget between the cheapest arch
+    and baseline1."""
     cfg, (h, w), out = q.cfg, q.hw, q.out
     lut = load_lut(q.lut_path)
     base = load_arch("baseline1").with_(num_classes=q.num_classes)
@@ -163,21 +167,43 @@ def _search_stage(q: _Quick) -> dict[str, Any]:
     # a fraction of baseline1, but never below halfway from the cheapest arch (at small inputs the
     # fixed parts dominate and a plain fraction can be infeasible)
     target = max(cfg.budget_fraction * base_ms, 0.5 * (cheapest_ms + base_ms))
-    scfg = SearchConfig(space="ssr", lut=str(q.lut_path), latency_ms=target, input_hw=(h, w), epochs=30, batch=4,
-                        train_len=96, val_len=16, minutes=_share(cfg, 0.25), seed=cfg.seed, device=cfg.device)
-    res = run_search(scfg, out / "search", resume=(out / "search" / "state.pt").exists(), reporter=q.reporter)
+    scale = min(1.0, cfg.minutes / 15.0)  # a shorter quickstart scores fewer archs
+
+    def n(full: int, least: int) -> int:
+        return max(least, round(full * scale))
+
+    scfg = get_strategy(DEFAULT_STRATEGY).make_config(
+        space="ssr", lut=str(q.lut_path), latency_ms=target, input_hw=(h, w), seed=cfg.seed, device=cfg.device,
+        gradient_epochs=3, gradient_train_len=96, gradient_minutes=_share(cfg, 0.06, floor=0.1),
+        oneshot_epochs=4, oneshot_train_len=128, oneshot_evaluations=n(24, 4), oneshot_score_len=n(48, 8),
+        oneshot_minutes=_share(cfg, 0.1, floor=0.1), epochs=1, train_len=n(160, 16), val_len=n(32, 8), batch=8,
+        population=n(4, 2), parents=2, evaluations=n(6, 3), jobs=2, finalists=3)
+    folder = out / "search"
+    res = run_strategy(DEFAULT_STRATEGY, scfg, folder, resume=(folder / "config.json").exists(), reporter=q.reporter)
     s = dict(res.summary)
     s["baseline1_predicted_ms"] = base_ms
     return s
 
 
 def _train_stage(q: _Quick) -> dict[str, Any]:
-    """Train the searched arch within its share of the time."""
+    """Train the searched arch within its share of the time, then baseline1 scaled to the same budget
+    (measured on the deploy runtime) with the same recipe and as many epochs: what the search bought."""
     cfg, out = q.cfg, q.out
-    tcfg = TrainConfig(epochs=100, batch=8, minutes=_share(cfg, 0.3), train_len=400, val_len=48, seed=cfg.seed,
+    tcfg = TrainConfig(epochs=100, batch=8, minutes=_share(cfg, 0.2), train_len=400, val_len=48, seed=cfg.seed,
                        device=cfg.device, resume=(out / "train" / "last.pt").exists())
     s = train(out / "search" / "arch.json", "synthetic", q.hw, tcfg, out / "train", reporter=q.reporter)
-    return {k: s[k] for k in ("best_miou", "best_epoch", "epochs", "steps", "train_img_per_s", "stopped_by") if k in s}
+    target = float(read_json(out / "search" / "search.json", "search summary")["target_latency_ms"])
+    lut = load_lut(q.lut_path)
+    measure = LatencyMeasure(q.hw, backend=cfg.backend, device=cfg.device, threads=1, clock=lut.clock, warmup=3, repeats=20)
+    pick = pick_nearest("baseline1", target, measure, input_hw=q.hw, num_classes=q.num_classes, confirm=2)
+    ref_path = out / "baseline1-scaled.json"
+    pick.arch().save(ref_path)
+    rcfg = replace(tcfg, epochs=int(s["epochs"]), minutes=None, resume=(out / "train-baseline1" / "last.pt").exists())
+    r = train(ref_path, "synthetic", q.hw, rcfg, out / "train-baseline1", reporter=q.reporter)
+    keep = ("best_miou", "best_epoch", "epochs", "steps", "train_img_per_s", "stopped_by")
+    return {**{k: s[k] for k in keep if k in s}, "final_miou": final_miou(s),
+            "baseline1_scaled": {"arch": ref_path.name, "knobs": pick.member.knobs, "final_miou": final_miou(r),
+                                 "epochs": r.get("epochs"), "steps": r.get("steps")}}
 
 
 def _export_stage(q: _Quick) -> dict[str, Any]:
@@ -193,8 +219,9 @@ def _export_stage(q: _Quick) -> dict[str, Any]:
 
 
 def _bench_stage(q: _Quick) -> dict[str, Any]:
-    """The exported net and baseline1 on torch and onnxruntime, one thread."""
-    rep = run_bench([str(q.out / "export" / "model.onnx"), "baseline1"], ["torch", "onnxruntime"], input_hw=q.hw,
+    """The exported net, baseline1 scaled to the same budget, and baseline1 on torch and onnxruntime, one thread."""
+    rep = run_bench([str(q.out / "export" / "model.onnx"), str(q.out / "baseline1-scaled.json"), "baseline1"], ["torch", "onnxruntime"],
+                    input_hw=q.hw,
                     warmup=5, iters=30, device=q.cfg.device, threads=1)
     return rep.to_dict()
 
@@ -276,16 +303,21 @@ def write_report(out: Path, state: dict[str, Any]) -> Path:
                  f" (uncorrected timings, whose rounds agreed best; speed-corrected MAPE {100 * val['corrected']['mape']:.1f}%, "
                  f"tau {val['corrected']['kendall_tau']:.2f})" if val.get("corrected") else "") + ".", "",
               "![LUT validation](lut_validation.png)", "",
-              "## 3. Latency-constrained search", "",
+              "## 3. Latency-constrained search (default strategy)", "",
               f"Budget T = {srch.get('target_latency_ms', 0):.3f} ms (baseline1 predicted {srch.get('baseline1_predicted_ms', 0):.3f} ms). "
               f"Searched net: predicted {srch.get('predicted_latency_ms', 0):.3f} ms"
-              + (f", measured {srch['measured_latency_ms']:.3f} ms" if srch.get("measured_latency_ms") else "")
-              + f", {srch.get('flops', 0) / 1e9:.3f} G multiply-adds; {srch.get('epochs_run')} epochs, discrete: {srch.get('discrete')}, "
-              f"budget-fit changes after decoding: {len(srch.get('budget_fit_changes', []))}.", "",
-              "![search trajectories](search/trajectories.png)", "", "![entropy](search/entropy.png)", "",
-              "## 4. Training", "",
-              f"Best validation mIoU {100 * tr.get('best_miou', 0):.1f}% at epoch {tr.get('best_epoch')} "
-              f"({tr.get('train_img_per_s', 0):.1f} img/s, stopped by {tr.get('stopped_by')}).", "",
+              + (f", measured {srch['measured_latency_ms']:.3f} ms ({100 * srch['measured_over_target']:.0f}% of T)"
+                 if srch.get("measured_latency_ms") else "")
+              + f", {srch.get('flops', 0) / 1e9:.3f} G multiply-adds; stages: {', '.join(stage_names(srch))}; "
+              f"{srch.get('evaluations')} archs trained briefly by the proxy evolution; origin of the pick: {srch.get('origin')}.", "",
+              "![proxy evolution](search/proxy/evolution.png)", "",
+              "## 4. Training, and what the search bought", "",
+              f"Both nets trained with the same recipe ({tr.get('epochs')} epochs, {tr.get('steps')} steps) on the synthetic data; "
+              "final validation mIoU, and latency measured on the deploy runtime in the benchmark below.", "",
+              "| net | final val mIoU | measured ms (deploy runtime) |", "|---|---|---|",
+              f"| searched | {100 * tr.get('final_miou', 0):.1f} | {_bench_ms(s, 'model.onnx')} |",
+              f"| baseline1 scaled to T ({_knobs(tr)}) | {100 * (tr.get('baseline1_scaled') or {}).get('final_miou', 0):.1f} "
+              f"| {_bench_ms(s, 'baseline1-scaled.json')} |", "",
               "![training curve](train/curve.png)", "",
               "## 5. Export", ""]
     exp = s.get("export", {})
@@ -306,6 +338,20 @@ def write_report(out: Path, state: dict[str, Any]) -> Path:
     atomic_write_text(out / "report.html", _md_to_html(md))
     atomic_write_json(out / "report.json", state)
     return out / "report.html"
+
+
+def _bench_ms(stages: dict[str, Any], model: str) -> str:
+    """The deploy runtime's median latency of ``model`` in the benchmark stage, as text."""
+    backend = (stages.get("profile") or {}).get("backend", "onnxruntime")
+    for r in (stages.get("bench") or {}).get("results", []):
+        if Path(r["model"]).name == model and r["backend"] == backend:
+            return f"{r['median_ms']:.2f}"
+    return "-"
+
+
+def _knobs(train_stage: dict[str, Any]) -> str:
+    knobs = (train_stage.get("baseline1_scaled") or {}).get("knobs") or {}
+    return ", ".join(f"{k} {v}" for k, v in knobs.items())
 
 
 def _demo_summary(demo: dict[str, Any]) -> str:

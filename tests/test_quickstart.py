@@ -19,11 +19,17 @@ def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
                            backend="torch")
     state = run_quickstart(cfg, reporter=SilentReporter())
     assert list(state["stages"]) == ["profile", "validate", "search", "train", "export", "bench", "demo"]
-    for f in ("report.md", "report.html", "lut.json", "lut_validation.png", "search/arch.json", "search/trajectories.png",
-              "train/curve.png", "train/best.pt", "export/model.onnx", "export/model.json", "demo_input.mp4", "demo.mp4", "overlay_0.png"):
+    for f in ("report.md", "report.html", "lut.json", "lut_validation.png", "search/arch.json", "search/gradient/trajectories.png",
+              "search/proxy/evolution.png", "search/oneshot/supernet.pt", "train/curve.png", "train/best.pt",
+              "baseline1-scaled.json", "train-baseline1/best.pt", "export/model.onnx", "export/model.json", "demo_input.mp4", "demo.mp4", "overlay_0.png"):
         assert (out / f).is_file(), f
     md = (out / "report.md").read_text()
     assert "lut_validation.png" in md and "train/curve.png" in md and "demo.mp4" in md
+    # the default strategy ran, and the report sets the searched net beside baseline1 scaled to the same budget
+    search = state["stages"]["search"]
+    assert search["strategy"] == "default" and {"gradient", "oneshot", "reference", "proxy"} <= set(search["stages"])
+    tr = state["stages"]["train"]
+    assert tr["baseline1_scaled"]["epochs"] == tr["epochs"] and "| baseline1 scaled to T" in md and "| searched |" in md
     demo = state["stages"]["demo"]
     assert demo["frames"] == 12
     # the synthetic street is rendered to a file first and the demo replays that file

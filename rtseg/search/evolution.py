@@ -63,12 +63,12 @@ class BandSampler:
     def in_band(self, choices: dict[str, int]) -> bool:
         return self.fits(choices)
 
-    def uniform(self, tries: int = 20000) -> dict[str, int]:
+    def uniform(self, tries: int = 4000) -> dict[str, int]:
         for _ in range(tries):
             c = {n: self.rng.randrange(len(d.choices)) for n, d in self.decisions.items()}
             if self.in_band(c):
                 return c
-        for _ in range(20):  # a narrow band that uniform draws rarely hit: walk draws into it
+        for _ in range(8):  # a narrow band that uniform draws rarely hit: walk draws into it
             c = self.toward({n: self.rng.randrange(len(d.choices)) for n, d in self.decisions.items()}, self.low, self.high)
             if c is not None:
                 return c
@@ -76,10 +76,12 @@ class BandSampler:
                          + (f" under {self.flops_max / 1e9:g} G FLOPs" if self.flops_max else "")
                          + f" after {tries} draws; widen the band or choose another --latency-ms")
 
-    def toward(self, choices: dict[str, int], low: float, high: float, steps: int = 400) -> dict[str, int] | None:
+    def toward(self, choices: dict[str, int], low: float, high: float, steps: int = 200) -> dict[str, int] | None:
         """Walk ``choices`` into ``[low, high]`` ms (under the FLOPs budget) by single-decision changes,
-        each kept when it brings the arch nearer that range: how paths of any budget are drawn (the
-        one-shot supernet trains across budgets) when uniform draws rarely land there."""
+        each kept when it brings the arch nearer that range: random changes while they find one, the
+        best change of all when they do not (a descent by random changes alone stalls in a corner).
+        How paths of any budget are drawn (the one-shot supernet trains across budgets), and how a seed
+        far from the band is brought in; None when no change brings it nearer."""
 
         def distance(c: dict[str, int]) -> float:
             p = self.price(c)
@@ -88,17 +90,27 @@ class BandSampler:
                 d += (p.flops - self.flops_max) / self.flops_max * high
             return d
 
+        def changed(c: dict[str, int], name: str, index: int) -> dict[str, int]:
+            trial = dict(c)
+            trial[name] = index
+            return trial
+
         cur, dist = dict(choices), distance(choices)
         names = list(self.decisions)
         for _ in range(steps):
             if dist == 0.0:
                 return cur
-            name = self.rng.choice(names)
-            trial = dict(cur)
-            trial[name] = self.rng.randrange(len(self.decisions[name].choices))
+            for _ in range(30):
+                name = self.rng.choice(names)
+                trial = changed(cur, name, self.rng.randrange(len(self.decisions[name].choices)))
+                if distance(trial) < dist:
+                    break
+            else:
+                trial = min((changed(cur, n, j) for n in names for j in range(len(self.decisions[n].choices))), key=distance)
             d = distance(trial)
-            if d < dist:
-                cur, dist = trial, d
+            if d >= dist:
+                return None
+            cur, dist = trial, d
         return cur if dist == 0.0 else None
 
     def mutate(self, parent: dict[str, int], prob: float, tries: int = 200) -> dict[str, int] | None:
@@ -194,7 +206,14 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
                                  f"scale it to the budget first (rtseg arch scale FAMILY --latency-ms T)")
             first.append((moved, origin))
         while len(first) < population:
-            first.append((sampler.uniform(), "random"))
+            try:
+                first.append((sampler.uniform(), "random"))
+            except RtsegError:  # a band uniform draws do not reach: the seeds' neighbours fill it
+                kids = [sampler.mutate(c, 0.2) for c, _ in first for _ in range(2)]
+                first += [(k, "mutation") for k in kids if k is not None][: population - len(first)]
+                if not first or not any(k is not None for k in kids):
+                    raise
+                break
         state.population = add(first)
         save()
     while len(state.scored) < evaluations:

@@ -137,7 +137,10 @@ class _OneShot:
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.loader = make_loader(fit, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed)
-        self.score_loader = make_loader(select, cfg.score_batch, shuffle=False, workers=cfg.workers)
+        # every scored arch sees the same few images: rendered or decoded once, kept in memory
+        xs, ys = zip(*(select[i] for i in range(len(select))))
+        scored = torch.utils.data.TensorDataset(torch.stack(xs), torch.stack(ys))
+        self.score_loader = make_loader(scored, cfg.score_batch, shuffle=False, workers=0)
         self.supernet = self.ctx.space.supernet(self.ctx.info.num_classes).to(self.device)
         if not self.supernet.supports_path_forward:
             raise RtsegError(f"the one-shot search needs a supernet that runs one path; the {cfg.space} space has none: "
@@ -152,14 +155,12 @@ class _OneShot:
         self.t_start = time.monotonic()
 
     def _budget_span(self) -> tuple[float, float]:
-        """The cheapest and (of 512 uniform draws and the search's band) the dearest LUT latency: the
-        budgets the supernet's across-budget paths are drawn from."""
+        """The budgets the supernet's across-budget paths are drawn from: from the 5th percentile of 512
+        uniform draws' LUT latency (or the search's band, if lower) to the dearest draw (or T)."""
         draws = random.Random(self.cfg.seed + 17)
-        dear = self.cfg.latency_ms
-        for _ in range(512):
-            c = {n: draws.randrange(len(d.choices)) for n, d in self.sampler.decisions.items()}
-            dear = max(dear, self.sampler.latency(c))
-        return self.ctx.cheapest.latency_ms, dear
+        ms = sorted(self.sampler.latency({n: draws.randrange(len(d.choices)) for n, d in self.sampler.decisions.items()})
+                    for _ in range(512))
+        return min(ms[len(ms) // 20], self.sampler.low), max(ms[-1], self.cfg.latency_ms)
 
     def _check_reusable(self, rec: dict[str, Any]) -> dict[str, Any]:
         cfg = self.cfg
@@ -211,18 +212,15 @@ class _OneShot:
                                                     "rng": rng_to_json(self.rng)})
 
     def _draw_path(self) -> dict[str, int]:
-        """One training path: in the search's band with probability ``focus``, else at a budget drawn
-        across the space's span."""
+        """One training path: in the search's band with probability ``focus``, else at a budget ``b``
+        drawn across the span, from ``[0.9 b, b]`` (the nearest of 64 uniform draws, walked in)."""
         if self.rng.random() < self.cfg.focus:
             return self.sampler.uniform()
         lo, hi = self.span
-        for _ in range(8):
-            b = self.rng.uniform(lo, hi)
-            start = {n: self.rng.randrange(len(d.choices)) for n, d in self.sampler.decisions.items()}
-            c = self.sampler.toward(start, 0.9 * b, b)
-            if c is not None:
-                return c
-        return self.sampler.uniform()
+        b = self.rng.uniform(lo, hi)
+        draws = [{n: self.rng.randrange(len(d.choices)) for n, d in self.sampler.decisions.items()} for _ in range(64)]
+        near = min(draws, key=lambda c: abs(self.sampler.latency(c) - 0.95 * b))
+        return self.sampler.toward(near, 0.9 * b, b, steps=20) or near
 
     def _train_supernet(self) -> None:
         cfg = self.cfg

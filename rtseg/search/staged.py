@@ -61,6 +61,7 @@ class StagedConfig(ProxyConfig):
     oneshot_epochs: int = 12
     oneshot_train_len: int = 256
     oneshot_evaluations: int = 96
+    oneshot_score_len: int = 64  # held-out training images that score an arch on the supernet's weights
     oneshot_minutes: float | None = None
     oneshot_finalists: int = 3  # the one-shot evolution's best archs that seed the proxy evolution
     focus: float = 0.5  # one-shot: share of training paths in this search's band (the rest across budgets)
@@ -85,6 +86,11 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
     stages: dict[str, Any] = {}
     scale = _calibrate(cfg, ctx, out, stages, reporter) if cfg.calibrate else 1.0
     aim = cfg.latency_ms / scale  # the budget in the LUT's predicted milliseconds
+    floor = 1.25 * ctx.cheapest.latency_ms / cfg.band[0]  # a band near the cheapest arch holds few archs
+    if aim < floor:  # even the cheapest archs miss T as measured: aim as low as the space allows
+        stages["calibrate"]["note"] = (f"archs measure {scale:.2f}x their prediction here, so no arch of the space fits T as "
+                                       f"measured; aiming at {floor:.3f} ms predicted, the lowest band the space fills")
+        aim = floor
     seeds: list[tuple[Arch, str]] = []
     if cfg.gradient_stage:
         seeds += _gradient(cfg, ctx, out, aim, resume, stages, reporter)
@@ -170,7 +176,8 @@ def _oneshot(cfg: StagedConfig, ctx: SearchContext, out: Path, aim: float, resum
     ocfg = OneShotConfig(space=cfg.space, space_options=cfg.space_options, lut=cfg.lut, latency_ms=aim, flops_g=cfg.flops_g,
                          data=cfg.data, input_hw=cfg.input_hw, selection_fraction=cfg.selection_fraction, seed=cfg.seed,
                          device=cfg.device, force=cfg.force, verify_latency=False, band=cfg.band, epochs=cfg.oneshot_epochs,
-                         train_len=cfg.oneshot_train_len, evaluations=cfg.oneshot_evaluations, minutes=cfg.oneshot_minutes,
+                         train_len=cfg.oneshot_train_len, score_len=cfg.oneshot_score_len, evaluations=cfg.oneshot_evaluations,
+                         minutes=cfg.oneshot_minutes,
                          focus=cfg.focus, supernet=cfg.supernet, workers=cfg.workers)
     record = None
     if dist.is_main():
