@@ -61,7 +61,7 @@ def doctor(
     out: Path = typer.Option(Path("rtseg-out/doctor"), "--out", help="Folder for --run's files.", callback=P.output_dir),
     minutes: float = typer.Option(8.0, "--minutes", help="Time budget of --run; steps scale to it and are skipped once it is spent.", callback=P.POSITIVE),
     input: Optional[str] = typer.Option(None, "--input", help="Input size HxW for --run [default: 512x1024 on a GPU, 64x128 on a CPU].", callback=P.hw_size),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N for --run [default: the GPU when torch sees one]."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N for --run [default: the GPU when torch sees one].", callback=P.device),
     archs: Optional[int] = typer.Option(None, "--archs", help="Random ssr archs whose operators --run profiles and validates [default: 4 on a GPU, 2 on a CPU].", callback=P.COUNT),
     engines: Path = typer.Option(Path("engines"), "--engines", help="The engines/ folder to inspect.", callback=P.output_dir),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (the checks; with --run, the whole record)."),
