@@ -142,6 +142,11 @@ class RunDir:
         self.marker.setdefault("created", self.marker["updated"])
         atomic_write_json(self.path / MARKER, self.marker)
 
+    def start(self) -> None:
+        """Mark the folder as this run's (``running``, with its config); :func:`claim_run_dir` does it
+        unless told ``start=False`` by a caller that still checks the folder's state files first."""
+        self._write("running")
+
     def finish(self) -> None:
         """Mark the run finished: a later run into this folder needs ``--resume`` (same config) or ``--overwrite``."""
         self._write("finished")
@@ -192,6 +197,7 @@ def claim_run_dir(
     whole: tuple[str, ...] = (),
     adopt: tuple[str, ...] = (),
     name: str = "--out",
+    start: bool = True,
 ) -> RunDir:
     """Claim ``out`` for one run of ``kind`` with ``config`` (plain JSON), creating it if missing.
 
@@ -202,7 +208,9 @@ def claim_run_dir(
     with another config (:func:`rtseg.io.check_same_config`, with ``may_differ``/``flags``/``whole``).
     ``adopt``: names of files a folder of this kind written before markers existed holds (train's
     ``config.json``): such a folder counts as this kind's interrupted run. Returns the locked
-    :class:`RunDir`; ``resuming`` says whether the caller continues the run in it."""
+    :class:`RunDir`; ``resuming`` says whether the caller continues the run in it. With
+    ``start=False`` the marker is written only by :meth:`RunDir.start`, so a caller that goes on to
+    refuse the folder's state files leaves the folder as it found it."""
     out = Path(out).expanduser()
     _check_folder_path(out, name)
     try:
@@ -213,7 +221,8 @@ def claim_run_dir(
     try:
         run = _judge(out, kind, config, resume, overwrite, replaceable, may_differ, flags, whole, adopt, name)
         run.lock = lock
-        run._write("running")
+        if start:
+            run.start()
         return run
     except BaseException:
         lock.release()

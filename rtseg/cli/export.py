@@ -50,7 +50,8 @@ def export(
     exporter: Optional[str] = typer.Option(None, "--exporter", help="torchscript (default) or dynamo; the other is the fallback."),
     simplify: Optional[bool] = typer.Option(None, "--simplify/--no-simplify", help="Simplify the ONNX with onnxslim (kept only if valid and equal)."),
     check: bool = typer.Option(True, "--check/--no-check", help="Fail the export when a parity gate fails (figures are always measured)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default engines/<device>/<model>/).", callback=P.output_dir),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default engines/<device>/<model>/); a previous export there is replaced once the new one is complete.", callback=P.output_dir),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write over files of an export's names in --out that no rtseg export wrote (refused without it)."),
     profile: str = typer.Option("default", "--profile", help="Export profile: a name from export/ or a profile JSON path."),
     device: str = typer.Option("cuda", "--device", help="GPU the TensorRT engine is built for (cuda or cuda:N).", callback=P.gpu_device),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
@@ -62,7 +63,7 @@ def export(
 
     opts = load_profile(profile).with_(
         trt=trt, fp16=fp16, batch=batch, dynamic=dynamic, opset=opset, workspace_gb=workspace_gb, exporter=exporter,
-        simplify=simplify, out_dir=out, device=device,
+        simplify=simplify, out_dir=out, device=device, overwrite=overwrite or None,
         input_hw=parse_hw(input) if input else None,
         dynamic_min_hw=parse_hw(dynamic_min) if dynamic_min else None,
         dynamic_max_hw=parse_hw(dynamic_max) if dynamic_max else None,

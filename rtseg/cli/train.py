@@ -42,6 +42,7 @@ def train_cmd(
     ohem: bool = typer.Option(False, "--ohem", help="Online hard example mining loss (p < 0.7, at least 1/16 of the pixels)."),
     minutes: Optional[float] = typer.Option(None, help="Wall-clock budget in minutes; the poly schedule is fitted to it.", callback=P.POSITIVE),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt (refused if any setting but --epochs, --minutes, --workers or --device differs)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run --out holds (a finished, interrupted or foreign one); without it such a folder is refused."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (config, metrics, checkpoints, curve).", callback=P.output_dir),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available).", callback=P.device),
     workers: Optional[int] = typer.Option(None, help="Data-loading processes (default: CPU cores - 1, at most 8).", callback=P.WORKERS),
@@ -65,7 +66,7 @@ def train_cmd(
     hw = parse_hw(input, get_space(a.space).size_divisor)
     cfg = TrainConfig(
         epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, amp=amp, ohem=ohem, workers=workers, seed=seed,
-        device=device, minutes=minutes, train_len=train_len, val_len=val_len, resume=resume,
+        device=device, minutes=minutes, train_len=train_len, val_len=val_len, resume=resume, overwrite=overwrite,
     )
     main = True
     try:
@@ -96,7 +97,9 @@ def train_cmd(
     im = summary["images"]
     console.print(f"data {summary['data']}: " + " / ".join(f"{im[k]}" + (f" of {im[k + '_available']}" if k + "_available" in im else "") + f" {k}"
                                                          for k in ("train", "val")) + " images", highlight=False)
-    console.print(f"run folder {summary['run']}: best.pt, last.pt, curve.png, metrics/", highlight=False)
+    files = [name for name, key in (("best.pt", "checkpoint"), ("last.pt", "last")) if summary.get(key)]
+    console.print(f"run folder {summary['run']}: {', '.join(files + ['curve.png', 'metrics/']) if files else 'no epoch finished, no checkpoint written'}",
+                  highlight=False)
 
 
 @app.command("eval")
