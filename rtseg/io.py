@@ -12,6 +12,7 @@ a temporary file in the same directory, is flushed and fsynced, then renamed ove
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -71,7 +72,7 @@ MAX_JSON_DEPTH = 100
 
 
 def _kind_of(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return name
@@ -117,6 +118,15 @@ def read_regular_bytes(path: str | os.PathLike, what: str = "file", max_bytes: i
     if max_bytes is not None and len(data) > max_bytes:  # grew while read (a file being written)
         raise RtsegError(f"{what} {path} is larger than the {max_bytes / 2**20:.0f} MiB such a file can be; check the path")
     return data
+
+
+def file_sha256(path: str | os.PathLike, what: str = "model file") -> str:
+    """The SHA-256 of a regular file (a FIFO or a device is refused at once: it would block or never end)."""
+    h = hashlib.sha256()
+    with os.fdopen(open_regular(path, what), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def json_depth_exceeds(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -292,6 +302,24 @@ def check_not_input(out: str | os.PathLike | None, inputs: Any, name: str = "out
         if src is not None and str(src) and same_file(out, src):
             raise RtsegError(f"{name} {out} is also an input of this command ({src}); writing it would destroy the input, "
                              "so pass another output path")
+
+
+def check_replaceable_file(path: str | os.PathLike | None, fmt: str, what: str, overwrite: bool = False, name: str = "--out") -> None:
+    """Refuse to write ``path`` over an existing file that is not a JSON document of format ``fmt``
+    (a notes file given as ``arch sample --out``), unless ``overwrite``: a command replaces its own
+    kind of file, never an unrelated one."""
+    if path is None or overwrite:
+        return
+    path = Path(path)
+    if not _exists(path, name) and not path.is_symlink():
+        return
+    try:
+        doc = read_json(path, what)
+        ours = isinstance(doc, dict) and doc.get("format") == fmt
+    except RtsegError:
+        ours = False
+    if not ours:
+        raise RtsegError(f"{name} {path} exists and is not {what}; pass --overwrite to replace it, or choose another path")
 
 
 def config_differences(saved: Any, now: Any, may_differ: tuple[str, ...] = (), whole: tuple[str, ...] = (),

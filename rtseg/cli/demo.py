@@ -17,7 +17,7 @@ from rich.table import Table
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_write_json, parse_hw
+from rtseg.io import atomic_write_json, check_not_input, check_replaceable_file, parse_hw
 
 DEFAULT_SYNTHETIC_FRAMES = 300
 
@@ -113,7 +113,12 @@ def demo(
     from rtseg.video.cvutil import gui_unavailable_reason
     from rtseg.video.writer import CODECS
 
+    from rtseg.video.pipeline import RECORD_FORMAT
+
     input_hw = parse_hw(input) if input else None
+    check_not_input(save, [source, model], "--save")  # an overlay written over the video it is drawn from
+    check_not_input(record, [source, model, save], "--record")
+    check_replaceable_file(record, RECORD_FORMAT, "a demo record", name="--record")
     if save is not None and save.suffix.lower() not in CODECS:
         raise RtsegError(f"cannot write video {save}: unknown extension {save.suffix or '(none)'!r}; use one of {', '.join(CODECS)}")
     if show:

@@ -45,10 +45,10 @@ from rtseg.errors import RtsegError
 from rtseg.backends.metadata import check_metadata, new_metadata, write_metadata
 from rtseg.export.parity import GATES, ParityGateError, ParityReport, activation_peak, compare, describe_failure, parity_inputs
 from rtseg.export.profiles import ExportOptions
-from rtseg.io import check_not_input, check_output_dir, parse_hw, read_json, slugify
+from rtseg.io import check_not_input, check_output_dir, file_sha256, parse_hw, read_json, slugify
 from rtseg.rundir import LOCK, FileLock, acquire_lock, check_folder_path
 from rtseg.reporting import Reporter, SilentReporter
-from rtseg.runtime.source import ModelSource, build_module, file_sha256, resolve_model, size_divisor
+from rtseg.runtime.source import ModelSource, build_module, resolve_model, size_divisor
 
 Stage = Callable[[str], None]
 

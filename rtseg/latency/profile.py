@@ -48,6 +48,7 @@ from rtseg.latency.lut import LUT, load_lut, new_lut
 from rtseg.latency.speed import SpeedReference, measure_probe
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
 from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
+from rtseg.rundir import FileLock, lock_file
 from rtseg.spaces import get_space, space_slug
 
 METHODS = ("network", "isolated")
@@ -428,6 +429,7 @@ class _Run:
     last_flush: float = 0.0
     last_probe: float = -1e9
     ident: _IdentityCache = field(default_factory=_IdentityCache)
+    lock: FileLock | None = None  # held on the LUT file while this run writes it
     bar: TaskBar = field(default_factory=TaskBar)
 
     def flush(self) -> None:
@@ -556,7 +558,11 @@ def profile_ops(
     finally:
         if run.speed is not None:
             run.speed.close()
-        run.flush()
+        try:
+            run.flush()
+        finally:
+            if run.lock is not None:
+                run.lock.release()
     lut.refresh()
     return run.out
 
@@ -611,9 +617,14 @@ def _setup(space_name: str, h: int, w: int, backend: str, device: str, precision
     prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, s.warmup, s.repeats, s.method, s.min_time_s, s.rotation,
                           s.stack, speed)
     prov["entries_per_batch"] = group
-    lut = _open_or_create(out, space_name, num_classes, heads, prov, force, space_options)
+    lock = lock_file(out, "LUT")  # a second profile-ops into this LUT is refused, not interleaved
+    try:
+        lut = _open_or_create(out, space_name, num_classes, heads, prov, force, space_options)
+    except BaseException:
+        lock.release()
+        raise
     return _Run(space, space_name, heads, info, timer, plan, all_sigs, signatures is not None, probe, speed, out, group, lut, s, flush_s,
-                reporter, on_entry)
+                reporter, on_entry, lock=lock)
 
 
 def _measure_entries(run: _Run, todo: list[OpSignature], probe_after: bool) -> None:
