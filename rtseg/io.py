@@ -198,6 +198,26 @@ def parse_hw(text: str | tuple[int, int], divisor: int = 1) -> tuple[int, int]:
     return h, w
 
 
+def machine_memory_bytes() -> int | None:
+    """Physical memory of this machine (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_batch_memory(batch: int, h: int, w: int, num_classes: int = 19, name: str = "--batch") -> None:
+    """Refuse a batch whose input and output tensors alone (float32 images and class logits) would
+    take more than half this machine's memory: the network's activations come on top, so such a
+    run could only exhaust memory (and swap the machine) before failing."""
+    total = machine_memory_bytes()
+    need = int(batch) * int(h) * int(w) * 4 * (3 + max(1, int(num_classes)))
+    if total and need > total // 2:
+        most = max(1, (total // 2) // max(1, need // max(1, int(batch))))
+        raise RtsegError(f"{name} {batch} at {h}x{w} needs {need / 2**30:.1f} GiB for its input and output tensors alone, more than "
+                         f"half of this machine's {total / 2**30:.0f} GiB; use {name} {most} or less")
+
+
 def slugify(text: str) -> str:
     """A filesystem-safe lower-case slug (device names become folder names under engines/)."""
     s = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()

@@ -53,7 +53,7 @@ from rtseg.checkpoint import load_checkpoint, load_model, save_checkpoint, unwra
 from rtseg.data import DatasetInfo, PairDataset, build_dataset, dataset_info, parse_data_spec, split_sizes
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
-from rtseg.io import atomic_save, atomic_write_json, check_same_config, parse_hw, parse_json_text, read_json
+from rtseg.io import atomic_save, atomic_write_json, check_batch_memory, check_same_config, parse_hw, parse_json_text, read_json
 from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
 from rtseg.rundir import MARKER, RunDir, claim_run_dir
 from rtseg.spaces import get_space
@@ -596,6 +596,7 @@ def _open_run(arch: Arch | str | Path | dict, data_spec: str, input_hw: tuple[in
     if cfg.amp and not use_amp:
         reporter.message("[yellow]note:[/] --amp needs CUDA; training in float32 on the CPU")
     h, w = int(input_hw[0]), int(input_hw[1])
+    check_batch_memory(cfg.batch, h, w)
     train_ds = build_dataset(data_spec, "train", (h, w), augment=True, seed=cfg.data_seed, length=cfg.train_len)
     val_ds = build_dataset(data_spec, "val", (h, w), augment=False, seed=cfg.data_seed, length=cfg.val_len)
     info = train_ds.info

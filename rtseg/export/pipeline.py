@@ -45,7 +45,7 @@ from rtseg.errors import RtsegError
 from rtseg.backends.metadata import check_metadata, new_metadata, write_metadata
 from rtseg.export.parity import GATES, ParityGateError, ParityReport, activation_peak, compare, describe_failure, parity_inputs
 from rtseg.export.profiles import ExportOptions
-from rtseg.io import check_not_input, check_output_dir, file_sha256, parse_hw, read_json, slugify
+from rtseg.io import check_batch_memory, check_not_input, check_output_dir, file_sha256, parse_hw, read_json, slugify
 from rtseg.rundir import LOCK, FileLock, acquire_lock, check_folder_path
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.runtime.source import ModelSource, build_module, resolve_model, size_divisor
@@ -222,6 +222,7 @@ def _load(model: str | Path, opts: ExportOptions, reporter: Reporter, say: Stage
         raise RtsegError(f"{src.ref} is already an exported {src.kind} file; export takes a checkpoint (.pt), an arch JSON or a built-in arch name")
     div = size_divisor(src)
     h, w = parse_hw(opts.input_hw or src.input_hw or (512, 1024), div)
+    check_batch_memory(opts.batch, h, w, src.num_classes)
     module = build_module(src)
     out_dir = check_output_dir(check_folder_path(Path(opts.out_dir) if opts.out_dir else default_out_dir(src.name, opts.device if opts.trt else "cpu"),
                                                  "export folder"), "export folder")

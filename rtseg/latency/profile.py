@@ -42,7 +42,7 @@ from rtseg.backends.timers import OpTimer, input_bytes, make_timer
 from rtseg.backends.timing import TimingStats
 from rtseg.backends.trt_batch import plan_chunks
 from rtseg.errors import RtsegError
-from rtseg.io import check_output_file, parse_hw
+from rtseg.io import check_batch_memory, check_output_file, parse_hw
 from rtseg.latency.calibrate import DEFAULT_CALIBRATION_ARCHS, calibrate, is_sane
 from rtseg.latency.lut import LUT, load_lut, new_lut
 from rtseg.latency.speed import SpeedReference, measure_probe
@@ -593,6 +593,7 @@ def _setup(space_name: str, h: int, w: int, backend: str, device: str, precision
     space = get_space(space_name, space_options)
     space_options = space.options()
     h, w = parse_hw((h, w), space.size_divisor)
+    check_batch_memory(batch, h, w, num_classes)
     heads = list(heads or space.heads)
     for hd in heads:
         if hd not in space.heads:
