@@ -228,9 +228,16 @@ def slugify(text: str) -> str:
 
 
 def _exists(path: Path, name: str) -> bool:
+    """Whether ``path`` exists; a symbolic link loop (which ``Path.exists`` reports as missing, and
+    every later open fails on) and a path that cannot be examined are one :class:`RtsegError`."""
     try:
-        return path.exists()
+        os.stat(path)
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
     except OSError as exc:  # e.g. a parent folder that may not be listed
+        if exc.errno == errno.ELOOP:
+            raise RtsegError(f"{name} {path} is a symbolic link loop; pass a real path") from None
         raise RtsegError(f"{name} {path} cannot be checked ({exc.strerror or exc}); pass a path you can read and write") from None
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,8 @@ class RunDir:
     replacing: bool  # the folder held something else, and --overwrite (or a replaceable kind) allowed it
     lock: Optional[FileLock] = None
     marker: dict[str, Any] = field(default_factory=dict)
+    fresh: bool = False  # the folder held nothing when claimed (so a failed start may be undone)
+    created: bool = False  # and did not exist
 
     def _write(self, status: str) -> None:
         self.marker.update({"format": RUN_FORMAT, "schema_version": RUN_SCHEMA_VERSION, "kind": self.kind, "status": status,
@@ -150,6 +153,28 @@ class RunDir:
     def finish(self) -> None:
         """Mark the run finished: a later run into this folder needs ``--resume`` (same config) or ``--overwrite``."""
         self._write("finished")
+
+    def discard(self, written: Iterable[str]) -> None:
+        """Undo the start of a run that failed before saving anything to resume from, so a fixed
+        re-run is not refused as this one's continuation: in a folder that was empty, remove the
+        files and folders named in ``written`` (relative to it) and the marker, and the folder
+        itself if the claim created it. Does nothing for a folder that held something."""
+        if not self.fresh:
+            return
+        for name in written:
+            p = self.path / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        (self.path / MARKER).unlink(missing_ok=True)
+        if self.created and not _foreign_files(self.path, ()):
+            self.release()
+            (self.path / LOCK).unlink(missing_ok=True)
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
 
     def release(self) -> None:
         if self.lock is not None:
@@ -213,6 +238,7 @@ def claim_run_dir(
     refuse the folder's state files leaves the folder as it found it."""
     out = Path(out).expanduser()
     _check_folder_path(out, name)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -220,7 +246,7 @@ def claim_run_dir(
     lock = acquire_lock(out / LOCK, f"{name} {out}")
     try:
         run = _judge(out, kind, config, resume, overwrite, replaceable, may_differ, flags, whole, adopt, name)
-        run.lock = lock
+        run.lock, run.created = lock, created
         if start:
             run.start()
         return run
@@ -242,7 +268,7 @@ def _judge(out: Path, kind: str, config: Any, resume: bool, overwrite: bool, rep
     if marker is None:
         files = _foreign_files(out, ())
         if not files:
-            return RunDir(out, kind, config, resuming=False, replacing=False)
+            return RunDir(out, kind, config, resuming=False, replacing=False, fresh=True)
         if adopt and any((out / a).exists() for a in adopt):
             if resume or overwrite or replaceable:  # a folder of this kind from before markers: the caller checks its config
                 return RunDir(out, kind, config, resuming=resume and not overwrite, replacing=overwrite or replaceable)

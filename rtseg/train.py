@@ -509,6 +509,10 @@ def _train(
     folder = _claim(run, run_config)
     try:
         return _train_in(run, run_config, folder, reporter, on_epoch)
+    except RtsegError:
+        if folder is not None and not run.last_path.exists():  # refused before any epoch was saved (a bad label...)
+            folder.discard((*RUN_FILES, "metrics"))
+        raise
     finally:
         if folder is not None:
             folder.release()
