@@ -141,8 +141,7 @@ def _check_header(doc: dict[str, Any], source: str) -> None:
             raise RtsegError(f"{source}: LUT field {key!r} is missing or not a {typ.__name__}")
     if doc["num_classes"] < 1 or not doc["heads"] or not all(isinstance(h, str) and h for h in doc["heads"]):
         raise RtsegError(f"{source}: LUT fields 'num_classes' (at least 1) and 'heads' (a non-empty list of names) are damaged")
-    for key, typ in (("skeletons", dict), ("probes", dict), ("space_options", dict), ("complete", bool), ("calibration", dict),
-                     ("calibration_rejected", dict)):
+    for key, typ in (("skeletons", dict), ("probes", dict), ("space_options", dict), ("complete", bool), ("calibration_rejected", dict)):
         if doc.get(key) is not None and not isinstance(doc[key], typ):
             raise RtsegError(f"{source}: LUT field {key!r} must be a {typ.__name__}, got {type(doc[key]).__name__}")
     probes = doc.get("probes")
@@ -187,7 +186,7 @@ def validate_doc(doc: Any, source: str) -> None:
             raise RtsegError(f"{source}: skeleton {head!r} lacks its list of fixed operators")
     cal = doc.get("calibration")
     if cal is not None:
-        scale = cal.get("scale")
+        scale = cal.get("scale") if isinstance(cal, dict) else None
         if not _is_number(scale) or not 0 < float(scale) < 100:
             raise RtsegError(f"{source}: LUT calibration must be an object with a positive numeric 'scale'")
 
