@@ -450,6 +450,40 @@ def test_a_lut_field_of_the_wrong_type_or_not_finite_is_one_line(run_cli, tmp_pa
     refused(run_cli, ws, "arch", "show", "baseline1", "--input", "64x128", "--lut", lut)
 
 
+@pytest.mark.parametrize("kind", ["negative", "device-string", "deep", "fifo", "truncated"])
+def test_profile_ops_resuming_a_damaged_lut_is_one_line(run_cli, tmp_path, kind):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    lut = ws / "lut.json"
+    text = json.dumps(_lut_doc())
+    if kind == "negative":
+        text = json.dumps(_set(_lut_doc(), "entries.k1.median_ms", -7.7))
+    elif kind == "device-string":
+        text = json.dumps(_set(_lut_doc(), "provenance.device", "cpu"))
+    elif kind == "deep":
+        text = "[" * 100_000 + "]" * 100_000
+    elif kind == "truncated":
+        text = text[: len(text) // 2]
+    if kind == "fifo":
+        os.mkfifo(lut)
+    else:
+        lut.write_text(text)
+    refused(run_cli, ws, "profile-ops", "--input", "64x128", "--device", "cpu", "--out", lut, needles=(str(lut),))
+
+
+def test_doctor_run_folder_is_its_own(run_cli, tmp_path):
+    ws = tmp_path / "ws"
+    (ws / "mine").mkdir(parents=True)
+    (ws / "mine" / "notes.txt").write_text("mine\n")
+    refused(run_cli, ws, "doctor", "--run", "--out", ws / "mine", needles=("notes.txt", "--overwrite"))
+    (ws / "doc").mkdir()
+    (ws / "doc" / ".rtseg-run.json").write_text('{"format": "rtseg.run"}')
+    refused(run_cli, ws, "doctor", "--run", "--out", ws / "doc", needles=("run marker",))
+    lut = ws / "lut.json"
+    lut.write_text(json.dumps(_lut_doc()))
+    refused(run_cli, ws, "lut", "validate", lut, "--plot", lut, needles=("--plot", "input"))
+
+
 def test_a_lut_of_another_device_or_backend_is_refused_unless_forced(run_cli, tmp_path):
     from rtseg.latency.lut import load_lut
 
