@@ -558,6 +558,18 @@ def test_camvid_labels_outside_the_classes_are_refused_with_the_file(run_cli, tm
             needles=("trainannot", "50"))
 
 
+def test_cityscapes_label_ids_outside_its_table_are_refused():
+    import numpy as np
+
+    from rtseg.data import cityscapes
+    from rtseg.data.base import map_label_ids
+
+    ok = map_label_ids(np.array([[7, 0, 33]], np.uint8), cityscapes.ID_TO_TRAINID, cityscapes.DEFINED_IDS, "a.png", "Cityscapes", "0..33")
+    assert ok.tolist() == [[0, 255, 18]]  # road, unlabeled (ignored), bicycle
+    with pytest.raises(RtsegError, match=r"b\.png holds class id\(s\) 34, 200"):
+        map_label_ids(np.array([[7, 34, 200]], np.uint8), cityscapes.ID_TO_TRAINID, cityscapes.DEFINED_IDS, "b.png", "Cityscapes", "0..33")
+
+
 def test_a_run_without_a_scored_epoch_lists_no_best_checkpoint(tmp_path):
     from rtseg.train import TrainConfig, train
 

@@ -7,7 +7,8 @@ which the CLI prints as one ``error:`` line with exit code 2 (``rtseg/cli/_app.p
 
 How a command uses it (every option that takes a path or a number must use one of these; the
 parametrized test in ``tests/test_cli_params.py`` enumerates the app's commands and fails for an
-option that does not)::
+option that does not, and ``tests/test_hostile_inputs.py`` one whose ``--device``, ``--threads``,
+``--workers`` or ``--batch`` lacks the check of its kind)::
 
     from rtseg.cli import params as P
 
@@ -17,7 +18,9 @@ option that does not)::
         out: Path = typer.Option(Path("runs/predict"), callback=P.output_dir),  # creatable, writable, not a file
         record: Optional[Path] = typer.Option(None, callback=P.output_file),    # folder writable, not a folder itself
         input: str = typer.Option("512x1024", "--input", callback=P.hw_size),   # "HxW", each side 1..8192
-        batch: int = typer.Option(1, callback=P.COUNT),                         # >= 1
+        batch: int = typer.Option(1, callback=P.BATCH),                         # 1..MAX_BATCH
+        threads: Optional[int] = typer.Option(None, callback=P.THREADS),        # 1..this machine's cores
+        device: str = typer.Option("cpu", callback=P.device),                   # cpu, cuda, cuda:N (a GPU that is here)
         warmup: int = typer.Option(5, callback=P.NON_NEGATIVE),                 # >= 0
         seed: int = typer.Option(0, callback=P.SEED),                           # 0 <= x < 2**32
         budget_ms: float = typer.Option(8.0, callback=P.POSITIVE),              # finite and > 0
