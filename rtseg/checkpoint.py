@@ -19,6 +19,7 @@ accepts.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,7 +30,7 @@ import rtseg
 from rtseg.arch import Arch, build_model, load_arch
 from rtseg.data.base import DatasetInfo
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_save
+from rtseg.io import atomic_save, open_regular
 
 CHECKPOINT_FORMAT = "rtseg.checkpoint"
 CHECKPOINT_SCHEMA_VERSION = 1
@@ -114,28 +115,51 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
-def _read(path: Path) -> Any:
-    if not path.exists():
-        raise RtsegError(f"checkpoint not found: {path} (check the path; rtseg train writes RUN/last.pt and RUN/best.pt)")
+_CHECKPOINT_HINT = "pass a checkpoint written by rtseg train (RUN/best.pt or RUN/last.pt)"
+
+
+def read_torch_file(path: str | Path, what: str = "checkpoint", hint: str = _CHECKPOINT_HINT) -> Any:
+    """What ``torch.save`` wrote to ``path``, loaded with ``weights_only=True``; every way the file can
+    be unusable is one :class:`RtsegError` naming ``what`` and ending with ``hint``: missing, a folder
+    or special file (a FIFO or a device is refused before reading, never blocking), empty, random
+    bytes, a plain pickle, truncated or damaged, or holding Python objects beyond tensors and plain
+    data (never unpickled)."""
+    path = Path(path).expanduser()
+    if not path.exists() and not path.is_symlink():
+        raise RtsegError(f"{what} not found: {path} (check the path; {hint})")
     if path.is_dir():
-        raise RtsegError(f"checkpoint expected, got a directory: {path} (pass RUN/best.pt or RUN/last.pt)")
-    with open(path, "rb") as fh:
+        raise RtsegError(f"{what} expected, got a directory: {path} ({hint})")
+    with os.fdopen(open_regular(path, what), "rb") as fh:
         head = fh.read(len(_LEGACY_MAGIC))
     if not head.startswith(_ZIP_MAGIC) and head != _LEGACY_MAGIC:
         # not even handed to the unpickler: random bytes, a text file or a plain pickle would
         # otherwise be reported as whatever its first bytes happen to mean to pickle
-        what = "an empty file" if not head else "not written by torch.save"
-        raise RtsegError(f"{path} is not a PyTorch checkpoint ({what}); pass a checkpoint written by rtseg train (RUN/best.pt or RUN/last.pt)")
+        kind = "an empty file" if not head else "not written by torch.save"
+        raise RtsegError(f"{path} is not a PyTorch {what} ({kind}); {hint}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # the weights_only unpickler names the class it refused as a GLOBAL; its other refusals
         # (an unknown opcode...) are damaged bytes, not objects
         if "global" in str(exc).lower():
-            raise RtsegError(f"{path} holds Python objects beyond tensors and plain data; rtseg only loads checkpoints with weights_only=True (re-save it with rtseg train)") from None
-        raise RtsegError(f"{path} is not a readable checkpoint (corrupt or truncated: {_first_line(exc)})") from None
+            raise RtsegError(f"{path} holds Python objects beyond tensors and plain data; rtseg only loads files with weights_only=True ({hint})") from None
+        raise RtsegError(f"{path} is not a readable {what} (corrupt or truncated: {_first_line(exc)}); {hint}") from None
     except Exception as exc:  # zipfile, EOF, KeyError on a damaged record...: whatever a broken file raises
-        raise RtsegError(f"{path} is not a readable checkpoint (corrupt, truncated or not written by torch.save: {_first_line(exc)})") from None
+        raise RtsegError(f"{path} is not a readable {what} (corrupt, truncated or not written by torch.save: {_first_line(exc)}); {hint}") from None
+
+
+def load_state(path: str | Path, fmt: str, what: str, hint: str, schema_version: int | None = None) -> dict[str, Any]:
+    """A resumable state file (``torch.save`` of a dict whose ``format`` is ``fmt``) read safely with
+    :func:`read_torch_file`; a file of another format (a training checkpoint given as a search
+    state), a foreign dict or another schema version is one :class:`RtsegError` as well."""
+    obj = read_torch_file(path, what, hint)
+    found = obj.get("format") if isinstance(obj, dict) else None
+    if found != fmt:
+        other = f"an {found} file" if isinstance(found, str) and found.startswith("rtseg") else "not a file rtseg wrote as one"
+        raise RtsegError(f"{path} is not a {what} ({other}); {hint}")
+    if schema_version is not None and obj.get("schema_version") != schema_version:
+        raise RtsegError(f"{path} has {what} schema_version {obj.get('schema_version')!r}; this rtseg reads {schema_version} ({hint})")
+    return obj
 
 
 def _first_line(exc: BaseException) -> str:
@@ -160,7 +184,7 @@ def load_checkpoint(
     compared; names are not) and one trained for a class count other than ``num_classes``.
     """
     path = Path(path).expanduser()
-    ckpt = _read(path)
+    ckpt = read_torch_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         hint = " (it looks like a bare state dict)" if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()) else ""
         raise RtsegError(f"{path} is not an rtseg checkpoint{hint}; use a file written by rtseg train")

@@ -34,6 +34,7 @@ from typing import Any, Callable
 from rtseg.doctor import collect
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, atomic_write_text, parse_hw
+from rtseg.rundir import claim_run_dir
 from rtseg.backends.device import parse_device
 
 NUM_CLASSES = 19  # Cityscapes: the LUT default and baseline1's class count
@@ -51,6 +52,7 @@ class RunConfig:
     archs: int | None = None  # archs whose operators are profiled and validated (None: 4 on a GPU, 2 on a CPU)
     demo_frames: int | None = None
     seed: int = 0
+    overwrite: bool = False  # write into a folder that holds something other than an earlier doctor run
 
 
 @dataclass
@@ -134,7 +136,17 @@ def run_doctor(cfg: RunConfig, say: Callable[[str], None] = print, checks: Any =
     t_start = time.monotonic()
     deadline = t_start + cfg.minutes * 60.0
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # a doctor run replaces the previous one in its folder, but never a training run, a search or the user's own files
+    folder = claim_run_dir(out, "doctor", {"minutes": cfg.minutes, "seed": cfg.seed}, overwrite=cfg.overwrite, replaceable=True)
+    try:
+        state = _run_doctor(cfg, out, say, checks, t_start, deadline)
+        folder.finish()
+        return state
+    finally:
+        folder.release()
+
+
+def _run_doctor(cfg: RunConfig, out: Path, say: Callable[[str], None], checks: Any, t_start: float, deadline: float) -> dict[str, Any]:
     checks = checks if checks is not None else collect()
     ok_rows = {r.component: r.status for r in checks.rows}
     torch_ok = ok_rows.get("torch") in ("ok", "warn")

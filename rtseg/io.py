@@ -11,9 +11,12 @@ a temporary file in the same directory, is flushed and fsynced, then renamed ove
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -61,21 +64,110 @@ def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path
     return path
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Read a JSON file, turning a missing file or a syntax error into one clear :class:`RtsegError`."""
+#: Largest JSON document rtseg reads (LUTs, archs, sidecars, configs, run states are far smaller):
+#: a larger one is a wrong path, and reading it whole would exhaust memory first.
+MAX_JSON_BYTES = 256 * 2**20
+#: Deepest nesting of objects and arrays accepted in a JSON file; rtseg's own files stay below 10.
+MAX_JSON_DEPTH = 100
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike, what: str = "file") -> int:
+    """An open read-only descriptor of ``path`` if it is a regular file; anything else (a FIFO, which
+    would block forever; ``/dev/zero`` or ``/dev/urandom``, which never end; a folder; a symlink loop)
+    is refused at once with one :class:`RtsegError`. Opened non-blocking, so a FIFO never waits for a
+    writer; the caller closes the descriptor."""
     path = Path(path)
-    if not path.exists():
-        raise RtsegError(f"{what} not found: {path} (check the path)")
-    if path.is_dir():
-        raise RtsegError(f"{what} expected, got a directory: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise RtsegError(f"{what} not found: {path} (check the path)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RtsegError(f"{what} {path} is a symbolic link loop; pass the real file") from None
+        raise RtsegError(f"{what} {path} cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise RtsegError(f"{what} {path} is {_kind_of(st.st_mode)}, not a regular file; pass a file")
+    return fd
+
+
+def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Refuse a path that is not a regular file (see :func:`open_regular`), without reading it."""
+    os.close(open_regular(path, what))
+    return Path(path)
+
+
+def read_regular_bytes(path: str | os.PathLike, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file (:func:`open_regular`), refusing one larger than ``max_bytes``."""
+    fd = open_regular(path, what)
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise RtsegError(f"{what} {path} is {size / 2**20:.0f} MiB, more than the {max_bytes / 2**20:.0f} MiB such a file can be; "
+                             "check the path")
+        data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:  # grew while read (a file being written)
+        raise RtsegError(f"{what} {path} is larger than the {max_bytes / 2**20:.0f} MiB such a file can be; check the path")
+    return data
+
+
+def file_sha256(path: str | os.PathLike, what: str = "model file") -> str:
+    """The SHA-256 of a regular file (a FIFO or a device is refused at once: it would block or never end)."""
+    h = hashlib.sha256()
+    with os.fdopen(open_regular(path, what), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def json_depth_exceeds(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``obj`` (parsed JSON) nests objects/arrays deeper than ``limit``; iterative, so a deep
+    document cannot exhaust the stack here."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+def parse_json_text(text: str, where: str) -> Any:
+    """``json.loads`` with one :class:`RtsegError` for a syntax error, a document nested deeper than
+    :data:`MAX_JSON_DEPTH` (which would otherwise exhaust the stack) or a non-finite constant."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise RtsegError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels; it is not a file rtseg wrote") from None
+    except json.JSONDecodeError as exc:
+        raise RtsegError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if json_depth_exceeds(obj):
+        raise RtsegError(f"{where} nests deeper than {MAX_JSON_DEPTH} levels; it is not a file rtseg wrote")
+    return obj
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Read a JSON file, turning every way it can be unusable into one clear :class:`RtsegError`: a
+    missing file, a folder, a special file (FIFO, device: refused before reading, never blocking), a
+    file over ``max_bytes``, bytes that are not UTF-8, a syntax error, nesting deeper than
+    :data:`MAX_JSON_DEPTH`."""
+    path = Path(path)
+    data = read_regular_bytes(path, what, max_bytes)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise RtsegError(f"{what} {path} is not a text file (expected JSON)") from None
-    except json.JSONDecodeError as exc:
-        raise RtsegError(
-            f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
+    return parse_json_text(text, f"{what} {path}")
 
 
 _HW = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
@@ -106,6 +198,26 @@ def parse_hw(text: str | tuple[int, int], divisor: int = 1) -> tuple[int, int]:
     return h, w
 
 
+def machine_memory_bytes() -> int | None:
+    """Physical memory of this machine (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_batch_memory(batch: int, h: int, w: int, num_classes: int = 19, name: str = "--batch") -> None:
+    """Refuse a batch whose input and output tensors alone (float32 images and class logits) would
+    take more than half this machine's memory: the network's activations come on top, so such a
+    run could only exhaust memory (and swap the machine) before failing."""
+    total = machine_memory_bytes()
+    need = int(batch) * int(h) * int(w) * 4 * (3 + max(1, int(num_classes)))
+    if total and need > total // 2:
+        most = max(1, (total // 2) // max(1, need // max(1, int(batch))))
+        raise RtsegError(f"{name} {batch} at {h}x{w} needs {need / 2**30:.1f} GiB for its input and output tensors alone, more than "
+                         f"half of this machine's {total / 2**30:.0f} GiB; use {name} {most} or less")
+
+
 def slugify(text: str) -> str:
     """A filesystem-safe lower-case slug (device names become folder names under engines/)."""
     s = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
@@ -116,9 +228,16 @@ def slugify(text: str) -> str:
 
 
 def _exists(path: Path, name: str) -> bool:
+    """Whether ``path`` exists; a symbolic link loop (which ``Path.exists`` reports as missing, and
+    every later open fails on) and a path that cannot be examined are one :class:`RtsegError`."""
     try:
-        return path.exists()
+        os.stat(path)
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
     except OSError as exc:  # e.g. a parent folder that may not be listed
+        if exc.errno == errno.ELOOP:
+            raise RtsegError(f"{name} {path} is a symbolic link loop; pass a real path") from None
         raise RtsegError(f"{name} {path} cannot be checked ({exc.strerror or exc}); pass a path you can read and write") from None
 
 
@@ -189,7 +308,45 @@ def check_input_file(path: str | os.PathLike, name: str = "input file") -> Path:
         raise RtsegError(f"{name} {path} not found (check the path)")
     if path.is_dir():
         raise RtsegError(f"{name} {path} is a folder, but a file is expected; pass the file inside it")
-    return path
+    return check_regular_file(path, name)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (hard links, symlinks and ``..`` seen through); False when
+    either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b) if Path(a).name and Path(b).name else False
+
+
+def check_not_input(out: str | os.PathLike | None, inputs: Any, name: str = "output") -> None:
+    """Refuse an output path that is one of the command's own inputs (``demo --save`` = ``--source``,
+    an ``--out`` that names the arch or model read): writing it would destroy what is being read."""
+    if out is None:
+        return
+    for src in inputs:
+        if src is not None and str(src) and same_file(out, src):
+            raise RtsegError(f"{name} {out} is also an input of this command ({src}); writing it would destroy the input, "
+                             "so pass another output path")
+
+
+def check_replaceable_file(path: str | os.PathLike | None, fmt: str, what: str, overwrite: bool = False, name: str = "--out") -> None:
+    """Refuse to write ``path`` over an existing file that is not a JSON document of format ``fmt``
+    (a notes file given as ``arch sample --out``), unless ``overwrite``: a command replaces its own
+    kind of file, never an unrelated one."""
+    if path is None or overwrite:
+        return
+    path = Path(path)
+    if not _exists(path, name) and not path.is_symlink():
+        return
+    try:
+        doc = read_json(path, what)
+        ours = isinstance(doc, dict) and doc.get("format") == fmt
+    except RtsegError:
+        ours = False
+    if not ours:
+        raise RtsegError(f"{name} {path} exists and is not {what}; pass --overwrite to replace it, or choose another path")
 
 
 def config_differences(saved: Any, now: Any, may_differ: tuple[str, ...] = (), whole: tuple[str, ...] = (),

@@ -42,7 +42,7 @@ import numpy as np
 
 from rtseg.data import colorize, preprocess
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_save, atomic_write_json
+from rtseg.io import atomic_save, atomic_write_json, check_not_input, read_regular_bytes
 from rtseg.backends.device import cpu_model
 from rtseg.backends.runner import Runner
 from rtseg.backends.timing import TimingStats
@@ -209,16 +209,20 @@ def check_outputs(paths: Sequence[Path], out: Path, save_mask: bool) -> list[str
 
 
 # -- reading and writing images -------------------------------------------------------------------
+#: Largest image file read (a 16-bit 16K x 16K TIFF is 1.5 GiB); beyond it the path is a mistake.
+MAX_IMAGE_BYTES = 2 * 2**30
+
+
 def read_image(path: Path) -> tuple[np.ndarray | None, str | None]:
     """``(BGR uint8 image, None)``, or ``(None, why it is not one)``; never raises for a bad file.
 
     Decoded from the bytes (``cv2.imdecode``) so that any file name works, with OpenCV's and the
     codecs' own warnings kept off the console (the reason is returned instead).
     """
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        return None, f"cannot be read ({exc.strerror or exc})"
+    try:  # a FIFO or a device (/dev/zero) is refused, never read: it would block or never end
+        data = np.frombuffer(read_regular_bytes(path, "image", MAX_IMAGE_BYTES), dtype=np.uint8)
+    except RtsegError as exc:
+        return None, str(exc).replace(f"image {path} ", "").replace(f": {path}", "")
     if data.size == 0:
         return None, "an empty file"
     with quiet_native_stderr():
@@ -350,6 +354,7 @@ def predict(
     """
     paths = collect_images(sources)
     check_outputs(paths, Path(out), save_mask)
+    check_not_input(Path(out) / "predict.json", [model], "the record")
     runner = load_runner(model, backend=backend, device=device, precision=precision, input_hw=input_hw, batch=1, threads=threads)
     try:
         meta = model_meta(runner, name=f"model {model}")

@@ -54,8 +54,9 @@ from rtseg.data import DatasetInfo, PairDataset, build_dataset, dataset_info, pa
 from rtseg.data.selection import selection_split
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
-from rtseg.io import atomic_save, atomic_write_json, check_same_config, parse_hw, read_json
+from rtseg.io import atomic_save, atomic_write_json, check_batch_memory, check_same_config, parse_hw, parse_json_text, read_json
 from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
+from rtseg.rundir import MARKER, RunDir, claim_run_dir
 from rtseg.spaces import get_space
 
 
@@ -108,6 +109,7 @@ class TrainConfig:
     # (rtseg.data.selection): what a search's proxy trainings do, so their choice never sees it
     holdout: float | None = None
     resume: bool = False
+    overwrite: bool = False  # replace a finished or foreign run in the folder (see rtseg.rundir)
     progress: bool = True
     log_every: int = 10  # steps between loss samples in the metrics
     extra: dict[str, Any] = field(default_factory=dict)
@@ -398,13 +400,16 @@ class _Budget:
 
 #: Run-config fields a resumed training may change: limits and resources of this invocation (more
 #: --epochs continue the run), not what is trained or how.
-RESUME_MAY_DIFFER = ("train.epochs", "train.minutes", "train.workers", "train.device", "train.resume", "train.progress",
+RESUME_MAY_DIFFER = ("train.epochs", "train.minutes", "train.workers", "train.device", "train.resume", "train.overwrite", "train.progress",
                      "train.log_every", "world_size", "device", "machine", "torch_version", "created")
 
 
+_RESUME_FLAGS = {"arch": "--arch", "data": "--data", "input_hw": "--input",
+                 **{f"train.{k}": f"--{k.replace('_', '-')}" for k in asdict(TrainConfig())}}
+
+
 def _check_resume_config(saved: dict[str, Any], now: dict[str, Any], out_dir: Path) -> None:
-    flags = {"arch": "--arch", "data": "--data", "input_hw": "--input", **{f"train.{k}": f"--{k.replace('_', '-')}" for k in asdict(TrainConfig())}}
-    check_same_config(saved, now, out_dir, may_differ=RESUME_MAY_DIFFER, flags=flags, whole=("arch",))
+    check_same_config(saved, now, out_dir, may_differ=RESUME_MAY_DIFFER, flags=_RESUME_FLAGS, whole=("arch",))
 
 
 def train(
@@ -505,7 +510,51 @@ def _train(
     per epoch train, validate and save; finally summarize."""
     run = _open_run(arch, data_spec, input_hw, cfg, out, device, reporter)
     run_config = _run_config(run)
+    folder = _claim(run, run_config)
+    try:
+        return _train_in(run, run_config, folder, reporter, on_epoch)
+    except RtsegError:
+        if folder is not None and not run.last_path.exists():  # refused before any epoch was saved (a bad label...)
+            folder.discard((*RUN_FILES, "metrics"))
+        raise
+    finally:
+        if folder is not None:
+            folder.release()
+
+
+#: What a training run folder holds (removed when ``--overwrite`` replaces a run of this kind).
+RUN_FILES = ("config.json", "last.pt", "best.pt", "summary.json", "curve.png")
+
+
+def _claim(run: _Run, run_config: dict[str, Any]) -> RunDir | None:
+    """Rank 0 claims the run folder (:func:`rtseg.rundir.claim_run_dir`): locked against a second
+    writer, refused when it holds another run; every rank learns the verdict, so a refusal ends all."""
+    folder, error = None, None
+    if run.main:
+        try:
+            folder = claim_run_dir(run.out, "train", run_config, resume=run.cfg.resume, overwrite=run.cfg.overwrite,
+                                   may_differ=RESUME_MAY_DIFFER, flags=_RESUME_FLAGS, whole=("arch",), adopt=("config.json", "last.pt"),
+                                   start=False)
+        except RtsegError as exc:
+            error = str(exc)
+    error = dist.broadcast_object(error)
+    if error is not None:
+        raise RtsegError(error)
+    return folder
+
+
+def _train_in(run: _Run, run_config: dict[str, Any], folder: RunDir | None, reporter: Reporter,
+              on_epoch: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    cfg, out, device = run.cfg, run.out, run.device
     state, resume_meta = _resume_checkpoint(run, run_config, reporter)
+    if folder is not None:
+        if folder.replacing and not folder.resuming:
+            for name in RUN_FILES:  # the replaced run's own files only: a stale best.pt would outlive this run
+                (out / name).unlink(missing_ok=True)
+            for old in (out / "metrics").glob("epoch_*.json"):
+                old.unlink()
+        folder.start()
+    dist.barrier()
     model = _build_model(run, state if resume_meta is not None else None)
     train_loader = make_loader(run.train_ds, cfg.batch, True, cfg.workers, run.ddp, seed=cfg.seed, pin_memory=device.type == "cuda")  # type: ignore[arg-type]
     val_loader = make_loader(run.val_ds, cfg.batch, False, cfg.workers, run.ddp, pin_memory=device.type == "cuda")  # type: ignore[arg-type]
@@ -542,7 +591,10 @@ def _train(
                 on_epoch(rec)
             if prog.stop:
                 break
-    return _summarize(run, model, prog, budget)
+    summary = _summarize(run, model, prog, budget)
+    if folder is not None:
+        folder.finish()
+    return summary
 
 
 def _open_run(arch: Arch | str | Path | dict, data_spec: str, input_hw: tuple[int, int], cfg: TrainConfig, out: Path,
@@ -552,6 +604,7 @@ def _open_run(arch: Arch | str | Path | dict, data_spec: str, input_hw: tuple[in
     if cfg.amp and not use_amp:
         reporter.message("[yellow]note:[/] --amp needs CUDA; training in float32 on the CPU")
     h, w = int(input_hw[0]), int(input_hw[1])
+    check_batch_memory(cfg.batch, h, w)
     if cfg.holdout:
         train_ds, val_ds = selection_split(data_spec, (h, w), seed=cfg.data_seed, fraction=cfg.holdout,
                                            fit_len=cfg.train_len, select_len=cfg.val_len)
@@ -587,16 +640,30 @@ def _resume_checkpoint(run: _Run, run_config: dict[str, Any], reporter: Reporter
     """Refuse a folder that holds another run (or this one without ``--resume``); with ``--resume``,
     the weights and metadata of ``last.pt``."""
     out, cfg = run.out, run.cfg
-    if run.last_path.exists() or (out / "config.json").exists():
-        if not cfg.resume:
-            raise RtsegError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    if cfg.resume and not cfg.overwrite and (run.last_path.exists() or (out / "config.json").exists()):
         if (out / "config.json").exists():
-            _check_resume_config(read_json(out / "config.json", "run config"), run_config, out)
+            saved = read_json(out / "config.json", "run config")
+            if not (isinstance(saved, dict) and saved.get("format") == "rtseg.train_config"):
+                raise RtsegError(f"{out / 'config.json'} is not a training run's config; choose another --out, or pass --overwrite to replace the folder's run")
+            _check_resume_config(saved, run_config, out)
         if run.last_path.exists():
-            return load_checkpoint(run.last_path, expected_arch=run.arch, num_classes=run.info.num_classes)
+            state, meta = load_checkpoint(run.last_path, expected_arch=run.arch, num_classes=run.info.num_classes)
+            _check_resume_config(_state_config(meta, run.last_path), run_config, out)
+            return state, meta
     elif cfg.resume:
         reporter.message(f"[yellow]note:[/] nothing to resume in {out}; starting a new run")
     return None, None
+
+
+def _state_config(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The run config ``last.pt`` itself records (what resuming compares, whatever ``config.json``
+    says: a missing or edited config.json must not let other settings into the run)."""
+    train_cfg = meta.get("train_config")
+    for key, typ in (("epoch", int), ("step", int), ("optimizer", dict), ("train_config", dict), ("history", str)):
+        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
+            raise RtsegError(f"{path} is a checkpoint but not a resumable training state (its {key!r} is missing or damaged); "
+                             "pass --overwrite to start the run over, or choose another --out")
+    return {"arch": meta.get("arch"), "data": meta.get("data_spec"), "input_hw": meta.get("input_hw"), "train": train_cfg}
 
 
 def _build_model(run: _Run, state: Any | None) -> _Model:
@@ -623,13 +690,19 @@ def _resume_progress(run: _Run, model: _Model, meta: dict[str, Any] | None, repo
     prog = _Progress()
     if meta is None:
         return prog, _Budget(run.cfg.minutes, 0.0)
-    model.optimizer.load_state_dict(meta["optimizer"])
-    if run.use_amp and meta.get("scaler"):
-        model.scaler.load_state_dict(meta["scaler"])
-    prog.epoch = int(meta["epoch"])
-    prog.step = int(meta["step"])
-    prog.best, prog.best_epoch = float(meta.get("best_miou", -1.0)), int(meta.get("best_epoch", 0))
-    prog.history = json.loads(meta.get("history", "[]"))
+    try:
+        model.optimizer.load_state_dict(meta["optimizer"])
+        if run.use_amp and meta.get("scaler"):
+            model.scaler.load_state_dict(meta["scaler"])
+        prog.epoch = int(meta["epoch"])
+        prog.step = int(meta["step"])
+        prog.best, prog.best_epoch = float(meta.get("best_miou", -1.0)), int(meta.get("best_epoch", 0))
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise RtsegError(f"{run.last_path}: its training state does not fit this run ({str(exc).splitlines()[0][:120]}); "
+                         "pass --overwrite to start over, or choose another --out") from None
+    prog.history = parse_json_text(meta.get("history", "[]"), f"the history in {run.last_path}")
+    if not isinstance(prog.history, list) or not all(isinstance(r, dict) for r in prog.history):
+        raise RtsegError(f"{run.last_path}: its training history is damaged; pass --overwrite to start over, or choose another --out")
     prog.final = prog.history[-1]["val"] if prog.history else None
     prog.train_time = float(meta.get("train_time_s", 0.0))
     prog.train_images = int(meta.get("train_images", 0))
@@ -814,8 +887,8 @@ def _summarize(run: _Run, model: _Model, prog: _Progress, budget: _Budget) -> di
         "input_hw": list(run.hw),
         "data": run.data_spec,
         "images": split_sizes(run.train_ds, run.val_ds),
-        "checkpoint": str(run.best_path),
-        "last": str(run.last_path),
+        "checkpoint": str(run.best_path) if run.best_path.exists() else None,  # no epoch improved on nothing: none written
+        "last": str(run.last_path) if run.last_path.exists() else None,
         "curve": str(run.out / "curve.png"),
         "ranks": ranks,
         "ranks_agree": len({r["weights"] for r in ranks}) == 1 and len({r["miou"] for r in ranks}) == 1,
@@ -907,10 +980,10 @@ def train_one_thread(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     run = Path(job["run"])
     if (run / "summary.json").exists():
-        return json.loads((run / "summary.json").read_text())
+        return read_json(run / "summary.json", "run summary")
     t0 = time.monotonic()
     fields = {k: v for k, v in job.items() if k not in ("run", "arch", "data", "input_hw", "isolated")}
-    cfg = TrainConfig(**{"workers": 0, "device": "cpu", "progress": False, **fields}, resume=(run / "last.pt").exists())
+    cfg = TrainConfig(**{"workers": 0, "device": "cpu", "progress": False, **fields}, resume=(run / "last.pt").exists() or (run / MARKER).exists())
     summary = train(Arch.from_dict(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run, reporter=SilentReporter())
     summary["wall_s"] = time.monotonic() - t0
     return summary

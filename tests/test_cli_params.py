@@ -81,6 +81,16 @@ def _number_bad(check: P.ParamCheck) -> dict[str, Value]:
     return bad
 
 
+def _device_bad(check: P.ParamCheck) -> dict[str, Value]:
+    """Misspelt and unsupported devices; and, where the GPU must be here when the command is parsed,
+    one that no machine running this suite has."""
+    bad: dict[str, Value] = {"bogus": lambda ws: "bogus", "upper-case": lambda ws: "CPU", "meta": lambda ws: "meta",
+                             "cuda-x": lambda ws: "cuda:x"}
+    if check.present:
+        bad["absent-gpu"] = lambda ws: "cuda:999"
+    return bad
+
+
 def _good(check: P.ParamCheck | None, annotation: Any) -> Value:
     """A value that passes, for the required parameters the case does not test."""
     if check is None:
@@ -128,7 +138,8 @@ def _cases() -> list[Any]:
         for param, check, _ in _params(cmd):
             if check is None:
                 continue
-            bad = _number_bad(check) if check.kind == "number" else _PATH_BAD[check.kind]
+            bad = (_number_bad(check) if check.kind == "number" else _device_bad(check) if check.kind == "device"
+                   else _PATH_BAD[check.kind])
             for klass, value in bad.items():
                 cases.append(pytest.param(path, param.name, value, id=f"{' '.join(path)} {P.option_name(param)} {klass}"))
     return cases

@@ -107,7 +107,7 @@ def test_a_spent_budget_skips_every_step_and_says_so(tmp_path):
 def test_a_failing_step_is_a_row_and_the_run_goes_on(tmp_path):
     out = tmp_path / "doc"
     (out / "lut.json").mkdir(parents=True)  # a folder where the LUT file must go: the profile step fails
-    state = run_doctor(RunConfig(out=out, minutes=1.0, input_hw=(32, 64)), say=lambda m: None, checks=collect())
+    state = run_doctor(RunConfig(out=out, minutes=1.0, input_hw=(32, 64), overwrite=True), say=lambda m: None, checks=collect())
     steps = {s["name"]: s for s in state["steps"]}
     assert steps["profile"]["status"] == "failed" and steps["profile"]["error"]
     assert steps["profile"]["where"].startswith("rtseg/")

@@ -18,7 +18,7 @@ from rtseg.export.parity import ParityGateError, compare
 from rtseg.export.pipeline import export_model
 from rtseg.export.profiles import ExportOptions
 from rtseg.backends.ort_session import make_session
-from rtseg.runtime.source import file_sha256
+from rtseg.io import file_sha256
 from rtseg.spaces import get_space, space_names
 
 HW = (64, 128)

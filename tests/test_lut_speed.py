@@ -53,7 +53,9 @@ def test_an_entry_measured_on_a_slower_machine_is_charged_at_the_typical_speed(s
         e["ref_ms"] = 1.0
     key = next(iter(doc["entries"]))
     measured = doc["entries"][key]["median_ms"]
-    slow = dict(doc, entries=dict(doc["entries"], **{key: dict(doc["entries"][key], median_ms=2 * measured, ref_ms=2.0)}))
+    e = doc["entries"][key]
+    slow = dict(doc, entries=dict(doc["entries"], **{key: dict(e, median_ms=2 * measured, p10_ms=2 * e["p10_ms"], p90_ms=2 * e["p90_ms"],
+                                                               ref_ms=2.0)}))
     path = tmp_path / "slow.json"
     path.write_text(json.dumps(slow))
     lut = load_lut(path)

@@ -178,7 +178,12 @@ def test_bad_settings_are_user_errors(runner: TinyTorchRunner, tmp_path: Path) -
 
 def test_meta_comes_from_the_model_not_from_constants() -> None:
     d = synthetic_info().to_dict()
-    d["mean"], d["std"], d["palette"] = [0.1, 0.2, 0.3], [0.5, 0.5, 0.5], [[1, 2, 3], [4, 5, 6]]
+    palette = [[i, 2 * i, 3 * i] for i in range(d["num_classes"])]
+    d["mean"], d["std"], d["palette"] = [0.1, 0.2, 0.3], [0.5, 0.5, 0.5], palette
     m = model_meta(TinyTorchRunner(extra={"metadata": {"data_info": d}}))
-    assert m.mean == (0.1, 0.2, 0.3) and m.std == (0.5, 0.5, 0.5) and m.palette == [[1, 2, 3], [4, 5, 6]]
+    assert m.mean == (0.1, 0.2, 0.3) and m.std == (0.5, 0.5, 0.5) and m.palette == palette
     assert m.input_hw == HW
+    # metadata that does not fit the model is refused, not drawn with: a palette short of the classes, a NaN mean
+    for key, value, why in (("palette", palette[:2], "2 colours for 10 classes"), ("mean", [float("nan"), 0.2, 0.3], "three finite")):
+        with pytest.raises(RtsegError, match=why):
+            model_meta(TinyTorchRunner(extra={"metadata": {"data_info": dict(d, **{key: value})}}))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -37,6 +38,40 @@ def parse_device(device: str) -> str:
     if d.startswith("cuda:") and d[5:].isdigit():
         return d
     raise RtsegError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+
+
+_DEVICE_NAME = re.compile(r"^(cpu|cuda|cuda:\d{1,3})$")
+
+
+def cuda_device_count() -> int | None:
+    """GPUs torch sees here; None when torch is not installed (a deploy install: the runner that
+    loads the model checks its own device then)."""
+    import importlib.util
+    import sys
+
+    if "torch" not in sys.modules and importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_device_name(device: str, name: str = "--device", present: bool = True) -> str:
+    """``device`` if it is spelt ``cpu``, ``cuda`` or ``cuda:N`` (exactly: ``CPU``, ``meta``, ``cuda:x``
+    are refused) and, with ``present``, a GPU asked for is one this machine has; else one
+    :class:`RtsegError` saying which devices there are."""
+    text = str(device)
+    if not _DEVICE_NAME.match(text):
+        hint = f"; did you mean {text.strip().lower()}?" if _DEVICE_NAME.match(text.strip().lower()) else ""
+        raise RtsegError(f"{name} {text!r} is not a device rtseg runs on: use cpu, cuda or cuda:N{hint}")
+    if present and text != "cpu":
+        count = cuda_device_count()
+        index = int(text[5:]) if ":" in text else 0
+        if count == 0:
+            raise RtsegError(f"{name} {text}: there is no CUDA GPU here (or this PyTorch was built without CUDA); use --device cpu")
+        if count is not None and index >= count:
+            raise RtsegError(f"{name} {text}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1})")
+    return text
 
 
 def cpu_model() -> str:

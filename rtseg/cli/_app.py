@@ -87,8 +87,26 @@ class _ErrorHandlingGroup(TyperGroup):
             with _one_line_errors():
                 return super().invoke(ctx)
         except KeyboardInterrupt:
-            Console(stderr=True).print("[yellow]interrupted[/]: results written so far are kept; re-run to resume")
+            command = " ".join([*ctx.command_path.split()[1:], ctx.invoked_subcommand or ""]).strip()
+            Console(stderr=True).print(f"[yellow]interrupted[/]: {interrupted_message(command)}", highlight=False)
             raise typer.Exit(130) from None
+
+
+#: How each command that can continue an interrupted run does it; every other command only keeps
+#: what it wrote (an interrupted ``predict`` or ``eval`` is run again from the start).
+RESUMES = {
+    "train": "re-run the same command with --resume to continue from the last finished epoch",
+    "search": "re-run the same command with --resume to continue",
+    "profile-ops": "re-run the same command to continue (the operators measured are kept in the LUT)",
+    "quickstart": "re-run the same command to continue (finished stages are skipped)",
+}
+
+
+def interrupted_message(command: str) -> str:
+    """What the line after Ctrl-C says for ``command`` (``"arch scale"``): it promises a resume only
+    where the command has one."""
+    how = RESUMES.get(command)
+    return f"results written so far are kept; {how}" if how else "files written so far are kept; this command does not resume, so a re-run starts over"
 
 
 #: Packages of the extras (pyproject.toml) that a command may import when it runs, and what installs them.

@@ -9,11 +9,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from rtseg.arch import load_arch
+from rtseg.arch import ARCH_FORMAT, load_arch
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, new_typer, print_json
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_write_json, parse_hw
+from rtseg.io import atomic_write_json, check_replaceable_file, parse_hw
 
 arch_app = new_typer(help="Create and inspect architectures (JSON genotypes).")
 app.add_typer(arch_app, name="arch")
@@ -27,10 +27,12 @@ def sample(
     classes: int = typer.Option(19, help="Number of classes.", callback=P.COUNT),
     head: str = typer.Option("classifier", help="Head: classifier or aggregation (ssr)."),
     out: Optional[Path] = typer.Option(None, help="Write the arch JSON here (default: stdout).", callback=P.output_file),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file that is not an arch JSON."),
 ) -> None:
     """Write a random valid arch of a space."""
     from rtseg.spaces import get_space, parse_space_options  # torch: imported per command so `rtseg` starts without it
 
+    check_replaceable_file(out, ARCH_FORMAT, "an arch JSON", overwrite)
     sp = get_space(space, parse_space_options(space_opt))
     if head not in sp.heads:
         raise RtsegError(f"head {head!r} is not available in space {space!r}; choose one of {', '.join(sp.heads)}")
@@ -65,6 +67,8 @@ def show(
         from rtseg.latency.lut import load_lut
 
         table = load_lut(lut)
+        for note in table.check_device(force=force):  # a LUT of another device or backend predicts another machine
+            console.print(f"[yellow]note:[/] {note}")
         pred = table.predict(a, h, w, force=force)
         summary.extra["predicted_latency_ms"] = pred.total_ms
         summary.extra["lut"] = str(lut)
@@ -121,12 +125,13 @@ def scale(
     input: str = typer.Option("128x256", "--input", help="Input size HxW.", callback=P.hw_size),
     classes: int = typer.Option(19, help="Number of classes.", callback=P.COUNT),
     backend: str = typer.Option("onnxruntime", help="Backend the latency is measured on: onnxruntime, torch or tensorrt."),
-    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
-    threads: Optional[int] = typer.Option(1, help="CPU threads for the measurement (1: honest on a shared CPU).", callback=P.COUNT),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N].", callback=P.device),
+    threads: Optional[int] = typer.Option(1, help="CPU threads for the measurement (1: honest on a shared CPU).", callback=P.THREADS),
     precision: str = typer.Option("fp32", help="fp32, or fp16 on a GPU."),
     clock: str = typer.Option("wall", help="wall, or thread (one CPU thread's time: steadier on a busy machine)."),
     tol: float = typer.Option(0.05, help="Acceptable distance from T, as a fraction of T.", callback=P.number(0, 1, lo_open=True)),
     out: Optional[Path] = typer.Option(None, help="Write the arch JSON here (default: stdout unless --json).", callback=P.output_file),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file that is not an arch JSON."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Write the member of a hand-designed family nearest a measured latency budget (or at given knobs)."""
@@ -135,6 +140,7 @@ def scale(
     from rtseg.spaces import get_space
     from rtseg.spaces.families import LatencyMeasure, get_family, parse_knobs, pick_nearest
 
+    check_replaceable_file(out, ARCH_FORMAT, "an arch JSON", overwrite)
     fam = get_family(family)
     fixed = parse_knobs(fix)
     hw = parse_hw(input, get_space(fam.space).size_divisor)

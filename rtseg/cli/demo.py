@@ -17,7 +17,7 @@ from rich.table import Table
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, print_json
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_write_json, parse_hw
+from rtseg.io import atomic_write_json, check_not_input, check_replaceable_file, parse_hw
 
 DEFAULT_SYNTHETIC_FRAMES = 300
 
@@ -93,7 +93,7 @@ def demo(
     model: str = typer.Option(..., "--model", "-m", help="Engine (.engine/.plan), ONNX file, checkpoint (.pt), arch JSON or built-in arch name."),
     source: str = typer.Option("synthetic", "--source", "-s", help="Webcam index (0, 1...), video file, rtsp:// or http:// URL, or synthetic[:HxW]."),
     backend: Optional[str] = typer.Option(None, help="Runner backend: torch, onnxruntime or tensorrt (default: from the model file)."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N.", callback=P.device),
     precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime)."),
     input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW (default: the model's, or 512x1024 for an arch or checkpoint without one).", callback=P.hw_size),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Open a window (default: when OpenCV has GUI support and a display)."),
@@ -101,7 +101,7 @@ def demo(
     frames: Optional[int] = typer.Option(None, "--frames", help=f"Stop after N frames (synthetic default {DEFAULT_SYNTHETIC_FRAMES}; files: all; webcam: until q or Ctrl-C).", callback=P.COUNT),
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the class colors in the blend, 0..1.", callback=P.between(0, 1)),
     fps_text: bool = typer.Option(True, "--fps-text/--no-fps-text", help="Draw the rolling inference and end-to-end FPS on the frames."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for the runner (default: the backend's).", callback=P.COUNT),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Intra-op threads for the runner (default: the backend's).", callback=P.THREADS),
     warmup: int = typer.Option(5, "--warmup", help="Untimed runner calls before the clock starts.", callback=P.NON_NEGATIVE),
     baseline: int = typer.Option(20, "--baseline", help="Time the runner alone this many times before the run (0: skip).", callback=P.NON_NEGATIVE),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic video.", callback=P.SEED),
@@ -113,7 +113,12 @@ def demo(
     from rtseg.video.cvutil import gui_unavailable_reason
     from rtseg.video.writer import CODECS
 
+    from rtseg.video.pipeline import RECORD_FORMAT
+
     input_hw = parse_hw(input) if input else None
+    check_not_input(save, [source, model], "--save")  # an overlay written over the video it is drawn from
+    check_not_input(record, [source, model, save], "--record")
+    check_replaceable_file(record, RECORD_FORMAT, "a demo record", name="--record")
     if save is not None and save.suffix.lower() not in CODECS:
         raise RtsegError(f"cannot write video {save}: unknown extension {save.suffix or '(none)'!r}; use one of {', '.join(CODECS)}")
     if show:

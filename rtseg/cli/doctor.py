@@ -58,10 +58,11 @@ def _steps_table(state: dict[str, Any]) -> Table:
 @app.command("doctor")
 def doctor(
     run: bool = typer.Option(False, "--run", help="Also run a short end-to-end check (profile, validate, export, bench, demo) and write doctor.json/doctor.md."),
-    out: Path = typer.Option(Path("rtseg-out/doctor"), "--out", help="Folder for --run's files.", callback=P.output_dir),
+    out: Path = typer.Option(Path("rtseg-out/doctor"), "--out", help="Folder for --run's files (an earlier doctor run there is replaced).", callback=P.output_dir),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Let --run write into a folder that holds something other than an earlier doctor run."),
     minutes: float = typer.Option(8.0, "--minutes", help="Time budget of --run; steps scale to it and are skipped once it is spent.", callback=P.POSITIVE),
     input: Optional[str] = typer.Option(None, "--input", help="Input size HxW for --run [default: 512x1024 on a GPU, 64x128 on a CPU].", callback=P.hw_size),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N for --run [default: the GPU when torch sees one]."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N for --run [default: the GPU when torch sees one].", callback=P.device),
     archs: Optional[int] = typer.Option(None, "--archs", help="Random ssr archs whose operators --run profiles and validates [default: 4 on a GPU, 2 on a CPU].", callback=P.COUNT),
     engines: Path = typer.Option(Path("engines"), "--engines", help="The engines/ folder to inspect.", callback=P.output_dir),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (the checks; with --run, the whole record)."),
@@ -86,7 +87,7 @@ def doctor(
     if not json_out:
         for t in _checks_tables(report):
             console.print(t)
-    cfg = RunConfig(out=out, minutes=minutes, device=device, input_hw=parse_hw(input) if input else None, archs=archs)
+    cfg = RunConfig(out=out, minutes=minutes, device=device, input_hw=parse_hw(input) if input else None, archs=archs, overwrite=overwrite)
     state = run_doctor(cfg, say=lambda m: console.print(f"[dim]{escape(m)}[/]", highlight=False), checks=report)
     if json_out:
         print_json(state)

@@ -41,7 +41,7 @@ def export(
     trt: Optional[bool] = typer.Option(None, "--trt/--no-trt", help="Also build a TensorRT engine (needs the trt extra and a GPU)."),
     fp16: Optional[bool] = typer.Option(None, "--fp16/--fp32", help="FP16 ONNX variant and FP16 engine (profile default: fp16)."),
     input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's, else 512x1024).", callback=P.hw_size),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size of the exported graph.", callback=P.COUNT),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size of the exported graph.", callback=P.BATCH),
     dynamic: Optional[bool] = typer.Option(None, "--dynamic/--static", help="Dynamic batch/H/W axes (and a TensorRT optimization profile)."),
     dynamic_min: Optional[str] = typer.Option(None, "--dynamic-min", help="Smallest HxW of the TensorRT profile (default: half the input).", callback=P.hw_size),
     dynamic_max: Optional[str] = typer.Option(None, "--dynamic-max", help="Largest HxW of the TensorRT profile (default: twice the input).", callback=P.hw_size),
@@ -50,9 +50,10 @@ def export(
     exporter: Optional[str] = typer.Option(None, "--exporter", help="torchscript (default) or dynamo; the other is the fallback."),
     simplify: Optional[bool] = typer.Option(None, "--simplify/--no-simplify", help="Simplify the ONNX with onnxslim (kept only if valid and equal)."),
     check: bool = typer.Option(True, "--check/--no-check", help="Fail the export when a parity gate fails (figures are always measured)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default engines/<device>/<model>/).", callback=P.output_dir),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default engines/<device>/<model>/); a previous export there is replaced once the new one is complete.", callback=P.output_dir),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write over files of an export's names in --out that no rtseg export wrote (refused without it)."),
     profile: str = typer.Option("default", "--profile", help="Export profile: a name from export/ or a profile JSON path."),
-    device: str = typer.Option("cuda", "--device", help="GPU the TensorRT engine is built for (cuda or cuda:N)."),
+    device: str = typer.Option("cuda", "--device", help="GPU the TensorRT engine is built for (cuda or cuda:N).", callback=P.gpu_device),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Export a model through ONNX (FP32 + FP16) to a TensorRT engine, with parity gates and a metadata sidecar."""
@@ -62,7 +63,7 @@ def export(
 
     opts = load_profile(profile).with_(
         trt=trt, fp16=fp16, batch=batch, dynamic=dynamic, opset=opset, workspace_gb=workspace_gb, exporter=exporter,
-        simplify=simplify, out_dir=out, device=device,
+        simplify=simplify, out_dir=out, device=device, overwrite=overwrite or None,
         input_hw=parse_hw(input) if input else None,
         dynamic_min_hw=parse_hw(dynamic_min) if dynamic_min else None,
         dynamic_max_hw=parse_hw(dynamic_max) if dynamic_max else None,
@@ -103,13 +104,13 @@ def bench(
     models: List[str] = typer.Argument(..., help="Models: checkpoints, arch JSONs, built-in names (baseline1, erfnet), ONNX files, engines."),
     backend: Optional[List[str]] = typer.Option(None, "--backend", help="torch, onnxruntime, tensorrt (repeatable; default: torch and onnxruntime, or the file's own)."),
     input: str = typer.Option("512x1024", "--input", help="Input size HxW.", callback=P.hw_size),
-    batch: int = typer.Option(1, "--batch", help="Batch size.", callback=P.COUNT),
+    batch: int = typer.Option(1, "--batch", help="Batch size.", callback=P.BATCH),
     warmup: int = typer.Option(10, "--warmup", help="Untimed calls before measuring.", callback=P.NON_NEGATIVE),
     iters: int = typer.Option(50, "--iters", help="Timed calls.", callback=P.COUNT),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.", callback=P.device),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: GPU torch, fp16 ONNX, FP16 engine)."),
     cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Replay the torch model as a CUDA graph (static shapes)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and ONNX Runtime (default: all cores).", callback=P.COUNT),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and ONNX Runtime (default: all cores).", callback=P.THREADS),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (results + measurement record)."),
 ) -> None:
     """Latency of models on backends under one protocol: mean, median, p90, p99 (ms) and FPS, side by side."""

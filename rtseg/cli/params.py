@@ -7,7 +7,8 @@ which the CLI prints as one ``error:`` line with exit code 2 (``rtseg/cli/_app.p
 
 How a command uses it (every option that takes a path or a number must use one of these; the
 parametrized test in ``tests/test_cli_params.py`` enumerates the app's commands and fails for an
-option that does not)::
+option that does not, and ``tests/test_hostile_inputs.py`` one whose ``--device``, ``--threads``,
+``--workers`` or ``--batch`` lacks the check of its kind)::
 
     from rtseg.cli import params as P
 
@@ -17,7 +18,9 @@ option that does not)::
         out: Path = typer.Option(Path("runs/predict"), callback=P.output_dir),  # creatable, writable, not a file
         record: Optional[Path] = typer.Option(None, callback=P.output_file),    # folder writable, not a folder itself
         input: str = typer.Option("512x1024", "--input", callback=P.hw_size),   # "HxW", each side 1..8192
-        batch: int = typer.Option(1, callback=P.COUNT),                         # >= 1
+        batch: int = typer.Option(1, callback=P.BATCH),                         # 1..MAX_BATCH
+        threads: Optional[int] = typer.Option(None, callback=P.THREADS),        # 1..this machine's cores
+        device: str = typer.Option("cpu", callback=P.device),                   # cpu, cuda, cuda:N (a GPU that is here)
         warmup: int = typer.Option(5, callback=P.NON_NEGATIVE),                 # >= 0
         seed: int = typer.Option(0, callback=P.SEED),                           # 0 <= x < 2**32
         budget_ms: float = typer.Option(8.0, callback=P.POSITIVE),              # finite and > 0
@@ -35,6 +38,7 @@ command, which calls :func:`rtseg.io.parse_hw` again with the divisor.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -54,19 +58,22 @@ class ParamCheck:
     """What a shared callback checks, attached to it as ``rtseg_check`` so tests (and ``--help``
     readers) can tell which options are covered and which bad values each must refuse."""
 
-    kind: str  # "output_dir", "output_file", "input_file", "number" or "hw_size"
+    kind: str  # "output_dir", "output_file", "input_file", "number", "hw_size" or "device"
     lo: Optional[float] = None
     hi: Optional[float] = None
     lo_open: bool = False  # lo itself excluded (a budget or a rate of 0 is meaningless)
+    why: str = ""  # what the bound is, e.g. "this machine's CPU cores"
+    present: bool = True  # device: a GPU asked for must be present when the command is parsed
 
     def describe(self) -> str:
         """The accepted range in words, e.g. ``greater than 0`` or ``between 0 and 1``."""
+        why = f" ({self.why})" if self.why else ""
         if self.lo is not None and self.hi is not None:
-            return f"between {_num(self.lo)} and {_num(self.hi)}"
+            return f"between {_num(self.lo)} and {_num(self.hi)}{why}"
         if self.lo is not None:
             return f"greater than {_num(self.lo)}" if self.lo_open else f"at least {_num(self.lo)}"
         if self.hi is not None:
-            return f"at most {_num(self.hi)}"
+            return f"at most {_num(self.hi)}{why}"
         return "any finite number"
 
 
@@ -94,10 +101,10 @@ def _tag(check: ParamCheck) -> Callable[[Callable[..., Any]], Callable[..., Any]
 # --- numbers ------------------------------------------------------------------------------------
 
 
-def number(lo: Optional[float] = None, hi: Optional[float] = None, *, lo_open: bool = False) -> Callable[..., Any]:
+def number(lo: Optional[float] = None, hi: Optional[float] = None, *, lo_open: bool = False, why: str = "") -> Callable[..., Any]:
     """A callback refusing NaN, +-inf and values outside ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``);
-    the message names the option and the range."""
-    check = ParamCheck("number", lo, hi, lo_open)
+    the message names the option and the range (and ``why``, what the upper bound is)."""
+    check = ParamCheck("number", lo, hi, lo_open, why)
 
     @_tag(check)
     def callback(param: typer.CallbackParam, value: Any) -> Any:
@@ -139,6 +146,26 @@ COUNT = at_least(1)
 SEED = between(0, 2**32 - 1)
 
 
+def machine_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; all cores where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+#: Largest batch any command accepts: beyond it one input tensor alone runs to gigabytes at the
+#: smallest useful sizes, so a larger value is a typo; commands that know the input size also check
+#: the batch against the machine's memory (:func:`rtseg.io.check_batch_memory`).
+MAX_BATCH = 1024
+#: Thread counts: more threads than cores only oversubscribes the CPU (a load in the thousands).
+THREADS = number(1, machine_cores(), why="this machine's CPU cores")
+#: Data-loading processes: each is a process of its own; more than the cores only competes for them.
+WORKERS = number(0, machine_cores(), why="this machine's CPU cores")
+#: Images per step or call.
+BATCH = number(1, MAX_BATCH, why="a larger batch would not fit in memory at any useful input size")
+
+
 # --- sizes --------------------------------------------------------------------------------------
 
 
@@ -155,6 +182,28 @@ def hw_size(param: typer.CallbackParam, value: Optional[str]) -> Optional[str]:
     if h > MAX_SIDE or w > MAX_SIDE:
         raise RtsegError(f"{name} {h}x{w} is too large: each side must be at most {MAX_SIDE}")
     return f"{h}x{w}"
+
+
+# --- devices ------------------------------------------------------------------------------------
+
+def _device_check(present: bool) -> Callable[..., Any]:
+    @_tag(ParamCheck("device", present=present))
+    def callback(param: typer.CallbackParam, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        from rtseg.backends.device import check_device_name
+
+        return check_device_name(value, option_name(param), present=present)
+
+    return callback
+
+
+#: ``cpu``, ``cuda`` or ``cuda:N``, spelt so (``CPU``, ``meta``, ``cuda:x`` refused), and a GPU only
+#: when this machine has that GPU.
+device = _device_check(present=True)
+#: The same spelling, for a GPU a file is built for (``export --device``, used with ``--trt`` only):
+#: whether it is here is checked when the build starts.
+gpu_device = _device_check(present=False)
 
 
 # --- paths --------------------------------------------------------------------------------------
@@ -179,6 +228,7 @@ def input_file(param: typer.CallbackParam, value: Optional[Path]) -> Optional[Pa
 
 
 __all__ = [
+    "BATCH", "MAX_BATCH", "THREADS", "WORKERS", "device", "gpu_device", "machine_cores",
     "COUNT", "MAX_SIDE", "NON_NEGATIVE", "POSITIVE", "SEED", "ParamCheck", "at_least", "between", "greater_than",
     "hw_size", "input_file", "number", "option_name", "output_dir", "output_file",
 ]

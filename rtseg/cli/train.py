@@ -35,16 +35,17 @@ def train_cmd(
     data: str = typer.Option("synthetic", "--data", help=_DATA_HELP),
     input: str = typer.Option(..., "--input", help="Training input size HxW (e.g. 512x1024).", callback=P.hw_size),
     epochs: int = typer.Option(50, help="Epochs (an upper bound when --minutes is given).", callback=P.COUNT),
-    batch: int = typer.Option(8, help="Images per step per process.", callback=P.COUNT),
+    batch: int = typer.Option(8, help="Images per step per process.", callback=P.BATCH),
     lr: Optional[float] = typer.Option(None, help="Base learning rate (default: adam 2e-3, sgd 1e-2), poly-decayed.", callback=P.POSITIVE),
     optimizer: str = typer.Option("adam", help="adam or sgd."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (CUDA only; ignored with a note on CPU)."),
     ohem: bool = typer.Option(False, "--ohem", help="Online hard example mining loss (p < 0.7, at least 1/16 of the pixels)."),
     minutes: Optional[float] = typer.Option(None, help="Wall-clock budget in minutes; the poly schedule is fitted to it.", callback=P.POSITIVE),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt (refused if any setting but --epochs, --minutes, --workers or --device differs)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run --out holds (a finished, interrupted or foreign one); without it such a folder is refused."),
     out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (config, metrics, checkpoints, curve).", callback=P.output_dir),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
-    workers: Optional[int] = typer.Option(None, help="Data-loading processes (default: CPU cores - 1, at most 8).", callback=P.NON_NEGATIVE),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available).", callback=P.device),
+    workers: Optional[int] = typer.Option(None, help="Data-loading processes (default: CPU cores - 1, at most 8).", callback=P.WORKERS),
     seed: int = typer.Option(0, help="Seed of weights init, shuffling and augmentation.", callback=P.SEED),
     train_len: Optional[int] = typer.Option(None, help="synthetic: training scenes [default: 2000]; cityscapes/camvid: train on the first N images only [default: all].", callback=P.COUNT),
     val_len: Optional[int] = typer.Option(None, help="synthetic: validation scenes [default: 200]; cityscapes/camvid: validate on the first N images only [default: all].", callback=P.COUNT),
@@ -65,7 +66,7 @@ def train_cmd(
     hw = parse_hw(input, get_space(a.space).size_divisor)
     cfg = TrainConfig(
         epochs=epochs, batch=batch, lr=lr, optimizer=optimizer, amp=amp, ohem=ohem, workers=workers, seed=seed,
-        device=device, minutes=minutes, train_len=train_len, val_len=val_len, resume=resume,
+        device=device, minutes=minutes, train_len=train_len, val_len=val_len, resume=resume, overwrite=overwrite,
     )
     main = True
     try:
@@ -96,7 +97,9 @@ def train_cmd(
     im = summary["images"]
     console.print(f"data {summary['data']}: " + " / ".join(f"{im[k]}" + (f" of {im[k + '_available']}" if k + "_available" in im else "") + f" {k}"
                                                          for k in ("train", "val")) + " images", highlight=False)
-    console.print(f"run folder {summary['run']}: best.pt, last.pt, curve.png, metrics/", highlight=False)
+    files = [name for name, key in (("best.pt", "checkpoint"), ("last.pt", "last")) if summary.get(key)]
+    console.print(f"run folder {summary['run']}: {', '.join(files + ['curve.png', 'metrics/']) if files else 'no epoch finished, no checkpoint written'}",
+                  highlight=False)
 
 
 @app.command("eval")
@@ -105,9 +108,9 @@ def eval_cmd(
     data: str = typer.Option("synthetic", "--data", help=_DATA_HELP),
     input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's training size).", callback=P.hw_size),
     split: str = typer.Option("val", help="Split to score (train, val; camvid also test)."),
-    batch: int = typer.Option(4, help="Images per batch.", callback=P.COUNT),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available)."),
-    workers: Optional[int] = typer.Option(None, help="Data-loading processes.", callback=P.NON_NEGATIVE),
+    batch: int = typer.Option(4, help="Images per batch.", callback=P.BATCH),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if available).", callback=P.device),
+    workers: Optional[int] = typer.Option(None, help="Data-loading processes.", callback=P.WORKERS),
     val_len: Optional[int] = typer.Option(None, help="synthetic: number of scenes (default 200); files: first N.", callback=P.COUNT),
     native: bool = typer.Option(False, "--native", help="Score at the labels' original resolution (logits upsampled)."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision inference (CUDA only)."),

@@ -14,6 +14,7 @@ scale), laid out as float32 CHW. OpenCV reads BGR, so file loaders convert to RG
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import cv2
@@ -132,8 +133,25 @@ def read_label(path: str) -> np.ndarray:
     if lab.ndim != 2:
         raise RtsegError(f"label map {path} has {lab.shape[2]} channels; expected a single-channel PNG of class ids (not a colour image)")
     if lab.dtype != np.uint8:
-        lab = np.clip(lab, 0, 255).astype(np.uint8)
+        top = int(lab.max()) if lab.size else 0
+        if top > 255 or (lab.size and int(lab.min()) < 0):
+            raise RtsegError(f"label map {path} holds class id {top if top > 255 else int(lab.min())}, outside 0..255; "
+                             "expected an 8-bit PNG of class ids")
+        lab = lab.astype(np.uint8)
     return lab
+
+
+def map_label_ids(lab: np.ndarray, to_train: np.ndarray, defined: np.ndarray, path: str | Path, dataset: str, ids: str) -> np.ndarray:
+    """Train ids of a label map through the dataset's table ``to_train`` (256 entries), refusing an id
+    the dataset does not define (``defined[id]`` false) with the file's name: an undefined id mapped
+    to "ignored" would silently train on nothing (loss 0, mIoU NaN) and mapped to a class would train
+    on wrong labels."""
+    bad = ~defined[lab]
+    if bad.any():
+        values = ", ".join(str(int(v)) for v in np.unique(lab[bad])[:5])
+        raise RtsegError(f"label map {path} holds class id(s) {values}, which {dataset} does not define ({ids}); "
+                         "convert the labels to the dataset's ids first")
+    return to_train[lab]
 
 
 class PairDataset:

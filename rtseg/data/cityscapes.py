@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtseg.data.base import DatasetInfo, PairDataset, read_label, read_rgb
+from rtseg.data.base import DatasetInfo, PairDataset, map_label_ids, read_label, read_rgb
 from rtseg.errors import RtsegError
 
 # (name, id, trainId, color) from cityscapesscripts/helpers/labels.py
@@ -64,6 +64,12 @@ ID_TO_TRAINID = np.full(256, 255, np.uint8)
 for _name, _id, _tid, _c in LABELS:
     if 0 <= _id < 256 and 0 <= _tid < 255:
         ID_TO_TRAINID[_id] = _tid
+
+#: the labelIds a Cityscapes label map may hold (0..33 in the official table)
+DEFINED_IDS = np.zeros(256, bool)
+for _name, _id, _tid, _c in LABELS:
+    if 0 <= _id < 256:
+        DEFINED_IDS[_id] = True
 
 _TRAIN = sorted((tid, name, color) for name, _id, tid, color in LABELS if 0 <= tid < 255)
 CLASS_NAMES = [name for _, name, _ in _TRAIN]
@@ -118,4 +124,4 @@ class CityscapesDataset(PairDataset):
         lab = read_label(str(lab_path))
         if lab.shape != rgb.shape[:2]:
             raise RtsegError(f"label map {lab_path} is {lab.shape[1]}x{lab.shape[0]} but its image is {rgb.shape[1]}x{rgb.shape[0]}")
-        return rgb, ID_TO_TRAINID[lab]
+        return rgb, map_label_ids(lab, ID_TO_TRAINID, DEFINED_IDS, lab_path, "Cityscapes", "labelIds 0..33")

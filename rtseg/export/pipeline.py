@@ -1,6 +1,11 @@
 """``rtseg export``: checkpoint or arch -> ONNX (FP32, FP16) -> TensorRT engine, gated by parity.
 
-Stages, each written atomically and recorded in the sidecar as it completes:
+Stages, each recorded in the sidecar as it completes, all written into a staging folder inside the
+output folder: the previous export there stays whole until the new one is complete (its files are
+then moved in, the sidecar last), and an export that fails or is killed leaves it untouched. The
+output folder is locked while the export writes (a second ``rtseg export`` into it is refused), and
+files there that no rtseg export wrote (a ``model.json`` that is not a sidecar, a model without one)
+are refused unless ``overwrite``.
 
 1. build the PyTorch model (checkpoint weights, or seeded random weights for an untrained arch);
 2. export the FP32 ONNX (:func:`rtseg.backends.onnx_export.export_onnx_info`: TorchScript, dynamo fallback),
@@ -19,6 +24,8 @@ but still measures and records the figures.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +42,13 @@ from rtseg.backends.onnx_export import export_onnx_info, fp32_op_block_list, sim
 from rtseg.backends.onnx_fp16 import convert_fp16
 from rtseg.backends.ort import OrtRunner
 from rtseg.errors import RtsegError
-from rtseg.backends.metadata import new_metadata, write_metadata
+from rtseg.backends.metadata import check_metadata, new_metadata, write_metadata
 from rtseg.export.parity import GATES, ParityGateError, ParityReport, activation_peak, compare, describe_failure, parity_inputs
 from rtseg.export.profiles import ExportOptions
-from rtseg.io import check_output_dir, parse_hw, slugify
+from rtseg.io import check_batch_memory, check_not_input, check_output_dir, file_sha256, parse_hw, read_json, slugify
+from rtseg.rundir import LOCK, FileLock, acquire_lock, check_folder_path
 from rtseg.reporting import Reporter, SilentReporter
-from rtseg.runtime.source import ModelSource, build_module, file_sha256, resolve_model, size_divisor
+from rtseg.runtime.source import ModelSource, build_module, resolve_model, size_divisor
 
 Stage = Callable[[str], None]
 
@@ -138,6 +146,9 @@ class _Export:
     reference: list[Any] = field(default_factory=list)
     ort32: Any = None
     t0: float = field(default_factory=time.perf_counter)
+    final_dir: Path = Path(".")  # where the export goes once complete
+    staging: Path = Path(".")  # where it is written until then (res.out_dir, until published)
+    lock: FileLock | None = None
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -160,7 +171,7 @@ class _Export:
         self.meta["parity"][key] = rep.to_dict()
         write_metadata(self.res.metadata_path, self.meta)  # type: ignore[arg-type]
         if self.opts.check and not rep.passed:
-            raise ParityGateError(describe_failure(rep) + (f"; files kept in {self.res.out_dir} for inspection"), self.res.parity)
+            raise ParityGateError(describe_failure(rep), self.res.parity)
 
 
 def export_model(model: str | Path, opts: ExportOptions | None = None, stage: Stage | None = None,
@@ -174,13 +185,21 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
     opts = opts or ExportOptions()
     _check_flags(opts)
     ex = _load(model, opts, reporter or SilentReporter(), stage or (lambda s: None))
-    _export_fp32(ex)
-    _parity_fp32(ex)
-    if opts.fp16:
-        _export_fp16(ex)
-    if opts.trt:  # pragma: no cover - needs TensorRT and a GPU
-        _build_engine(ex)
-    return _finish(ex)
+    try:
+        _export_fp32(ex)
+        _parity_fp32(ex)
+        if opts.fp16:
+            _export_fp16(ex)
+        if opts.trt:  # pragma: no cover - needs TensorRT and a GPU
+            _build_engine(ex)
+        return _finish(ex)
+    except ParityGateError as exc:
+        where = _keep_failed(ex)
+        raise ParityGateError(f"{exc}; files kept in {where} for inspection", exc.reports) from None
+    finally:
+        shutil.rmtree(ex.staging, ignore_errors=True)  # empty once published; a failed or killed export's files
+        if ex.lock is not None:
+            ex.lock.release()
 
 
 def _check_flags(opts: ExportOptions) -> None:
@@ -203,21 +222,82 @@ def _load(model: str | Path, opts: ExportOptions, reporter: Reporter, say: Stage
         raise RtsegError(f"{src.ref} is already an exported {src.kind} file; export takes a checkpoint (.pt), an arch JSON or a built-in arch name")
     div = size_divisor(src)
     h, w = parse_hw(opts.input_hw or src.input_hw or (512, 1024), div)
+    check_batch_memory(opts.batch, h, w, src.num_classes)
     module = build_module(src)
-    out_dir = check_output_dir(Path(opts.out_dir) if opts.out_dir else default_out_dir(src.name, opts.device if opts.trt else "cpu"),
-                               "export folder")
+    out_dir = check_output_dir(check_folder_path(Path(opts.out_dir) if opts.out_dir else default_out_dir(src.name, opts.device if opts.trt else "cpu"),
+                                                 "export folder"), "export folder")
+    for name in EXPORT_FILES:
+        check_not_input(out_dir / name, [src.path], "export file")
     out_dir.mkdir(parents=True, exist_ok=True)
-    artifacts = [b.artifact for b in TABLE.values() if b.artifact]
-    for stale in ("model.json", "model.fp16.onnx", *artifacts):  # so the sidecar describes every file
-        (out_dir / stale).unlink(missing_ok=True)
-    res = ExportResult(out_dir=out_dir, name=src.name)
+    lock = acquire_lock(out_dir / LOCK, f"export folder {out_dir}")
+    try:
+        _check_replaceable(out_dir, opts.overwrite)
+        staging = Path(tempfile.mkdtemp(prefix=".export-partial-", dir=out_dir))
+    except BaseException:
+        lock.release()
+        raise
+    res = ExportResult(out_dir=staging, name=src.name)
     if opts.trt:
         note = deploy_note(src.arch, "tensorrt", opts.device)
         if note:
             res.notes.append(note)
-    ex = _Export(opts, src, module, h, w, div, res, reporter, say)
+    ex = _Export(opts, src, module, h, w, div, res, reporter, say, final_dir=out_dir, staging=staging, lock=lock)
     ex.lap("load")
     return ex
+
+
+#: Every file an export writes into its folder, the sidecar first.
+EXPORT_FILES = tuple(dict.fromkeys(("model.json", "model.onnx", "model.fp16.onnx", *[str(b.artifact) for b in TABLE.values() if b.artifact])))
+
+
+def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
+    """Refuse (unless ``overwrite``) an export folder whose files of an export's names were not
+    written by an rtseg export: a ``model.json`` that is no sidecar, or a model without its sidecar."""
+    if overwrite:
+        return
+    side = out_dir / "model.json"
+    present = [n for n in EXPORT_FILES[1:] if (out_dir / n).exists()]
+    why = None
+    if side.exists():
+        try:
+            check_metadata(read_json(side, "export sidecar"), str(side))
+        except RtsegError as exc:
+            why = f"its model.json is not an export sidecar ({exc})"
+    elif present:
+        why = f"{', '.join(present)} there has no sidecar (model.json), so no rtseg export wrote it"
+    if why:
+        raise RtsegError(f"export folder {out_dir} holds files of an export's names that rtseg did not write: {why}; "
+                         "choose another --out, or pass --overwrite to replace them")
+
+
+def _publish(ex: _Export, into: Path) -> None:
+    """Move the staged files into ``into``: the old sidecar first goes (so no sidecar ever describes
+    files it does not describe), then the models replace theirs (each rename atomic), files of the
+    old export this one did not write go, and the new sidecar comes last."""
+    staging, res = ex.staging, ex.res
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "model.json").unlink(missing_ok=True)
+    written = {p.name for p in staging.iterdir()}
+    for name in EXPORT_FILES[1:]:
+        if name in written:
+            os.replace(staging / name, into / name)
+        else:
+            (into / name).unlink(missing_ok=True)
+    if "model.json" in written:
+        os.replace(staging / "model.json", into / "model.json")
+    for attr in ("onnx", "onnx_fp16", "engine", "metadata_path"):
+        path = getattr(res, attr)
+        if path is not None:
+            setattr(res, attr, into / Path(path).name)
+    res.out_dir = into
+
+
+def _keep_failed(ex: _Export) -> Path:
+    """Where the files of an export that failed a gate are kept for inspection: the export folder
+    when it held no export, else ``failed/`` inside it (the previous export stays whole)."""
+    had_export = (ex.final_dir / "model.json").exists()
+    _publish(ex, ex.final_dir / "failed" if had_export else ex.final_dir)
+    return ex.res.out_dir
 
 
 def _export_fp32(ex: _Export) -> None:
@@ -307,7 +387,7 @@ def _build_engine(ex: _Export) -> None:  # pragma: no cover - needs TensorRT and
     spec = get_backend("tensorrt")
     ex.step("building the TensorRT engine")
     engine_path = res.out_dir / str(spec.artifact)
-    cache = (res.out_dir.parent if opts.out_dir is None else res.out_dir) / "timing.cache"
+    cache = (ex.final_dir.parent if opts.out_dir is None else ex.final_dir) / "timing.cache"
     dynamic = None
     if opts.dynamic:
         mn = opts.dynamic_min_hw or (max(div, h // 2 // div * div), max(div, w // 2 // div * div))
@@ -349,6 +429,7 @@ def _finish(ex: _Export) -> ExportResult:
     meta["export"]["notes"] = res.notes
     write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
     _share(res.onnx, res.onnx_fp16, res.engine, res.metadata_path)
+    _publish(ex, ex.final_dir)
     return res
 
 

@@ -42,6 +42,7 @@ class ExportOptions:
     simplify: bool = True
     check: bool = True
     out_dir: Path | None = None
+    overwrite: bool = False  # write over files in out_dir that no rtseg export wrote
     device: str = "cuda"  # the GPU TensorRT builds for
     profile: str = "default"
 

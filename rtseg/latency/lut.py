@@ -81,16 +81,91 @@ class Prediction:
                 "per_op": [{"op": s.short(), "key": s.key, "ms": ms} for s, ms in self.per_op]}
 
 
-def _check_stats(where: str, e: Any) -> None:
+#: Largest time a LUT may record for one operator or network (ms): a hundred seconds; beyond it the
+#: number is damaged, and a sum of such numbers overflows to inf and NaN.
+MAX_ENTRY_MS = 1e5
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _is_int(v: Any, lo: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _check_stats(where: str, e: Any, whole_network: bool = False) -> None:
+    """A measured timing: median, p10 and p90 finite, ordered and at most :data:`MAX_ENTRY_MS`, and
+    ``n`` a positive count. The median must be positive, except for a layer costed inside a stack
+    of itself minus a stack of identities (the network method), whose time can come out slightly
+    below zero from noise, but never below minus its share of the identities it was measured with."""
     if not isinstance(e, dict):
         raise RtsegError(f"{where} must be an object with median_ms, p10_ms, p90_ms and n")
     for k in ("median_ms", "p10_ms", "p90_ms", "n"):
         v = e.get(k)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(float(v)):
-            raise RtsegError(f"{where} lacks a numeric {k!r}")
+        if not _is_number(v):
+            raise RtsegError(f"{where} lacks a numeric {k!r}" if not isinstance(v, (int, float)) or isinstance(v, bool)
+                             else f"{where}: {k!r} is {v}, not a finite number")
+        if k != "n" and abs(float(v)) > MAX_ENTRY_MS:
+            raise RtsegError(f"{where}: {k!r} is {v} ms, beyond any operator's time (at most {MAX_ENTRY_MS:g} ms); the LUT is damaged: re-run rtseg profile-ops")
+    if not _is_int(e["n"]):
+        raise RtsegError(f"{where}: 'n' (timings taken) must be a positive integer, got {e['n']!r}")
+    med, lo, hi = float(e["median_ms"]), float(e["p10_ms"]), float(e["p90_ms"])
+    if not lo <= med <= hi:
+        raise RtsegError(f"{where}: p10 {lo:g} <= median {med:g} <= p90 {hi:g} ms does not hold; the LUT is damaged: re-run rtseg profile-ops")
+    floor = 0.0
+    if not whole_network and e.get("method") == "network" and _is_number(e.get("identity_ms")) and _is_int(e.get("stack")):
+        floor = -float(e["identity_ms"]) / int(e["stack"])
+    if med <= floor and not (med == 0.0 and floor == 0.0 and not whole_network):
+        raise RtsegError(f"{where}: median {med:g} ms is not a measured latency (it must be positive); the LUT is damaged: re-run rtseg profile-ops")
     ref = e.get("ref_ms")
-    if ref is not None and (not isinstance(ref, (int, float)) or isinstance(ref, bool) or not math.isfinite(float(ref)) or float(ref) <= 0):
+    if ref is not None and (not _is_number(ref) or float(ref) <= 0 or float(ref) > MAX_ENTRY_MS):
         raise RtsegError(f"{where}: 'ref_ms' (the speed reference's time) must be a positive number")
+
+
+#: Typed fields of a LUT's provenance: (key, accepted types, required).
+_PROVENANCE_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("device", (dict,), True), ("backend", (str,), True), ("precision", (str,), True), ("method", (str,), True),
+    ("batch", (int,), True), ("input", (list,), True), ("threads", (int, type(None)), False), ("clock", (str,), False),
+    ("device_arg", (str, type(None)), False), ("backend_version", (str, type(None)), False), ("warmup", (int,), False),
+    ("repeats", (int,), False), ("runs", (int,), False), ("profiling_s", (int, float), False), ("stack", (int, type(None)), False),
+    ("backend_settings", (dict, type(None)), False), ("recheck", (dict, type(None)), False),
+)
+
+
+def _check_header(doc: dict[str, Any], source: str) -> None:
+    """Every header field rtseg reads has its type (a string ``device`` or a string ``skeletons``
+    would otherwise fail deep inside as an AttributeError)."""
+    for key, typ in (("space", str), ("num_classes", int), ("heads", list), ("provenance", dict), ("entries", dict)):
+        if not isinstance(doc.get(key), typ) or isinstance(doc.get(key), bool):
+            raise RtsegError(f"{source}: LUT field {key!r} is missing or not a {typ.__name__}")
+    if doc["num_classes"] < 1 or not doc["heads"] or not all(isinstance(h, str) and h for h in doc["heads"]):
+        raise RtsegError(f"{source}: LUT fields 'num_classes' (at least 1) and 'heads' (a non-empty list of names) are damaged")
+    for key, typ in (("skeletons", dict), ("probes", dict), ("space_options", dict), ("complete", bool), ("calibration_rejected", dict)):
+        if doc.get(key) is not None and not isinstance(doc[key], typ):
+            raise RtsegError(f"{source}: LUT field {key!r} must be a {typ.__name__}, got {type(doc[key]).__name__}")
+    probes = doc.get("probes")
+    if probes is not None and not (isinstance(probes.get("samples", []), list) and isinstance(probes.get("op", ""), str)):
+        raise RtsegError(f"{source}: LUT field 'probes' must hold an 'op' name and a list of 'samples'")
+    prov = doc["provenance"]
+    for key, types, required in _PROVENANCE_FIELDS:
+        if key not in prov:
+            if required:
+                raise RtsegError(f"{source}: LUT provenance lacks {key!r}")
+            continue
+        v = prov[key]
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise RtsegError(f"{source}: LUT provenance.{key} must be {names}, got {type(v).__name__}")
+    for key in ("name", "kind", "arg", "slug"):
+        if prov["device"].get(key) is not None and not isinstance(prov["device"][key], str):
+            raise RtsegError(f"{source}: LUT provenance.device.{key} must be a string")
+    for key in ("batch", "threads", "warmup", "repeats", "runs"):
+        if isinstance(prov.get(key), int) and not _is_int(prov[key], 0 if key == "warmup" else 1):
+            raise RtsegError(f"{source}: LUT provenance.{key} must be a positive integer, got {prov[key]!r}")
+    inp = prov["input"]
+    if not (len(inp) == 2 and all(_is_int(v) for v in inp)):
+        raise RtsegError(f"{source}: LUT provenance.input must be [H, W]")
 
 
 def validate_doc(doc: Any, source: str) -> None:
@@ -102,26 +177,17 @@ def validate_doc(doc: Any, source: str) -> None:
     ver = doc.get("schema_version")
     if ver != LUT_SCHEMA_VERSION:
         raise RtsegError(f"{source}: LUT schema_version {ver!r} is not supported by this rtseg (expects {LUT_SCHEMA_VERSION}); re-run rtseg profile-ops")
-    for key, typ in (("space", str), ("num_classes", int), ("heads", list), ("provenance", dict), ("entries", dict)):
-        if not isinstance(doc.get(key), typ):
-            raise RtsegError(f"{source}: LUT field {key!r} is missing or not a {typ.__name__}")
-    prov = doc["provenance"]
-    for key in ("device", "backend", "precision", "batch", "input", "method"):
-        if key not in prov:
-            raise RtsegError(f"{source}: LUT provenance lacks {key!r}")
-    inp = prov["input"]
-    if not (isinstance(inp, list) and len(inp) == 2 and all(isinstance(v, int) for v in inp)):
-        raise RtsegError(f"{source}: LUT provenance.input must be [H, W]")
+    _check_header(doc, source)
     for k, e in doc["entries"].items():
         _check_stats(f"{source}: entry {k[:80]}", e)
     for head, sk in (doc.get("skeletons") or {}).items():
-        _check_stats(f"{source}: skeleton {head!r}", sk)
-        if not isinstance(sk.get("fixed"), list):
+        _check_stats(f"{source}: skeleton {head!r}", sk, whole_network=True)
+        if not isinstance(sk.get("fixed"), list) or not all(isinstance(k, str) for k in sk["fixed"]):
             raise RtsegError(f"{source}: skeleton {head!r} lacks its list of fixed operators")
     cal = doc.get("calibration")
     if cal is not None:
         scale = cal.get("scale") if isinstance(cal, dict) else None
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(float(scale)) or float(scale) <= 0:
+        if not _is_number(scale) or not 0 < float(scale) < 100:
             raise RtsegError(f"{source}: LUT calibration must be an object with a positive numeric 'scale'")
 
 
@@ -289,6 +355,9 @@ class LUT:
         sigs = get_space(arch.space).signatures(arch, h, w)
         per_op = [(s, self.cost(s)) for s in sigs]
         total = sum(ms for _, ms in per_op) + self._constant
+        if not (math.isfinite(total) and total > 0):
+            raise RtsegError(f"LUT {self.name} predicts {total:g} ms for {arch.name or 'this arch'}, which no network takes; its entries "
+                             "are damaged: re-run rtseg profile-ops")
         return Prediction(total_ms=total, per_op=per_op, constant_ms=self._constant)
 
     def check_fits(self, *, space: str | None = None, space_options: dict[str, Any] | None = None,

@@ -42,12 +42,13 @@ from rtseg.backends.timers import OpTimer, input_bytes, make_timer
 from rtseg.backends.timing import TimingStats
 from rtseg.backends.trt_batch import plan_chunks
 from rtseg.errors import RtsegError
-from rtseg.io import check_output_file, parse_hw
+from rtseg.io import check_batch_memory, check_output_file, parse_hw
 from rtseg.latency.calibrate import DEFAULT_CALIBRATION_ARCHS, calibrate, is_sane
 from rtseg.latency.lut import LUT, load_lut, new_lut
 from rtseg.latency.speed import SpeedReference, measure_probe
 from rtseg.ops import Op, OpSignature, OpSpec, build_op, op_class
 from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
+from rtseg.rundir import FileLock, lock_file
 from rtseg.spaces import get_space, space_slug
 
 METHODS = ("network", "isolated")
@@ -428,6 +429,7 @@ class _Run:
     last_flush: float = 0.0
     last_probe: float = -1e9
     ident: _IdentityCache = field(default_factory=_IdentityCache)
+    lock: FileLock | None = None  # held on the LUT file while this run writes it
     bar: TaskBar = field(default_factory=TaskBar)
 
     def flush(self) -> None:
@@ -556,7 +558,11 @@ def profile_ops(
     finally:
         if run.speed is not None:
             run.speed.close()
-        run.flush()
+        try:
+            run.flush()
+        finally:
+            if run.lock is not None:
+                run.lock.release()
     lut.refresh()
     return run.out
 
@@ -587,6 +593,7 @@ def _setup(space_name: str, h: int, w: int, backend: str, device: str, precision
     space = get_space(space_name, space_options)
     space_options = space.options()
     h, w = parse_hw((h, w), space.size_divisor)
+    check_batch_memory(batch, h, w, num_classes)
     heads = list(heads or space.heads)
     for hd in heads:
         if hd not in space.heads:
@@ -611,9 +618,14 @@ def _setup(space_name: str, h: int, w: int, backend: str, device: str, precision
     prov = run_provenance(space_name, num_classes, heads, info, timer, h, w, batch, s.warmup, s.repeats, s.method, s.min_time_s, s.rotation,
                           s.stack, speed)
     prov["entries_per_batch"] = group
-    lut = _open_or_create(out, space_name, num_classes, heads, prov, force, space_options)
+    lock = lock_file(out, "LUT")  # a second profile-ops into this LUT is refused, not interleaved
+    try:
+        lut = _open_or_create(out, space_name, num_classes, heads, prov, force, space_options)
+    except BaseException:
+        lock.release()
+        raise
     return _Run(space, space_name, heads, info, timer, plan, all_sigs, signatures is not None, probe, speed, out, group, lut, s, flush_s,
-                reporter, on_entry)
+                reporter, on_entry, lock=lock)
 
 
 def _measure_entries(run: _Run, todo: list[OpSignature], probe_after: bool) -> None:

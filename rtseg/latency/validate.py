@@ -36,7 +36,7 @@ from rtseg.backends.device import detect_device, keeps_torch_threads, steady_all
 from rtseg.backends.timers import Prepared, make_timer
 from rtseg.backends.timing import TimingStats
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_save
+from rtseg.io import atomic_save, check_not_input
 from rtseg.latency.lut import LUT, load_lut
 from rtseg.latency.speed import SpeedReference, measure_probe, speed_factor
 from rtseg.ops import OpSignature
@@ -333,6 +333,8 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     ``progress`` (with an optional rich ``console``) means ``RichReporter(console)``.
     """
     reporter = reporter or (RichReporter(console) if progress else SilentReporter())
+    if not isinstance(lut, LUT):
+        check_not_input(plot, [lut], "--plot")  # the scatter written over the LUT it plots
     table = lut if isinstance(lut, LUT) else load_lut(lut)
     if rounds < 1 or repeats < rounds:
         raise RtsegError("--repeats must be at least --rounds (each round times every arch at least once)")

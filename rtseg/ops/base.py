@@ -96,9 +96,12 @@ class OpSignature:
     @staticmethod
     def from_key(key: str) -> "OpSignature":
         try:
-            return OpSignature.from_dict(json.loads(key))
-        except json.JSONDecodeError:
-            raise RtsegError(f"malformed operator signature key: {key!r}") from None
+            d = json.loads(key)
+        except (json.JSONDecodeError, RecursionError):
+            d = None
+        if not isinstance(d, dict):
+            raise RtsegError(f"malformed operator signature key: {key[:120]!r}")
+        return OpSignature.from_dict(d)
 
     def short(self) -> str:
         """A compact human-readable form for tables."""

@@ -21,6 +21,7 @@ from rtseg.backends import backends_for, default_backend, get_backend, normalize
 from rtseg.backends.device import cpu_model, device_name, is_cuda
 from rtseg.backends.timing import TimingStats
 from rtseg.errors import RtsegError
+from rtseg.io import check_batch_memory
 from rtseg.runtime import load_runner
 from rtseg.runtime.source import model_kind, resolve_model
 
@@ -116,6 +117,7 @@ def run_bench(
     """Measure every (model, backend) pair under the same protocol; see the module docstring."""
     if warmup < 0 or iters < 1:
         raise RtsegError(f"warmup must be >= 0 and iters >= 1, got {warmup} and {iters}")
+    check_batch_memory(batch, *input_hw)
     todo, skipped = plan(models, backends)
     for b in sorted({b for _, _, b in todo}):  # a missing package is one error before any model is loaded
         get_backend(b).require()

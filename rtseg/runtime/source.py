@@ -22,6 +22,7 @@ from rtseg.arch import Arch, builtin_arch_names, load_arch
 from rtseg.backends import TABLE
 from rtseg.backends.metadata import read_metadata
 from rtseg.errors import RtsegError
+from rtseg.io import file_sha256
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 ENGINE_SUFFIXES = TABLE["tensorrt"].suffixes
@@ -52,14 +53,6 @@ class ModelSource:
         if self.arch is not None:
             return self.arch.num_classes
         return int(self.data_info.get("num_classes", 0))
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_kind(model: str | Path) -> str:
@@ -161,8 +154,9 @@ def resolve_model(model: str | Path) -> ModelSource:
         return ModelSource(kind, text, name, path=path, arch=arch, state_dict=state, data_info=dict(info),
                            input_hw=tuple(hw) if hw else None, sha256=file_sha256(path))  # type: ignore[arg-type]
     # exported artifacts: the sidecar (if any) tells the arch, preprocessing and input size
-    meta = read_metadata(path)
-    src = ModelSource(kind, text, path.stem.split(".")[0], path=path, sha256=file_sha256(path), metadata=meta)
+    sha = file_sha256(path)
+    meta = read_metadata(path, sha)
+    src = ModelSource(kind, text, path.stem.split(".")[0], path=path, sha256=sha, metadata=meta)
     if meta:
         src.name = meta.get("model", {}).get("name") or src.name
         src.data_info = dict(meta.get("data_info") or {})

@@ -172,6 +172,8 @@ def parse_space_options(items: Iterable[str] | None) -> dict[str, Any]:
             out[key] = json.loads(text)
         except ValueError:
             out[key] = text.strip()
+        except RecursionError:
+            raise RtsegError(f"--space-opt {key}: the value nests too deep to be a size option") from None
     return out
 
 

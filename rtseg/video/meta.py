@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from rtseg import __version__
+from rtseg.backends.metadata import check_data_info
 from rtseg.errors import RtsegError
 from rtseg.backends.runner import Runner
 
@@ -61,6 +62,7 @@ def model_meta(runner: Runner, name: str = "the model") -> ModelMeta:
             f"{name} carries no preprocessing metadata (mean/std/palette); export it with `rtseg export` so its "
             "sidecar JSON sits beside it, or pass a checkpoint written by `rtseg train`"
         )
+    check_data_info({k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}, name, info.num_classes or None)
     mean = _triple(d["mean"], "mean", name)
     std = _triple(d["std"], "std", name)
     if any(s <= 0 for s in std):

@@ -34,7 +34,7 @@ import numpy as np
 
 from rtseg.data.synthetic import video_frames
 from rtseg.errors import RtsegError
-from rtseg.io import parse_hw
+from rtseg.io import check_regular_file, parse_hw
 from rtseg.video.cvutil import quiet_native_stderr
 from rtseg.video.writer import VideoWriter, WrittenVideo
 
@@ -365,6 +365,7 @@ def open_file(path: str | os.PathLike, queue_size: int = 4) -> FileSource:
     p = Path(path)
     if not p.exists():
         raise RtsegError(f"video file not found: {p} (check the path; use --source 0 for a webcam or --source synthetic)")
+    check_regular_file(p, "video file")  # a FIFO would block the reader forever, /dev/zero never end
     if not p.is_file():
         raise RtsegError(f"expected a video file, got a directory: {p}")
     cap = _open_capture(str(p), cv2.CAP_FFMPEG)
