@@ -42,6 +42,7 @@ from rtseg.latency.lut import load_lut
 from rtseg.latency.profile import profile_ops
 from rtseg.latency.validate import validate_lut
 from rtseg.reporting import Reporter, SilentReporter
+from rtseg.rundir import MARKER
 from rtseg.runtime import load_runner
 from rtseg.runtime.bench import run_bench
 from rtseg.search import DEFAULT_STRATEGY, get_strategy, run_strategy
@@ -179,10 +180,15 @@ def _search_stage(q: _Quick) -> dict[str, Any]:
         oneshot_minutes=_share(cfg, 0.1, floor=0.1), epochs=1, train_len=n(160, 16), val_len=n(32, 8), batch=8,
         population=n(4, 2), parents=2, evaluations=n(6, 3), jobs=2, finalists=3)
     folder = out / "search"
-    res = run_strategy(DEFAULT_STRATEGY, scfg, folder, resume=(folder / "config.json").exists(), reporter=q.reporter)
+    res = run_strategy(DEFAULT_STRATEGY, scfg, folder, resume=_started(folder), reporter=q.reporter)
     s = dict(res.summary)
     s["baseline1_predicted_ms"] = base_ms
     return s
+
+
+def _started(folder: Path) -> bool:
+    """Whether a stage's run folder holds a run this quickstart started (and so is resumed)."""
+    return (folder / MARKER).exists() or (folder / "last.pt").exists() or (folder / "config.json").exists()
 
 
 def _train_stage(q: _Quick) -> dict[str, Any]:
@@ -190,7 +196,7 @@ def _train_stage(q: _Quick) -> dict[str, Any]:
     (measured on the deploy runtime) with the same recipe and as many epochs: what the search bought."""
     cfg, out = q.cfg, q.out
     tcfg = TrainConfig(epochs=100, batch=8, minutes=_share(cfg, 0.2), train_len=400, val_len=48, seed=cfg.seed,
-                       device=cfg.device, resume=(out / "train" / "last.pt").exists())
+                       device=cfg.device, resume=_started(out / "train"))
     s = train(out / "search" / "arch.json", "synthetic", q.hw, tcfg, out / "train", reporter=q.reporter)
     target = float(read_json(out / "search" / "search.json", "search summary")["target_latency_ms"])
     lut = load_lut(q.lut_path)
@@ -198,7 +204,7 @@ def _train_stage(q: _Quick) -> dict[str, Any]:
     pick = pick_nearest("baseline1", target, measure, input_hw=q.hw, num_classes=q.num_classes, confirm=2)
     ref_path = out / "baseline1-scaled.json"
     pick.arch().save(ref_path)
-    rcfg = replace(tcfg, epochs=int(s["epochs"]), minutes=None, resume=(out / "train-baseline1" / "last.pt").exists())
+    rcfg = replace(tcfg, epochs=int(s["epochs"]), minutes=None, resume=_started(out / "train-baseline1"))
     r = train(ref_path, "synthetic", q.hw, rcfg, out / "train-baseline1", reporter=q.reporter)
     keep = ("best_miou", "best_epoch", "epochs", "steps", "train_img_per_s", "stopped_by")
     return {**{k: s[k] for k in keep if k in s}, "final_miou": final_miou(s),

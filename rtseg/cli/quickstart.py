@@ -14,7 +14,7 @@ from rtseg.cli._app import app, console, print_json
 def quickstart(
     out: Path = typer.Option(Path("rtseg-out/quickstart"), help="Folder for every artifact and the report.", callback=P.output_dir),
     minutes: float = typer.Option(15.0, help="Rough time budget; search and training get fixed shares of it.", callback=P.POSITIVE),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N.", callback=P.device),
     backend: str = typer.Option("onnxruntime", help="The deploy runtime: the LUT is measured on it, the search's budget is checked on it and the demo runs on it."),
     seed: int = typer.Option(0, help="Seed of every stage.", callback=P.SEED),
     fresh: bool = typer.Option(False, "--fresh", help="Redo every stage (default: keep stages finished earlier)."),

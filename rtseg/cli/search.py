@@ -35,7 +35,7 @@ def search(
     input: str = typer.Option("128x256", "--input", help="Search input size HxW (must match the LUT).", callback=P.hw_size),
     selection_fraction: Optional[float] = typer.Option(None, "--selection-fraction", help="File datasets: the fraction of training images held out to choose archs on [default: 0.2].", callback=P.number(0, 1, lo_open=True)),
     epochs: Optional[int] = typer.Option(None, help="gradient: search epochs; oneshot: supernet epochs; proxy, default: epochs of each proxy training [default: the strategy's].", callback=P.COUNT),
-    batch: Optional[int] = typer.Option(None, help="Batch size [default: the strategy's].", callback=P.COUNT),
+    batch: Optional[int] = typer.Option(None, help="Batch size [default: the strategy's].", callback=P.BATCH),
     train_len: Optional[int] = typer.Option(None, help="Training images per run (gradient: of the search; oneshot: of the supernet; proxy, default: of each proxy training) [default: the strategy's].", callback=P.at_least(2)),
     val_len: Optional[int] = typer.Option(None, help="gradient, proxy, default: held-out training images that score [default: the strategy's].", callback=P.COUNT),
     reg: Optional[str] = typer.Option(None, help="gradient: architecture regularizer ssr, entropy, none, dcnas [default: the space's paper's]."),
@@ -52,10 +52,11 @@ def search(
     band_low: Optional[float] = typer.Option(None, "--band-low", help="oneshot, proxy, default: every evolved arch's latency lies in [band-low x T, T] [default: 0.9].", callback=P.number(0, 1, lo_open=True)),
     supernet: Optional[str] = typer.Option(None, "--supernet", help="oneshot, default: reuse the supernet trained by an earlier search (the folder holding its supernet.pt: RUN/oneshot for the default strategy) for a new budget or another device's LUT."),
     jobs: Optional[int] = typer.Option(None, help="proxy, default: proxy trainings at a time, one CPU thread each.", callback=P.COUNT),
-    workers: Optional[int] = typer.Option(None, help="Data loader workers.", callback=P.NON_NEGATIVE),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    workers: Optional[int] = typer.Option(None, help="Data loader workers.", callback=P.WORKERS),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N.", callback=P.device),
     seed: int = typer.Option(0, help="Seed of weights, data order and sampling.", callback=P.SEED),
     resume: bool = typer.Option(False, help="Continue an interrupted search in --out (refused if what is searched differs)."),
+    overwrite: bool = typer.Option(False, help="Replace a finished or foreign search in --out (its search files only)."),
     force: bool = typer.Option(False, help="Use a LUT whose provenance does not match."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip measuring on the LUT's runtime (finalists and the result)."),
     out: Path = typer.Option(Path("runs/search"), help="Run folder.", callback=P.output_dir),
@@ -89,7 +90,7 @@ def search(
     cfg = chosen.make_config(**values)
     main = True
     try:
-        result = run_strategy(strategy, cfg, out, resume=resume, reporter=reporter_for(not json_out, console))
+        result = run_strategy(strategy, cfg, out, resume=resume, reporter=reporter_for(not json_out, console), overwrite=overwrite)
         main = dist.is_main()
     finally:
         dist.cleanup()

@@ -78,6 +78,7 @@ class SearchContext:
     lut: LUT
     info: DatasetInfo
     cheapest: ArchCost
+    notes: list[str] = field(default_factory=list)  # differences from the LUT's run that --force let through
     t_start: float = field(default_factory=time.monotonic)
 
     @property
@@ -112,6 +113,7 @@ def prepare(cfg: SearchSettings, subject: str = "the search") -> SearchContext:
     space = get_space(cfg.space, cfg.space_options)
     space.check_input(h, w)
     lut = load_lut(cfg.lut)
+    notes = lut.check_device(force=cfg.force)  # a LUT of another device or backend only with --force
     info = dataset_info(cfg.data)
     lut.check_fits(space=cfg.space, space_options=space.options(), input_hw=(h, w), num_classes=info.num_classes,
                    force=cfg.force, subject=subject)
@@ -122,7 +124,7 @@ def prepare(cfg: SearchSettings, subject: str = "the search") -> SearchContext:
         if least > cfg.flops_budget:
             raise RtsegError(f"FLOPs budget {cfg.flops_g:g} G is infeasible: the {cfg.space} arch of fewest FLOPs at {h}x{w} "
                              f"has {least / 1e9:.4f} G multiply-adds; raise --flops-g to at least that")
-    return SearchContext(cfg, space, lut, info, cheapest)
+    return SearchContext(cfg, space, lut, info, cheapest, notes=notes)
 
 
 def lut_runtime(lut: LUT) -> dict[str, Any]:
@@ -185,7 +187,7 @@ def finish(ctx: SearchContext, out: Path, arch: Arch, *, strategy: str, summary:
         "predicted_latency_ms": cost.latency_ms, "predicted_over_target": cost.latency_ms / cfg.latency_ms,
         "flops": int(cost.flops), "flops_budget": int(budget) if budget else None,
         "flops_over_budget": cost.flops / budget if budget else None,
-        "cheapest_latency_ms": ctx.cheapest.latency_ms, "data": cfg.data,
+        "cheapest_latency_ms": ctx.cheapest.latency_ms, "data": cfg.data, "lut_notes": ctx.notes,
         "wall_time_s": time.monotonic() - ctx.t_start, **summary,
     }
     if write and cfg.verify_latency:

@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from rtseg import distributed as dist
+from rtseg.checkpoint import load_state
 from rtseg.data import DatasetInfo, parse_data_spec
 from rtseg.data.selection import selection_record, selection_split
 from rtseg.errors import RtsegError
 from rtseg.flops import op_flops
-from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, check_same_config, read_json
+from rtseg.io import atomic_save, atomic_write_json, atomic_write_text, check_same_config, parse_json_text, read_json
 from rtseg.evaluate import evaluate
 from rtseg.latency.lut import LUT
 from rtseg.reporting import Reporter, SilentReporter, TaskBar, reporter_for
@@ -298,17 +299,22 @@ def _resume(run: _Run, st: _State) -> None:
     state_path = out / "state.pt"
     if not state_path.exists():
         raise RtsegError(f"nothing to resume in {out}: no state.pt (start without --resume)")
-    saved = torch.load(state_path, map_location="cpu", weights_only=True)
-    for name, idx in saved["removed"]:
-        st.supernet.remove(name, idx)
-    st.supernet.load_state_dict(saved["supernet"])
-    st.w_opt = _weight_optimizer(cfg, st.supernet)
-    st.w_opt.load_state_dict(saved["w_opt"])
-    st.a_opt.load_state_dict(saved["a_opt"])
-    st.start_epoch, st.arch_steps = int(saved["epoch"]) + 1, int(saved["arch_steps"])
-    st.log = json.loads(saved["log"])
-    st.trajectory = json.loads(saved["trajectory"])
-    st.removed = [tuple(r) for r in saved["removed"]]  # type: ignore[misc]
+    saved = load_state(state_path, "rtseg.search_state", "search state", "pass --overwrite to start over, or choose another --out",
+                       schema_version=1)
+    try:
+        for name, idx in saved["removed"]:
+            st.supernet.remove(name, idx)
+        st.supernet.load_state_dict(saved["supernet"])
+        st.w_opt = _weight_optimizer(cfg, st.supernet)
+        st.w_opt.load_state_dict(saved["w_opt"])
+        st.a_opt.load_state_dict(saved["a_opt"])
+        st.start_epoch, st.arch_steps = int(saved["epoch"]) + 1, int(saved["arch_steps"])
+        st.log = parse_json_text(saved["log"], "search log")
+        st.trajectory = parse_json_text(saved["trajectory"], "search trajectory")
+        st.removed = [tuple(r) for r in saved["removed"]]  # type: ignore[misc]
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise RtsegError(f"{state_path} does not fit this search ({type(exc).__name__}); pass --overwrite to start over, "
+                         "or choose another --out") from None
 
 
 def _train_epoch(run: _Run, st: _State, epoch: int, bar: TaskBar, on_step: Callable[[int], None] | None) -> dict[str, float]:

@@ -43,7 +43,8 @@ from torch import nn
 from rtseg.data.selection import selection_record, selection_split
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
-from rtseg.io import atomic_save, atomic_write_json, check_same_config, read_json
+from rtseg.checkpoint import load_state
+from rtseg.io import atomic_save, atomic_write_json, check_same_config, parse_json_text, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.common import SearchContext, SearchResult, finish, prepare
 from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, evolve, plot_evolution, rng_from_json, rng_to_json,
@@ -182,12 +183,15 @@ class _OneShot:
             raise RtsegError(f"nothing to resume in {out}: no state.pt or state.json (start without --resume)")
         if self.resume and state_path.exists():
             st = _load_torch_state(state_path, "rtseg.oneshot_state")
-            self.supernet.load_state_dict(st["supernet"])
-            self.opt.load_state_dict(st["opt"])
-            rest = json.loads(st["progress"])
-            self.epoch, self.steps, self.train_log = rest["epoch"], rest["steps"], rest["train_log"]
-            self.elapsed_before = rest["elapsed_s"]
-            rng_from_json(self.rng, rest["rng"])
+            try:
+                self.supernet.load_state_dict(st["supernet"])
+                self.opt.load_state_dict(st["opt"])
+                rest = parse_json_text(st["progress"], "one-shot progress")
+                self.epoch, self.steps, self.train_log = int(rest["epoch"]), int(rest["steps"]), list(rest["train_log"])
+                self.elapsed_before = float(rest["elapsed_s"])
+                rng_from_json(self.rng, rest["rng"])
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+                raise RtsegError(f"{state_path} does not fit this search ({type(exc).__name__}); delete it to start over") from None
         if self.resume and evo_path.exists():
             saved = read_json(evo_path, "one-shot evolution state")
             self.evolution = EvolutionState.from_dict(saved["evolution"])
@@ -323,13 +327,7 @@ class _OneShot:
 
 def _load_torch_state(path: Path, fmt: str) -> dict[str, Any]:
     """A weights-only torch state of ``fmt``, refused in one line when unreadable or of another kind."""
-    try:
-        st = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, random, foreign or hostile files: one line, never unpickled
-        raise RtsegError(f"{path} cannot be read as an rtseg state ({type(exc).__name__}); delete it to start over") from None
-    if not isinstance(st, dict) or st.get("format") != fmt:
-        raise RtsegError(f"{path} is not a {fmt} file; delete it or choose another --out")
-    return st
+    return load_state(path, fmt, f"{fmt} file", "delete it to start over, or choose another --out")
 
 
 __all__ = ["OneShotConfig", "run_oneshot", "supernet_record"]

@@ -12,6 +12,8 @@ row to :data:`STRATEGIES`.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -19,10 +21,20 @@ from typing import Any, Callable, Mapping
 from rtseg.errors import RtsegError
 from rtseg.reporting import Reporter
 from rtseg.search.common import SearchResult, SearchSettings
+from rtseg.rundir import claim_run_dir
+from rtseg.search import loop, oneshot, proxy, staged
 from rtseg.search.loop import SearchConfig, run_search
 from rtseg.search.oneshot import OneShotConfig, run_oneshot
 from rtseg.search.proxy import ProxyConfig, run_proxy
 from rtseg.search.staged import StagedConfig, run_staged
+
+#: What a search writes into its run folder: all of it is replaced by ``--overwrite``, removed when a
+#: search into an empty folder fails before it saved anything, and nothing else is touched.
+SEARCH_FILES = ("arch.json", "search.json", "config.json", "state.pt", "state.json", "calibration.json", "evolution.json",
+                "evolution.png", "search_log.jsonl", "trajectory.json", "trajectories.png", "entropy.png", "supernet.pt",
+                "supernet.json", "gradient", "oneshot", "proxy")
+#: What a search saves to resume from.
+RESUMABLE = ("state.pt", "state.json", "calibration.json", "gradient", "oneshot", "proxy")
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,8 @@ class Strategy:
     about: str
     #: Config values this row sets over the dataclass's defaults (two rows may share one config).
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: Config fields a resumed run may change (limits and resources, not what is searched).
+    may_differ: tuple[str, ...] = ()
 
     def field_names(self) -> set[str]:
         return {f.name for f in fields(self.config)}
@@ -49,16 +63,19 @@ class Strategy:
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("default", StagedConfig, run_staged,
              "the space's paper's gradient search, a one-shot supernet's best archs and the space's hand-designed net "
-             "scaled to T seed an evolution decided by short training runs; the finalists are measured on the LUT's runtime"),
+             "scaled to T seed an evolution decided by short training runs; the finalists are measured on the LUT's runtime",
+             may_differ=staged.RESUME_MAY_DIFFER),
     Strategy("gradient", SearchConfig, run_search,
-             "the space's paper's differentiable search alone (SSR loss and shrinking, CAS cost, DCNAS path sampling)"),
+             "the space's paper's differentiable search alone (SSR loss and shrinking, CAS cost, DCNAS path sampling)",
+             may_differ=loop.RESUME_MAY_DIFFER),
     Strategy("oneshot", OneShotConfig, run_oneshot,
-             "a supernet trained on single paths, then evolution scored by its shared weights (ssr)"),
+             "a supernet trained on single paths, then evolution scored by its shared weights (ssr)", may_differ=oneshot.RESUME_MAY_DIFFER),
     Strategy("proxy", ProxyConfig, run_proxy,
-             "evolution from uniform in-band draws (and --seed-arch), each arch scored by a short training run"),
+             "evolution from uniform in-band draws (and --seed-arch), each arch scored by a short training run",
+             may_differ=proxy.RESUME_MAY_DIFFER),
     Strategy("oneshot+proxy", StagedConfig, run_staged,
              "the default without its gradient stage and hand-designed seed: one-shot finalists start the proxy evolution",
-             defaults={"gradient_stage": False, "reference": False}),
+             defaults={"gradient_stage": False, "reference": False}, may_differ=staged.RESUME_MAY_DIFFER),
 )}
 #: The strategy ``rtseg search`` and the quickstart run unless told otherwise: the one that measured best
 #: (``search/README.md``).
@@ -78,12 +95,40 @@ def get_strategy(name: str) -> Strategy:
 
 
 def run_strategy(name: str, cfg: SearchSettings, out_dir: str | Path, resume: bool = False,
-                 reporter: Reporter | None = None) -> SearchResult:
-    """Run strategy ``name`` with ``cfg`` (made by :meth:`Strategy.make_config`) into ``out_dir``."""
+                 reporter: Reporter | None = None, overwrite: bool = False) -> SearchResult:
+    """Run strategy ``name`` with ``cfg`` (made by :meth:`Strategy.make_config`) into ``out_dir``.
+
+    The folder belongs to this search while it runs (:func:`rtseg.rundir.claim_run_dir`: locked; a
+    finished or foreign folder refused unless ``resume`` with the same config or ``overwrite``); under
+    torchrun rank 0 claims it for every rank."""
     strategy = get_strategy(name)
     if not isinstance(cfg, strategy.config):
         raise RtsegError(f"--strategy {name} takes a {strategy.config.__name__}, not a {type(cfg).__name__}")
-    return strategy.run(cfg, Path(out_dir), resume=resume, reporter=reporter)
+    out = Path(out_dir)
+    if os.environ.get("RANK", "0") != "0":
+        return strategy.run(cfg, out, resume=resume, reporter=reporter)
+    config = {"strategy": name, **cfg.to_dict()}
+    folder = claim_run_dir(out, "search", config, resume=resume, overwrite=overwrite, may_differ=strategy.may_differ,
+                           adopt=("config.json", "state.pt", "state.json", "search.json"), start=False)
+    try:
+        if folder.replacing and not folder.resuming:
+            for f in SEARCH_FILES:
+                p = out / f
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                elif p.exists() or p.is_symlink():
+                    p.unlink()
+        folder.start()
+        try:
+            result = strategy.run(cfg, out, resume=resume, reporter=reporter)
+        except BaseException:
+            if not any((out / f).exists() for f in RESUMABLE):  # nothing to resume from: as if never started
+                folder.discard(SEARCH_FILES)
+            raise
+        folder.finish()
+        return result
+    finally:
+        folder.release()
 
 
 __all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "Strategy", "get_strategy", "run_strategy"]
