@@ -12,7 +12,8 @@ beside it, since one arch can sit off the LUT's line):
 * ``random0..N``: archs drawn uniformly from the same space whose LUT-predicted latency lies in
   [0.85 T, T] (the band the search decodes into);
 * one member of each hand-designed family (``rtseg.spaces.families``: baseline1 scaled, ERFNet
-  scaled, an LR-ASPP MobileNetV3-style net), the one whose measured latency is nearest T.
+  scaled, an LR-ASPP MobileNetV3-style net, STDC1-Seg and DDRNet-23-slim scaled), the one whose
+  measured latency is nearest T. They are picked first: the proxy variants start from some of them.
 
 Every candidate is trained with the same recipe (optimizer, schedule, steps, data) from ``--seeds``
 initialisations, ``--jobs`` runs at a time, each on one CPU thread. After all training, every

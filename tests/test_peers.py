@@ -80,7 +80,7 @@ def test_arch_show_and_sample_through_the_cli(cli):
 
 def test_ddrnet_is_ddrnet23_slim_in_registered_ops():
     model = rtseg.build_model("ddrnet")
-    # DDRNet-23-slim has 5.7 M parameters (Hong et al. 2021, Table 4), its auxiliary training head left out
+    # DDRNet-23-slim has 5.7 M parameters (Hong et al. 2021), its auxiliary training head left out
     assert abs(count_params(model) - 5.7e6) / 5.7e6 < 0.01
     arch = rtseg.load_arch("ddrnet")
     sigs = PEER.signatures(arch, 128, 256)

@@ -2,11 +2,11 @@
 
 Hong, Pan, Sun, Jia: "Deep Dual-resolution Networks for Real-time and Accurate Semantic Segmentation of
 Road Scenes", 2021 (DDRNet): a high-resolution branch kept at 1/8 beside a low-resolution branch that
-keeps halving, ResNet blocks in both, bilateral fusion between them (sec. 3.2, Fig. 4) and a Deep
-Aggregation Pyramid Pooling Module on the lowest resolution (DAPPM, sec. 3.3, Fig. 5). The two-branch
-layout with fusion in both directions is also the core of BiSeNet V2 (Yu, Gao, Gao, Wang, Yu, Sang:
-"BiSeNet V2: Bilateral Network with Guided Aggregation for Real-time Semantic Segmentation", IJCV 2021,
-sec. 3-4: detail branch, semantic branch, guided aggregation).
+keeps halving, ResNet blocks in both, bilateral fusion between them and a Deep Aggregation
+Pyramid Pooling Module on the lowest resolution (DAPPM), all in sec. 3 of the paper. The two-branch
+layout with fusion in both directions is also the core of BiSeNet V2 (Yu, Gao, Wang, Yu, Shen, Sang:
+"BiSeNet V2: Bilateral Network with Guided Aggregation for Real-time Semantic Segmentation", IJCV 2021:
+detail branch, semantic branch, guided aggregation).
 
 ``res_basic`` and ``res_bottleneck`` are ResNet's blocks (He et al., CVPR 2016) as DDRNet uses them
 (the bottleneck expands by 2); ``bilateral_fusion`` exchanges the two branches' information;
@@ -68,7 +68,7 @@ class ResBottleneck(Op):
 
 @register_op("bilateral_fusion")
 class BilateralFusion(Op):
-    """DDRNet's bilateral fusion (sec. 3.2): inputs the high-resolution branch (``c_in`` channels) and the
+    """DDRNet's bilateral fusion: inputs the high-resolution branch (``c_in`` channels) and the
     low-resolution one (``c_low`` channels, ``down`` times coarser: 2 or 4); returns both, each with the
     other added: high + upsample(BN(1x1 conv(low))) and low + (3x3 stride-2 conv, BN[, ReLU])^log2(down)(high),
     each followed by a ReLU. The signature's H x W is the high branch's."""
@@ -110,7 +110,7 @@ class _PreAct(nn.Sequential):
 
 @register_op("dappm")
 class DAPPM(Op):
-    """DDRNet's Deep Aggregation Pyramid Pooling Module (sec. 3.3, Fig. 5) on the low branch, added to
+    """DDRNet's Deep Aggregation Pyramid Pooling Module on the low branch, added to
     the high branch. Inputs: the high branch (``c_in`` channels) and the low branch (``c_low``, ``down``
     times coarser). The low branch is pooled by 5/9/17 average pools (strides 2/4/8) and a global
     mean, each branch 1x1-convolved to ``branch`` channels, upsampled and refined by a 3x3 conv after

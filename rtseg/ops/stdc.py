@@ -1,13 +1,13 @@
-"""STDC operators (Fan, Lai, Huang, Wei, Chai, Yan, Wei, Zhou: "Rethinking BiSeNet for Real-time Semantic
+"""STDC operators (Fan, Lai, Huang, Wei, Chai, Luo, Wei: "Rethinking BiSeNet for Real-time Semantic
 Segmentation", CVPR 2021), used by the ``stdc`` peer (:mod:`rtseg.spaces.peers`).
 
-``stdc_module`` is the Short-Term Dense Concatenate module of sec. 3.1 (Fig. 3): block 1 a 1x1
+``stdc_module`` is the Short-Term Dense Concatenate module of sec. 3.1: block 1 a 1x1
 conv to C_out/2, then 3x3 convs whose widths halve (C_out/4, C_out/8, ..., the last as wide as the
 one before), every block's output concatenated, so the module's receptive field grows while its
-cost stays low. The stride-2 variant (Fig. 3c) strides a 3x3 depthwise conv after block 1 and
+cost stays low. The stride-2 variant strides a 3x3 depthwise conv after block 1 and
 average-pools block 1's own output (3x3, stride 2) before the concatenation.
 
-``stdc_head`` is the segmentation head of sec. 3.2 (Fig. 4): the context path (an Attention
+``stdc_head`` is the segmentation head of sec. 3.2: the context path (an Attention
 Refinement Module, ARM, on the 1/32 and 1/16 stage outputs plus a global-average context, each
 level upsampled by nearest neighbour and smoothed by a 3x3 conv, as in BiSeNet) fused with the
 1/8 stage output (the spatial/detail path) by a Feature Fusion Module (FFM). The Detail
@@ -38,7 +38,7 @@ def stdc_branch_widths(c_out: int, steps: int) -> list[int]:
 
 @register_op("stdc_module")
 class STDCModule(Op):
-    """Short-Term Dense Concatenate module (sec. 3.1, Fig. 3) with ``steps`` blocks, stride 1 or 2."""
+    """Short-Term Dense Concatenate module (sec. 3.1) with ``steps`` blocks, stride 1 or 2."""
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, steps: int = 4) -> None:
         super().__init__()
@@ -99,7 +99,7 @@ def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 @register_op("stdc_head")
 class STDCHead(Op):
-    """STDC's context path and FFM (sec. 3.2, Fig. 4): inputs the 1/8 (``c_in`` channels), 1/16 (``c16``)
+    """STDC's context path and FFM (sec. 3.2): inputs the 1/8 (``c_in`` channels), 1/16 (``c16``)
     and 1/32 (``c32``) stage outputs; output the fused feature (``c_out`` channels) at 1/8. The context
     path has ``inter`` channels (128 in the paper). The signature's H x W is the 1/8 feature's."""
 

@@ -33,7 +33,7 @@ training-time loss on the 1/8 feature (its head is dropped at inference); rtseg 
 with one recipe, so it is left out.
 
 DDRNet-23-slim (Hong et al., "Deep Dual-resolution Networks for Real-time and Accurate Semantic
-Segmentation of Road Scenes", 2021, Table 1 and sec. 3; :mod:`rtseg.ops.bilateral`): a stride-4 stem
+Segmentation of Road Scenes", 2021, sec. 3; :mod:`rtseg.ops.bilateral`): a stride-4 stem
 and ResNet basic blocks to 1/8 (32, 64 channels), then two branches, a high-resolution one kept at
 1/8 (64 channels) and a low-resolution one halving to 1/16, 1/32 (128, 256), with bilateral fusion
 after each of those stages, a bottleneck ending each branch (the low one at 1/64), DAPPM on the low
@@ -180,7 +180,7 @@ DDRNET_SOURCE = (
 #: STDC1's stages (Fan et al. 2021, Table 1): (C_out, blocks) at 1/8, 1/16, 1/32 after a 32- and a
 #: 64-channel stride-2 3x3 conv; STDC2 has 4, 5, 3 blocks (depth 2 comes near it).
 STDC1_STAGES = ((256, 2), (512, 2), (1024, 2))
-STDC_STEPS = 4  # blocks per STDC module (the paper's best trade-off, sec. 4.1)
+STDC_STEPS = 4  # blocks per STDC module (the published STDC networks' choice)
 Layout = dict[str, list[tuple[OpSpec, int]]]
 
 
