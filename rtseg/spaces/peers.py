@@ -44,7 +44,7 @@ as published. The same detail / context two-branch design with fusion is BiSeNet
 
 Every peer scales like EfficientNet (Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML
 2019, sec. 3.3): optional genotype fields ``width`` (every channel count times it, rounded by
-:func:`rtseg.ops.mbv3.make_divisible` to a multiple of 8) and ``depth`` (each run of repeated blocks
+:func:`rtseg.ops.mbv3.make_divisible` to a multiple of 8, of 4 for DDRNet) and ``depth`` (each run of repeated blocks
 ``ceil(depth x n)`` long, at least one). Without them an arch is the published net.
 """
 
@@ -225,8 +225,8 @@ def ddrnet_layout(num_classes: int, width: float = 1.0, depth: float = 1.0) -> L
     """DDRNet-23-slim's operators by role, in execution order, each with the downsampling factor of its input.
 
     ``width`` scales the base width 32 (DDRNet-23-slim; 2 gives DDRNet-23's 64) and every channel count
-    that follows it (multiples of :data:`DDRNET_DIVISOR`); DAPPM's 128 branch channels, the same in both published nets,
-    shrink below width 1 and stay at 128 above. ``depth`` scales each run of basic blocks (two in
+    that follows it (multiples of :data:`DDRNET_DIVISOR`); DAPPM's 128 branch channels, the same in both
+    published nets, shrink below width 1 and stay at 128 above. ``depth`` scales each run of basic blocks (two in
     every stage of both branches); the bottleneck that ends each branch stays one."""
     c1, c2, c4, c8, c16 = (make_divisible(k * 32 * width, DDRNET_DIVISOR) for k in (1, 2, 4, 8, 16))
     n = scaled_repeats(DDRNET_BLOCKS, depth)
