@@ -183,7 +183,7 @@ def main() -> None:
                     help="proxy: start the population from these families' picks at T (families inside the space)")
     ap.add_argument("--hy-finalists", type=int, default=3, help="oneshot+proxy: one-shot finalists that seed the proxy search")
     ap.add_argument("--only-candidates", action="store_true", help="search and pick the candidates, train nothing yet")
-    ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3", "stdc", "bisenet_ddr"], help="hand-designed families to compare (rtseg arch families lists them)")
+    ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3", "stdc", "ddrnet"], help="hand-designed families to compare (rtseg arch families lists them)")
     ap.add_argument("--no-families", action="store_true", help="leave the hand-designed families out")
     ap.add_argument("--jobs", type=int, default=2, help="training runs at a time (one CPU thread each)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random archs")
@@ -213,7 +213,7 @@ def main() -> None:
         bdir = out / f"T{f:g}"
         print(f"budget {f:g} x baseline1 = {target:.3f} ms: choosing candidates", file=sys.stderr)
         # the family picks first: the proxy variants start their population from some of them
-        seeded = [f for f in args.px_seed_families if {"proxy", "oneshot+proxy"} & set(args.variants)]
+        seeded = [fam for fam in args.px_seed_families if {"proxy", "oneshot+proxy"} & set(args.variants)]
         picked = [*([] if args.no_families else args.families), *seeded]
         fams = _families(lut, target, bdir, list(dict.fromkeys(picked))) if picked else {}
         cands = _candidates(lut, args.lut, target, bdir, args)
