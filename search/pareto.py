@@ -12,7 +12,8 @@ beside it, since one arch can sit off the LUT's line):
 * ``random0..N``: archs drawn uniformly from the same space whose LUT-predicted latency lies in
   [0.85 T, T] (the band the search decodes into);
 * one member of each hand-designed family (``rtseg.spaces.families``: baseline1 scaled, ERFNet
-  scaled, an LR-ASPP MobileNetV3-style net), the one whose measured latency is nearest T.
+  scaled, an LR-ASPP MobileNetV3-style net, STDC1-Seg and DDRNet-23-slim scaled), the one whose
+  measured latency is nearest T. They are picked first: the proxy variants start from some of them.
 
 Every candidate is trained with the same recipe (optimizer, schedule, steps, data) from ``--seeds``
 initialisations, ``--jobs`` runs at a time, each on one CPU thread. After all training, every
@@ -182,7 +183,7 @@ def main() -> None:
                     help="proxy: start the population from these families' picks at T (families inside the space)")
     ap.add_argument("--hy-finalists", type=int, default=3, help="oneshot+proxy: one-shot finalists that seed the proxy search")
     ap.add_argument("--only-candidates", action="store_true", help="search and pick the candidates, train nothing yet")
-    ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3"], help="hand-designed families to compare (rtseg arch families lists them)")
+    ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3", "stdc", "ddrnet"], help="hand-designed families to compare (rtseg arch families lists them)")
     ap.add_argument("--no-families", action="store_true", help="leave the hand-designed families out")
     ap.add_argument("--jobs", type=int, default=2, help="training runs at a time (one CPU thread each)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random archs")
@@ -211,9 +212,13 @@ def main() -> None:
         target = f * base_ms  # baseline1's LUT prediction: the LUT's terms, what the search and the random draws see
         bdir = out / f"T{f:g}"
         print(f"budget {f:g} x baseline1 = {target:.3f} ms: choosing candidates", file=sys.stderr)
+        # the family picks first: the proxy variants start their population from some of them
+        seeded = [fam for fam in args.px_seed_families if {"proxy", "oneshot+proxy"} & set(args.variants)]
+        picked = [*([] if args.no_families else args.families), *seeded]
+        fams = _families(lut, target, bdir, list(dict.fromkeys(picked))) if picked else {}
         cands = _candidates(lut, args.lut, target, bdir, args)
         if not args.no_families:
-            cands.update(_families(lut, target, bdir, args.families))
+            cands.update({k: v for k, v in fams.items() if k in args.families})
         budgets.append({"fraction": f, "target_ms": target, "dir": bdir, "cands": cands})
     if args.only_candidates:
         return

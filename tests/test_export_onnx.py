@@ -79,9 +79,10 @@ def test_sampled_archs_of_every_space_export_and_pass_the_gates(tmp_path, space,
     assert meta["model"]["source_sha256"] == file_sha256(src)
 
 
-def test_erfnet_peer_exports(tmp_path):
-    res = export_model("erfnet", ExportOptions(input_hw=HW, out_dir=tmp_path))
-    assert all(p.passed for p in res.parity)
+@pytest.mark.parametrize("peer", ["erfnet", "stdc", "ddrnet"])
+def test_peer_exports_with_parity(tmp_path, peer):
+    res = export_model(peer, ExportOptions(input_hw=HW, out_dir=tmp_path))
+    assert all(p.passed for p in res.parity) and res.parity[0].agreement >= 0.9999
     assert json.loads(res.metadata_path.read_text())["model"]["arch"]["space"] == "peer"
 
 

@@ -66,7 +66,8 @@ def test_members_build_and_cost_grows_with_each_knob(name):
 
 
 def test_unscaled_member_is_the_published_net():
-    for name, builtin in (("erfnet", "erfnet"), ("lraspp_mbv3", "lraspp_mbv3"), ("baseline1", "baseline1")):
+    for name, builtin in (("erfnet", "erfnet"), ("lraspp_mbv3", "lraspp_mbv3"), ("baseline1", "baseline1"), ("stdc", "stdc"),
+                          ("ddrnet", "ddrnet")):
         fam = get_family(name)
         assert fam.arch(19).name == name
         assert macs(fam.arch(19)) == macs(rtseg.load_arch(builtin)), name
@@ -77,6 +78,10 @@ def test_members_are_distinct_and_ordered_and_the_path_is_monotone():
         members = get_family(name).members(HW, 5)
         assert len({m.ops for m in members}) == len(members) > 10
         assert [m.flops for m in members] == sorted(m.flops for m in members)
+    for name in ("stdc", "ddrnet"):  # every fourth member along the width path (each counts ~20 operators)
+        members = get_family(name).members(HW, 5)
+        assert len({m.ops for m in members}) == len(members) > 10
+        assert [m.flops for m in members[::4]] == sorted(m.flops for m in members[::4])
     erf = get_family("erfnet").members(HW, 5)
     for a, b in zip(erf, erf[1:]):  # compound scaling: width and depth never shrink together along the path
         assert b.knobs["width"] >= a.knobs["width"] and b.knobs["depth"] >= a.knobs["depth"]
@@ -123,6 +128,8 @@ def test_bad_knobs_and_genotypes_are_clear_errors():
     get_family("erfnet").arch(4, width=0.5, depth=0.5),
     get_family("lraspp_mbv3").arch(4, width=0.5, depth=0.6),
     get_family("lraspp_mbv3_os8").arch(4, width=0.375),
+    get_family("stdc").arch(4, width=0.5, depth=1.5),
+    get_family("ddrnet").arch(4, width=0.5, depth=0.5),
 ], ids=lambda a: a.name)
 def test_one_member_of_each_family_exports_with_onnxruntime_parity(arch, tmp_path):
     model = rtseg.build_model(arch).eval()
@@ -142,7 +149,7 @@ def flops_ms(arch: Arch) -> float:
     return macs(arch) / 1e7
 
 
-@pytest.mark.parametrize("name", ["baseline1", "erfnet", "lraspp_mbv3"])
+@pytest.mark.parametrize("name", ["baseline1", "erfnet", "lraspp_mbv3", "stdc", "ddrnet"])
 @pytest.mark.parametrize("share", [0.4, 0.7])
 def test_pick_nearest_lands_within_5pct_of_the_budget(name, share):
     target = share * flops_ms(rtseg.load_arch("baseline1"))
@@ -213,3 +220,18 @@ def test_cli_scale_measures_on_onnxruntime(cli, tmp_path):
     rec = json.loads(r.stdout)
     assert rec["measure"]["backend"] == "onnxruntime" and rec["measure"]["threads"] == 1
     assert rtseg.load_arch(out).meta["latency"]["measured_ms"] == rec["measured_ms"]
+
+
+@pytest.mark.parametrize("name", ["stdc", "ddrnet"])
+def test_cli_scale_fits_the_modern_families_to_a_budget(cli, tmp_path, monkeypatch, name):
+    """``rtseg arch scale NAME --latency-ms T`` end to end, the device replaced by the multiply-add stand-in."""
+    monkeypatch.setattr(LatencyMeasure, "__call__", lambda self, arch: flops_ms(arch))
+    monkeypatch.setattr(LatencyMeasure, "many", lambda self, archs, rounds=10, repeats=100: [flops_ms(a) for a in archs])
+    target = 0.5 * flops_ms(rtseg.load_arch("baseline1"))
+    out = tmp_path / f"{name}.json"
+    r = cli("arch", "scale", name, "--latency-ms", target, "--input", "64x128", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout[r.stdout.index("{"):])
+    assert rec["family"] == name and rec["within_tol"] and abs(rec["measured_ms"] / target - 1) <= 0.05
+    arch = rtseg.load_arch(out)
+    assert arch.genotype["model"] == name and flops_ms(arch) == rec["measured_ms"]

@@ -76,3 +76,54 @@ def test_arch_show_and_sample_through_the_cli(cli):
     r = cli("arch", "sample", "--space", "peer")
     assert r.exit_code == 2
     assert "not searchable" in r.output
+
+
+def test_ddrnet_is_ddrnet23_slim_in_registered_ops():
+    model = rtseg.build_model("ddrnet")
+    # DDRNet-23-slim has 5.7 M parameters (Hong et al. 2021), its auxiliary training head left out
+    assert abs(count_params(model) - 5.7e6) / 5.7e6 < 0.01
+    arch = rtseg.load_arch("ddrnet")
+    sigs = PEER.signatures(arch, 128, 256)
+    by_type = {t: [s for s in sigs if s.type == t] for t in {s.type for s in sigs}}
+    assert len(by_type["bilateral_fusion"]) == 2 and [s.spec.hparams["down"] for s in by_type["bilateral_fusion"]] == [2, 4]
+    assert {(s.h, s.w) for s in by_type["bilateral_fusion"]} == {(16, 32)}  # the high branch stays at 1/8
+    dappm = by_type["dappm"][0]
+    assert (dappm.spec.c_in, dappm.spec.hparams["c_low"], dappm.spec.hparams["branch"]) == (128, 512, 128)
+    assert len(by_type["res_basic"]) == 2 + 2 + 2 * 2 + 2 * 2 and len(by_type["res_bottleneck"]) == 2
+    # width 2 is DDRNet-23 (base width 64, DAPPM branches still 128)
+    wide = get_space("peer").signatures(rtseg.load_arch("ddrnet").with_(genotype={"model": "ddrnet", "width": 2.0}), 128, 256)
+    assert next(s for s in wide if s.type == "dappm").spec.hparams["branch"] == 128
+    assert wide[0].spec.c_out == 64
+
+
+def test_stdc_is_stdc1_seg_in_registered_ops():
+    arch = rtseg.load_arch("stdc")
+    sigs = PEER.signatures(arch, 128, 256)
+    modules = [s for s in sigs if s.type == "stdc_module"]
+    assert [(s.spec.c_out, s.spec.stride) for s in modules] == [(256, 2), (256, 1), (512, 2), (512, 1), (1024, 2), (1024, 1)]
+    head = next(s for s in sigs if s.type == "stdc_head")
+    assert (head.h, head.w, head.spec.c_in, head.spec.hparams["inter"]) == (16, 32, 256, 128)  # FFM on the 1/8 detail feature
+    model = rtseg.build_model(arch, num_classes=5).eval()
+    block = next(m for m in model.modules() if isinstance(m, Op) and m.spec.type == "stdc_module")
+    # the STDC module's blocks halve their widths and are concatenated back to C_out (sec. 3.1)
+    assert [b[0].out_channels for b in [block.first, *block.blocks]] == [128, 64, 32, 32]
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 40, 72)).shape == (1, 5, 40, 72)  # sizes that do not halve evenly
+        assert rtseg.build_model("ddrnet", num_classes=5).eval()(torch.randn(1, 3, 40, 72)).shape == (1, 5, 40, 72)
+
+
+def test_profile_ops_measures_every_operator_of_every_peer(tmp_path):
+    """The peer space has no searchable layer, so no skeleton: its LUT is the operator entries, complete
+    once every published peer's operators are measured, and a peer's prediction is their sum."""
+    from rtseg.latency.lut import load_lut
+    from rtseg.latency.profile import profile_ops
+
+    path = profile_ops("peer", 16, 32, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1, num_classes=5,
+                       out_path=tmp_path / "lut.json", progress=False, threads=1, recheck=False, speed_reference=False)
+    lut = load_lut(path)
+    assert lut.complete and not lut.skeletons and lut.constant_ms == 0.0
+    for name in ("erfnet", "lraspp_mbv3", "stdc", "ddrnet"):
+        arch = rtseg.load_arch(name).with_(num_classes=5)
+        sigs = PEER.signatures(arch, 16, 32)
+        assert all(lut.has(s) for s in sigs), name
+        assert lut.predict(arch, 16, 32).total_ms == pytest.approx(sum(lut.cost(s) for s in sigs))

@@ -119,7 +119,7 @@ def families(
 
 @arch_app.command("scale")
 def scale(
-    family: str = typer.Argument(..., help="Family: baseline1, erfnet, lraspp_mbv3, lraspp_mbv3_os8 (see `rtseg arch families`)."),
+    family: str = typer.Argument(..., help="Family: baseline1, erfnet, lraspp_mbv3, lraspp_mbv3_os8, stdc, ddrnet (see `rtseg arch families`)."),
     latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help="Budget T: pick the member whose measured latency is nearest it.", callback=P.POSITIVE),
     fix: list[str] = typer.Option([], "--fix", help="Hold a knob at a value, NAME=VALUE (repeatable); without --latency-ms, the member to write."),
     input: str = typer.Option("128x256", "--input", help="Input size HxW.", callback=P.hw_size),

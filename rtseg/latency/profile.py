@@ -121,11 +121,17 @@ def skeleton_network(space: Any, arch: Any) -> nn.Module:
 
 
 def skeleton_plan(space: Any, h: int, w: int, num_classes: int, heads: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per head: an arch to build the skeleton from, and the signatures the skeleton still runs."""
+    """Per head: an arch to build the skeleton from, and the signatures the skeleton still runs.
+
+    A space of fixed hand-designed nets (``peer``: nothing to sample) has no searchable layer and so no
+    skeleton: its LUT holds the operator entries alone, and a net's prediction is their sum."""
     plan: dict[str, dict[str, Any]] = {}
     base: set[str] | None = None
-    for head in heads:
-        arch = space.sample(random.Random(0), num_classes=num_classes, head=head)
+    try:
+        archs = {head: space.sample(random.Random(0), num_classes=num_classes, head=head) for head in heads}
+    except RtsegError:
+        return {}
+    for head, arch in archs.items():
         fixed = [s for s in space.signatures(arch, h, w) if not shape_preserving(s.spec, s.h, s.w)]
         keys = [s.key for s in fixed]
         head_key = None
@@ -438,7 +444,7 @@ class _Run:
         lut.provenance["profiling_s"] = round(self.previous + time.perf_counter() - self.started, 3)
         lut.provenance["updated"] = _now()
         lut.set_progress(complete=not self.subset and all(s.key in lut.entries for s in self.all_sigs)
-                         and all(hd in lut.skeletons for hd in self.heads))
+                         and all(hd in lut.skeletons for hd in self.plan))
         lut.save(self.out)
 
     def entry_done(self) -> None:
@@ -536,7 +542,7 @@ def profile_ops(
                  speed_reference, space_options, batch_entries, flush_s, reporter, on_entry)
     lut, h, w = run.lut, *run.lut.input_hw
     todo = [sig for sig in run.all_sigs if sig.key not in lut.entries]
-    todo_skel = [hd for hd in run.heads if hd not in lut.skeletons]
+    todo_skel = [hd for hd in run.plan if hd not in lut.skeletons]
     to_check = [sig for sig in run.all_sigs if not lut.entries.get(sig.key, {}).get("checked")] if recheck else []
     if todo or todo_skel:
         lut.set_calibration(None)  # fitted on entries that are about to change

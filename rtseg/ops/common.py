@@ -1,4 +1,5 @@
-"""Operators shared by every space: classifier, resize, identity, pyramid pooling, aggregation head."""
+"""Operators shared by every space: classifier, resize, identity, pyramid pooling, aggregation head, and the
+3x3 + 1x1 segmentation head of the BiSeNet-style peers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtseg.ops.base import Op, OpSignature, OpSpec, register_op
+
+
+def coarser(h: int, w: int, times: int) -> tuple[int, int]:
+    """The size after ``times`` stride-2 layers that round up (a 3x3 conv with padding 1)."""
+    for _ in range(times):
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
 
 
 class ConvBNReLU(nn.Sequential):
@@ -127,3 +135,18 @@ class AggregationHead(Op):
         d = self.detail(torch.cat([F.avg_pool2d(x2, 2, 2, ceil_mode=True), x4], dim=1))
         c = F.interpolate(self.context(x8), size=x4.shape[-2:], mode="bilinear", align_corners=False)
         return self.classifier(torch.cat([d, c], dim=1))
+
+
+@register_op("seg_head")
+class SegHead(Op):
+    """A 3x3 conv-BN-ReLU to ``mid`` channels, then a 1x1 conv to class logits: the output head of
+    BiSeNet-style nets (STDC's ``BiSeNetOutput``; DDRNet's ``segmenthead`` without its leading BN-ReLU)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, mid: int = 64) -> None:
+        super().__init__()
+        self.spec = OpSpec.make("seg_head", c_in, c_out, 1, mid=int(mid))
+        self.conv = ConvBNReLU(c_in, mid, 3)
+        self.classifier = nn.Conv2d(mid, c_out, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.conv(x))

@@ -28,6 +28,24 @@ Families (``FAMILIES``; ``rtseg arch families`` lists them):
     MobileNetV3's own width multiplier) and a depth multiplier (0.5 or 1 of every run of identity
     blocks).
 
+``stdc``
+    STDC1-Seg (Fan et al., "Rethinking BiSeNet for Real-time Semantic Segmentation", CVPR 2021: STDC
+    modules, the STDC1 stages, the context path and FFM on the 1/8 detail feature) with a width
+    multiplier (0.25..1.5 of every channel count) and a depth multiplier of each stage's two modules
+    (0.5..2; 2 gives four per stage, near STDC2's 4, 5, 3).
+``ddrnet``
+    DDRNet-23-slim (Hong et al., "Deep Dual-resolution Networks for Real-time and Accurate Semantic
+    Segmentation of Road Scenes", 2021), the two-branch design also of BiSeNet V2 (Yu et al., IJCV
+    2021): a high-resolution branch at 1/8, a low-resolution one to 1/64, bilateral fusion and DAPPM,
+    with a width multiplier (0.25..2 of the base width 32; 2 is DDRNet-23) and a depth multiplier (0.5
+    or 1 of each run of two basic blocks).
+
+Both scale along their width at the published depth (the ``width`` rule, as MobileNetV3): their
+runs are two blocks long, so any depth below the published one halves a run at once, a jump in
+latency that compound scaling would put in the middle of the path, where budgets fall between two
+members. The depth knob is held with ``fixed`` (``--fix depth=0.5``), and the picker's refinement
+between two path members also tries the other depth.
+
 Width grids step by 1/16, which moves the widest layers by 8 channels: the finest step the
 multiple-of-8 rounding allows, so the grid itself is the fine search the budget needs.
 """
@@ -267,6 +285,8 @@ FAMILIES: dict[str, Family] = {
         PeerFamily("lraspp_mbv3", "lraspp_mbv3", _width_grid(4, 24), (0.5, 0.6, 1.0), "width"),
         PeerFamily("lraspp_mbv3_os8", "lraspp_mbv3", _width_grid(4, 24), (0.5, 0.6, 1.0), "width", {"output_stride": 8},
                    "output stride 8"),
+        PeerFamily("stdc", "stdc", _width_grid(4, 24), (0.5, 1.0, 1.5, 2.0), "width"),
+        PeerFamily("ddrnet", "ddrnet", _width_grid(4, 32), (0.5, 1.0), "width"),
     )
 }
 

@@ -24,9 +24,27 @@ sec. 6.1.2), laid out as torchvision's ``lraspp_mobilenet_v3_large``: the backbo
 LR-ASPP head with 128 channels and a bilinear resize to the input. With 21 classes it has torchvision's
 3,221,538 parameters.
 
-Both peers scale like EfficientNet (Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML
+STDC1-Seg (Fan et al., "Rethinking BiSeNet for Real-time Semantic Segmentation", CVPR 2021, sec. 3 and
+Table 1): a 32- and a 64-channel stride-2 3x3 conv, three stages of two STDC modules (256, 512, 1024
+channels at 1/8, 1/16, 1/32; :mod:`rtseg.ops.stdc`), the context path (ARM on the 1/32 and 1/16
+outputs plus a global-average context) fused by the FFM with the 1/8 output (the detail path), a
+3x3 + 1x1 output head at 1/8 (256 channels) and a resize. The detail guidance of sec. 3.2 is a
+training-time loss on the 1/8 feature (its head is dropped at inference); rtseg trains every net
+with one recipe, so it is left out.
+
+DDRNet-23-slim (Hong et al., "Deep Dual-resolution Networks for Real-time and Accurate Semantic
+Segmentation of Road Scenes", 2021, sec. 3; :mod:`rtseg.ops.bilateral`): a stride-4 stem
+and ResNet basic blocks to 1/8 (32, 64 channels), then two branches, a high-resolution one kept at
+1/8 (64 channels) and a low-resolution one halving to 1/16, 1/32 (128, 256), with bilateral fusion
+after each of those stages, a bottleneck ending each branch (the low one at 1/64), DAPPM on the low
+branch added to the high one, a 3x3 + 1x1 head at 1/8 and a resize; 5.7 M parameters at 19 classes
+as published. The same detail / context two-branch design with fusion is BiSeNet V2's (Yu et al.,
+"BiSeNet V2: Bilateral Network with Guided Aggregation for Real-time Semantic Segmentation", IJCV
+2021). The training-time auxiliary head is left out, as STDC's detail loss.
+
+Every peer scales like EfficientNet (Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML
 2019, sec. 3.3): optional genotype fields ``width`` (every channel count times it, rounded by
-:func:`rtseg.ops.mbv3.make_divisible` to a multiple of 8) and ``depth`` (each run of repeated blocks
+:func:`rtseg.ops.mbv3.make_divisible` to a multiple of 8, of 4 for DDRNet) and ``depth`` (each run of repeated blocks
 ``ceil(depth x n)`` long, at least one). Without them an arch is the published net.
 """
 
@@ -148,6 +166,97 @@ def lraspp_mbv3_specs(num_classes: int, width: float = 1.0, depth: float = 1.0, 
     return specs
 
 
+STDC_SOURCE = (
+    "STDC1-Seg: Fan et al., 'Rethinking BiSeNet for Real-time Semantic Segmentation', CVPR 2021 (STDC modules of "
+    "sec. 3.1, STDC1 stages, context path with ARM and FFM on the 1/8 detail feature, sec. 3.2; the training-time "
+    "detail loss left out)"
+)
+DDRNET_SOURCE = (
+    "DDRNet-23-slim: Hong et al., 'Deep Dual-resolution Networks for Real-time and Accurate Semantic Segmentation of "
+    "Road Scenes', 2021 (high-resolution branch at 1/8, low-resolution branch to 1/64, bilateral fusion, DAPPM; "
+    "the two-branch design of BiSeNet V2, Yu et al., IJCV 2021; the training-time auxiliary head left out)"
+)
+
+#: STDC1's stages (Fan et al. 2021, Table 1): (C_out, blocks) at 1/8, 1/16, 1/32 after a 32- and a
+#: 64-channel stride-2 3x3 conv; STDC2 has 4, 5, 3 blocks (depth 2 comes near it).
+STDC1_STAGES = ((256, 2), (512, 2), (1024, 2))
+STDC_STEPS = 4  # blocks per STDC module (the published STDC networks' choice)
+Layout = dict[str, list[tuple[OpSpec, int]]]
+
+
+def _flatten(layout: Layout) -> list[tuple[OpSpec, int]]:
+    return [item for group in layout.values() for item in group]
+
+
+def stdc_layout(num_classes: int, width: float = 1.0, depth: float = 1.0) -> Layout:
+    """STDC1-Seg's operators by role, in execution order, each with the downsampling factor of its input.
+
+    ``width`` scales every channel count (the stem, the stages, the context path's 128 and the FFM's and
+    output head's 256; multiples of 8); ``depth`` scales each stage's run of STDC modules."""
+    ch = lambda c: make_divisible(c * width)  # noqa: E731
+    layout: Layout = {"stem": [(OpSpec.make("conv_bn_relu", 3, ch(32), 2, kernel=3), 1),
+                               (OpSpec.make("conv_bn_relu", ch(32), ch(64), 2, kernel=3), 2)]}
+    c, f = ch(64), 4
+    for name, (c_out, n) in zip(("stage8", "stage16", "stage32"), STDC1_STAGES):
+        blocks = []
+        for i in range(scaled_repeats(n, depth)):
+            blocks.append((OpSpec.make("stdc_module", c, ch(c_out), 2 if i == 0 else 1, steps=STDC_STEPS), f))
+            c, f = ch(c_out), (2 * f if i == 0 else f)
+        layout[name] = blocks
+    c8, c16, c32 = (ch(c) for c, _ in STDC1_STAGES)
+    layout["head"] = [(OpSpec.make("stdc_head", c8, ch(256), 1, c16=c16, c32=c32, inter=ch(128)), 8),
+                      (OpSpec.make("seg_head", ch(256), num_classes, 1, mid=ch(256)), 8),
+                      (OpSpec.make("resize", num_classes, num_classes, 1, scale=8), 8)]
+    return layout
+
+
+def stdc_specs(num_classes: int, width: float = 1.0, depth: float = 1.0) -> list[tuple[OpSpec, int]]:
+    return _flatten(stdc_layout(num_classes, width, depth))
+
+
+DDRNET_BLOCKS = 2  # DDRNet-23's basic blocks in every run (layers = [2, 2, 2, 2])
+#: Scaled DDRNet channel counts are multiples of 4, not 8: the 64-channel high-resolution branch carries
+#: most of the cost, and a step of 8 channels there moves the net's latency by about 20%, more than the
+#: tolerance a pick at a budget needs.
+DDRNET_DIVISOR = 4
+
+
+def ddrnet_layout(num_classes: int, width: float = 1.0, depth: float = 1.0) -> Layout:
+    """DDRNet-23-slim's operators by role, in execution order, each with the downsampling factor of its input.
+
+    ``width`` scales the base width 32 (DDRNet-23-slim; 2 gives DDRNet-23's 64) and every channel count
+    that follows it (multiples of :data:`DDRNET_DIVISOR`); DAPPM's 128 branch channels, the same in both
+    published nets, shrink below width 1 and stay at 128 above. ``depth`` scales each run of basic blocks (two in
+    every stage of both branches); the bottleneck that ends each branch stays one."""
+    c1, c2, c4, c8, c16 = (make_divisible(k * 32 * width, DDRNET_DIVISOR) for k in (1, 2, 4, 8, 16))
+    n = scaled_repeats(DDRNET_BLOCKS, depth)
+    basic = lambda a, b, s=1: OpSpec.make("res_basic", a, b, s)  # noqa: E731
+
+    def run(c_in: int, c_out: int, f: int, stride: int) -> list[tuple[OpSpec, int]]:
+        return [(basic(c_in, c_out, stride), f)] + [(basic(c_out, c_out), f * stride) for _ in range(n - 1)]
+
+    return {
+        "stem": [(OpSpec.make("conv_bn_relu", 3, c1, 2, kernel=3), 1), (OpSpec.make("conv_bn_relu", c1, c1, 2, kernel=3), 2)],
+        "layer1": run(c1, c1, 4, 1),
+        "layer2": run(c1, c2, 4, 2),
+        "low3": run(c2, c4, 8, 2),
+        "high3": run(c2, c2, 8, 1),
+        "fuse3": [(OpSpec.make("bilateral_fusion", c2, c2, 1, c_low=c4, down=2), 8)],
+        "low4": run(c4, c8, 16, 2),
+        "high4": run(c2, c2, 8, 1),
+        "fuse4": [(OpSpec.make("bilateral_fusion", c2, c2, 1, c_low=c8, down=4), 8)],
+        "high5": [(OpSpec.make("res_bottleneck", c2, c4, 1, planes=c2), 8)],
+        "low5": [(OpSpec.make("res_bottleneck", c8, c16, 2, planes=c8), 32)],
+        "head": [(OpSpec.make("dappm", c4, c4, 1, c_low=c16, branch=make_divisible(128 * min(width, 1.0), DDRNET_DIVISOR), down=8), 8),
+                 (OpSpec.make("seg_head", c4, num_classes, 1, mid=c2), 8),
+                 (OpSpec.make("resize", num_classes, num_classes, 1, scale=8), 8)],
+    }
+
+
+def ddrnet_specs(num_classes: int, width: float = 1.0, depth: float = 1.0) -> list[tuple[OpSpec, int]]:
+    return _flatten(ddrnet_layout(num_classes, width, depth))
+
+
 class PeerNet(Network):
     """A hand-designed net whose registered operators run in sequence (ERFNet)."""
 
@@ -189,6 +298,62 @@ class LRASPPNet(Network):
         return PeerSpace().signatures(self.arch, h, w)
 
 
+class _LayoutNet(Network):
+    """A peer built from a layout (role -> operators): one ``nn.ModuleList`` per role."""
+
+    layout: Callable[..., Layout]
+
+    def __init__(self, arch: Arch) -> None:
+        super().__init__()
+        self.arch = arch
+        g = {k: v for k, v in arch.genotype.items() if k != "model"}
+        self.roles = nn.ModuleDict({role: nn.ModuleList(build_op(spec) for spec, _ in ops)
+                                    for role, ops in type(self).layout(arch.num_classes, **g).items()})
+
+    @staticmethod
+    def chain(ops: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        for op in ops:
+            x = op(x)
+        return x
+
+    def signatures(self, h: int, w: int) -> list[OpSignature]:
+        return PeerSpace().signatures(self.arch, h, w)
+
+
+class STDCNet(_LayoutNet):
+    """STDC1-Seg (:func:`stdc_layout`): the stem and three stages of STDC modules, the context path and FFM
+    on the 1/8, 1/16 and 1/32 stage outputs, the output head and a resize to the input."""
+
+    layout = staticmethod(stdc_layout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.roles
+        f8 = self.chain(r["stage8"], self.chain(r["stem"], x))
+        f16 = self.chain(r["stage16"], f8)
+        f32 = self.chain(r["stage32"], f16)
+        fuse, out, resize = r["head"]
+        return resize(out(fuse(f8, f16, f32)), size=x.shape[-2:])
+
+
+class DDRNet(_LayoutNet):
+    """DDRNet-23-slim (:func:`ddrnet_layout`): a shared trunk to 1/8, then a high branch kept at 1/8 and a
+    low branch halving to 1/64, fused both ways after the 1/16 and 1/32 stages; DAPPM on the low branch
+    added to the high one, the output head and a resize to the input."""
+
+    layout = staticmethod(ddrnet_layout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.roles
+        trunk = self.chain(r["layer2"], self.chain(r["layer1"], self.chain(r["stem"], x)))
+        low = self.chain(r["low3"], trunk)
+        high, low = r["fuse3"][0](self.chain(r["high3"], trunk), low)
+        low = self.chain(r["low4"], low)
+        high, low = r["fuse4"][0](self.chain(r["high4"], high), low)
+        high, low = self.chain(r["high5"], high), self.chain(r["low5"], low)
+        dappm, out, resize = r["head"]
+        return resize(out(dappm(high, low)), size=x.shape[-2:])
+
+
 @dataclass(frozen=True)
 class PeerModel:
     """A peer: its source, its operators as a function of its optional genotype fields, and its net."""
@@ -212,6 +377,8 @@ PEERS: dict[str, PeerModel] = {
     "erfnet": PeerModel(ERFNET_SOURCE, erfnet_specs, PeerNet, dict(_SCALE_FIELDS)),
     "lraspp_mbv3": PeerModel(LRASPP_SOURCE, lraspp_mbv3_specs, LRASPPNet,
                              {**_SCALE_FIELDS, "output_stride": (lambda v: v in (8, 16) and not isinstance(v, bool), "8 or 16")}),
+    "stdc": PeerModel(STDC_SOURCE, stdc_specs, STDCNet, dict(_SCALE_FIELDS)),
+    "ddrnet": PeerModel(DDRNET_SOURCE, ddrnet_specs, DDRNet, dict(_SCALE_FIELDS)),
 }
 PEER_SOURCES: dict[str, str] = {name: m.source for name, m in PEERS.items()}
 

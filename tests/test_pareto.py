@@ -1,0 +1,82 @@
+"""search/pareto.py reruns as documented from an empty folder, whatever the order of its variants."""
+
+import functools
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from rtseg.flops import op_flops, sum_op_flops
+from rtseg.latency import validate
+from rtseg.latency.lut import load_lut
+from rtseg.latency.profile import profile_ops
+from rtseg.ops import OpSignature
+from rtseg.spaces import get_space
+
+H, W = 32, 64
+ROOT = Path(__file__).resolve().parents[1]
+#: Every search variant, in the reverse of the order the script lists them: the proxy variants, which
+#: start from the families' picks, come before anything else has written those.
+VARIANTS = ["oneshot+proxy", "proxy", "oneshot", "weighted", "single-path"]
+
+
+def _load_pareto():
+    spec = importlib.util.spec_from_file_location("pareto", ROOT / "search" / "pareto.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def _multiply_add_lut(path: Path) -> None:
+    """Charge every entry of a LUT its multiply-adds (1 ms per million) and its skeleton their sum plus
+    0.1 ms: a deterministic device. A LUT timed in seconds at 32x64 is noise (one run per entry, and a
+    net's cost there is its count of operators, not their work), so the family picks, the random draws
+    and the searches would land in different places on every run."""
+    doc = json.loads(path.read_text())
+    for key, entry in doc["entries"].items():
+        ms = op_flops(OpSignature.from_key(key)) / 1e6
+        entry.update(median_ms=ms, p10_ms=ms, p90_ms=ms)
+    for sk in doc["skeletons"].values():
+        ms = sum(doc["entries"][k]["median_ms"] for k in sk["fixed"]) + 0.1
+        sk.update(median_ms=ms, p10_ms=ms, p90_ms=ms)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.slow
+def test_pareto_runs_every_variant_into_an_empty_folder(tmp_path, monkeypatch):
+    lut_path = profile_ops("ssr", H, W, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1, num_classes=10,
+                           method="isolated", heads=["classifier"], out_path=tmp_path / "lut.json", progress=False, threads=1,
+                           recheck=False, calibration_archs=0, speed_reference=False)
+    _multiply_add_lut(lut_path)
+    lut = load_lut(lut_path)
+    pareto = _load_pareto()
+
+    def on_the_lut(arch):
+        """The family picks on the same device, read 6% high: the member picked within 5% of T then
+        lies in [0.9 T, T], inside the proxy variants' band, which the baseline1 pick seeds."""
+        if arch.space == lut.space:
+            return 1.06 * lut.predict(arch, H, W).total_ms
+        return 1.06 * sum_op_flops(get_space(arch.space).signatures(arch, H, W)) / 1e6
+
+    monkeypatch.setattr(pareto, "_measure", lambda _lut: on_the_lut)
+    # the candidates' final latencies are measured for real, in one short round rather than ten long ones
+    monkeypatch.setattr(validate, "measure_archs_like_lut", functools.partial(validate.measure_archs_like_lut, warmup=1, repeats=3, rounds=1))
+    out = tmp_path / "fresh"
+    tiny = ["--fractions", "0.9", "--seeds", "1", "--randoms", "1", "--epochs", "1", "--train-len", "4", "--val-len", "2",
+            "--batch", "2", "--jobs", "1", "--search-epochs", "1", "--search-train-len", "4", "--search-batch", "2",
+            "--search-warmup-epochs", "0", "--search-minutes", "1", "--os-epochs", "1", "--os-evaluations", "4",
+            "--os-score-len", "2", "--os-band", "0.8", "1.0", "--os-minutes", "1", "--px-epochs", "1", "--px-train-len", "4",
+            "--px-evaluations", "3", "--px-population", "2", "--hy-finalists", "1", "--families", "baseline1", "ddrnet"]
+    monkeypatch.setattr(sys, "argv", ["pareto.py", "--lut", str(lut_path), "--variants", *VARIANTS, *tiny, "--out", str(out)])
+    pareto.main()
+
+    rec = json.loads((out / "pareto.json").read_text())
+    (budget,) = rec["budgets"]
+    names = {row["name"]: row["kind"] for row in budget["rows"]}
+    assert names == {"searched-hy": "searched", "searched-px": "searched", "searched-os": "searched", "searched-ws": "searched",
+                     "searched": "searched", "random0": "random", "baseline1": "family", "ddrnet": "family"}
+    assert {v["searched"] for v in budget["verdicts"]} == {n for n, k in names.items() if k == "searched"}
+    assert (out / "pareto.md").exists() and (out / "pareto.png").exists()
+    assert json.loads((out / "T0.9" / "families.json").read_text()).keys() == {"baseline1", "ddrnet"}
