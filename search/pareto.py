@@ -7,8 +7,9 @@ measured there. For each budget T = fraction x baseline1's latency as the LUT pr
 LUT's terms, which the search and the random draws use; baseline1's measured latency is reported
 beside it, since one arch can sit off the LUT's line):
 
-* ``searched``: ``rtseg search`` at T (single-path by default, ``--variants`` adds the weighted-sum
-  supernet as ``searched-ws``);
+* the searched nets, one per ``--variants`` entry: ``searched-df`` (``rtseg search``'s default strategy),
+  ``searched`` (the single-path gradient search), ``searched-ws`` (the weighted-sum gradient search),
+  ``searched-os`` (one-shot), ``searched-px`` (proxy) and ``searched-hy`` (one-shot then proxy);
 * ``random0..N``: archs drawn uniformly from the same space whose LUT-predicted latency lies in
   [0.85 T, T] (the band the search decodes into);
 * one member of each hand-designed family (``rtseg.spaces.families``: baseline1 scaled, ERFNet
@@ -48,7 +49,7 @@ from rtseg.train import final_miou, train_one_thread
 
 #: Candidate name of each search variant.
 VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot": "searched-os", "proxy": "searched-px",
-                 "oneshot+proxy": "searched-hy"}
+                 "oneshot+proxy": "searched-hy", "default": "searched-df"}
 
 
 def _measure(lut: Any) -> Any:
@@ -59,45 +60,46 @@ def _measure(lut: Any) -> Any:
                           threads=lut.threads, precision=lut.precision, clock=lut.clock)
 
 
-def _oneshot_config(lut_path: str, target: float, args: argparse.Namespace) -> Any:
-    from rtseg.search.oneshot import OneShotConfig
-
-    return OneShotConfig(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.os_epochs,
-                         batch=args.search_batch, train_len=args.search_train_len, score_len=args.os_score_len,
-                         band=tuple(args.os_band), evaluations=args.os_evaluations, minutes=args.os_minutes, seed=0)
-
-
 def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
-    from rtseg.search import SearchConfig, run_search
+    """The variant's search at T through the strategy table (resumed when its folder holds a run)."""
+    if (out / "arch.json").exists():
+        return load_arch(out / "arch.json")
+    from rtseg.reporting import RichReporter
+    from rtseg.search import get_strategy, run_strategy
 
-    if variant == "oneshot" and not (out / "arch.json").exists():
-        from rtseg.reporting import RichReporter
-        from rtseg.search.oneshot import run_oneshot
-
-        run_oneshot(_oneshot_config(lut_path, target, args), out, resume=(out / "state.pt").exists(), reporter=RichReporter())
-    elif variant in ("proxy", "oneshot+proxy") and not (out / "arch.json").exists():
-        from rtseg.reporting import RichReporter
-        from rtseg.search.proxy import ProxyConfig, run_oneshot_then_proxy, run_proxy
-
-        seeds = []
+    seeds = []
+    if variant in ("proxy", "oneshot+proxy"):
         for fam in args.px_seed_families:  # the family's pick at this budget (measured nearest T), as an arch file
             picked = json.loads((out.parent / "families.json").read_text())[fam]["arch"]
             seeds.append(str(out.parent / f"{fam}-pick.json"))
             atomic_write_json(Path(seeds[-1]), picked)
-        pcfg = ProxyConfig(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.px_epochs,
-                           train_len=args.px_train_len, batch=args.batch, evaluations=args.px_evaluations,
-                           population=args.px_population, seed_archs=seeds, jobs=args.jobs, band=tuple(args.os_band))
-        if variant == "proxy":
-            run_proxy(pcfg, out, resume=(out / "state.json").exists(), reporter=RichReporter())
-        else:  # the one-shot variant's run (resumed, or made here) hands its finalists to the proxy search
-            run_oneshot_then_proxy(_oneshot_config(lut_path, target, args), pcfg, out, finalists=args.hy_finalists, resume=True,
-                                   reporter=RichReporter(), oneshot_dir=out.parent / VARIANT_NAMES["oneshot"])
-    elif not (out / "arch.json").exists():
-        cfg = SearchConfig(space="ssr", lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), epochs=args.search_epochs,
-                           batch=args.search_batch, train_len=args.search_train_len, val_len=args.val_len,
-                           warmup_epochs=args.search_warmup_epochs, minutes=args.search_minutes, seed=0,
-                           single_path=variant == "single-path")
-        run_search(cfg, out, resume=(out / "state.pt").exists(), progress=True)
+    common = dict(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), seed=0)
+    oneshot = dict(oneshot_epochs=args.os_epochs, oneshot_train_len=args.search_train_len, oneshot_score_len=args.os_score_len,
+                   oneshot_evaluations=args.os_evaluations, oneshot_minutes=args.os_minutes, oneshot_finalists=args.hy_finalists)
+    proxy = dict(epochs=args.px_epochs, train_len=args.px_train_len, batch=args.batch, evaluations=args.px_evaluations,
+                 population=args.px_population, jobs=args.jobs, band=tuple(args.os_band))
+    os_dir = out.parent / VARIANT_NAMES["oneshot"]
+    if variant in ("single-path", "weighted"):
+        strategy = "gradient"
+        cfg = get_strategy(strategy).make_config(**common, epochs=args.search_epochs, batch=args.search_batch,
+                                                 train_len=args.search_train_len, val_len=args.val_len,
+                                                 warmup_epochs=args.search_warmup_epochs, minutes=args.search_minutes,
+                                                 single_path=variant == "single-path")
+    elif variant == "oneshot":
+        strategy = "oneshot"
+        cfg = get_strategy(strategy).make_config(**common, epochs=args.os_epochs, batch=args.search_batch, train_len=args.search_train_len,
+                                                 score_len=args.os_score_len, band=tuple(args.os_band), evaluations=args.os_evaluations,
+                                                 minutes=args.os_minutes)
+    elif variant == "proxy":
+        strategy = "proxy"
+        cfg = get_strategy(strategy).make_config(**common, **proxy, seed_archs=seeds)
+    else:  # oneshot+proxy and the default: a finished one-shot variant's supernet is reused, not trained again
+        strategy = variant
+        reuse = {"supernet": str(os_dir)} if (os_dir / "supernet.pt").exists() else {}
+        cfg = get_strategy(strategy).make_config(**common, **proxy, **oneshot, **reuse, seed_archs=seeds,
+                                                 gradient_epochs=args.search_epochs, gradient_minutes=args.search_minutes,
+                                                 gradient_train_len=args.search_train_len)
+    run_strategy(strategy, cfg, out, resume=(out / "config.json").exists(), reporter=RichReporter())
     return load_arch(out / "arch.json")
 
 
@@ -117,7 +119,7 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
         cands[name] = {"arch": arch, "kind": "searched", "search": {k: summary.get(k) for k in (
             "predicted_latency_ms", "predicted_over_target", "measured_latency_ms", "measured_over_target", "epochs_run",
             "discrete", "arch_steps", "budget_fit_changes", "wall_time_s", "reference_speed_ratio", "strategy", "oneshot_score",
-            "evaluations", "supernet_steps", "proxy_score", "seed_scores", "origin") if k in summary}}
+            "evaluations", "supernet_steps", "proxy_score", "seeds", "origin", "stages", "measured_over_predicted") if k in summary}}
         atomic_write_json(path, {k: {**v, "arch": v["arch"].to_dict()} for k, v in cands.items()})
     space = get_space("ssr")
     rng = random.Random(args.seed)
@@ -159,7 +161,7 @@ def main() -> None:
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.4, 0.7], help="budgets as fractions of baseline1's measured latency")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per candidate")
     ap.add_argument("--randoms", type=int, default=5)
-    ap.add_argument("--variants", nargs="+", default=["single-path"], choices=list(VARIANT_NAMES))
+    ap.add_argument("--variants", nargs="+", default=["default", "single-path"], choices=list(VARIANT_NAMES))
     ap.add_argument("--data", default="synthetic")
     ap.add_argument("--epochs", type=int, default=3, help="training epochs per run (the same for every candidate)")
     ap.add_argument("--train-len", type=int, default=400, help="training images per epoch")

@@ -61,3 +61,21 @@ def torchrun():
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
     return run
+
+
+def cityscapes_tree(root: Path, h: int, w: int, n_train: int = 4, n_val: int = 2) -> Path:
+    """A tiny Cityscapes tree in the official layout (two cities, random images, two label ids)."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    label = np.where(np.arange(h)[:, None] < h // 2, 7, 26).astype(np.uint8) + np.zeros((h, w), np.uint8)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            city = f"city{i % 2}"
+            stem = f"{city}_000000_{i:06d}"
+            for path, arr in ((root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8)),
+                              (root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label)):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                assert cv2.imwrite(str(path), arr)
+    return root

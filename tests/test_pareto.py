@@ -19,7 +19,7 @@ H, W = 32, 64
 ROOT = Path(__file__).resolve().parents[1]
 #: Every search variant, in the reverse of the order the script lists them: the proxy variants, which
 #: start from the families' picks, come before anything else has written those.
-VARIANTS = ["oneshot+proxy", "proxy", "oneshot", "weighted", "single-path"]
+VARIANTS = ["default", "oneshot+proxy", "proxy", "oneshot", "weighted", "single-path"]
 
 
 def _load_pareto():
@@ -75,7 +75,7 @@ def test_pareto_runs_every_variant_into_an_empty_folder(tmp_path, monkeypatch):
     rec = json.loads((out / "pareto.json").read_text())
     (budget,) = rec["budgets"]
     names = {row["name"]: row["kind"] for row in budget["rows"]}
-    assert names == {"searched-hy": "searched", "searched-px": "searched", "searched-os": "searched", "searched-ws": "searched",
+    assert names == {"searched-df": "searched", "searched-hy": "searched", "searched-px": "searched", "searched-os": "searched", "searched-ws": "searched",
                      "searched": "searched", "random0": "random", "baseline1": "family", "ddrnet": "family"}
     assert {v["searched"] for v in budget["verdicts"]} == {n for n, k in names.items() if k == "searched"}
     assert (out / "pareto.md").exists() and (out / "pareto.png").exists()

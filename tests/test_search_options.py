@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import cityscapes_tree
 import torch
 
 import rtseg
@@ -84,17 +85,7 @@ def test_shrinking_works_in_cas_and_dcnas():
 
 
 def _cityscapes(root: Path, n_train: int = 4, n_val: int = 2) -> Path:
-    """A tiny tree in the official layout (two cities)."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for i in range(n):
-            city = f"city{i % 2}"
-            stem = f"{city}_000000_{i:06d}"
-            for path, arr in ((root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", rng.integers(0, 255, (H, W, 3), dtype=np.uint8)),
-                              (root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", np.where(np.arange(H)[:, None] < H // 2, 7, 26).astype(np.uint8) + np.zeros((H, W), np.uint8))):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                assert cv2.imwrite(str(path), arr)
-    return root
+    return cityscapes_tree(root, H, W, n_train, n_val)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from conftest import cityscapes_tree
 
 import rtseg
 from rtseg.errors import RtsegError
@@ -139,20 +140,7 @@ def test_the_pick_is_the_best_finalist_that_fits_as_measured(lut_path):
 
 
 def _cityscapes(root: Path, n_train: int = 10, n_val: int = 2) -> Path:
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("val", n_val)):
-        for i in range(n):
-            city = f"city{i % 2}"
-            stem = f"{city}_000000_{i:06d}"
-            label = np.where(np.arange(H)[:, None] < H // 2, 7, 26).astype(np.uint8) + np.zeros((H, W), np.uint8)
-            for path, arr in ((root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", rng.integers(0, 255, (H, W, 3), dtype=np.uint8)),
-                              (root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label)):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                assert cv2.imwrite(str(path), arr)
-    return root
+    return cityscapes_tree(root, H, W, n_train, n_val)
 
 
 @pytest.mark.slow
