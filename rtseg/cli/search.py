@@ -18,9 +18,6 @@ from rtseg.cli._app import app, console, print_json
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
 
-#: Flags whose config field is not the flag's name with dashes as underscores.
-_FIELD_OF = {"no_shrink": "shrink", "no_verify": "verify_latency", "band_low": "band", "seed_arch": "seed_archs",
-             "space_opt": "space_options", "input": "input_hw"}
 
 
 @app.command("search")
@@ -68,6 +65,9 @@ def search(
     from rtseg.search import get_strategy, run_strategy
     from rtseg.spaces import get_space, parse_space_options
 
+    from rtseg.search.strategies import FIELD_FLAGS
+
+    field_of = {flag.lstrip("-").replace("-", "_"): name for name, flag in FIELD_FLAGS.items()}
     chosen = get_strategy(strategy)
     options = parse_space_options(space_opt)
     given: dict[str, Any] = {
@@ -81,9 +81,9 @@ def search(
         "band_low": (band_low, 1.0) if band_low is not None else None, "supernet": supernet,
         "jobs": jobs, "workers": workers, "force": True if force else None, "no_verify": False if no_verify else None,
     }
-    values = {_FIELD_OF.get(flag, flag): v for flag, v in given.items() if v is not None}
+    values = {field_of.get(flag, flag): v for flag, v in given.items() if v is not None}
     unknown = [f"--{flag.replace('_', '-')}" for flag, v in given.items()
-               if v is not None and _FIELD_OF.get(flag, flag) not in chosen.field_names()]
+               if v is not None and field_of.get(flag, flag) not in chosen.field_names()]
     if unknown:
         raise RtsegError(f"--strategy {strategy} has no {', '.join(unknown)}; drop {'it' if len(unknown) == 1 else 'them'} "
                          "or choose a strategy that has it (rtseg search --help says which)")

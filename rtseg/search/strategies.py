@@ -33,6 +33,16 @@ from rtseg.search.staged import StagedConfig, run_staged
 SEARCH_FILES = ("arch.json", "search.json", "config.json", "state.pt", "state.json", "calibration.json", "evolution.json",
                 "evolution.png", "search_log.jsonl", "trajectory.json", "trajectories.png", "entropy.png", "supernet.pt",
                 "supernet.json", "gradient", "oneshot", "proxy")
+#: How ``rtseg search`` spells the config fields whose flag is not the field's name with dashes.
+FIELD_FLAGS = {"shrink": "--no-shrink", "verify_latency": "--no-verify", "band": "--band-low", "seed_archs": "--seed-arch",
+               "space_options": "--space-opt", "input_hw": "--input"}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of config field ``name``."""
+    return FIELD_FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 #: What a search saves to resume from.
 RESUMABLE = ("state.pt", "state.json", "calibration.json", "gradient", "oneshot", "proxy")
 
@@ -109,6 +119,7 @@ def run_strategy(name: str, cfg: SearchSettings, out_dir: str | Path, resume: bo
         return strategy.run(cfg, out, resume=resume, reporter=reporter)
     config = {"strategy": name, **cfg.to_dict()}
     folder = claim_run_dir(out, "search", config, resume=resume, overwrite=overwrite, may_differ=strategy.may_differ,
+                           flags={name: flag_of(name) for name in config},
                            adopt=("config.json", "state.pt", "state.json", "search.json"), start=False)
     try:
         if folder.replacing and not folder.resuming:
@@ -131,4 +142,4 @@ def run_strategy(name: str, cfg: SearchSettings, out_dir: str | Path, resume: bo
         folder.release()
 
 
-__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "Strategy", "get_strategy", "run_strategy"]
+__all__ = ["DEFAULT_STRATEGY", "FIELD_FLAGS", "flag_of", "STRATEGIES", "Strategy", "get_strategy", "run_strategy"]
