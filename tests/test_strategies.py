@@ -181,3 +181,32 @@ def test_proxy_trainings_split_across_torchrun_ranks(torchrun, lut_path, tmp_pat
     # every candidate trained exactly once, by one rank, and both ranks trained
     assert len(rows) == 4 and len(list((out / "proxy").iterdir())) == 4
     assert {r["trained_by_rank"] for r in rows} == {0, 1}
+
+
+def test_a_finished_or_foreign_run_folder_is_refused_without_resume_or_overwrite(cli, tmp_path):
+    from rtseg.rundir import claim_run_dir
+
+    lut = tmp_path / "lut.json"
+    lut.write_text("{}")
+    train_run = claim_run_dir(tmp_path / "train-run", "train", {"lr": 1.0})
+    train_run.finish()
+    train_run.release()
+    (tmp_path / "train-run" / "config.json").write_text('{"lr": 1.0}')
+    before = (tmp_path / "train-run" / "config.json").read_bytes()
+    r = cli("search", "--lut", lut, "--latency-ms", "5", "--out", tmp_path / "train-run")
+    assert r.exit_code != 0 and r.output.count("error:") == 1 and "Traceback" not in r.output, r.output
+    assert (tmp_path / "train-run" / "config.json").read_bytes() == before
+    finished = claim_run_dir(tmp_path / "done", "search", {"strategy": "default"})
+    finished.finish()
+    finished.release()
+    (tmp_path / "done" / "arch.json").write_text("{}")
+    r = cli("search", "--lut", lut, "--latency-ms", "5", "--out", tmp_path / "done")
+    assert r.exit_code != 0 and "--overwrite" in r.output and (tmp_path / "done" / "arch.json").read_text() == "{}", r.output
+
+
+def test_a_flops_budget_below_every_arch_is_refused_up_front(lut_path):
+    from rtseg.search.common import prepare
+    from rtseg.search.oneshot import OneShotConfig
+
+    with pytest.raises(RtsegError, match=r"FLOPs budget 1e-09 G is infeasible: the ssr arch of fewest FLOPs"):
+        prepare(OneShotConfig(lut=str(lut_path), latency_ms=_target(lut_path), input_hw=(H, W), flops_g=1e-9))
