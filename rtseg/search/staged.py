@@ -14,7 +14,8 @@ budget; short training runs do. So the stages are:
    shrinking on ``ssr``, the CAS cost on ``cas``, DCNAS path sampling on ``dcnas``), decoded and brought
    into the band.
 3. **oneshot**: a one-shot supernet (:mod:`rtseg.search.oneshot`, trained across budgets and reusable
-   with ``supernet``) and its evolution's best archs; on spaces whose supernet cannot run one path the
+   with ``supernet``: a search that reuses one leaves the gradient stage out unless asked, so that it
+   costs the evolutions and the proxy trainings only) and its evolution's best archs; on spaces whose supernet cannot run one path the
    stage is skipped and says so.
 4. **reference**: the space's hand-designed family (:attr:`SearchSpace.reference_family`) scaled to the
    budget by the LUT, where the space has one.
@@ -47,13 +48,15 @@ from rtseg.search.proxy import ProxyConfig, run_proxy
 
 #: Config fields a resumed default search may change: limits and resources, not what is searched.
 RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force", "gradient_minutes", "oneshot_minutes", "workers")
+#: The largest correction the calibration applies to the LUT's prediction (either way).
+MAX_CORRECTION = 1.5
 #: How long a rank may wait for rank 0's one-shot stage under torchrun (seconds).
 STAGE_WAIT_S = 6 * 3600
 
 
 @dataclass
 class StagedConfig(ProxyConfig):
-    gradient_stage: bool = True
+    gradient_stage: bool | None = None  # None: on, unless a trained supernet is reused (then the search costs its evolutions only)
     gradient_epochs: int = 4
     gradient_minutes: float | None = None
     gradient_train_len: int | None = None  # None: the gradient search's own default
@@ -92,15 +95,19 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
                                        f"measured; aiming at {floor:.3f} ms predicted, the lowest band the space fills")
         aim = floor
     seeds: list[tuple[Arch, str]] = []
-    if cfg.gradient_stage:
+    if cfg.gradient_stage or (cfg.gradient_stage is None and not cfg.supernet):
         seeds += _gradient(cfg, ctx, out, aim, resume, stages, reporter)
+    else:
+        stages["gradient"] = {"ran": False, "note": "left out" + (" (a trained supernet is reused)" if cfg.supernet else "")}
     if cfg.oneshot_stage:
         seeds += _oneshot(cfg, ctx, out, aim, resume, stages, reporter)
     if cfg.reference:
         seeds += _reference(cfg, ctx, aim, stages)
+    # the user's own seed archs join the stages' and, like them, are moved into the (calibrated) band
+    seeds += [(load_arch(s).with_(num_classes=ctx.info.num_classes), "seed-arch") for s in cfg.seed_archs]
     seeds = _into_band(cfg, ctx, seeds, aim, stages)
     stages["proxy"] = {"ran": True, "seeds": [origin for _, origin in seeds]}
-    pcfg = ProxyConfig(**{f: getattr(cfg, f) for f in ProxyConfig.__dataclass_fields__})
+    pcfg = ProxyConfig(**{**{f: getattr(cfg, f) for f in ProxyConfig.__dataclass_fields__}, "seed_archs": []})
     band_ms = (cfg.band[0] * aim, cfg.band[1] * aim)
     extra = {"stages": stages, "measured_over_predicted": scale, "aimed_predicted_ms": aim}
     result = run_proxy(pcfg, out / "proxy", resume=resume and (out / "proxy" / "state.json").exists(), reporter=reporter,
@@ -133,8 +140,13 @@ def _calibrate(cfg: StagedConfig, ctx: SearchContext, out: Path, stages: dict[st
             reporter.message("\\[calibrate] measuring 4 in-band archs on the LUT's runtime")
             ms = measure_archs(ctx.lut, archs, rounds=4, repeats=40, seed=cfg.seed) or []
             ratios = [m / ctx.price(a).latency_ms for a, m in zip(archs, ms)]
-            rec = {"ran": True, "scale": statistics.median(ratios), "ratios": ratios,
-                   "predicted_ms": [ctx.price(a).latency_ms for a in archs], "measured_ms": ms}
+            scale = statistics.median(ratios)
+            rec = {"ran": True, "scale": scale, "ratios": ratios, "predicted_ms": [ctx.price(a).latency_ms for a in archs],
+                   "measured_ms": ms}
+            if not MAX_CORRECTION ** -1 <= scale <= MAX_CORRECTION:  # not a drift: another runtime, or a machine busy elsewhere
+                rec.update(scale=1.0, measured_scale=scale,
+                           note=f"archs measure {scale:.2f}x their prediction: too far to be a drift of the LUT's runtime; "
+                                "the prediction is taken as it is (profile the LUT again on this machine, idle)")
         atomic_write_json(path, rec)
     rec = dist.broadcast_object(rec)
     stages["calibrate"] = rec
@@ -222,7 +234,7 @@ def _into_band(cfg: StagedConfig, ctx: SearchContext, seeds: list[tuple[Arch, st
     for arch, origin in seeds:
         choices = {**supernet.argmax_choices(), **supernet.choices_of(arch)}
         moved = sampler.into_band(choices, cfg.mutate_prob) or sampler.toward(choices, sampler.low, sampler.high, steps=200)
-        stage = stages.get(origin.split("-")[0], {})
+        stage = stages.setdefault("seed_archs" if origin == "seed-arch" else origin.split("-")[0], {"ran": True})
         if moved is None:
             stage.setdefault("left_out", []).append(f"{origin}: predicted {ctx.price(arch).latency_ms:.3f} ms, not brought into the band")
             continue
