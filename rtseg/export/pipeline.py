@@ -194,8 +194,8 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
 
     The stages are functions of their own, in order: :func:`_check_flags` (before any work),
     :func:`_load`, :func:`_export_fp32`, :func:`_parity_fp32`, :func:`_export_fp16`,
-    :func:`_export_int8`, :func:`_build_engine`, :func:`_finish`. ``reporter`` gets one message per stage (and the
-    TensorRT builder's progress bars); ``stage(text)`` is called with the same texts."""
+    :func:`_export_int8`, :func:`_build_engine`, :func:`_finish`. ``reporter`` gets one message per
+    stage (and the TensorRT builder's progress bars); ``stage(text)`` is called with the same texts."""
     opts = opts or ExportOptions()
     _check_flags(opts)
     ex = _load(model, opts, reporter or SilentReporter(), stage or (lambda s: None))
