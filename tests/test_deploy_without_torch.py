@@ -116,3 +116,20 @@ def test_demo_and_bench_on_exported_onnx_without_torch(cli, tmp_path: Path) -> N
     rep = json.loads(proc.stdout)
     assert [(r["backend"], r["precision"]) for r in rep["results"]] == [("onnxruntime", "fp32"), ("onnxruntime", "fp16")]
     assert all(r["median_ms"] > 0 for r in rep["results"])
+
+
+def test_int8_onnx_runs_without_torch(tmp_path: Path) -> None:
+    from rtseg.export.int8 import Int8Options
+    from rtseg.export.pipeline import export_model
+    from rtseg.export.profiles import ExportOptions
+
+    res = export_model("baseline1", ExportOptions(input_hw=(64, 128), fp16=False, int8=True, simplify=False, out_dir=tmp_path / "b1",
+                                                  int8_options=Int8Options(calib_images=1, val_images=1)))
+    proc, imported = rtseg_without_torch("bench", res.onnx, res.onnx_int8, "--input", "64x128", "--warmup", "1", "--iters", "2",
+                                         "--threads", "1", "--json")
+    assert proc.returncode == 0 and imported == [], proc.stderr[-3000:]
+    assert [r["precision"] for r in json.loads(proc.stdout)["results"]] == ["fp32", "int8"]
+    proc, imported = rtseg_without_torch("demo", "--model", res.onnx_int8, "--source", "synthetic", "--frames", "2", "--no-show",
+                                         "--threads", "1", "--warmup", "1", "--json")
+    assert proc.returncode == 0 and imported == [], proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["backend"] == "onnxruntime"

@@ -100,3 +100,39 @@ def test_dynamic_engine_profile(tmp_path):  # pragma: no cover - GPU machines on
     assert r.infer(np.zeros((1, 3, 96, 192), np.float32)).shape == (1, 19, 96, 192)
     with pytest.raises(RtsegError, match="optimization profile"):
         load_runner(res.engine, input_hw=(512, 1024))
+
+
+def test_precision_plan_for_tensorrt_10_and_11():
+    from rtseg.backends.tensorrt_build import precision_plan
+
+    # INT8 is explicit quantization from the QDQ ONNX: TensorRT 10 sets INT8 (+FP16 for the float layers), 11 has no flags
+    assert precision_plan(10, False, True, int8=True) == {"convert_fp16": False, "strongly_typed": False, "flags": ["INT8", "FP16"],
+                                                          "mode": "int8 explicit (QDQ), builder flags INT8 + FP16"}
+    assert precision_plan(11, False, True, int8=True)["flags"] == [] and precision_plan(11, False, True, int8=True)["strongly_typed"]
+    # FP16 as before: 11 converts an FP32 ONNX and types strongly; 10 uses the FP16 flag for an FP32 ONNX
+    assert precision_plan(11, False, True) == {"convert_fp16": True, "strongly_typed": True, "flags": [], "mode": "strongly-typed"}
+    assert precision_plan(10, False, True)["flags"] == ["FP16"] and precision_plan(10, True, True)["mode"] == "strongly-typed"
+    assert precision_plan(10, False, False) == {"convert_fp16": False, "strongly_typed": False, "flags": [], "mode": "fp32"}
+
+
+def test_int8_engine_from_the_qdq_model(tmp_path):  # pragma: no cover - GPU machines only
+    _gpu()
+    from rtseg.backends.tensorrt_build import build_engine
+    from rtseg.errors import RtsegError
+    from rtseg.export.int8 import Int8Options
+    from rtseg.export.pipeline import export_model
+    from rtseg.export.profiles import ExportOptions
+    from rtseg.runtime import load_runner
+
+    res = export_model("baseline1", ExportOptions(input_hw=(64, 128), trt=True, int8=True, out_dir=tmp_path / "m",
+                                                  int8_options=Int8Options(calib_images=4, val_images=2, max_drop=100.0)))
+    meta = json.loads(res.metadata_path.read_text())
+    eng = meta["artifacts"]["engine_int8"]
+    assert res.engine_int8.name == "model-int8.engine" and eng["precision"] == "int8" and eng["layer_precisions"].get("Int8", 0) > 0
+    assert eng["parsed_onnx"] == "model-int8.trt.onnx" and meta["artifacts"]["onnx_int8_trt"]["activations"].startswith("int8")
+    assert eng["gate"]["passed"]
+    r = load_runner(res.engine_int8)
+    assert r.info.precision == "int8"
+    assert r.infer(np.zeros((1, 3, 64, 128), np.float32)).shape == (1, 19, 64, 128)
+    with pytest.raises(RtsegError, match="no QuantizeLinear/DequantizeLinear"):
+        build_engine(res.onnx, tmp_path / "x.engine", int8=True)

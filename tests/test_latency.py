@@ -85,12 +85,17 @@ def test_backend_table_is_the_one_declaration():
     # every backend is one row: its runner and timer load from it, and the flags are checked against it
     assert tuple(TABLE) == ("torch", "onnxruntime", "tensorrt") and get_backend("ORT").name == "onnxruntime"
     for spec in TABLE.values():
-        assert set(spec.precisions) == {"fp32", "fp16"} and spec.install and spec.runs
+        assert {"fp32", "fp16"} <= set(spec.precisions) and spec.install and spec.runs
+    # INT8 models are calibrated files: ONNX Runtime and TensorRT run them, PyTorch does not
+    assert "int8" in TABLE["onnxruntime"].precisions and "int8" in TABLE["tensorrt"].precisions and "int8" not in TABLE["torch"].precisions
     assert TABLE["torch"].load("runner").__name__ == "TorchRunner" and TABLE["onnxruntime"].load("timer").__name__ == "OnnxRuntimeTimer"
     with pytest.raises(RtsegError, match="fp16 on the CPU is not a deployment target of the torch backend"):
         get_backend("torch").check("cpu", "fp16")
     with pytest.raises(RtsegError, match="unknown precision"):
-        get_backend("onnxruntime").check("cpu", "int8")
+        get_backend("onnxruntime").check("cpu", "int4")
+    with pytest.raises(RtsegError, match="the torch backend runs fp32 or fp16, not int8; run an int8 model on onnxruntime or tensorrt"):
+        get_backend("torch").check("cpu", "int8")
+    get_backend("onnxruntime").check("cpu", "int8", "onnx")
     with pytest.raises(RtsegError, match="the torch backend cannot run this engine model"):
         get_backend("torch").check(kind="engine")
     get_backend("onnxruntime").check("cpu", "fp16", "onnx")  # an fp16 ONNX runs on the CPU provider
@@ -102,7 +107,7 @@ def test_timer_argument_errors():
         make_timer("torch", cpu, "fp16")
     with pytest.raises(RtsegError, match="unknown backend"):
         make_timer("tvm", cpu)
-    with pytest.raises(RtsegError, match="unknown precision"):
+    with pytest.raises(RtsegError, match="the torch timer measures fp32 or fp16, not 'int8'"):
         make_timer("torch", cpu, "int8")
 
 
@@ -117,6 +122,18 @@ def test_backends_time_a_real_operator(backend):
     agg = OpSpec.make("aggregation", 16, 19, 1, c4=64, c8=128, mid=64).at(32, 64)
     st = timer.time_module(build_op(agg.spec), [op_class("aggregation").example_inputs(agg)], warmup=1, repeats=3)
     assert st.median_ms > 0
+
+
+def test_onnxruntime_int8_timer_quantizes_each_operator():
+    """``--precision int8``: the operator's graph in QDQ form, calibrated on its timing inputs; the
+    identity baseline has nothing to quantize and is timed as it is."""
+    timer = make_timer("onnxruntime", detect_device("cpu", threads=1), "int8")
+    assert "QDQ" in timer.settings()["quantization"]
+    sig = OpSpec.make("nb1d", 32, 32, 1, dilation=2, spatial=1, c3x1=32, c1x3=32).at(16, 32)
+    sets = [op_class("nb1d").example_inputs(sig) for _ in range(2)]
+    assert timer.time_module(build_op(sig.spec), sets, warmup=1, repeats=3).median_ms > 0
+    ident = build_op(OpSpec.make("identity", 32, 32))
+    assert timer.time_module(ident, sets, warmup=1, repeats=3).median_ms > 0
 
 
 def test_ort_session_errors(tmp_path):

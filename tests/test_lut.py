@@ -226,3 +226,18 @@ def test_default_output_path_names_device_space_backend_precision_size(tmp_path,
     assert lut.method == "network" and slug == device_slug("cpu")  # the folder rtseg export writes to as well
     out2 = profile_ops("ssr", H, W, signatures=sigs, heads=["classifier"], method="isolated", batch=2, **FAST)
     assert out2.name == f"lut-ssr-torch-fp32-{H}x{W}-1t-b2-isolated.json" and load_lut(out2).batch == 2
+
+
+@pytest.mark.slow
+def test_int8_lut_on_onnxruntime_and_its_validation(tmp_path):
+    """``profile-ops --precision int8``: each operator quantized in QDQ form around it, the LUT says
+    int8, and ``lut validate`` measures whole INT8 nets against it."""
+    sp, rng = get_space("ssr"), random.Random(5)
+    archs = [sp.sample(rng, head="classifier") for _ in range(2)]
+    out = profile_ops("ssr", H, W, backend="onnxruntime", precision="int8", out_path=tmp_path / "i8.json",
+                      signatures=arch_signatures(archs), heads=["classifier"], **FAST)
+    lut = load_lut(out)
+    assert lut.precision == "int8" and "QDQ" in lut.provenance["backend_settings"]["quantization"]
+    assert lut.predict(archs[0]).total_ms > 0
+    res = validate_lut(lut, archs=archs, warmup=1, repeats=2, rounds=1, progress=False)
+    assert res.samples == 2 and all(r.measured_ms > 0 for r in res.rows) and res.to_dict()["settings"]["precision"] == "int8"

@@ -26,7 +26,10 @@ from typing import Any
 
 from rtseg.errors import MissingDependencyError, RtsegError
 
-PRECISIONS = ("fp32", "fp16")
+#: Every precision rtseg deploys in; a backend's row names those it runs. INT8 models are files
+#: (the calibrated QDQ ONNX ``rtseg export --int8`` writes, or an engine built from it): PyTorch does not run them.
+PRECISIONS = ("fp32", "fp16", "int8")
+FLOAT_PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,11 @@ class Backend:
         the precision, the device kind and the model kind."""
         self.require()
         if precision is not None:
-            if precision not in self.precisions:
+            if precision not in PRECISIONS:
                 raise RtsegError(f"unknown precision {precision!r}; choose {' or '.join(self.precisions)}")
+            if precision not in self.precisions:
+                raise RtsegError(f"the {self.name} backend runs {' or '.join(self.precisions)}, not {precision}; "
+                                 f"run an {precision} model on {' or '.join(b.name for b in TABLE.values() if precision in b.precisions)}")
         if device is not None:
             dev = device_kind(device)
             if dev not in self.devices:
@@ -95,7 +101,7 @@ _TRT_INSTALL = "pip install 'rtseg[trt]' on the GPU machine"
 TABLE: dict[str, Backend] = {
     "torch": Backend(
         name="torch", aliases=("pytorch",), takes="module", suffixes=(".pt", ".pth", ".ckpt", ".json"),
-        runs=("checkpoint", "arch", "builtin"), precisions=PRECISIONS, devices=("cpu", "cuda"), fp16_devices=("cuda",),
+        runs=("checkpoint", "arch", "builtin"), precisions=FLOAT_PRECISIONS, devices=("cpu", "cuda"), fp16_devices=("cuda",),
         requires=(("torch", "PyTorch"),), install="pip install 'rtseg[torch]'",
         runner="rtseg.backends.pytorch:TorchRunner", timer="rtseg.backends.timers:TorchTimer"),
     "onnxruntime": Backend(
@@ -146,5 +152,5 @@ def backends_for(kind: str) -> tuple[str, ...]:
     return tuple(b.name for b in TABLE.values() if kind in b.runs)
 
 
-__all__ = ["BACKENDS", "Backend", "PRECISIONS", "TABLE", "backends_for", "default_backend", "device_kind", "get_backend",
+__all__ = ["BACKENDS", "Backend", "FLOAT_PRECISIONS", "PRECISIONS", "TABLE", "backends_for", "default_backend", "device_kind", "get_backend",
            "normalize_backend"]

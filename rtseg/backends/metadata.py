@@ -1,7 +1,7 @@
 """The metadata sidecar: one JSON beside the exported files that makes them self-describing.
 
-``engines/<device>/<model>/model.json`` describes ``model.onnx``, ``model.fp16.onnx`` and
-``model.engine`` together: the input tensor (name, shape, layout, dtype, dynamic axes), the exact
+``engines/<device>/<model>/model.json`` describes ``model.onnx``, ``model.fp16.onnx``,
+``model-int8.onnx`` and ``model.engine`` together: the input tensor (name, shape, layout, dtype, dynamic axes), the exact
 preprocessing the model was trained with (``data_info``: mean/std on the 0..1 RGB scale, class names,
 palette), the arch, the source's checksum, the exporter and opset, the versions that produced each
 file, the parity figures, and for an engine the TensorRT version and GPU it was built on, so a
@@ -22,11 +22,11 @@ from rtseg.io import atomic_write_json, file_sha256, read_json
 
 METADATA_FORMAT = "rtseg.export"
 METADATA_SCHEMA_VERSION = 1
-_ARTIFACT_SUFFIXES = (".fp16", ".fp32", ".onnx", ".engine", ".plan", ".trt")
+_ARTIFACT_SUFFIXES = (".fp16", ".fp32", "-int8", ".int8", ".onnx", ".engine", ".plan", ".trt")
 
 
 def sidecar_path(artifact: str | Path) -> Path:
-    """``model.fp16.onnx`` / ``model.engine`` / ``model.onnx`` -> ``model.json`` (same folder)."""
+    """``model.fp16.onnx`` / ``model-int8.onnx`` / ``model.engine`` / ``model.onnx`` -> ``model.json`` (same folder)."""
     p = Path(artifact)
     name = p.name
     changed = True

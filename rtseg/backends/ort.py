@@ -16,6 +16,7 @@ import numpy as np
 from rtseg.errors import RtsegError
 from rtseg.backends.runner import Runner, RunnerInfo
 from rtseg.backends.device import device_name, is_cuda
+from rtseg.backends.onnx_int8 import onnx_precision
 from rtseg.backends.ort_session import make_session
 
 _ORT_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -53,7 +54,7 @@ class OrtRunner(Runner):
         h = self._fix(shape[2], input_hw[0] if input_hw else None, "input height")
         w = self._fix(shape[3], input_hw[1] if input_hw else None, "input width")
         if precision is None:
-            precision = "fp16" if _has_fp16(model) else "fp32"
+            precision = onnx_precision(model)
         out_shape = outputs[0].shape
         if num_classes is None:
             num_classes = out_shape[1] if len(out_shape) == 4 and isinstance(out_shape[1], int) else 0
@@ -104,19 +105,6 @@ class OrtRunner(Runner):
         x = np.ascontiguousarray(batch, dtype=self.input_dtype)
         y = self.session.run([self.output_name], {self.input_name: x})[0]
         return y if y.dtype == np.float32 else y.astype(np.float32)
-
-
-def _has_fp16(model: str | Path | bytes) -> bool:
-    """Whether the model computes in FP16 (its I/O may still be FP32: keep_io_types)."""
-    import onnx
-
-    from rtseg.backends.onnx_fp16 import is_fp16_onnx  # not export.onnx, which imports torch
-
-    try:
-        m = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
-    except Exception:  # make_session already accepted it; precision is only informational
-        return False
-    return is_fp16_onnx(m)
 
 
 def session_calls(session: Any, feeds: list[dict[str, np.ndarray]], device: str) -> tuple[Callable[..., Any], list[tuple[Any, ...]], list[Any]]:

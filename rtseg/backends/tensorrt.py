@@ -123,12 +123,13 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
             self.buffers[name] = self.mem.alloc(int(np.prod(shp)) * dt.itemsize)
             self.context.set_tensor_address(name, self.buffers[name])
         in0 = self.in_shapes[self.inputs[0]]
-        eng_meta = (meta or {}).get("artifacts", {}).get("engine", {})
+        arts = (meta or {}).get("artifacts", {})  # the entry of this file (model.engine or model-int8.engine)
+        eng_meta = next((a for a in arts.values() if isinstance(a, dict) and a.get("file") == Path(path).name), arts.get("engine", {}))
         self.info = RunnerInfo(
             backend="tensorrt",
             backend_version=str(trt.__version__),
             device=f"{gpu.get('name')} (sm_{str(gpu.get('compute_capability', '')).replace('.', '')})",
-            precision="fp16" if eng_meta.get("fp16_mode", "fp32") != "fp32" else "fp32",
+            precision=eng_meta.get("precision") or ("fp16" if eng_meta.get("fp16_mode", "fp32") != "fp32" else "fp32"),
             input_hw=(in0[2], in0[3]) if len(in0) == 4 else (0, 0),
             batch=in0[0] if in0 else 1,
             num_classes=self.out_shape[1] if image and len(self.out_shape) == 4 else 0,

@@ -9,6 +9,14 @@ FP16 across the two eras:
 * TensorRT 10 builds an FP16 ONNX the same way (strongly typed network, the form 10.12+ recommends)
   and an FP32 ONNX with ``fp16=True`` through the deprecated FP16 builder flag (weak typing).
 
+INT8 is explicit quantization only: the engine is built from a calibrated QDQ ONNX with symmetric
+activations, ``model-int8.trt.onnx`` of ``rtseg export --int8 --trt`` (the implicit calibrator API is
+deprecated since 10.1 and removed in 11; TensorRT's quantization has no zero point).
+TensorRT 11 builds it strongly typed with no precision flag (the Q/DQ nodes say what runs in INT8;
+the other layers run in the ONNX's float type, FP32, since opset-17 Q/DQ nodes take FP32 only);
+TensorRT 10 builds it weakly typed with the INT8 flag, plus the FP16 flag so the layers left
+unquantized may run in FP16 (:func:`precision_plan`).
+
 Always: the parse result is checked and every parser error reported (never TensorRT's later
 "network must have at least one output"); a timing cache is loaded from and saved back to
 ``timing_cache`` (rebuilds of the same layers on the same GPU skip tactic timing); an optimization
@@ -25,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from rtseg.backends import get_backend
 from rtseg.backends.onnx_fp16 import convert_fp16, is_fp16_onnx
+from rtseg.backends.onnx_int8 import is_int8_onnx
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_bytes
 from rtseg.reporting import Reporter
@@ -106,7 +115,8 @@ def layer_precisions(engine: Any, trt: Any) -> dict[str, int]:  # pragma: no cov
         if not isinstance(layer, dict):
             continue
         text = json.dumps(layer.get("Outputs", layer))
-        key = "Half" if ("Half" in text or "FP16" in text) else "Float" if ("Float" in text or "FP32" in text) else "other"
+        key = ("Int8" if ("Int8" in text or "INT8" in text) else "Half" if ("Half" in text or "FP16" in text)
+               else "Float" if ("Float" in text or "FP32" in text) else "other")
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -126,6 +136,23 @@ def trt_unsupported(onnx_path: str | Path) -> list[str]:
     return found
 
 
+def precision_plan(major: int, onnx_fp16: bool, fp16: bool, int8: bool = False) -> dict[str, Any]:
+    """How TensorRT ``major`` builds the requested precision from an ONNX (FP16 or not): whether to
+    write the FP16 variant first, whether the network is strongly typed, the builder flags to set and
+    the mode recorded in the sidecar (see the module docstring)."""
+    if int8:
+        if major >= 11:
+            return {"convert_fp16": False, "strongly_typed": True, "flags": [], "mode": "int8 explicit (QDQ), strongly typed"}
+        flags = ["INT8", "FP16"] if fp16 else ["INT8"]
+        return {"convert_fp16": False, "strongly_typed": False, "flags": flags,
+                "mode": "int8 explicit (QDQ), builder flags " + " + ".join(flags)}
+    convert = fp16 and not onnx_fp16 and major >= 11
+    strongly_typed = major >= 11 or onnx_fp16 or convert
+    flags = ["FP16"] if fp16 and not strongly_typed else []
+    mode = ("strongly-typed" if strongly_typed else "builder-flag") if fp16 else "fp32"
+    return {"convert_fp16": convert, "strongly_typed": strongly_typed, "flags": flags, "mode": mode}
+
+
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
@@ -138,6 +165,7 @@ def build_engine(
     builder: Any = None,
     max_aux_streams: int | None = None,
     reporter: Reporter | None = None,
+    int8: bool = False,
 ) -> Path:
     """Build and write a serialized engine from ``onnx_path`` (see the module docstring).
 
@@ -147,7 +175,9 @@ def build_engine(
     ``builder`` reuses a ``trt.Builder`` across many builds (creating one loads TensorRT's kernel
     library, seconds each time); ``max_aux_streams=0`` keeps every layer on one stream, so layer
     timings never overlap (the LUT profiler's many-subgraph engines). ``reporter`` shows the
-    builder's phases as progress bars (with ``progress``; silent by default).
+    builder's phases as progress bars (with ``progress``; silent by default). ``int8`` builds the
+    explicitly quantized engine of a QDQ ONNX (``fp16`` then lets the unquantized layers use FP16
+    where TensorRT 10 allows it).
     """
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -158,17 +188,20 @@ def build_engine(
     bad = trt_unsupported(onnx_path)
     if bad:
         raise RtsegError(f"TensorRT cannot build {onnx_path}: {'; '.join(bad)}")
+    if int8:
+        import onnx
+
+        if not is_int8_onnx(onnx.load(str(onnx_path), load_external_data=False)):
+            raise RtsegError(f"{onnx_path} has no QuantizeLinear/DequantizeLinear nodes: a TensorRT INT8 engine is built from the "
+                             "calibrated QDQ ONNX (rtseg export --int8 writes model-int8.onnx)")
     major = trt_major(trt)  # pragma: no cover - from here on TensorRT is present
     onnx_fp16 = is_fp16_onnx(onnx_path)
+    plan = precision_plan(major, onnx_fp16, fp16, int8)
     source = onnx_path
-    if fp16 and not onnx_fp16 and major >= 11:
+    if plan["convert_fp16"]:
         source = engine_path.with_name(engine_path.stem + ".fp16.onnx")
         convert_fp16(onnx_path, source)
-        onnx_fp16 = True
-    strongly_typed = major >= 11 or onnx_fp16
-    mode = "fp32"
-    if fp16:
-        mode = "strongly-typed" if strongly_typed else "builder-flag"
+    strongly_typed, mode = plan["strongly_typed"], plan["mode"]
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = builder if builder is not None else trt.Builder(logger)
@@ -190,10 +223,10 @@ def build_engine(
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # so the inspector reports precisions
     if max_aux_streams is not None and hasattr(config, "max_aux_streams"):
         config.max_aux_streams = int(max_aux_streams)
-    if fp16 and not strongly_typed:
-        if not getattr(builder, "platform_has_fast_fp16", True):
-            raise RtsegError("this GPU has no fast FP16; build with --no-fp16")
-        config.set_flag(trt.BuilderFlag.FP16)
+    if "FP16" in plan["flags"] and not getattr(builder, "platform_has_fast_fp16", True):
+        raise RtsegError("this GPU has no fast FP16; build with --fp32")
+    for flag in plan["flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
 
     cache = None
     if timing_cache is not None:
@@ -234,13 +267,16 @@ def build_engine(
     if info is not None:
         engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
         precisions = layer_precisions(engine, trt) if engine is not None else {}
-        if fp16 and precisions and not precisions.get("Half"):
+        if fp16 and not int8 and precisions and not precisions.get("Half"):
             # TensorRT 11 given an FP32 ONNX silently builds FP32 (deploy.md sec. 1.2); weak typing may
             # also pick FP32 everywhere for a tiny net. Either way the user must know.
             info["warning"] = "FP16 was asked for but the engine inspector reports no FP16 layer"
+        if int8 and precisions and not precisions.get("Int8"):
+            info["warning"] = "INT8 was asked for but the engine inspector reports no INT8 layer"
         info.update({
             "tensorrt": str(trt.__version__),
             "fp16_mode": mode,
+            "precision": "int8" if int8 else "fp16" if fp16 else "fp32",
             "parsed_onnx": source.name,
             "workspace_gb": workspace_gb,
             "profile": profile_info or None,

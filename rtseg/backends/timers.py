@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from rtseg.backends import PRECISIONS, get_backend
+from rtseg.backends import FLOAT_PRECISIONS, PRECISIONS, get_backend
 from rtseg.backends.device import DeviceInfo
 from rtseg.backends.onnx_export import DEFAULT_OPSET, export_onnx
 from rtseg.backends.ort import session_calls
@@ -127,14 +127,16 @@ class OpTimer(ABC):
     #: How many LUT entries the profiler hands :meth:`prepare_batch` at once; 1: one at a time
     #: through :meth:`prepare` (the torch and onnxruntime timers; TensorRT batches, see its class).
     batch_size: int = 1
+    #: The precisions this timer measures operators in.
+    precisions: tuple[str, ...] = FLOAT_PRECISIONS
 
     def __init__(self, device: DeviceInfo, precision: str = "fp32", batch: int = 1, clock: str = "wall") -> None:
         if clock not in CLOCKS:
             raise RtsegError(f"unknown clock {clock!r}: use {' or '.join(CLOCKS)}")
         if clock == "thread" and (device.kind != "cpu" or device.details.get("threads") != 1):
             raise RtsegError("--clock thread measures the CPU time of one thread: use it with --device cpu --threads 1")
-        if precision not in PRECISIONS:
-            raise RtsegError(f"unknown precision {precision!r}: use fp32 or fp16")
+        if precision not in self.precisions:
+            raise RtsegError(f"the {self.name} timer measures {' or '.join(self.precisions)}, not {precision!r}")
         if precision == "fp16" and device.kind != "cuda":
             raise RtsegError("fp16 is measured on a GPU (CPU fp16 kernels are not a deployment target): use --device cuda or --precision fp32")
         if batch < 1:
@@ -233,9 +235,12 @@ class OnnxRuntimeTimer(OpTimer):
     session from :func:`rtseg.backends.ort_session.make_session` (graph optimization ALL, the CPU or
     CUDA execution provider, the LUT's thread count), through the backend's own device-resident calls
     (:func:`rtseg.backends.ort.session_calls`: I/O binding on CUDA, so the timing is the run, not
-    host copies)."""
+    host copies). ``int8``: the exported graph quantized in QDQ form around each operator
+    (:func:`rtseg.backends.onnx_int8.quantize_onnx`, calibrated on the timing inputs, the settings
+    ``rtseg export --int8`` uses), so an operator is timed as it runs inside the exported INT8 net."""
 
     name = "onnxruntime"
+    precisions = PRECISIONS
 
     @property
     def version(self) -> str:
@@ -244,7 +249,8 @@ class OnnxRuntimeTimer(OpTimer):
         return onnxruntime.__version__
 
     def settings(self) -> dict[str, Any]:
-        return {"graph_optimization": "ORT_ENABLE_ALL", "opset": DEFAULT_OPSET, "threads": self.device.details.get("threads"),
+        quant = {"quantization": "QDQ, uint8 activations, int8 per-channel weights (rtseg export --int8)"} if self.precision == "int8" else {}
+        return {**quant, "graph_optimization": "ORT_ENABLE_ALL", "opset": DEFAULT_OPSET, "threads": self.device.details.get("threads"),
                 "provider": "CUDAExecutionProvider" if self.device.kind == "cuda" else "CPUExecutionProvider",
                 "io_binding": self.device.kind == "cuda"}
 
@@ -255,6 +261,8 @@ class OnnxRuntimeTimer(OpTimer):
         first = tuple(t.to(dtype=self.dtype) for t in input_sets[0])
         try:
             export_onnx(module, first, path, opset=DEFAULT_OPSET)
+            if self.precision == "int8":
+                path = _quantized(path, input_sets)
             sess = make_session(path, device=self.device.arg, threads=self.device.details.get("threads") if self.device.kind == "cpu" else None)
         except BaseException:
             tmp.cleanup()
@@ -264,6 +272,21 @@ class OnnxRuntimeTimer(OpTimer):
         feeds = [{n: t.to(dtype=self.dtype).numpy().astype(np_dtype, copy=False) for n, t in zip(names, s)} for s in input_sets]
         fn, args, keep = session_calls(sess, feeds, self.device.arg)
         return Prepared(fn, args, self._clock(), keep=[sess, tmp, *keep])
+
+
+def _quantized(path: Path, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Path:
+    """``path``'s QDQ INT8 twin beside it, its activation ranges calibrated on the timing inputs."""
+    import onnx
+
+    from rtseg.backends.onnx_int8 import quantize_onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    if all(n.op_type == "Identity" for n in graph.node):  # the profiler's identity baseline: nothing to quantize
+        return path
+    weights = {t.name for t in graph.initializer}
+    names = [i.name for i in graph.input if i.name not in weights]
+    feeds = [{n: t.to(torch.float32).numpy() for n, t in zip(names, s)} for s in input_sets]
+    return quantize_onnx(path, path.with_name("int8.onnx"), feeds)[0]
 
 
 class TensorRTTimer(OpTimer):

@@ -94,7 +94,7 @@ def demo(
     source: str = typer.Option("synthetic", "--source", "-s", help="Webcam index (0, 1...), video file, rtsp:// or http:// URL, or synthetic[:HxW]."),
     backend: Optional[str] = typer.Option(None, help="Runner backend: torch, onnxruntime or tensorrt (default: from the model file)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N.", callback=P.device),
-    precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime)."),
+    precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime); an ONNX file or engine runs in its own precision (int8 included)."),
     input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW (default: the model's, or 512x1024 for an arch or checkpoint without one).", callback=P.hw_size),
     show: Optional[bool] = typer.Option(None, "--show/--no-show", help="Open a window (default: when OpenCV has GUI support and a display)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write the overlaid video here (.mp4, .avi, .mkv...).", callback=P.output_file),

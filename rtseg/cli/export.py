@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,6 +18,8 @@ from rtseg.reporting import RichReporter
 
 #: The opsets torch's ONNX exporters write: 7 (the TorchScript exporter's oldest) to 23 (the dynamo exporter's newest).
 _OPSET = P.between(7, 23)
+#: An mIoU difference in points, at most 100 (both mIoUs lie in 0..100); a negative limit demands that INT8 gain.
+_MIOU_POINTS = P.number(hi=100)
 
 
 def _parity_table(reports: list) -> Table:
@@ -34,12 +37,36 @@ def _parity_table(reports: list) -> Table:
     return t
 
 
+def _int8_table(rep: Any) -> Table:
+    t = Table(title=f"INT8 gate: mIoU on {rep.images} {rep.data} {rep.split} images (calibration-disjoint)")
+    for col in ("mIoU fp32", "mIoU int8", "drop (points)", "allowed", "argmax agreement", "result"):
+        t.add_column(col, justify="right")
+    t.add_row(f"{rep.miou_fp32:.2f}", f"{rep.miou_int8:.2f}", f"{rep.drop:.2f}", f"<= {rep.max_drop:g}", f"{rep.agreement * 100:.2f} %",
+              "[green]pass[/]" if rep.passed else "[red]FAIL[/]")
+    return t
+
+
+def _int8_what(meta: dict) -> str:
+    art = meta["artifacts"].get("onnx_int8", {})
+    cal = art.get("calibration", {})
+    scales = "per-channel" if art.get("per_channel") else "per-tensor"
+    return f"int8 QDQ, {cal.get('method')} calibration on {cal.get('images')} {cal.get('data')} images, {scales} weights"
+
+
 @app.command("export")
 def export(
     model: str = typer.Argument(..., help="Checkpoint (.pt), arch JSON or built-in arch name (baseline1, erfnet...)."),
     onnx: bool = typer.Option(True, "--onnx", help="Write the ONNX files (always on: the engine is built from them)."),
     trt: Optional[bool] = typer.Option(None, "--trt/--no-trt", help="Also build a TensorRT engine (needs the trt extra and a GPU)."),
     fp16: Optional[bool] = typer.Option(None, "--fp16/--fp32", help="FP16 ONNX variant and FP16 engine (profile default: fp16)."),
+    int8: Optional[bool] = typer.Option(None, "--int8/--no-int8", help="Also write model-int8.onnx (QDQ), calibrated on --calib images and gated by mIoU; with --trt an INT8 engine."),
+    calib: Optional[str] = typer.Option(None, "--calib", help="INT8 calibration data: synthetic, cityscapes:PATH or camvid:PATH (default: the checkpoint's dataset, else synthetic)."),
+    calib_images: Optional[int] = typer.Option(None, "--calib-images", help="INT8: training images that calibrate the activation ranges (default 32).", callback=P.COUNT),
+    int8_val_images: Optional[int] = typer.Option(None, "--int8-val-images", help="INT8: validation images the mIoU gate scores (default 16).", callback=P.COUNT),
+    calib_method: Optional[str] = typer.Option(None, "--calib-method", help="INT8 calibration: percentile (default: kept the most mIoU, export/README.md), minmax or entropy."),
+    per_channel: Optional[bool] = typer.Option(None, "--per-channel/--per-tensor", help="INT8 weight scales per output channel (default) or per tensor."),
+    int8_max_drop: Optional[float] = typer.Option(None, "--int8-max-drop", help="Refuse the INT8 model when its mIoU is more than this many points below FP32's (default 1.0).", callback=_MIOU_POINTS),
+    int8_keep_float: Optional[List[str]] = typer.Option(None, "--int8-keep-float", help="Leave these nodes in float (repeatable or comma-separated; a refused export lists the first/last layers)."),
     input: Optional[str] = typer.Option(None, "--input", help="Input size HxW (default: the checkpoint's, else 512x1024).", callback=P.hw_size),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size of the exported graph.", callback=P.BATCH),
     dynamic: Optional[bool] = typer.Option(None, "--dynamic/--static", help="Dynamic batch/H/W axes (and a TensorRT optimization profile)."),
@@ -56,13 +83,21 @@ def export(
     device: str = typer.Option("cuda", "--device", help="GPU the TensorRT engine is built for (cuda or cuda:N).", callback=P.gpu_device),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Export a model through ONNX (FP32 + FP16) to a TensorRT engine, with parity gates and a metadata sidecar."""
+    """Export a model through ONNX (FP32 + FP16, calibrated INT8 with --int8) to a TensorRT engine, with parity and mIoU gates and a metadata sidecar."""
+    from rtseg.export.int8 import Int8GateError
     from rtseg.export.parity import ParityGateError
     from rtseg.export.pipeline import export_model
     from rtseg.export.profiles import load_profile
 
-    opts = load_profile(profile).with_(
-        trt=trt, fp16=fp16, batch=batch, dynamic=dynamic, opset=opset, workspace_gb=workspace_gb, exporter=exporter,
+    base = load_profile(profile)
+    i8 = base.int8_options
+    int8_options = replace(
+        i8, calib=calib or i8.calib, calib_images=calib_images or i8.calib_images, val_images=int8_val_images or i8.val_images,
+        method=(calib_method or i8.method).strip().lower(), per_channel=i8.per_channel if per_channel is None else per_channel,
+        max_drop=i8.max_drop if int8_max_drop is None else int8_max_drop,
+        keep_float=tuple(n.strip() for v in int8_keep_float or () for n in v.split(",") if n.strip()) or i8.keep_float)
+    opts = base.with_(
+        int8=int8, int8_options=int8_options, trt=trt, fp16=fp16, batch=batch, dynamic=dynamic, opset=opset, workspace_gb=workspace_gb, exporter=exporter,
         simplify=simplify, out_dir=out, device=device, overwrite=overwrite or None,
         input_hw=parse_hw(input) if input else None,
         dynamic_min_hw=parse_hw(dynamic_min) if dynamic_min else None,
@@ -77,9 +112,16 @@ def export(
         if json_out:
             print_json({"passed": False, "error": str(exc), "parity": [r.to_dict() for r in exc.reports]})
         raise
+    except Int8GateError as exc:
+        console.print(_int8_table(exc.report))
+        if json_out:
+            print_json({"passed": False, "error": str(exc), "int8_gate": exc.report.to_dict()})
+        raise
     for note in res.notes:
         console.print(f"[dim]note:[/] {note}")
     console.print(_parity_table(res.parity))
+    if res.int8 is not None:
+        console.print(_int8_table(res.int8))
     t = Table(title=f"{res.name} exported to {res.out_dir}/")
     t.add_column("file")
     t.add_column("size", justify="right")
@@ -87,7 +129,9 @@ def export(
     meta = res.metadata
     rows = [(res.onnx, f"fp32, {meta['export']['exporter']} exporter, opset {meta['export']['opset']}"),
             (res.onnx_fp16, "fp16, fp32 I/O (strongly typed TensorRT)"),
+            (res.onnx_int8, _int8_what(meta)),
             (res.engine, f"TensorRT {meta['artifacts'].get('engine', {}).get('tensorrt', '')} engine"),
+            (res.engine_int8, f"TensorRT INT8 engine ({meta['artifacts'].get('engine_int8', {}).get('fp16_mode', '')})"),
             (res.metadata_path, "sidecar: input, mean/std, classes, arch, parity")]
     for path, what in rows:
         if path is not None:
@@ -108,7 +152,7 @@ def bench(
     warmup: int = typer.Option(10, "--warmup", help="Untimed calls before measuring.", callback=P.NON_NEGATIVE),
     iters: int = typer.Option(50, "--iters", help="Timed calls.", callback=P.COUNT),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.", callback=P.device),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: GPU torch, fp16 ONNX, FP16 engine)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: GPU torch, fp16 ONNX, FP16 engine); ONNX files and engines run in their own precision (model-int8.onnx: int8)."),
     cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Replay the torch model as a CUDA graph (static shapes)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and ONNX Runtime (default: all cores).", callback=P.THREADS),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (results + measurement record)."),

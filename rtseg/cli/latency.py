@@ -27,7 +27,7 @@ def profile_ops_cmd(
     input: str = typer.Option("512x1024", "--input", help="Network input size HxW.", callback=P.hw_size),
     backend: str = typer.Option("torch", help="torch, onnxruntime or tensorrt."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N.", callback=P.device),
-    precision: str = typer.Option("fp32", help="fp32 or fp16 (fp16 on a GPU)."),
+    precision: str = typer.Option("fp32", help="fp32, fp16 (on a GPU) or int8 (onnxruntime: each operator quantized, QDQ around it, as rtseg export --int8 writes the net)."),
     batch: int = typer.Option(1, help="Batch size.", callback=P.BATCH),
     warmup: Optional[int] = typer.Option(None, help="Warm-up runs per operator [default: 5].", callback=P.NON_NEGATIVE),
     repeats: Optional[int] = typer.Option(None, help="Timed runs per operator (more are added until the median settles) [default: 25].", callback=P.COUNT),

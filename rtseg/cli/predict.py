@@ -55,7 +55,7 @@ def predict_cmd(
     out: Path = typer.Option(Path("rtseg-out/predict"), "--out", "-o", help="Folder for the overlays, masks/ and predict.json (files of the same name are replaced).", callback=P.output_dir),
     backend: Optional[str] = typer.Option(None, help="Runner backend: torch, onnxruntime or tensorrt (default: from the model file)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N.", callback=P.device),
-    precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime)."),
+    precision: str = typer.Option("fp32", help="fp32 or fp16 (torch/onnxruntime); an ONNX file or engine runs in its own precision (int8 included)."),
     input: Optional[str] = typer.Option(None, "--input", help="Model input size HxW; images are resized to it and the labels back (default: the model's, or 512x1024 for an arch or checkpoint without one).", callback=P.hw_size),
     save_mask: bool = typer.Option(False, "--save-mask", help="Also write masks/NAME.png (class ids, one channel) and masks_color/NAME.png (palette colours)."),
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the class colours in the overlay, 0..1.", callback=P.between(0, 1)),

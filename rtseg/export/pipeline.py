@@ -13,6 +13,9 @@ are refused unless ``overwrite``.
 3. parity: ONNX Runtime vs PyTorch on random and image-like inputs (FP32 gate 99.99 %), plus, with
    ``dynamic``, a second input size to prove the dynamic axes work;
 4. the FP16 variant (FP32 I/O) and its parity vs PyTorch (FP16 gate 99.5 %, no NaN/Inf);
+4b. with ``int8``: the INT8 QDQ model calibrated on the user's images and its mIoU gate on
+   validation images (:mod:`rtseg.export.int8`), and with ``trt`` its twin with symmetric int8
+   activations, the form TensorRT builds;
 5. with ``trt``: the engine (:func:`rtseg.backends.tensorrt_build.build_engine`), checked against ONNX
    Runtime FP32 with the FP16 gate.
 
@@ -40,9 +43,11 @@ from rtseg.backends.cuda_memory import open_cuda_memory
 from rtseg.backends.device import device_slug
 from rtseg.backends.onnx_export import export_onnx_info, fp32_op_block_list, simplify_onnx
 from rtseg.backends.onnx_fp16 import convert_fp16
+from rtseg.backends.onnx_int8 import quantize_onnx
 from rtseg.backends.ort import OrtRunner
 from rtseg.errors import RtsegError
 from rtseg.backends.metadata import check_metadata, new_metadata, write_metadata
+from rtseg.export.int8 import INT8_ARTIFACT, INT8_ENGINE, INT8_TRT_ONNX, Int8GateError, Int8Report, gate_failure, int8_gate, load_split
 from rtseg.export.parity import GATES, ParityGateError, ParityReport, activation_peak, compare, describe_failure, parity_inputs
 from rtseg.export.profiles import ExportOptions
 from rtseg.io import check_batch_memory, check_not_input, check_output_dir, file_sha256, parse_hw, read_json, slugify
@@ -59,12 +64,16 @@ class ExportResult:
     name: str
     onnx: Path | None = None
     onnx_fp16: Path | None = None
+    onnx_int8: Path | None = None
+    onnx_int8_trt: Path | None = None
     engine: Path | None = None
+    engine_int8: Path | None = None
     metadata_path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     parity: list[ParityReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    int8: Int8Report | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,12 +81,16 @@ class ExportResult:
             "out_dir": str(self.out_dir),
             "onnx": str(self.onnx) if self.onnx else None,
             "onnx_fp16": str(self.onnx_fp16) if self.onnx_fp16 else None,
+            "onnx_int8": str(self.onnx_int8) if self.onnx_int8 else None,
+            "onnx_int8_trt": str(self.onnx_int8_trt) if self.onnx_int8_trt else None,
             "engine": str(self.engine) if self.engine else None,
+            "engine_int8": str(self.engine_int8) if self.engine_int8 else None,
             "metadata": str(self.metadata_path) if self.metadata_path else None,
             "exporter": self.metadata.get("export", {}).get("exporter"),
             "opset": self.metadata.get("export", {}).get("opset"),
             "parity": [p.to_dict() for p in self.parity],
-            "passed": all(p.passed for p in self.parity),
+            "int8_gate": self.int8.to_dict() if self.int8 else None,
+            "passed": all(p.passed for p in self.parity) and (self.int8 is None or self.int8.passed),
             "notes": self.notes,
             "stage_seconds": self.stage_seconds,
         }
@@ -145,6 +158,7 @@ class _Export:
     inputs: list[Any] = field(default_factory=list)
     reference: list[Any] = field(default_factory=list)
     ort32: Any = None
+    int8_val: Any = None  # the INT8 gate's validation images (CalibrationSet), kept for the INT8 engine's gate
     t0: float = field(default_factory=time.perf_counter)
     final_dir: Path = Path(".")  # where the export goes once complete
     staging: Path = Path(".")  # where it is written until then (res.out_dir, until published)
@@ -180,8 +194,8 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
 
     The stages are functions of their own, in order: :func:`_check_flags` (before any work),
     :func:`_load`, :func:`_export_fp32`, :func:`_parity_fp32`, :func:`_export_fp16`,
-    :func:`_build_engine`, :func:`_finish`. ``reporter`` gets one message per stage (and the
-    TensorRT builder's progress bars); ``stage(text)`` is called with the same texts."""
+    :func:`_export_int8`, :func:`_build_engine`, :func:`_finish`. ``reporter`` gets one message per
+    stage (and the TensorRT builder's progress bars); ``stage(text)`` is called with the same texts."""
     opts = opts or ExportOptions()
     _check_flags(opts)
     ex = _load(model, opts, reporter or SilentReporter(), stage or (lambda s: None))
@@ -190,12 +204,17 @@ def export_model(model: str | Path, opts: ExportOptions | None = None, stage: St
         _parity_fp32(ex)
         if opts.fp16:
             _export_fp16(ex)
+        if opts.int8:
+            _export_int8(ex)
         if opts.trt:  # pragma: no cover - needs TensorRT and a GPU
             _build_engine(ex)
         return _finish(ex)
     except ParityGateError as exc:
         where = _keep_failed(ex)
         raise ParityGateError(f"{exc}; files kept in {where} for inspection", exc.reports) from None
+    except Int8GateError as exc:
+        where = _keep_failed(ex)
+        raise Int8GateError(f"{exc}; the other files are kept in {where}", exc.report) from None
     finally:
         shutil.rmtree(ex.staging, ignore_errors=True)  # empty once published; a failed or killed export's files
         if ex.lock is not None:
@@ -211,6 +230,8 @@ def _check_flags(opts: ExportOptions) -> None:
         _device_index(opts.device)
     if opts.batch < 1:
         raise RtsegError(f"batch must be a positive integer, got {opts.batch}")
+    if opts.int8:
+        opts.int8_options.check()
 
 
 def _load(model: str | Path, opts: ExportOptions, reporter: Reporter, say: Stage) -> _Export:
@@ -247,7 +268,8 @@ def _load(model: str | Path, opts: ExportOptions, reporter: Reporter, say: Stage
 
 
 #: Every file an export writes into its folder, the sidecar first.
-EXPORT_FILES = tuple(dict.fromkeys(("model.json", "model.onnx", "model.fp16.onnx", *[str(b.artifact) for b in TABLE.values() if b.artifact])))
+EXPORT_FILES = tuple(dict.fromkeys(("model.json", "model.onnx", "model.fp16.onnx", INT8_ARTIFACT, INT8_TRT_ONNX,
+                                    *[str(b.artifact) for b in TABLE.values() if b.artifact], INT8_ENGINE)))
 
 
 def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
@@ -285,7 +307,7 @@ def _publish(ex: _Export, into: Path) -> None:
             (into / name).unlink(missing_ok=True)
     if "model.json" in written:
         os.replace(staging / "model.json", into / "model.json")
-    for attr in ("onnx", "onnx_fp16", "engine", "metadata_path"):
+    for attr in ("onnx", "onnx_fp16", "onnx_int8", "onnx_int8_trt", "engine", "engine_int8", "metadata_path"):
         path = getattr(res, attr)
         if path is not None:
             setattr(res, attr, into / Path(path).name)
@@ -380,34 +402,81 @@ def _export_fp16(ex: _Export) -> None:
     ex.lap("fp16")
 
 
+def calibration_data(src: ModelSource, calib: str | None) -> tuple[str, int, str]:
+    """``(data spec, synthetic seed, why)``: ``--calib`` when given, else the dataset the checkpoint
+    was trained on, else ``synthetic``."""
+    if calib:
+        return calib, 0, "--calib"
+    if src.data_spec:
+        return src.data_spec, src.data_seed, "the checkpoint's training data"
+    return "synthetic", 0, "default (no training data recorded)"
+
+
+def _export_int8(ex: _Export) -> None:
+    """The INT8 QDQ model, calibrated on the training split of the calibration data, then gated on
+    its validation split: the mIoU drop against FP32 (ONNX Runtime on both) must stay within
+    ``max_drop`` points. A refused model's file is removed (kept with ``check=False``); the figures
+    stay in the sidecar either way."""
+    opts, res, meta, src, i8 = ex.opts, ex.res, ex.meta, ex.src, ex.opts.int8_options
+    spec, seed, why = calibration_data(src, i8.calib)
+    weights = "per-channel" if i8.per_channel else "per-tensor"
+    ex.step(f"calibrating INT8 on {i8.calib_images} {spec} training images ({i8.method}, {weights} weights)")
+    calib = load_split(spec, "train", (ex.h, ex.w), i8.calib_images, opts.batch, seed)
+    path, boundary = quantize_onnx(res.onnx, res.out_dir / INT8_ARTIFACT, calib.inputs, i8.method, i8.per_channel,  # type: ignore[arg-type]
+                                   i8.keep_float)
+    ex.lap("int8_calibrate")
+    ex.step(f"gating INT8 against FP32 on {i8.val_images} {spec} validation images (mIoU drop <= {i8.max_drop:g} points)")
+    val = ex.int8_val = load_split(spec, "val", (ex.h, ex.w), i8.val_images, opts.batch, seed)
+    ort8 = OrtRunner(path, input_hw=(ex.h, ex.w), batch=opts.batch)
+    rep = int8_gate(ex.ort32.infer, ort8.infer, val, src.num_classes, i8.max_drop)
+    import onnxruntime
+
+    res.notes.extend(calib.notes + val.notes)
+    if val.num_classes != src.num_classes:
+        res.notes.append(f"the INT8 gate scores a {src.num_classes}-class model on {spec}'s {val.num_classes} classes: "
+                         "give --calib the model's own dataset for a meaningful mIoU")
+    if not src.trained:
+        res.notes.append("untrained weights: the INT8 gate's mIoU figures say little until the model is trained")
+    meta["artifacts"]["onnx_int8"] = {
+        "file": path.name, "precision": "int8", "format": "QDQ (QuantizeLinear/DequantizeLinear)",
+        "quantizer": f"onnxruntime {onnxruntime.__version__} quantize_static", "sha256": file_sha256(path),
+        "activations": "uint8, per-tensor, asymmetric", "weights": f"int8, {weights}, symmetric", "per_channel": i8.per_channel,
+        "calibration": {"data": spec, "chosen_by": why, "split": calib.split, "images": calib.images, "seed": seed,
+                        "method": i8.method},
+        "keep_float": list(i8.keep_float), "float_boundary_nodes": boundary, "gate": rep.to_dict(),
+    }
+    res.onnx_int8, res.int8 = path, rep
+    ex.lap("int8_gate")
+    if opts.check and not rep.passed:
+        path.unlink(missing_ok=True)
+        res.onnx_int8 = None
+        meta["artifacts"]["onnx_int8"].update(file=None, removed="refused by the INT8 gate")
+        write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+        raise Int8GateError(gate_failure(rep, boundary, i8), rep)
+    write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+    if opts.trt:  # pragma: no cover - needs TensorRT
+        ex.step("writing the TensorRT flavour of the INT8 model (symmetric int8 activations)")
+        trt_path, _ = quantize_onnx(res.onnx, res.out_dir / INT8_TRT_ONNX, calib.inputs, i8.method, i8.per_channel,  # type: ignore[arg-type]
+                                    i8.keep_float, symmetric_activations=True)
+        meta["artifacts"]["onnx_int8_trt"] = {
+            **meta["artifacts"]["onnx_int8"], "file": trt_path.name, "sha256": file_sha256(trt_path),
+            "activations": "int8, per-tensor, symmetric (zero point 0, as TensorRT builds)", "gate": None,
+            "gated_as": "the INT8 engine built from it (artifacts.engine_int8.gate)"}
+        write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+        res.onnx_int8_trt = trt_path
+        ex.lap("int8_trt_onnx")
+
+
 def _build_engine(ex: _Export) -> None:  # pragma: no cover - needs TensorRT and a GPU
     """The TensorRT engine (the tensorrt backend's converter), recorded in the sidecar, then checked
-    against ONNX Runtime FP32 with the FP16 gate."""
-    opts, res, meta, h, w, div = ex.opts, ex.res, ex.meta, ex.h, ex.w, ex.div
+    against ONNX Runtime FP32 with the FP16 gate; with ``int8`` also the explicitly quantized engine
+    of the QDQ model's TensorRT twin (symmetric activations), held to the INT8 gate (its mIoU against
+    FP32's on the validation images)."""
+    opts, res, h, w = ex.opts, ex.res, ex.h, ex.w
     spec = get_backend("tensorrt")
     ex.step("building the TensorRT engine")
     engine_path = res.out_dir / str(spec.artifact)
-    cache = (ex.final_dir.parent if opts.out_dir is None else ex.final_dir) / "timing.cache"
-    dynamic = None
-    if opts.dynamic:
-        mn = opts.dynamic_min_hw or (max(div, h // 2 // div * div), max(div, w // 2 // div * div))
-        mx = opts.dynamic_max_hw or (2 * h, 2 * w)
-        dynamic = {"input": ((1, 3, *mn), (opts.batch, 3, h, w), (opts.batch, 3, *mx))}
-    info: dict[str, Any] = {}
-    src_onnx = res.onnx_fp16 if opts.fp16 and res.onnx_fp16 else res.onnx
-    mem, gpu = _open_gpu(opts.device)
-    try:
-        spec.load("converter")(src_onnx, engine_path, fp16=opts.fp16, workspace_gb=opts.workspace_gb, timing_cache=cache,
-                               dynamic=dynamic, progress=True, info=info, reporter=ex.reporter)
-    finally:
-        if mem is not None:
-            mem.close()
-    if info.get("warning"):
-        res.notes.append(info["warning"])
-    meta["artifacts"]["engine"] = {"file": engine_path.name, "precision": "fp16" if opts.fp16 else "fp32",
-                                   "sha256": file_sha256(engine_path),
-                                   "gpu": gpu.get("name"), "compute_capability": gpu.get("compute_capability"), **info}
-    write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
+    _trt_build(ex, res.onnx_fp16 if opts.fp16 and res.onnx_fp16 else res.onnx, engine_path, "engine", fp16=opts.fp16)  # type: ignore[arg-type]
     res.engine = engine_path
     ex.lap("trt_build")
     ex.step("checking the engine against ONNX Runtime (fp32)")
@@ -419,6 +488,50 @@ def _build_engine(ex: _Export) -> None:  # pragma: no cover - needs TensorRT and
         runner.close()
     ex.record(rep, "engine")
     ex.lap("trt_parity")
+    if res.onnx_int8_trt is None or ex.int8_val is None:
+        return
+    ex.step("building the INT8 TensorRT engine from the QDQ model")
+    int8_engine = res.out_dir / INT8_ENGINE
+    _trt_build(ex, res.onnx_int8_trt, int8_engine, "engine_int8", fp16=True, int8=True)
+    res.engine_int8 = int8_engine
+    ex.lap("trt_int8_build")
+    ex.step("gating the INT8 engine against ONNX Runtime FP32 on the validation images")
+    runner = spec.load("runner")(int8_engine, input_hw=(h, w), batch=opts.batch, device=opts.device)
+    try:
+        i8 = opts.int8_options
+        gate = int8_gate(ex.ort32.infer, runner.infer, ex.int8_val, ex.src.num_classes, i8.max_drop)
+    finally:
+        runner.close()
+    ex.meta["artifacts"]["engine_int8"]["gate"] = gate.to_dict()
+    write_metadata(res.metadata_path, ex.meta)  # type: ignore[arg-type]
+    ex.lap("trt_int8_gate")
+    if opts.check and not gate.passed:
+        raise Int8GateError("the TensorRT INT8 engine: " + gate_failure(gate, ex.meta["artifacts"]["onnx_int8"]["float_boundary_nodes"], i8), gate)
+
+
+def _trt_build(ex: _Export, src_onnx: Path, engine_path: Path, key: str, fp16: bool, int8: bool = False) -> None:  # pragma: no cover - GPU
+    """Build one engine with the export's shapes, workspace and timing cache, and record it in the sidecar under ``key``."""
+    opts, res, meta, h, w, div = ex.opts, ex.res, ex.meta, ex.h, ex.w, ex.div
+    cache = (ex.final_dir.parent if opts.out_dir is None else ex.final_dir) / "timing.cache"
+    dynamic = None
+    if opts.dynamic:
+        mn = opts.dynamic_min_hw or (max(div, h // 2 // div * div), max(div, w // 2 // div * div))
+        mx = opts.dynamic_max_hw or (2 * h, 2 * w)
+        dynamic = {"input": ((1, 3, *mn), (opts.batch, 3, h, w), (opts.batch, 3, *mx))}
+    info: dict[str, Any] = {}
+    mem, gpu = _open_gpu(opts.device)
+    try:
+        get_backend("tensorrt").load("converter")(src_onnx, engine_path, fp16=fp16, workspace_gb=opts.workspace_gb, timing_cache=cache,
+                                                  dynamic=dynamic, progress=True, info=info, reporter=ex.reporter, int8=int8)
+    finally:
+        if mem is not None:
+            mem.close()
+    if info.get("warning"):
+        res.notes.append(info["warning"])
+    meta["artifacts"][key] = {"file": engine_path.name, "precision": "int8" if int8 else "fp16" if fp16 else "fp32",
+                              "sha256": file_sha256(engine_path),
+                              "gpu": gpu.get("name"), "compute_capability": gpu.get("compute_capability"), **info}
+    write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
 
 
 def _finish(ex: _Export) -> ExportResult:
@@ -428,7 +541,7 @@ def _finish(ex: _Export) -> ExportResult:
     meta["export"]["stage_seconds"] = ex.timings
     meta["export"]["notes"] = res.notes
     write_metadata(res.metadata_path, meta)  # type: ignore[arg-type]
-    _share(res.onnx, res.onnx_fp16, res.engine, res.metadata_path)
+    _share(res.onnx, res.onnx_fp16, res.onnx_int8, res.onnx_int8_trt, res.engine, res.engine_int8, res.metadata_path)
     _publish(ex, ex.final_dir)
     return res
 

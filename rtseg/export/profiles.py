@@ -13,16 +13,17 @@ Lookup of ``--profile X``: a path to a JSON file; else ``./export/X.json``; else
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rtseg.errors import RtsegError
+from rtseg.export.int8 import Int8Options
 from rtseg.io import parse_hw, read_json
 
 PROFILE_FORMAT = "rtseg.export-profile"
 PROFILE_SCHEMA_VERSION = 1
-OUTPUTS = ("onnx", "onnx_fp16", "engine")
+OUTPUTS = ("onnx", "onnx_fp16", "onnx_int8", "engine")
 
 
 @dataclass
@@ -32,6 +33,8 @@ class ExportOptions:
     input_hw: tuple[int, int] | None = None  # None: the checkpoint's training size, else 512x1024
     batch: int = 1
     fp16: bool = True
+    int8: bool = False  # the calibrated INT8 QDQ ONNX (and with trt, an INT8 engine built from it)
+    int8_options: Int8Options = field(default_factory=Int8Options)
     trt: bool = False
     dynamic: bool = False
     dynamic_min_hw: tuple[int, int] | None = None  # None: half the input size
@@ -51,7 +54,8 @@ class ExportOptions:
 
 
 _KEYS = {"format", "schema_version", "description", "precision", "input", "batch", "dynamic", "dynamic_min",
-         "dynamic_max", "workspace_gb", "opset", "exporter", "simplify", "outputs"}
+         "dynamic_max", "workspace_gb", "opset", "exporter", "simplify", "outputs", "calib", "calib_images",
+         "calib_method", "per_channel", "int8_max_drop"}
 
 
 #: The profiles shipped with rtseg (package data, present in an installed wheel).
@@ -96,14 +100,21 @@ def options_from_profile(doc: dict[str, Any], source: str, name: str) -> ExportO
         raise RtsegError(f"{source}: unknown profile fields {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_KEYS - {'format', 'schema_version'}))}")
     o = ExportOptions(profile=name)  # a field the document leaves out keeps this default
     prec = doc.get("precision", "fp16" if o.fp16 else "fp32")
-    if prec not in ("fp16", "fp32"):
-        raise RtsegError(f"{source}: precision must be fp16 or fp32, got {prec!r}")
-    outputs = doc.get("outputs", ["onnx", "onnx_fp16"] if prec == "fp16" else ["onnx"])
+    if prec not in ("fp16", "fp32", "int8"):
+        raise RtsegError(f"{source}: precision must be fp16, fp32 or int8, got {prec!r}")
+    outputs = doc.get("outputs", {"fp16": ["onnx", "onnx_fp16"], "int8": ["onnx", "onnx_int8"]}.get(prec, ["onnx"]))
     if not isinstance(outputs, list) or any(x not in OUTPUTS for x in outputs):
         raise RtsegError(f"{source}: outputs must be a list drawn from {', '.join(OUTPUTS)}")
     try:
         o.fp16 = prec == "fp16"
+        o.int8 = "onnx_int8" in outputs
         o.trt = "engine" in outputs
+        i8 = o.int8_options
+        o.int8_options = Int8Options(
+            calib=doc.get("calib", i8.calib), calib_images=int(doc.get("calib_images", i8.calib_images)),
+            method=str(doc.get("calib_method", i8.method)), per_channel=bool(doc.get("per_channel", i8.per_channel)),
+            max_drop=float(doc.get("int8_max_drop", i8.max_drop)))
+        o.int8_options.check()
         if "input" in doc:
             o.input_hw = parse_hw(doc["input"])
         o.batch = int(doc.get("batch", o.batch))

@@ -52,7 +52,10 @@ def _artifact(src: ModelSource, spec: Backend, hw: tuple[int, int] | None, batch
     if spec.takes == "onnx":
         return _export_to(src, tmp, hw, batch, precision).read_bytes(), {"exported": "on the fly (TorchScript exporter)"}  # type: ignore[arg-type]
     onnx_path = src.path if src.kind == "onnx" else _export_to(src, tmp, hw, batch, "fp32")  # type: ignore[arg-type]  # pragma: no cover - needs TensorRT
-    engine = spec.load("converter")(onnx_path, tmp / spec.artifact, fp16=precision == "fp16", progress=False)  # pragma: no cover
+    from rtseg.backends.onnx_int8 import onnx_precision  # pragma: no cover
+
+    int8 = onnx_precision(onnx_path) == "int8"  # a QDQ model builds as an explicitly quantized engine  # pragma: no cover
+    engine = spec.load("converter")(onnx_path, tmp / spec.artifact, fp16=precision == "fp16" or int8, int8=int8, progress=False)  # pragma: no cover
     return engine, {"exported": "engine built on the fly"}  # pragma: no cover
 
 
@@ -81,6 +84,9 @@ def load_runner(
     if "cpu" not in spec.devices and device == "cpu":
         device = spec.devices[0]  # a GPU-only backend asked for with the default device: its GPU
     spec.check(device, precision, src.kind)
+    if precision == "int8" and src.kind not in ("onnx", "engine"):
+        raise RtsegError(f"an INT8 model is calibrated on your images first: rtseg export {src.ref} --int8 writes model-int8.onnx; "
+                         "run that file (its precision is read from it)")
     if batch < 1:
         raise RtsegError(f"batch must be a positive integer, got {batch}")
     extra = {"model": src.name, "source": src.ref, "source_kind": src.kind, "data_info": src.data_info or None,

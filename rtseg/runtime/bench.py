@@ -143,6 +143,7 @@ def run_bench(
         rows.append(row)
         if on_row:
             on_row(row)
+    _name_files(rows, [m for m, _, _ in todo])
     try:
         import onnxruntime
 
@@ -176,6 +177,15 @@ def run_bench(
     if peers:
         record["peers"] = peers  # hand-designed nets in the comparison, with their source
     return BenchReport(rows, record, skipped)
+
+
+def _name_files(rows: list[BenchRow], models: Sequence[str]) -> None:
+    """Files of one model side by side (``model.onnx``, ``model.fp16.onnx``, ``model-int8.onnx``) share
+    its name: add the file name to tell the rows apart."""
+    names = [r.model for r in rows]
+    for r, m in zip(rows, models):
+        if names.count(r.model) > 1 and model_kind(m) in ("onnx", "engine"):
+            r.model = f"{r.model} ({Path(m).name})"
 
 
 def _peer_sources(models: Sequence[str]) -> dict[str, str]:

@@ -43,6 +43,9 @@ class ModelSource:
     input_hw: tuple[int, int] | None = None
     sha256: str | None = None
     metadata: dict[str, Any] | None = None
+    #: The ``--data`` spec and synthetic world a checkpoint was trained on (None: not recorded, or not a checkpoint).
+    data_spec: str | None = None
+    data_seed: int = 0
 
     @property
     def trained(self) -> bool:
@@ -151,8 +154,11 @@ def resolve_model(model: str | Path) -> ModelSource:
         name = arch.name or path.stem
         if path.stem not in ("last", "best", "model", "checkpoint"):
             name = path.stem
+        train_cfg = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
         return ModelSource(kind, text, name, path=path, arch=arch, state_dict=state, data_info=dict(info),
-                           input_hw=tuple(hw) if hw else None, sha256=file_sha256(path))  # type: ignore[arg-type]
+                           input_hw=tuple(hw) if hw else None, sha256=file_sha256(path),  # type: ignore[arg-type]
+                           data_spec=meta.get("data_spec") if isinstance(meta.get("data_spec"), str) else None,
+                           data_seed=int(train_cfg.get("data_seed", 0) or 0))
     # exported artifacts: the sidecar (if any) tells the arch, preprocessing and input size
     sha = file_sha256(path)
     meta = read_metadata(path, sha)
