@@ -262,13 +262,13 @@ def choose_measured(ctx: Any, state: EvolutionState, sampler: BandSampler, final
         measured += list(zip(group, ms))
         if any(m <= target for _, m in measured) or round_ == 1:
             break
-        factor = statistics.median(m / r["predicted_latency_ms"] for r, m in measured)
+        factor = statistics.median(m / sampler.latency(r["choices"]) for r, m in measured)
         seen = {id(r) for r, _ in measured}
-        nxt = [r for r in ranked if id(r) not in seen and r["predicted_latency_ms"] * factor <= 0.98 * target][:k]
+        nxt = [r for r in ranked if id(r) not in seen and sampler.latency(r["choices"]) * factor <= 0.98 * target][:k]
         if not nxt:
             break
         groups.append(nxt)
-    rows = [{"score": r["score"], "origin": r["origin"], "predicted_latency_ms": r["predicted_latency_ms"], "measured_latency_ms": m,
+    rows = [{"score": r["score"], "origin": r["origin"], "predicted_latency_ms": sampler.latency(r["choices"]), "measured_latency_ms": m,
              "measured_over_target": m / target} for r, m in measured]
     fitting = sorted((i for i, (_, m) in enumerate(measured) if m <= target), key=lambda i: -measured[i][0]["score"])
     note = None
