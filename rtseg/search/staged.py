@@ -30,6 +30,7 @@ run folder (``gradient/``, ``oneshot/``, ``proxy/``) and is kept when the search
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -82,7 +83,6 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
     main = dist.is_main()
     reporter = reporter if (reporter is not None and main) else SilentReporter()
     ctx = prepare(cfg, subject=f"the {cfg.space} search")
-    t0 = time.monotonic()
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
@@ -112,7 +112,10 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
     extra = {"stages": stages, "measured_over_predicted": scale, "aimed_predicted_ms": aim}
     result = run_proxy(pcfg, out / "proxy", resume=resume and (out / "proxy" / "state.json").exists(), reporter=reporter,
                        seeds=seeds, ctx=ctx, band_ms=band_ms, extra=extra, strategy="default", result_dir=out)
-    result.summary["wall_time_s"] = time.monotonic() - t0 + sum(s.get("resumed_s", 0.0) for s in stages.values() if isinstance(s, dict))
+    # the whole search's time, from the stages' records (a resumed search counts its earlier processes too)
+    result.summary["wall_time_s"] = result.summary["wall_time_s"] + sum(
+        float(stages[k].get(f) or 0.0) for k, f in (("calibrate", "seconds"), ("gradient", "wall_time_s"), ("oneshot", "wall_time_s"))
+        if isinstance(stages.get(k), dict))
     if main:
         atomic_write_json(out / "search.json", result.summary)
     return result
@@ -132,8 +135,7 @@ def _calibrate(cfg: StagedConfig, ctx: SearchContext, out: Path, stages: dict[st
         if why_not is not None or not cfg.verify_latency:
             rec = {"ran": False, "scale": 1.0, "note": why_not or "verify_latency is off: the LUT's prediction is taken as it is"}
         else:
-            import random
-
+            t0 = time.monotonic()
             supernet = ctx.space.supernet(ctx.info.num_classes)
             sampler = BandSampler(supernet, ctx, cfg.band[0] * cfg.latency_ms, cfg.band[1] * cfg.latency_ms, random.Random(cfg.seed + 3))
             archs = [sampler.arch(sampler.uniform()) for _ in range(4)]
@@ -142,7 +144,7 @@ def _calibrate(cfg: StagedConfig, ctx: SearchContext, out: Path, stages: dict[st
             ratios = [m / ctx.price(a).latency_ms for a, m in zip(archs, ms)]
             scale = statistics.median(ratios)
             rec = {"ran": True, "scale": scale, "ratios": ratios, "predicted_ms": [ctx.price(a).latency_ms for a in archs],
-                   "measured_ms": ms}
+                   "measured_ms": ms, "seconds": time.monotonic() - t0}
             if not MAX_CORRECTION ** -1 <= scale <= MAX_CORRECTION:  # not a drift: another runtime, or a machine busy elsewhere
                 rec.update(scale=1.0, measured_scale=scale,
                            note=f"archs measure {scale:.2f}x their prediction: too far to be a drift of the LUT's runtime; "
@@ -226,8 +228,6 @@ def _into_band(cfg: StagedConfig, ctx: SearchContext, seeds: list[tuple[Arch, st
                stages: dict[str, Any]) -> list[tuple[Arch, str]]:
     """Seeds brought into the band by small changes where needed; one that no small change brings in
     (or that breaks the FLOPs budget) is left out, and the stage record says so."""
-    import random
-
     supernet = ctx.space.supernet(ctx.info.num_classes)
     sampler = BandSampler(supernet, ctx, cfg.band[0] * aim, cfg.band[1] * aim, random.Random(cfg.seed + 5))
     kept = []
