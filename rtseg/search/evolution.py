@@ -55,14 +55,10 @@ class BandSampler:
     def flops(self, choices: dict[str, int]) -> float:
         return self.price(choices).flops
 
-    def fits(self, choices: dict[str, int], low: float | None = None, high: float | None = None) -> bool:
-        """Inside ``[low, high]`` ms (default: the band) and under the FLOPs budget."""
-        c = self.price(choices)
-        lo, hi = (self.low if low is None else low), (self.high if high is None else high)
-        return lo <= c.latency_ms <= hi and (self.flops_max is None or c.flops <= self.flops_max)
-
     def in_band(self, choices: dict[str, int]) -> bool:
-        return self.fits(choices)
+        """Inside the latency band and under the FLOPs budget."""
+        c = self.price(choices)
+        return self.low <= c.latency_ms <= self.high and (self.flops_max is None or c.flops <= self.flops_max)
 
     def uniform(self, tries: int = 4000) -> dict[str, int]:
         for _ in range(tries):
