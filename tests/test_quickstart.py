@@ -30,6 +30,7 @@ def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
     assert search["strategy"] == "default" and {"gradient", "oneshot", "reference", "proxy"} <= set(search["stages"])
     tr = state["stages"]["train"]
     assert tr["baseline1_scaled"]["epochs"] == tr["epochs"] and "| baseline1 scaled to T" in md and "| searched |" in md
+    assert "| - |" not in md  # both rows carry their measured latency
     demo = state["stages"]["demo"]
     assert demo["frames"] == 12
     # the synthetic street is rendered to a file first and the demo replays that file
