@@ -181,7 +181,7 @@ def _search_stage(q: _Quick) -> dict[str, Any]:
         gradient_epochs=3, gradient_train_len=96, gradient_minutes=_share(cfg, 0.06, floor=0.1),
         oneshot_epochs=4, oneshot_train_len=128, oneshot_evaluations=n(24, 4), oneshot_score_len=n(48, 8),
         oneshot_minutes=_share(cfg, 0.1, floor=0.1), epochs=1, train_len=n(160, 16), val_len=n(32, 8), batch=8,
-        population=n(4, 2), parents=2, evaluations=n(6, 3), jobs=2, finalists=3)
+        population=n(4, 2), parents=2, evaluations=n(6, 3), jobs=2, final_round=2, final_factor=4, finalists=3)
     folder = out / "search"
     res = run_strategy(DEFAULT_STRATEGY, scfg, folder, resume=_started(folder), reporter=q.reporter)
     s = dict(res.summary)

@@ -70,3 +70,48 @@ def plot_search(log: list[dict[str, Any]], trajectory: list[dict[str, Any]], out
     plt.close(fig)
     written.append(p)
     return written
+
+
+def _layer_label(sig: Any) -> str:
+    """Resolution, width and dilation of one operator, as short as a bar's label allows."""
+    params = dict(sig.spec.params)
+    spatial = int(params.get("spatial", 1))
+    res = f"{sig.h // spatial}x{sig.w // spatial}"
+    width = (f"{params['c3x1']}/{params['c1x3']}" if "c3x1" in params else str(params.get("width", sig.spec.c_out)))
+    dil = f" d{params['dilation']}" if int(params.get("dilation", 1)) != 1 else ""
+    return f"{sig.spec.type} {res} c{width}{dil}"
+
+
+def plot_layers(archs: dict[str, Any], lut: Any, path: Path, title: str = "") -> Path:
+    """Per layer of each arch (one panel each, same scale): its LUT latency as a bar, labelled with
+    the layer's resolution (after any half-resolution stride inside the block), widths and dilation.
+    Where two nets of one latency budget spend it differently (the searched pick beside the
+    hand-designed net scaled to the same budget) is then visible at a glance. Every arch must be of
+    the LUT's space."""
+    from rtseg.io import atomic_save
+
+    plt = _plt()
+    h, w = lut.input_hw
+    preds = {name: lut.predict(arch, h, w) for name, arch in archs.items()}
+    longest = max(len(p.per_op) for p in preds.values())
+    top = max(ms for p in preds.values() for _, ms in p.per_op)
+    fig, axes = plt.subplots(len(archs), 1, figsize=(max(8.0, 0.42 * longest), 3.4 * len(archs)), squeeze=False)
+    for ax, (name, pred) in zip(axes[:, 0], preds.items()):
+        ms = [t for _, t in pred.per_op]
+        dilated = ["tab:orange" if int(dict(sig.spec.params).get("dilation", 1)) != 1 else
+                   ("tab:green" if int(dict(sig.spec.params).get("spatial", 1)) != 1 else "tab:blue") for sig, _ in pred.per_op]
+        ax.bar(range(len(ms)), ms, color=dilated)
+        ax.set_xticks(range(len(ms)))
+        ax.set_xticklabels([_layer_label(sig) for sig, _ in pred.per_op], rotation=70, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, longest - 0.4)
+        ax.set_ylim(0, 1.1 * top)
+        ax.set_ylabel("LUT ms")
+        ax.set_title(f"{name}: {pred.total_ms:.3f} ms predicted ({len(ms)} operators; orange: dilated, green: half resolution)",
+                     fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path

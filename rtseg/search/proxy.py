@@ -31,9 +31,9 @@ import os
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rtseg import distributed as dist
 from rtseg.arch import Arch, load_arch
@@ -42,7 +42,7 @@ from rtseg.io import atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.common import SearchContext, SearchResult, finish, prepare
 from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, choose_measured, evolve, key_of, plot_evolution,
-                                    rng_from_json, rng_to_json, write_evolution)
+                                    ranked_for_pick, rng_from_json, rng_to_json, write_evolution)
 from rtseg.train import final_miou, train_one_thread
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
@@ -61,7 +61,10 @@ class ProxyConfig(EvolutionConfig):
     parents: int = 2
     evaluations: int = 14
     mutate_prob: float = 0.05
-    finalists: int = 4  # best-scored archs measured on the LUT's runtime before the pick
+    final_round: int = 3  # best-scored archs trained again, longer, before the pick (0: none); the reference joins them
+    final_factor: int = 3  # the final round's runs are this many times longer than a proxy run
+    finalists: int = 4  # best archs measured on the LUT's runtime before the pick
+    fit_low: float = 0.95  # the pick is moved to measure within [fit_low T, T] where small changes can
     seed_archs: list[str] = field(default_factory=list)
     jobs: int = 1
 
@@ -112,6 +115,32 @@ class ProxyScorer:
             return [final_miou(train_one_thread(j)) for j in jobs]
         with ProcessPoolExecutor(max_workers=min(self.cfg.jobs, len(jobs))) as pool:
             return [final_miou(s) for s in pool.map(train_one_thread, jobs)]
+
+
+def final_round(cfg: ProxyConfig, state: EvolutionState, sampler: BandSampler, out: Path, save: Callable[[], None],
+                reporter: Reporter) -> None:
+    """Train the ``final_round`` best-scored archs again, ``final_factor`` times longer and from another
+    seed, and keep each one's ``final_score``: the last rung of successive halving (Jamieson and
+    Talwalkar, "Non-stochastic Best Arm Identification and Hyperparameter Optimization", AISTATS 2016,
+    sec. 3; Li et al., "Hyperband", JMLR 2018, sec. 3). A short proxy run ranks many archs cheaply,
+    but the top few differ by less than its noise; a longer run decides among them. The space's
+    hand-designed reference joins them when it was scored, so the pick has beaten it at the longer
+    recipe too. Runs go to ``out/final`` (resumable, like the proxy runs)."""
+    if cfg.final_round <= 0 or not state.scored:
+        return
+    ranked = sorted(state.scored, key=lambda k: -state.scored[k]["score"])
+    keys = ranked[: cfg.final_round]
+    keys += [k for k in ranked if state.scored[k]["origin"] == "reference" and k not in keys][:1]
+    todo = [k for k in keys if "final_score" not in state.scored[k]]
+    if not todo:
+        return
+    longer = replace(cfg, train_len=cfg.train_len * cfg.final_factor, train_seed=cfg.train_seed + 1)
+    with reporter.task("final round", total=len(todo)) as bar:
+        scores = ProxyScorer(longer, sampler, out / "final")([state.scored[k]["choices"] for k in todo])
+        bar.update(completed=len(todo))
+    for k, score in zip(todo, scores):
+        state.scored[k]["final_score"] = score
+    save()
 
 
 def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None,
@@ -167,7 +196,9 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     for key, rank in scorer.trained_by.items():
         if key in state.scored:
             state.scored[key]["trained_by_rank"] = rank
-    best, measured = choose_measured(ctx, state, sampler, cfg.finalists, say=reporter.message) if dist.is_main() else (None, None)
+    final_round(cfg, state, sampler, out, save, reporter)
+    best, measured = (choose_measured(ctx, state, sampler, cfg.finalists, fit_low=cfg.fit_low, say=reporter.message)
+                      if dist.is_main() else (None, None))
     best, measured = dist.broadcast_object((best, measured))
     arch = sampler.arch(best["choices"])
     picks = dist.all_gather_object(key_of(arch))
@@ -180,7 +211,14 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
                                                                       "val_len": cfg.val_len, "batch": cfg.batch},
         "images": {"split": "train", "held_out": cfg.selection_fraction, "validation_split_read": False},
         "world_size": dist.world_size(), "ranks_agree": len(set(picks)) == 1, **(extra or {}),
+        "final_round": {"recipe": {"epochs": cfg.epochs, "train_len": cfg.train_len * cfg.final_factor, "train_seed": cfg.train_seed + 1},
+                        "archs": [{"origin": r["origin"], "score": r["score"], "final_score": r["final_score"]}
+                                  for r in ranked_for_pick(state) if "final_score" in r]},
     }
+    if "final_score" in best:
+        summary["final_score"] = best["final_score"]
+    if "fitted_from" in best:
+        summary["fitted_from"] = best["fitted_from"]
     save()
     if dist.is_main():
         write_evolution(out / "evolution.json", state, sampler)

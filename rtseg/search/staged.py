@@ -94,18 +94,17 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
         stages["calibrate"]["note"] = (f"archs measure {scale:.2f}x their prediction here, so no arch of the space fits T as "
                                        f"measured; aiming at {floor:.3f} ms predicted, the lowest band the space fills")
         aim = floor
-    seeds: list[tuple[Arch, str]] = []
+    gradient: list[tuple[Arch, str]] = []
     if cfg.gradient_stage or (cfg.gradient_stage is None and not cfg.supernet):
-        seeds += _gradient(cfg, ctx, out, aim, resume, stages, reporter)
+        gradient = _gradient(cfg, ctx, out, aim, resume, stages, reporter)
     else:
         stages["gradient"] = {"ran": False, "note": "left out" + (" (a trained supernet is reused)" if cfg.supernet else "")}
-    if cfg.oneshot_stage:
-        seeds += _oneshot(cfg, ctx, out, aim, resume, stages, reporter)
-    if cfg.reference:
-        seeds += _reference(cfg, ctx, aim, stages)
-    # the user's own seed archs join the stages' and, like them, are moved into the (calibrated) band
-    seeds += [(load_arch(s).with_(num_classes=ctx.info.num_classes), "seed-arch") for s in cfg.seed_archs]
-    seeds = _into_band(cfg, ctx, seeds, aim, stages)
+    oneshot = _oneshot(cfg, ctx, out, aim, resume, stages, reporter) if cfg.oneshot_stage else []
+    reference = _reference(cfg, ctx, aim, stages) if cfg.reference else []
+    # the user's own seed archs join the stages' and, like them, are moved into the (calibrated) band; the
+    # strongest sources first, since a small evaluation budget scores only the first seeds
+    users = [(load_arch(s).with_(num_classes=ctx.info.num_classes), "seed-arch") for s in cfg.seed_archs]
+    seeds = _into_band(cfg, ctx, users + reference + oneshot + gradient, aim, stages)
     stages["proxy"] = {"ran": True, "seeds": [origin for _, origin in seeds]}
     pcfg = ProxyConfig(**{**{f: getattr(cfg, f) for f in ProxyConfig.__dataclass_fields__}, "seed_archs": []})
     band_ms = (cfg.band[0] * aim, cfg.band[1] * aim)
