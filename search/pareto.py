@@ -1,6 +1,6 @@
 """Does the search beat chance and hand-designed nets at equal measured latency? A rerunnable Pareto experiment.
 
-    python search/pareto.py --lut LUT --fractions 0.4 0.7 --seeds 3 --out runs/pareto
+    python search/pareto.py --lut LUT --fractions 0.3 0.5 0.8 --seeds 3 --out runs/pareto
 
 The LUT names the deploy runtime (its backend, device, threads and clock): every latency here is
 measured there. For each budget T = fraction x baseline1's latency as the LUT predicts it (the
@@ -93,20 +93,49 @@ def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, v
     elif variant == "proxy":
         strategy = "proxy"
         cfg = get_strategy(strategy).make_config(**common, **proxy, seed_archs=seeds)
-    else:  # oneshot+proxy and the default: a finished one-shot variant's supernet is reused, not trained again
+    elif variant == "default":  # what `rtseg search` gives a user: the strategy's own settings, but for --default-set
+        strategy = "default"
+        reuse = _reusable_supernet(out, target)
+        cfg = get_strategy(strategy).make_config(**common, jobs=args.jobs, **reuse, **_default_settings(args.default_set))
+    else:  # oneshot+proxy: a finished one-shot variant's supernet is reused, not trained again
         strategy = variant
         reuse = {"supernet": str(os_dir)} if (os_dir / "supernet.pt").exists() else {}
-        cfg = get_strategy(strategy).make_config(**common, **proxy, **oneshot, **reuse, seed_archs=seeds,
-                                                 gradient_epochs=args.search_epochs, gradient_minutes=args.search_minutes,
-                                                 gradient_train_len=args.search_train_len)
+        cfg = get_strategy(strategy).make_config(**common, **proxy, **oneshot, **reuse, seed_archs=seeds)
     run_strategy(strategy, cfg, out, resume=(out / "config.json").exists(), reporter=RichReporter())
     return load_arch(out / "arch.json")
 
 
+def _default_settings(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` settings of the default strategy (its config's field names), values read as JSON
+    where they parse (numbers, true/false, null), else as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --default-set takes KEY=VALUE pairs, got {pair!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out[key.replace("-", "_")] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
+def _reusable_supernet(out: Path, target: float) -> dict[str, str]:
+    """An earlier budget's default-search supernet whose span of budgets holds this one (its record's
+    ``span_ms``), so that every budget after the first costs the evolutions and proxy trainings only, as
+    ``rtseg search --supernet`` does for a user."""
+    for rec_path in sorted(out.parent.parent.glob(f"T*/{VARIANT_NAMES['default']}/oneshot/supernet.json")):
+        if rec_path.parent.parent == out:
+            continue
+        span = json.loads(rec_path.read_text()).get("span_ms") or [0.0, 0.0]
+        if span[0] <= 0.9 * target and target <= span[1] and (rec_path.parent / "supernet.pt").exists():
+            return {"supernet": str(rec_path.parent)}
+    return {}
+
+
 def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """name -> {"arch", "kind", extra record} for one budget (resumable: written to candidates.json)."""
-    from rtseg.spaces import get_space
-
     path = out / "candidates.json"
     cands = {k: {**v, "arch": load_arch(v["arch"])} for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
     h, w = lut.input_hw
@@ -121,7 +150,7 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
             "discrete", "arch_steps", "budget_fit_changes", "wall_time_s", "reference_speed_ratio", "strategy", "oneshot_score",
             "evaluations", "supernet_steps", "proxy_score", "seeds", "origin", "stages", "measured_over_predicted") if k in summary}}
         atomic_write_json(path, {k: {**v, "arch": v["arch"].to_dict()} for k, v in cands.items()})
-    space = get_space("ssr")
+    space = lut.search_space()
     rng = random.Random(args.seed)
     found = 0
     while found < args.randoms:  # the same seeded draws every time: a re-run finds the same archs
@@ -158,7 +187,11 @@ def _families(lut: Any, target: float, out: Path, names: list[str] | None = None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lut", required=True, help="LUT measured on the deploy runtime (rtseg profile-ops)")
-    ap.add_argument("--fractions", type=float, nargs="+", default=[0.4, 0.7], help="budgets as fractions of baseline1's measured latency")
+    ap.add_argument("--fractions", type=float, nargs="+", default=None,
+                    help="budgets as fractions of baseline1's LUT-predicted latency, rounded to the microsecond (ssr LUTs; default 0.3 0.5 0.8)")
+    ap.add_argument("--targets-ms", type=float, nargs="+", default=None, help="budgets in ms instead (any space's LUT)")
+    ap.add_argument("--default-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="settings of the default strategy's config that differ from its defaults (e.g. evaluations=8)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per candidate")
     ap.add_argument("--randoms", type=int, default=5)
     ap.add_argument("--variants", nargs="+", default=["default", "single-path"], choices=list(VARIANT_NAMES))
@@ -206,14 +239,22 @@ def main() -> None:
     args.input_hw = list(lut.input_hw)
     h, w = lut.input_hw
     base = load_arch("baseline1").with_(num_classes=lut.num_classes)
-    base_ms = lut.predict(base, h, w).total_ms
-    print(f"baseline1 predicted {base_ms:.3f} ms on {lut.backend} ({lut.provenance['device'].get('name')}, {lut.threads} thread(s))", file=sys.stderr)
+    base_ms = lut.predict(base, h, w).total_ms if base.space == lut.space else None
+    if base_ms is not None:
+        print(f"baseline1 predicted {base_ms:.3f} ms on {lut.backend} ({lut.provenance['device'].get('name')}, {lut.threads} thread(s))",
+              file=sys.stderr)
+    if args.targets_ms and args.fractions:
+        raise SystemExit("error: give budgets either as --fractions or as --targets-ms")
+    if args.targets_ms is None and base_ms is None:
+        raise SystemExit(f"error: a {lut.space} LUT cannot price baseline1: give the budgets as --targets-ms")
+    # T in the LUT's terms (what the search and the random draws see), to the microsecond
+    plan = ([(f"T{t:g}ms", round(t, 3), None) for t in args.targets_ms] if args.targets_ms else
+            [(f"T{f:g}", round(f * base_ms, 3), f) for f in (args.fractions or [0.3, 0.5, 0.8])])
 
     budgets: list[dict[str, Any]] = []
-    for f in args.fractions:
-        target = f * base_ms  # baseline1's LUT prediction: the LUT's terms, what the search and the random draws see
-        bdir = out / f"T{f:g}"
-        print(f"budget {f:g} x baseline1 = {target:.3f} ms: choosing candidates", file=sys.stderr)
+    for label, target, f in plan:
+        bdir = out / label
+        print(f"budget {label}: T = {target:.3f} ms: choosing candidates", file=sys.stderr)
         # the family picks first: the proxy variants start their population from some of them
         seeded = [fam for fam in args.px_seed_families if {"proxy", "oneshot+proxy"} & set(args.variants)]
         picked = [*([] if args.no_families else args.families), *seeded]
@@ -221,7 +262,7 @@ def main() -> None:
         cands = _candidates(lut, args.lut, target, bdir, args)
         if not args.no_families:
             cands.update({k: v for k, v in fams.items() if k in args.families})
-        budgets.append({"fraction": f, "target_ms": target, "dir": bdir, "cands": cands})
+        budgets.append({"label": label, "fraction": f, "target_ms": target, "dir": bdir, "cands": cands})
     if args.only_candidates:
         return
 
@@ -231,7 +272,7 @@ def main() -> None:
             for s in range(args.seeds):
                 jobs.append({"run": str(b["dir"] / "train" / f"{name}-s{s}"), "arch": c["arch"].to_dict(), "seed": s,
                              "epochs": args.epochs, "batch": args.batch, "train_len": args.train_len, "val_len": args.val_len,
-                             "data": args.data, "input_hw": [h, w], "key": (b["fraction"], name, s)})
+                             "data": args.data, "input_hw": [h, w], "key": (b["label"], name, s)})
     print(f"training {len(jobs)} runs, {args.jobs} at a time", file=sys.stderr)
     results: dict[tuple, dict[str, Any]] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -241,22 +282,36 @@ def main() -> None:
 
     # latency of every candidate of every budget, measured together after training
     lat_path = out / "latency.json"
-    names = [(b["fraction"], n) for b in budgets for n in b["cands"]]
+    names = [(b["label"], n) for b in budgets for n in b["cands"]]
     if lat_path.exists() and len(json.loads(lat_path.read_text())["rows"]) == len(names) + 1:
         measured = json.loads(lat_path.read_text())["rows"]
     else:
         archs = [c["arch"] for b in budgets for c in b["cands"].values()] + [base]
         ms = measure_archs_like_lut(lut, archs)
-        measured = [{"fraction": f, "name": n, "measured_ms": m} for (f, n), m in zip(names + [(0.0, "baseline1")], ms)]
+        measured = [{"budget": f, "name": n, "measured_ms": m} for (f, n), m in zip(names + [("", "baseline1")], ms)]
         atomic_write_json(lat_path, {"rows": measured, "measure": "rtseg.latency.validate.measure_archs_like_lut: the LUT's "
                                      "backend, device, threads and clock, 100 runs per arch in 10 interleaved rounds, median"})
-    lat = {(r["fraction"], r["name"]): r["measured_ms"] for r in measured}
+    lat = {(r["budget"], r["name"]): r["measured_ms"] for r in measured}
 
     record = summarize(budgets, results, lat, args, lut, base_ms, time.monotonic() - t_start)
     atomic_write_json(out / "pareto.json", record)
     atomic_write_text(out / "pareto.md", to_markdown(record))
     plot(record, out / "pareto.png")
+    for b in budgets:
+        _plot_picks(b, lut, out)
     print(to_markdown(record))
+
+
+def _plot_picks(budget: dict[str, Any], lut: Any, out: Path) -> None:
+    """``OUT/<budget>/layers.png``: per layer, the searched nets beside baseline1 scaled to the same T
+    (resolution, width, dilation and LUT latency), where the LUT can price them."""
+    from rtseg.search.plots import plot_layers
+
+    shown = {n: c["arch"] for n, c in budget["cands"].items() if (c["kind"] == "searched" or n == "baseline1")
+             and c["arch"].space == lut.space}
+    if len(shown) > 1:
+        plot_layers(shown, lut, budget["dir"] / "layers.png", title=f"T = {budget['target_ms']:.3f} ms ({budget['label']}): "
+                    "where each net spends the budget, per layer (LUT-predicted ms)")
 
 
 def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]], lat: dict[tuple, float],
@@ -266,22 +321,22 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
     from rtseg.spaces import get_space
 
     h, w = lut.input_hw
-    base_measured = lat[(0.0, "baseline1")]
+    base_measured = lat[("", "baseline1")]
     out_budgets = []
     for b in budgets:
         target = b["target_ms"]
         rows = []
         for name, c in b["cands"].items():
-            mious = [final_miou(results[(b["fraction"], name, s)]) for s in range(args.seeds)]
+            mious = [final_miou(results[(b["label"], name, s)]) for s in range(args.seeds)]
             arch = c["arch"]
             rows.append({
                 "name": name, "kind": c["kind"], "miou_mean": statistics.mean(mious),
                 "miou_std": statistics.stdev(mious) if len(mious) > 1 else 0.0, "mious": mious,
-                "measured_ms": lat[(b["fraction"], name)], "measured_over_target": lat[(b["fraction"], name)] / target,
+                "measured_ms": lat[(b["label"], name)], "measured_over_target": lat[(b["label"], name)] / target,
                 "predicted_ms": lut.predict(arch, h, w).total_ms if arch.space == lut.space else None,
                 "macs_g": sum_op_flops(get_space(arch.space).signatures(arch, h, w)) / 1e9,
                 "params": count_params(build_model(arch)),
-                "train_wall_s": [results[(b["fraction"], name, s)].get("wall_s") for s in range(args.seeds)],
+                "train_wall_s": [results[(b["label"], name, s)].get("wall_s") for s in range(args.seeds)],
                 **{k: c[k] for k in ("search", "pick") if k in c},
                 "arch": arch.to_dict(),
             })
@@ -297,7 +352,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
             verdicts.append({"searched": s["name"], "beats_best_random_by_pooled_std": beats_random, "beats_every_family": beats_fams,
                              "margin_over_best_random": s["miou_mean"] - best_random["miou_mean"],
                              "margin_over_best_family": s["miou_mean"] - max((f["miou_mean"] for f in fams), default=float("nan"))})
-        out_budgets.append({"fraction": b["fraction"], "target_ms": target,
+        out_budgets.append({"label": b["label"], "fraction": b["fraction"], "target_ms": target,
                             "rows": rows, "pooled_std": pooled,
                             "best_random": best_random["name"], "verdicts": verdicts})
     from rtseg.backends.device import device_name
@@ -320,12 +375,14 @@ def to_markdown(rec: dict[str, Any]) -> str:
     rt = rec["runtime"]
     lines = [f"# Pareto experiment: {rt['backend']} {rt['precision']} on {rt['device']} ({rt['threads']} thread(s)), "
              f"{rec['input'][0]}x{rec['input'][1]}, data {rec['data']}", "",
-             f"T = fraction x baseline1's LUT-predicted latency ({rec['baseline1_predicted_ms']:.3f} ms; measured in the final "
-             f"rounds: {rec['baseline1_measured_ms']:.3f} ms); recipe: {rec['recipe']['epochs']} epochs x "
+             (f"T = fraction x baseline1's LUT-predicted latency ({rec['baseline1_predicted_ms']:.3f} ms; measured in the final "
+              if rec["baseline1_predicted_ms"] is not None else "T in the LUT's predicted ms (baseline1 ")
+             + f"measured in the final rounds: {rec['baseline1_measured_ms']:.3f} ms); recipe: {rec['recipe']['epochs']} epochs x "
              f"{rec['recipe']['train_len']} images, batch {rec['recipe']['batch']}, {rec['recipe']['seeds']} seeds; "
              f"wall time {rec['wall_time_s'] / 60:.0f} min.", ""]
     for b in rec["budgets"]:
-        lines += [f"## T = {b['target_ms']:.3f} ms ({b['fraction']:g} x baseline1)", "",
+        of = f" ({b['fraction']:g} x baseline1)" if b.get("fraction") else ""
+        lines += [f"## T = {b['target_ms']:.3f} ms{of}", "",
                   "| candidate | kind | mIoU mean ± std (%) | measured ms (of T) | predicted ms | multiply-adds (G) | params |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in sorted(b["rows"], key=lambda r: -r["miou_mean"]):

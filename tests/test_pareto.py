@@ -68,7 +68,10 @@ def test_pareto_runs_every_variant_into_an_empty_folder(tmp_path, monkeypatch):
             "--batch", "2", "--jobs", "1", "--search-epochs", "1", "--search-train-len", "4", "--search-batch", "2",
             "--search-warmup-epochs", "0", "--search-minutes", "1", "--os-epochs", "1", "--os-evaluations", "4",
             "--os-score-len", "2", "--os-band", "0.8", "1.0", "--os-minutes", "1", "--px-epochs", "1", "--px-train-len", "4",
-            "--px-evaluations", "3", "--px-population", "2", "--hy-finalists", "1", "--families", "baseline1", "ddrnet"]
+            "--px-evaluations", "3", "--px-population", "2", "--hy-finalists", "1", "--families", "baseline1", "ddrnet",
+            "--default-set", "epochs=1", "train_len=4", "val_len=2", "batch=2", "population=2", "parents=2", "evaluations=3",
+            "gradient_epochs=1", "gradient_train_len=4", "oneshot_epochs=1", "oneshot_train_len=4", "oneshot_evaluations=4",
+            "oneshot_score_len=2", "band=[0.8, 1.0]", "final_round=1"]
     monkeypatch.setattr(sys, "argv", ["pareto.py", "--lut", str(lut_path), "--variants", *VARIANTS, *tiny, "--out", str(out)])
     pareto.main()
 
@@ -78,5 +81,6 @@ def test_pareto_runs_every_variant_into_an_empty_folder(tmp_path, monkeypatch):
     assert names == {"searched-df": "searched", "searched-hy": "searched", "searched-px": "searched", "searched-os": "searched", "searched-ws": "searched",
                      "searched": "searched", "random0": "random", "baseline1": "family", "ddrnet": "family"}
     assert {v["searched"] for v in budget["verdicts"]} == {n for n, k in names.items() if k == "searched"}
-    assert (out / "pareto.md").exists() and (out / "pareto.png").exists()
+    assert (out / "pareto.md").exists() and (out / "pareto.png").exists() and (out / "T0.9" / "layers.png").exists()
+    assert json.loads((out / "T0.9" / "searched-df" / "config.json").read_text())["oneshot_epochs"] == 1  # --default-set reached it
     assert json.loads((out / "T0.9" / "families.json").read_text()).keys() == {"baseline1", "ddrnet"}
