@@ -20,8 +20,13 @@ budget; short training runs do. So the stages are:
 4. **reference**: the space's hand-designed family (:attr:`SearchSpace.reference_family`) scaled to the
    budget by the LUT, where the space has one.
 5. **proxy**: an evolution seeded with all of them (:mod:`rtseg.search.proxy`), every arch scored by a
-   short training run on held-out training data, the finalists measured, and the best one that fits T
-   as measured picked.
+   short training run on held-out training data (the strongest seeds first: a small evaluation budget
+   scores only the first ones).
+6. **final round**: the best few archs and the reference trained again, longer and from another seed
+   (:func:`rtseg.search.proxy.final_round`): the top of a short run's ranking lies within its noise.
+7. **pick**: the final round's archs measured on the LUT's runtime, the best one that fits T as measured
+   chosen, and moved by the fewest decisions into ``[fit_low T, T]`` as measured where it missed
+   (:func:`rtseg.search.evolution.choose_measured`).
 
 Every stage keeps to the FLOPs budget when one is given. Each stage runs in its own folder under the
 run folder (``gradient/``, ``oneshot/``, ``proxy/``) and is kept when the search is resumed;
