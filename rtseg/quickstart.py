@@ -322,7 +322,9 @@ def write_report(out: Path, state: dict[str, Any]) -> Path:
               + (f", measured {srch['measured_latency_ms']:.3f} ms ({100 * srch['measured_over_target']:.0f}% of T)"
                  if srch.get("measured_latency_ms") else "")
               + f", {srch.get('flops', 0) / 1e9:.3f} G multiply-adds; stages: {', '.join(stage_names(srch))}; "
-              f"{srch.get('evaluations')} archs trained briefly by the proxy evolution; origin of the pick: {srch.get('origin')}.", "",
+              f"{srch.get('evaluations')} archs trained briefly by the proxy evolution, "
+              f"{len((srch.get('final_round') or {}).get('archs') or [])} of them again, longer, in the final round; "
+              f"origin of the pick: {srch.get('origin')}.", "",
               "![proxy evolution](search/proxy/evolution.png)", "",
               "## 4. Training, and what the search bought", "",
               f"Both nets trained with the same recipe ({tr.get('epochs')} epochs, {tr.get('steps')} steps) on the synthetic data; "
