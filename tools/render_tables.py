@@ -88,12 +88,16 @@ def default_strategy_summary(records: list[tuple[Path, dict]]) -> list[str]:
     rows = []
     for path, r in records:
         runtime = r.get("runtime", {})
+        threads = runtime.get("lut_threads")
+        score = r.get("proxy_score")
         rows.append([f"`{r['space']}`", f"`{path.stem}`",
-                     f"{runtime.get('lut_backend')} {runtime.get('lut_precision')}, {runtime.get('lut_threads')} thread(s)",
+                     f"{runtime.get('lut_backend')} {runtime.get('lut_precision')}"
+                     + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""),
                      f"{r['target_latency_ms']:.2f}", f"{r['predicted_over_target']:.3f}",
-                     f"**{r['measured_over_target']:.3f}**"])
-    return _table(["space", "record", "runtime", "T (ms)", "pick: predicted / T", "pick: measured / T"],
-                  list("lllrrr"), rows)
+                     f"**{r['measured_over_target']:.3f}**", "-" if r.get("flops") is None else f"{r['flops'] / 1e9:.3f}",
+                     "-" if score is None else f"{100 * score:.1f}"])
+    return _table(["space", "record", "runtime", "T (ms)", "pick: predicted / T", "pick: measured / T",
+                   "multiply-adds (G)", "proxy mIoU (%)"], list("lllrrrrr"), rows)
 
 
 def _miou(row: dict, with_ms: bool) -> str:
