@@ -177,3 +177,12 @@ def test_an_unknown_table_is_one_error_line(tmp_path: Path):
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "render_tables.py"), "--root", str(tmp_path), "--check"],
                          capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.startswith("error: README.md: ") and len(run.stderr.splitlines()) == 1
+
+
+def test_every_doc_the_code_points_to_exists():
+    """Docstrings and help texts cite the page that holds a figure or a reason (``docs/luts.md``...): it exists."""
+    top = "|".join(sorted(p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    cited = re.compile(rf"(?<![\w/.-])((?:{top})/(?:[\w-]+/)*[\w-]+\.md)\b")
+    files = [*ROOT.joinpath("rtseg").rglob("*.py"), *(p for d in ("search", "demos", "export", "tools") for p in ROOT.joinpath(d).glob("*.py"))]
+    missing = sorted({f"{_rel(f)}: {m}" for f in files for m in cited.findall(f.read_text(encoding="utf-8")) if not (ROOT / m).is_file()})
+    assert not missing, missing
