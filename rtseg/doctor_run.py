@@ -110,7 +110,7 @@ def make_plan(cfg: RunConfig, cuda_available: bool) -> Plan:
         return Plan(device, True, "fp16", hw, None, cfg.archs or 4, 5, n(25, 5), 1.0, 10, n(40, 10), 5, n(20, 5), n(200, 20),
                     cfg.demo_frames or n(120, 20))
     # one thread and its CPU time: a CPU shared with other work then times the operators and the
-    # networks alike (rtseg/latency/README.md, "Measuring on a shared CPU")
+    # networks alike (docs/luts.md, "Measuring on a shared CPU")
     return Plan(device, False, "fp32", hw, 1, cfg.archs or 2, 2, n(5, 3), 0.5, 3, n(16, 8), 2, n(5, 3), n(20, 10),
                 cfg.demo_frames or n(30, 8), clock="thread")
 

@@ -240,7 +240,7 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str | None]:
 def write_image(path: Path, img: np.ndarray) -> None:
     """Encode by the file's suffix and write atomically: a temporary file renamed into place, so an
     interruption never leaves half a PNG (not fsynced one by one: an fsync per file costs more than
-    encoding a small mask; see README, "Segment images")."""
+    encoding a small mask; see docs/predict.md)."""
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix, img, params)
     if not ok:  # pragma: no cover - every suffix used here is one OpenCV encodes

@@ -16,7 +16,7 @@ trajectories, the training curve, the benchmark table, overlay frames and the ou
 Stages that already finished are skipped on a re-run (``resume``), so an interrupted quickstart
 continues where it stopped. Every timed stage (profile, validate, bench, demo) runs on one CPU thread:
 the LUT and the end-to-end measurements then use the same setting, and an OpenMP pool that
-oversubscribes a busy machine (README, "Measuring on a shared CPU") cannot skew them.
+oversubscribes a busy machine (docs/luts.md, "Measuring on a shared CPU") cannot skew them.
 The demo replays a file rather than rendering the scene live so that its end-to-end FPS is held to
 the network's (the report gives the ratio), not to the renderer's speed.
 """

@@ -316,7 +316,7 @@ def steady_allocator() -> str:
     PyTorch's CPU tensors come from malloc. With glibc's defaults, large activations are sometimes
     served by fresh ``mmap`` pages (zeroed by page faults on every call) and sometimes from the heap,
     depending on the allocation history, so the same network measured in two processes came out
-    at two different speeds (figures in ``rtseg/latency/README.md``, "Measuring on a shared CPU").
+    at two different speeds (``docs/luts.md``, "Measuring on a shared CPU").
     Fixing the allocator's mode makes LUT entries and end-to-end timings reproducible; a deployed
     CPU process gets the same steady behaviour from these settings or from jemalloc/tcmalloc (the
     usual PyTorch CPU inference advice). Returns a description recorded in the LUT's provenance;

@@ -37,7 +37,7 @@ QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", 
 
 #: Calibration methods by the name the CLI takes -> ``onnxruntime.quantization.CalibrationMethod`` member.
 CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-#: Chosen by measurement on a trained baseline1 (export/README.md, "INT8"): percentile kept the most
+#: Chosen by measurement on a trained baseline1 (docs/export.md, "INT8"): percentile kept the most
 #: mIoU, min-max close behind, entropy lost the most; per-channel and per-tensor weights were within noise.
 DEFAULT_METHOD = "percentile"
 DEFAULT_PER_CHANNEL = True

@@ -294,7 +294,7 @@ class TensorRTTimer(OpTimer):
     fp16``. LUT entries go through :meth:`prepare_batch`: up to :attr:`batch_size` one-operator
     subgraphs per engine, each timed per layer by TensorRT's ``IProfiler``
     (:mod:`rtseg.backends.trt_batch`; one engine per entry, as FasterSeg timed operators, would cost
-    thousands of builds for the ``ssr`` space, see ``rtseg/latency/README.md``). Whole networks
+    thousands of builds for the ``ssr`` space, see ``docs/luts.md``). Whole networks
     (skeletons, calibration, ``lut validate``) and the reference operator get an engine each through
     :meth:`prepare`. One builder is reused and every build shares a timing cache, by default the
     one ``rtseg export --trt`` keeps beside the LUT (set :attr:`timing_cache`), so a re-run skips

@@ -3,7 +3,7 @@
 Why: one engine per LUT entry costs a TensorRT build per entry, and the ``ssr`` space at 512x1024
 has 1,627 entries (twice that with the recheck): thousands of builds whose fixed cost (parse,
 graph optimization, serialization, a fresh builder) dwarfs the microseconds being measured. The
-estimate is in ``rtseg/latency/README.md`` ("TensorRT profiling cost"). Here up to
+estimate is in ``docs/luts.md`` ("TensorRT profiling"). Here up to
 :data:`DEFAULT_BATCH` independent subgraphs (each the module an entry would have been timed as:
 the operator, or the stack of its copies, or a stack of identities) share one ONNX graph and one
 engine; every subgraph keeps its own input and output, so no data flows between them.
@@ -141,8 +141,8 @@ def export_merged(modules: Sequence[Any], inputs: Sequence[tuple[Any, ...]], pat
     the exporter every other rtseg graph comes from, and write the merged graph to ``path``.
 
     ``device`` is where the tracer runs the modules: tracing runs each forward once at its real
-    size, most of an export's time on a CPU (figure in ``rtseg/latency/README.md``, "TensorRT
-    profiling cost"), so the TensorRT timer traces on its GPU; the graph is the
+    size, most of an export's time on a CPU (figure in ``docs/luts.md``, "TensorRT
+    profiling"), so the TensorRT timer traces on its GPU; the graph is the
     same (the exporter copies the weights to the host). A failure there falls back to the CPU."""
     import onnx
 

@@ -63,7 +63,7 @@ def export(
     calib: Optional[str] = typer.Option(None, "--calib", help="INT8 calibration data: synthetic, cityscapes:PATH or camvid:PATH (default: the checkpoint's dataset, else synthetic)."),
     calib_images: Optional[int] = typer.Option(None, "--calib-images", help="INT8: training images that calibrate the activation ranges (default 32).", callback=P.COUNT),
     int8_val_images: Optional[int] = typer.Option(None, "--int8-val-images", help="INT8: validation images the mIoU gate scores (default 16).", callback=P.COUNT),
-    calib_method: Optional[str] = typer.Option(None, "--calib-method", help="INT8 calibration: percentile (default: kept the most mIoU, export/README.md), minmax or entropy."),
+    calib_method: Optional[str] = typer.Option(None, "--calib-method", help="INT8 calibration: percentile (default: kept the most mIoU, docs/export.md), minmax or entropy."),
     per_channel: Optional[bool] = typer.Option(None, "--per-channel/--per-tensor", help="INT8 weight scales per output channel (default) or per tensor."),
     int8_max_drop: Optional[float] = typer.Option(None, "--int8-max-drop", help="Refuse the INT8 model when its mIoU is more than this many points below FP32's (default 1.0).", callback=_MIOU_POINTS),
     int8_keep_float: Optional[List[str]] = typer.Option(None, "--int8-keep-float", help="Leave these nodes in float (repeatable or comma-separated; a refused export lists the first/last layers)."),

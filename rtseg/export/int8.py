@@ -5,7 +5,7 @@ Method: post-training static quantization in QDQ form (:func:`rtseg.backends.onn
 ONNX Runtime's quantizer). The activation ranges come from running the FP32 model on calibration
 images of the dataset the model was trained on (its training split); the calibration method (min-max, entropy or percentile) and
 per-channel or per-tensor weight scales are options whose defaults were chosen by measurement
-(``export/README.md``, "INT8").
+(``docs/export.md``, "INT8").
 
 QDQ form keeps the float graph and wraps the quantized operators in QuantizeLinear/DequantizeLinear
 pairs: ONNX Runtime fuses them into integer kernels on the CPU, and TensorRT reads the same file as

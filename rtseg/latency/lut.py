@@ -34,7 +34,7 @@ Entries without ``ref_ms`` (older LUTs, ``--no-speed-reference``) count as measu
 One number may be fitted, and only from measurements of whole networks: ``calibration.scale``
 (optional; written by ``profile-ops`` unless ``--calibration-archs 0``). The network method costs a
 searchable layer inside a stack of copies of itself; inside a real network each layer follows
-different ones, with colder caches, and runs slower than in the stack (the factors fitted so far are in ``rtseg/latency/README.md``,
+different ones, with colder caches, and runs slower than in the stack (the factors fitted so far are in ``docs/luts.md``,
 "Measured"). ``profile-ops`` therefore times a few random archs end
 to end (drawn with a seed of their own, never the ones ``lut validate`` draws) and fits one factor on
 the layer ("slot") entries, least squares through the origin on measured minus fixed parts.

@@ -54,10 +54,10 @@ from rtseg.spaces import get_space, space_slug
 METHODS = ("network", "isolated")
 #: The default method: isolated per-op sums under-predict whole networks (each operator timed alone
 #: runs with warmer caches than inside a net); the network method predicts them closer (the
-#: comparison measured on a CPU is in rtseg/latency/README.md, "The prediction model").
+#: comparison measured on a CPU is in docs/luts.md, "The prediction model").
 DEFAULT_METHOD = "network"
 #: Defaults sized so the whole ssr space (about 1,600 signatures) profiles in minutes on a small CPU at
-#: 128x256 (wall times measured: rtseg/latency/README.md); ``min_time_s`` adds repeats to
+#: 128x256 (wall times measured: docs/luts.md); ``min_time_s`` adds repeats to
 #: sub-millisecond operators so their median rests on enough samples.
 DEFAULT_WARMUP = 5
 DEFAULT_REPEATS = 25

@@ -5,7 +5,7 @@ Why: on a CPU shared with other tenants the same operator runs at very different
 minute to the next, and a thread-CPU-time clock does not help, because the slowdown comes from
 contention for the core's caches and memory, not from being descheduled; a network's time drifts
 far more than its ratio to an operator timed beside it (the figures measured on a shared CPU are in
-``rtseg/latency/README.md``, "The speed reference"). A LUT whose entries were measured at one speed
+``docs/luts.md``, "The speed reference"). A LUT whose entries were measured at one speed
 and a network timed at another disagree by that drift whatever the cost model.
 
 So every LUT entry, skeleton and end-to-end timing records ``ref_ms``: the reference operator's

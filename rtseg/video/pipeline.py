@@ -14,7 +14,7 @@ network runs, and the inference thread does nothing but call the runner::
   the GIL, so the stages genuinely overlap; the queues are short so memory stays flat. For files
   and the synthetic video they hold 4 frames each side of the network: on a shared CPU a stage is
   paused by the OS for milliseconds at a time, and with 1 and 2 frames the network then waits on
-  its neighbours (measured in ``demos/README.md``); live sources keep 1 and 2 so a shown frame is
+  its neighbours (measured in ``docs/demo.md``); live sources keep 1 and 2 so a shown frame is
   never old.
 * When a backend overrides :meth:`Runner.predict` (e.g. arg-max on the GPU, so only labels cross the
   bus), the inference stage calls ``predict`` and postprocessing skips the arg-max; otherwise it
@@ -25,7 +25,7 @@ network runs, and the inference thread does nothing but call the runner::
 
 Thread budget on a small CPU: the inference stage should leave room for the other two. With ONNX
 Runtime on a 2-core machine, one intra-op thread for the network plus one core for decode/draw is
-the configuration where the pipeline costs nothing; see ``demos/README.md`` for the measurements.
+the configuration where the pipeline costs nothing; see ``docs/demo.md`` for the measurements.
 """
 
 from __future__ import annotations

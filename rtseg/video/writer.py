@@ -36,7 +36,7 @@ CODECS: dict[str, tuple[str, ...]] = {
     ".m4v": ("avc1", "mp4v"),
     ".mov": ("avc1", "mp4v", "MJPG"),
     ".avi": ("MJPG", "XVID", "mp4v"),
-    ".mkv": ("avc1", "MJPG", "XVID", "mp4v", "VP80"),  # VP8 last: the slowest encoder on a CPU (demos/README.md)
+    ".mkv": ("avc1", "MJPG", "XVID", "mp4v", "VP80"),  # VP8 last: the slowest encoder on a CPU (docs/demo.md)
     ".webm": ("VP80",),
 }
 
