@@ -271,14 +271,15 @@ def choose_measured(ctx: Any, state: EvolutionState, sampler: BandSampler, final
     """The pick, with the budget as measured.
 
     1. The ``finalists`` best archs (:func:`ranked_for_pick`) are measured on the LUT's own runtime in
-       interleaved rounds; the best one whose *measured* latency fits T is chosen (the best one when
-       none fits).
-    2. When the chosen arch measures outside ``[fit_low T, T]``, its own measured / predicted factor
-       says where the LUT's line misses it, and :func:`fit_walk` moves it by the fewest decisions to a
-       predicted latency that meets the band at that factor. The walked arch is measured beside the
-       chosen one and kept when it fits T and uses more of it (or fits where the chosen one did not);
-       up to three walks, each with the factor just measured.
-    3. When nothing fits T even then, the fastest measured arch, said in one line.
+       interleaved rounds.
+    2. When the best-ranked one measures outside ``[fit_low T, T]``, its own measured / predicted
+       factor says where the LUT's line misses it, and :func:`fit_walk` moves it by the fewest
+       decisions to a predicted latency that meets the band at that factor. The walked arch is measured
+       beside it and kept when it fits T and uses more of it (or fits where its parent did not); up to
+       three walks, each with the factor just measured.
+    3. When no walk brings it under T, the best-ranked finalist that fits T as measured, walked up
+       the same way when it uses less than ``fit_low T``.
+    4. When nothing fits T even then, the fastest measured arch, said in one line.
 
     Returns the record (a walked arch: its parent's record with new ``choices`` and ``fitted_from``)
     and its measured figures (None when this machine is not the LUT's device: then the best arch
@@ -295,31 +296,38 @@ def choose_measured(ctx: Any, state: EvolutionState, sampler: BandSampler, final
     rows = [{"score": r["score"], **({"final_score": r["final_score"]} if "final_score" in r else {}), "origin": r["origin"],
              "predicted_latency_ms": sampler.latency(r["choices"]), "measured_latency_ms": m, "measured_over_target": m / target}
             for r, m in measured]
-    fitting = [i for i, (_, m) in enumerate(measured) if m <= target]
-    i = fitting[0] if fitting else 0
-    best, ms_best = measured[i]
     walks: list[dict[str, Any]] = []
-    factor = ms_best / sampler.latency(best["choices"])
-    for attempt in range(3):
-        if fit_low * target <= ms_best <= target:
-            break
-        walked = fit_walk(sampler, best["choices"], (fit_low + 0.015) * target / factor, 0.985 * target / factor)
-        if walked is None or walked == best["choices"]:
-            walks.append({"note": "no small change meets the band at the measured factor"})
-            break
-        pair = measure_archs(ctx.lut, [sampler.arch(best["choices"]), sampler.arch(walked)], seed=ctx.cfg.seed + 10 + attempt) or []
-        m_now, m_walked = pair
-        changed = sorted(n for n in walked if walked[n] != best["choices"][n])
-        walks.append({"changed": changed, "predicted_latency_ms": sampler.latency(walked), "measured_latency_ms": m_walked,
-                      "parent_measured_ms": m_now})
-        parent_fits = m_now <= target
-        factor = m_walked / sampler.latency(walked)  # the next walk aims with the factor of the region just reached
-        if m_walked <= target and (not parent_fits or m_walked > m_now):
-            walks[-1]["kept"] = True
-            parent = best.get("fitted_from") or {"origin": best["origin"], "choices": best["choices"]}
-            best, ms_best = {**best, "choices": walked, "origin": f"{best['origin']} (fitted)", "fitted_from": parent}, m_walked
-        else:
-            ms_best = m_now
+
+    def walk(rec: dict[str, Any], ms: float, seed: int) -> tuple[dict[str, Any], float]:
+        """Up to three walks of ``rec`` toward [fit_low T, T] as measured; the record and its figure after them."""
+        factor = ms / sampler.latency(rec["choices"])
+        for attempt in range(3):
+            if fit_low * target <= ms <= target:
+                break
+            walked = fit_walk(sampler, rec["choices"], (fit_low + 0.015) * target / factor, 0.985 * target / factor)
+            if walked is None or walked == rec["choices"]:
+                walks.append({"origin": rec["origin"], "note": "no small change meets the band at the measured factor"})
+                break
+            m_now, m_walked = measure_archs(ctx.lut, [sampler.arch(rec["choices"]), sampler.arch(walked)], seed=seed + attempt) or []
+            walks.append({"origin": rec["origin"], "changed": sorted(n for n in walked if walked[n] != rec["choices"][n]),
+                          "predicted_latency_ms": sampler.latency(walked), "measured_latency_ms": m_walked, "parent_measured_ms": m_now})
+            factor = m_walked / sampler.latency(walked)  # the next walk aims with the factor of the region just reached
+            if m_walked <= target and (m_now > target or m_walked > m_now):
+                walks[-1]["kept"] = True
+                parent = rec.get("fitted_from") or {"origin": rec["origin"], "choices": rec["choices"]}
+                rec, ms = {**rec, "choices": walked, "origin": f"{rec['origin']} (fitted)", "fitted_from": parent}, m_walked
+            else:
+                ms = m_now
+        return rec, ms
+
+    # the best-ranked finalist first, walked down when it measures over T; else the best that fits, walked up
+    i = 0
+    best, ms_best = walk(*measured[0], seed=ctx.cfg.seed + 10)
+    if ms_best > target:
+        fitting = [j for j, (_, m) in enumerate(measured) if m <= target]
+        if fitting:
+            i = fitting[0]
+            best, ms_best = walk(*measured[i], seed=ctx.cfg.seed + 20)
     note = None
     if ms_best > target:
         j = min(range(len(measured)), key=lambda k: measured[k][1])
