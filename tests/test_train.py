@@ -11,7 +11,10 @@ import torch.nn.functional as F
 
 from rtseg.checkpoint import load_checkpoint
 from rtseg.data import build_dataset
-from rtseg.train import OhemCELoss, ShardSampler, TrainConfig, _Budget, build_loss, make_loader, poly_lr, train
+from rtseg.train.config import TrainConfig
+from rtseg.train.loader import ShardSampler, make_loader
+from rtseg.train.pipeline import _Budget, train
+from rtseg.train.step import OhemCELoss, build_loss, poly_lr
 
 TINY = dict(batch=4, train_len=8, val_len=4, workers=0)
 

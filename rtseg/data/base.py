@@ -168,7 +168,7 @@ class PairDataset:
     protocol).
 
     Augmentation randomness: an item may be fetched as ``ds[(epoch, idx)]`` (what the training
-    loader's sampler yields, see :func:`rtseg.train.make_loader`), then the transform draws from a
+    loader's sampler yields, see :func:`rtseg.train.loader.make_loader`), then the transform draws from a
     generator seeded by ``(aug_seed, epoch, idx)``: the same in any worker, after a resume, on any
     rank. A plain ``ds[idx]`` draws the seed from torch's RNG instead.
     """
