@@ -462,14 +462,8 @@ class CASSupernet(Supernet):
         kinds = {p.kind for p in self.plans} | {"ms"}
         return [d for d in self.decisions() if d.level in kinds]
 
-    def remove(self, name: str, index: int) -> None:
-        """Remove candidate ``index`` of ``name`` (and its weights from every cell of that kind)."""
-        alive = self._alive(name)
-        if not bool(alive[index]):
-            return
-        if int(alive.sum()) <= 1:
-            raise ValueError(f"cannot remove the last candidate of {name}")
-        alive[index] = False
+    def drop_weights(self, name: str, index: int) -> None:
+        """Remove candidate ``index`` of ``name`` from every cell of that kind (``none`` has no weights)."""
         if index == 0:
             return
         kind, e = _parse_edge(name, self.config)
