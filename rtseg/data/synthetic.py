@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -65,6 +65,10 @@ class _Obj:
     extra: dict = field(default_factory=dict)
 
 
+#: a facade: (x, z start, z end, height, facade colour, window colour, side -1 | 1)
+_Building = tuple[float, float, float, float, tuple[int, int, int], tuple[int, int, int], int]
+
+
 @dataclass
 class _World:
     cam_h: float
@@ -74,7 +78,7 @@ class _World:
     road: tuple[float, float]  # left and right road edge X
     sidewalk: tuple[float, float]  # widths left/right
     terrain: tuple[float, float]  # grass strip widths left/right (0: none)
-    buildings: list[tuple[float, float, float, float, tuple[int, int, int], tuple[int, int, int], int]]
+    buildings: list[_Building]
     objects: list[_Obj]
     lanes: list[float]
     crosswalks: list[float]
@@ -109,7 +113,8 @@ _VIVID = ((200, 30, 30), (30, 60, 170), (230, 200, 40), (240, 240, 240), (20, 20
 
 
 def _make_world(rng: np.random.Generator, extent: float = _Z_FAR, seed: int = 0) -> _World:
-    """Sample a street: layout first, then objects placed on it, then appearance and lighting."""
+    """Sample a street: layout first, then objects placed on it, then appearance and lighting.
+    (The draws happen in this order, so a seed always gives the same street.)"""
     r = rng
     lanes_l, lanes_r = int(r.integers(1, 3)), int(r.integers(1, 3))
     lane_w = float(r.uniform(2.8, 3.6))
@@ -118,15 +123,7 @@ def _make_world(rng: np.random.Generator, extent: float = _Z_FAR, seed: int = 0)
     lanes = [road[0] + i * lane_w for i in range(1, lanes_l + lanes_r)]
     sidewalk = (float(r.uniform(1.5, 4.5)), float(r.uniform(1.5, 4.5)))
     terrain = tuple(float(r.uniform(2.0, 8.0)) if r.random() < 0.35 else 0.0 for _ in range(2))
-    # overcast skies are grey like the road and the facades; clear ones blue; dusk orange
-    kind = r.choice(3, p=[0.45, 0.4, 0.15])
-    if kind == 0:
-        top, bottom = _col(r, (70, 130, 210), 25), _col(r, (180, 210, 235), 20)
-    elif kind == 1:
-        g = int(r.integers(150, 225))
-        top, bottom = _grey(r, g - 30, g), _grey(r, g, min(250, g + 25))
-    else:
-        top, bottom = _col(r, (90, 100, 160), 25), _col(r, (240, 170, 110), 25)
+    top, bottom = _sample_sky(r)
     road_col = _grey(r, 60, 140, 10)
     walk_col = _col(r, _grey(r, 110, 190, 0), 18)
     curb_col = _grey(r, 120, 210, 6)
@@ -134,71 +131,11 @@ def _make_world(rng: np.random.Generator, extent: float = _Z_FAR, seed: int = 0)
 
     xl = road[0] - sidewalk[0] - terrain[0]
     xr = road[1] + sidewalk[1] + terrain[1]
-    buildings = []
-    for side, xb in ((-1, xl), (1, xr)):
-        if terrain[(side + 1) // 2] > 0 and r.random() < 0.5:
-            continue  # open field with trees on this side
-        z = float(r.uniform(-extent * 0.1, 5.0))
-        while z < extent:
-            length = float(r.uniform(8.0, 35.0))
-            if r.random() < 0.15:  # a gap between buildings
-                z += float(r.uniform(4.0, 12.0))
-                continue
-            height = float(r.uniform(5.0, 30.0))
-            setback = float(r.uniform(0.0, 3.0)) * side
-            facade = _grey(r, 60, 200, 12) if r.random() < 0.6 else _col(r, (150, 90, 60), 35)
-            win = (_col(r, bottom, 20) if r.random() < 0.4 else _grey(r, 20, 80, 15))
-            buildings.append((xb + setback, z, z + length, height, facade, win, side))
-            z += length
-    objects: list[_Obj] = []
-    # trees: on the outer sidewalk edge or on grass
-    for side in (-1, 1):
-        i = (side + 1) // 2
-        x_edge = road[i] + side * sidewalk[i]
-        n = int(r.integers(0, 10)) + (8 if terrain[i] > 0 else 0)
-        for _ in range(n):
-            x = x_edge + side * float(r.uniform(-0.6, 0.3 + terrain[i]))
-            crown = float(r.uniform(1.2, 3.2))
-            objects.append(_Obj("tree", x, float(r.uniform(2.0, extent)), (float(r.uniform(1.8, 3.5)), crown, float(r.uniform(0.15, 0.35))),
-                                (_col(r, (60, 110, 45), 30), _col(r, (80, 60, 45), 20))))
-        if r.random() < 0.3:  # hedge along the facades
-            z0 = float(r.uniform(0, 30))
-            objects.append(_Obj("hedge", x_edge + side * 0.5, z0, (float(r.uniform(8, 30)), float(r.uniform(0.7, 1.5)), 0.8 * side),
-                                (_col(r, (60, 100, 40), 25),)))
-    # poles (street lights / sign posts) along the curbs, some carrying signs
-    for side in (-1, 1):
-        x = road[(side + 1) // 2] + side * float(r.uniform(0.3, 0.8))
-        z = float(r.uniform(3.0, 20.0))
-        while z < extent * 0.6:
-            sign = None
-            if r.random() < 0.6:
-                shape = int(r.integers(0, 3))
-                sign = (shape, float(r.uniform(0.5, 0.9)), _VIVID[int(r.integers(0, len(_VIVID)))], _VIVID[int(r.integers(0, len(_VIVID)))])
-            objects.append(_Obj("pole", x, z, (float(r.uniform(3.0, 8.0)), float(r.uniform(0.08, 0.16))), (_grey(r, 50, 170, 10),), extra={"sign": sign}))
-            z += float(r.uniform(12.0, 40.0))
-    # cars on the lanes (rear view), some parked by the curb
-    for _ in range(int(r.integers(1, 9))):
-        lane = int(r.integers(0, lanes_l + lanes_r))
-        x = road[0] + (lane + 0.5) * lane_w + float(r.uniform(-0.4, 0.4))
-        if r.random() < 0.25:
-            x = road[int(r.random() < 0.5)] + (1.1 if x < 0 else -1.1)
-            v = 0.0
-        else:
-            v = float(r.uniform(-3.0, 4.0))
-        body = _VIVID[int(r.integers(0, len(_VIVID)))] if r.random() < 0.6 else _grey(r, 40, 220, 15)
-        objects.append(_Obj("car", x, float(r.uniform(3.5, extent * 0.5)), (float(r.uniform(1.6, 2.1)), float(r.uniform(1.3, 2.2))),
-                            (_col(r, body, 20), _grey(r, 10, 60, 8), _col(r, (200, 20, 20), 30)), vz=v))
-    # pedestrians on the sidewalks, a few crossing
-    for _ in range(int(r.integers(0, 12))):
-        side = -1 if r.random() < 0.5 else 1
-        i = (side + 1) // 2
-        crossing = r.random() < 0.15
-        x = float(r.uniform(road[0], road[1])) if crossing else road[i] + side * float(r.uniform(0.4, sidewalk[i] - 0.2))
-        skin = _col(r, ((230, 190, 160), (160, 110, 80), (90, 60, 45))[int(r.integers(0, 3))], 12)
-        shirt = _VIVID[int(r.integers(0, len(_VIVID)))] if r.random() < 0.5 else _grey(r, 30, 220, 20)
-        objects.append(_Obj("person", x, float(r.uniform(2.5, extent * 0.35)), (float(r.uniform(1.5, 1.95)),),
-                            (skin, _col(r, shirt, 15), _grey(r, 20, 120, 25)),
-                            vx=(float(r.uniform(-1.4, 1.4)) if crossing else 0.0), vz=(0.0 if crossing else float(r.uniform(-1.4, 1.4)))))
+    buildings = _place_buildings(r, xl, xr, terrain, bottom, extent)  # type: ignore[arg-type]
+    objects = _place_greenery(r, road, sidewalk, terrain, extent)  # type: ignore[arg-type]
+    objects += _place_poles(r, road, extent)
+    objects += _place_cars(r, road, lane_w, lanes_l + lanes_r, extent)
+    objects += _place_people(r, road, sidewalk, extent)
     shadows = []
     for _ in range(int(r.integers(0, 4))):
         x0 = float(r.uniform(road[0] - 3, road[1]))
@@ -220,6 +157,108 @@ def _make_world(rng: np.random.Generator, extent: float = _Z_FAR, seed: int = 0)
         noise=float(r.uniform(1.0, 8.0)), blur=bool(r.random() < 0.3), texture=texture, shade=shade,
         shadows=shadows, seed=seed,
     )
+
+
+def _sample_sky(r: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The sky's top and bottom colours: overcast skies are grey like the road and the facades; clear ones blue; dusk orange."""
+    kind = r.choice(3, p=[0.45, 0.4, 0.15])
+    if kind == 0:
+        return _col(r, (70, 130, 210), 25), _col(r, (180, 210, 235), 20)
+    if kind == 1:
+        g = int(r.integers(150, 225))
+        return _grey(r, g - 30, g), _grey(r, g, min(250, g + 25))
+    return _col(r, (90, 100, 160), 25), _col(r, (240, 170, 110), 25)
+
+
+def _place_buildings(r: np.random.Generator, xl: float, xr: float, terrain: tuple[float, float], sky_bottom: tuple[int, int, int],
+                     extent: float) -> list[_Building]:
+    """Rows of facades on both sides at ``xl`` / ``xr``, with gaps; a side with terrain may be an open field."""
+    buildings = []
+    for side, xb in ((-1, xl), (1, xr)):
+        if terrain[(side + 1) // 2] > 0 and r.random() < 0.5:
+            continue  # open field with trees on this side
+        z = float(r.uniform(-extent * 0.1, 5.0))
+        while z < extent:
+            length = float(r.uniform(8.0, 35.0))
+            if r.random() < 0.15:  # a gap between buildings
+                z += float(r.uniform(4.0, 12.0))
+                continue
+            height = float(r.uniform(5.0, 30.0))
+            setback = float(r.uniform(0.0, 3.0)) * side
+            facade = _grey(r, 60, 200, 12) if r.random() < 0.6 else _col(r, (150, 90, 60), 35)
+            win = (_col(r, sky_bottom, 20) if r.random() < 0.4 else _grey(r, 20, 80, 15))
+            buildings.append((xb + setback, z, z + length, height, facade, win, side))
+            z += length
+    return buildings
+
+
+def _place_greenery(r: np.random.Generator, road: tuple[float, float], sidewalk: tuple[float, float], terrain: tuple[float, float],
+                    extent: float) -> list[_Obj]:
+    """Trees on the outer sidewalk edge or on grass, and now and then a hedge along the facades."""
+    objects: list[_Obj] = []
+    for side in (-1, 1):
+        i = (side + 1) // 2
+        x_edge = road[i] + side * sidewalk[i]
+        n = int(r.integers(0, 10)) + (8 if terrain[i] > 0 else 0)
+        for _ in range(n):
+            x = x_edge + side * float(r.uniform(-0.6, 0.3 + terrain[i]))
+            crown = float(r.uniform(1.2, 3.2))
+            objects.append(_Obj("tree", x, float(r.uniform(2.0, extent)), (float(r.uniform(1.8, 3.5)), crown, float(r.uniform(0.15, 0.35))),
+                                (_col(r, (60, 110, 45), 30), _col(r, (80, 60, 45), 20))))
+        if r.random() < 0.3:  # hedge along the facades
+            z0 = float(r.uniform(0, 30))
+            objects.append(_Obj("hedge", x_edge + side * 0.5, z0, (float(r.uniform(8, 30)), float(r.uniform(0.7, 1.5)), 0.8 * side),
+                                (_col(r, (60, 100, 40), 25),)))
+    return objects
+
+
+def _place_poles(r: np.random.Generator, road: tuple[float, float], extent: float) -> list[_Obj]:
+    """Poles (street lights / sign posts) along the curbs, some carrying signs."""
+    objects: list[_Obj] = []
+    for side in (-1, 1):
+        x = road[(side + 1) // 2] + side * float(r.uniform(0.3, 0.8))
+        z = float(r.uniform(3.0, 20.0))
+        while z < extent * 0.6:
+            sign = None
+            if r.random() < 0.6:
+                shape = int(r.integers(0, 3))
+                sign = (shape, float(r.uniform(0.5, 0.9)), _VIVID[int(r.integers(0, len(_VIVID)))], _VIVID[int(r.integers(0, len(_VIVID)))])
+            objects.append(_Obj("pole", x, z, (float(r.uniform(3.0, 8.0)), float(r.uniform(0.08, 0.16))), (_grey(r, 50, 170, 10),), extra={"sign": sign}))
+            z += float(r.uniform(12.0, 40.0))
+    return objects
+
+
+def _place_cars(r: np.random.Generator, road: tuple[float, float], lane_w: float, n_lanes: int, extent: float) -> list[_Obj]:
+    """Cars on the lanes (rear view), some parked by the curb."""
+    objects: list[_Obj] = []
+    for _ in range(int(r.integers(1, 9))):
+        lane = int(r.integers(0, n_lanes))
+        x = road[0] + (lane + 0.5) * lane_w + float(r.uniform(-0.4, 0.4))
+        if r.random() < 0.25:
+            x = road[int(r.random() < 0.5)] + (1.1 if x < 0 else -1.1)
+            v = 0.0
+        else:
+            v = float(r.uniform(-3.0, 4.0))
+        body = _VIVID[int(r.integers(0, len(_VIVID)))] if r.random() < 0.6 else _grey(r, 40, 220, 15)
+        objects.append(_Obj("car", x, float(r.uniform(3.5, extent * 0.5)), (float(r.uniform(1.6, 2.1)), float(r.uniform(1.3, 2.2))),
+                            (_col(r, body, 20), _grey(r, 10, 60, 8), _col(r, (200, 20, 20), 30)), vz=v))
+    return objects
+
+
+def _place_people(r: np.random.Generator, road: tuple[float, float], sidewalk: tuple[float, float], extent: float) -> list[_Obj]:
+    """Pedestrians on the sidewalks, a few crossing the road."""
+    objects: list[_Obj] = []
+    for _ in range(int(r.integers(0, 12))):
+        side = -1 if r.random() < 0.5 else 1
+        i = (side + 1) // 2
+        crossing = r.random() < 0.15
+        x = float(r.uniform(road[0], road[1])) if crossing else road[i] + side * float(r.uniform(0.4, sidewalk[i] - 0.2))
+        skin = _col(r, ((230, 190, 160), (160, 110, 80), (90, 60, 45))[int(r.integers(0, 3))], 12)
+        shirt = _VIVID[int(r.integers(0, len(_VIVID)))] if r.random() < 0.5 else _grey(r, 30, 220, 20)
+        objects.append(_Obj("person", x, float(r.uniform(2.5, extent * 0.35)), (float(r.uniform(1.5, 1.95)),),
+                            (skin, _col(r, shirt, 15), _grey(r, 20, 120, 25)),
+                            vx=(float(r.uniform(-1.4, 1.4)) if crossing else 0.0), vz=(0.0 if crossing else float(r.uniform(-1.4, 1.4)))))
+    return objects
 
 
 class _Canvas:
@@ -355,86 +394,117 @@ def _draw_building(c: _Canvas, b: tuple, rng: np.random.Generator) -> None:
 
 
 def _draw_object(c: _Canvas, o: _Obj, t: float) -> None:
+    """Draw ``o`` where it is at time ``t`` (objects nearer than a metre to the camera are skipped)."""
     x, z = o.x + o.vx * t, o.z + o.vz * t
     if z - c.cam_z < 1.0:
         return
     if o.kind == "tree":
-        trunk_h, crown, trunk_r = o.size
-        leaf, bark = o.colors
-        trunk = c.project(np.array([x - trunk_r, x + trunk_r, x + trunk_r, x - trunk_r]), np.array([0, 0, trunk_h + crown * 0.5, trunk_h + crown * 0.5]), np.full(4, z))
-        c.fill([trunk], bark, VEGETATION)
-        gen = np.random.default_rng(int(abs(o.x * 1000 + o.z * 7919)) % (2**31))
-        for _ in range(5):
-            dx, dy = gen.uniform(-0.6, 0.6, 2) * crown
-            u, v = c.xy(x + dx, trunk_h + crown + dy * 0.7, z)
-            rr = c.radius(crown * gen.uniform(0.5, 0.85), z)
-            if rr < 0.5 or not (-rr < u < c.w + rr and -rr < v < c.h + rr):
-                continue
-            shade = tuple(int(np.clip(v_ * gen.uniform(0.75, 1.2), 0, 255)) for v_ in leaf)
-            center, axes = (int(u * c.scale), int(v * c.scale)), (int(rr * c.scale), int(rr * 0.85 * c.scale))
-            cv2.ellipse(c.img, center, axes, 0, 0, 360, shade, -1, cv2.LINE_8, c.shift)
-            cv2.ellipse(c.lab, center, axes, 0, 0, 360, VEGETATION, -1, cv2.LINE_8, c.shift)
+        _draw_tree(c, o, x, z)
     elif o.kind == "hedge":
-        length, height, depth = o.size
-        zz = max(z, c.cam_z + _Z_NEAR)
-        front = c.project(np.full(4, x), np.array([0, 0, height, height]), np.array([zz, z + length, z + length, zz]))
-        top = c.project(np.array([x, x, x + depth, x + depth]), np.full(4, height), np.array([zz, z + length, z + length, zz]))
-        c.fill([front, top], o.colors[0], VEGETATION)
+        _draw_hedge(c, o, x, z)
     elif o.kind == "pole":
-        height, r = o.size
-        quad = c.project(np.array([x - r, x + r, x + r, x - r]), np.array([0, 0, height, height]), np.full(4, z))
-        c.fill([quad], o.colors[0], POLE)
-        sign = o.extra.get("sign")
-        if sign is not None:
-            shape, s, fg, rim = sign
-            u, v = c.xy(x, height - s * 0.7, z)
-            rad = c.radius(s / 2, z)
-            if rad >= 0.7:
-                cu, cv_ = int(u * c.scale), int(v * c.scale)
-                ir = int(rad * c.scale)
-                if shape == 0:
-                    cv2.circle(c.img, (cu, cv_), ir, rim, -1, cv2.LINE_8, c.shift)
-                    cv2.circle(c.img, (cu, cv_), int(ir * 0.75), fg, -1, cv2.LINE_8, c.shift)
-                    cv2.circle(c.lab, (cu, cv_), ir, SIGN, -1, cv2.LINE_8, c.shift)
-                else:
-                    if shape == 1:
-                        pts = np.array([[cu - ir, cv_ - ir], [cu + ir, cv_ - ir], [cu + ir, cv_ + ir], [cu - ir, cv_ + ir]])
-                    else:
-                        pts = np.array([[cu, cv_ - ir], [cu + ir, cv_ + ir], [cu - ir, cv_ + ir]])
-                    pts = pts.astype(np.int32)
-                    c.fill([pts], rim, SIGN)
-                    inner = ((pts - [cu, cv_]) * 0.7 + [cu, cv_]).astype(np.int32)
-                    c.fill([inner], fg, None)
+        _draw_pole(c, o, x, z)
     elif o.kind == "car":
-        width, height = o.size
-        body, glass, light = o.colors
-        hw = width / 2
-        lower = c.project(np.array([x - hw, x + hw, x + hw, x - hw]), np.array([0.25, 0.25, height * 0.55, height * 0.55]), np.full(4, z))
-        cabin = c.project(np.array([x - hw, x + hw, x + hw * 0.8, x - hw * 0.8]), np.array([height * 0.55, height * 0.55, height, height]), np.full(4, z))
-        c.fill([lower, cabin], body, VEHICLE)
-        window = c.project(np.array([x - hw * 0.8, x + hw * 0.8, x + hw * 0.68, x - hw * 0.68]), np.array([height * 0.6, height * 0.6, height * 0.93, height * 0.93]), np.full(4, z))
-        c.fill([window], glass, VEHICLE)
-        wheels = [c.project(np.array([xx - 0.22, xx + 0.22, xx + 0.22, xx - 0.22]), np.array([0, 0, 0.35, 0.35]), np.full(4, z)) for xx in (x - hw + 0.3, x + hw - 0.3)]
-        c.fill(wheels, (15, 15, 15), VEHICLE)
-        lights = [c.project(np.array([xx - 0.15, xx + 0.15, xx + 0.15, xx - 0.15]), np.array([height * 0.4, height * 0.4, height * 0.5, height * 0.5]), np.full(4, z)) for xx in (x - hw + 0.2, x + hw - 0.2)]
-        c.fill(lights, light, VEHICLE)
+        _draw_car(c, o, x, z)
     elif o.kind == "person":
-        (height,) = o.size
-        skin, shirt, pants = o.colors
-        phase = math.sin(t * 6.0 + o.z) * 0.12 if (o.vx or o.vz) else 0.0
-        legs = [c.project(np.array([x + dx - 0.08, x + dx + 0.08, x + dx + 0.08, x + dx - 0.08]), np.array([0, 0, height * 0.48, height * 0.48]), np.full(4, z))
-                for dx in (-0.1 - phase, 0.1 + phase)]
-        c.fill(legs, pants, PERSON)
-        torso = c.project(np.array([x - 0.22, x + 0.22, x + 0.2, x - 0.2]), np.array([height * 0.46, height * 0.46, height * 0.83, height * 0.83]), np.full(4, z))
-        arms = [c.project(np.array([x + dx - 0.05, x + dx + 0.05, x + dx + 0.05, x + dx - 0.05]), np.array([height * 0.45, height * 0.45, height * 0.82, height * 0.82]), np.full(4, z))
-                for dx in (-0.27, 0.27)]
-        c.fill([torso] + arms, shirt, PERSON)
-        u, v = c.xy(x, height * 0.91, z)
-        rad = c.radius(0.11, z)
-        if rad >= 0.5:
-            ctr = (int(u * c.scale), int(v * c.scale))
-            cv2.circle(c.img, ctr, int(rad * c.scale), skin, -1, cv2.LINE_8, c.shift)
-            cv2.circle(c.lab, ctr, int(rad * c.scale), PERSON, -1, cv2.LINE_8, c.shift)
+        _draw_person(c, o, x, z, t)
+
+
+def _draw_tree(c: _Canvas, o: _Obj, x: float, z: float) -> None:
+    """A trunk and five overlapping ellipses of foliage (their jitter seeded by the tree's place)."""
+    trunk_h, crown, trunk_r = o.size
+    leaf, bark = o.colors
+    trunk = c.project(np.array([x - trunk_r, x + trunk_r, x + trunk_r, x - trunk_r]), np.array([0, 0, trunk_h + crown * 0.5, trunk_h + crown * 0.5]), np.full(4, z))
+    c.fill([trunk], bark, VEGETATION)
+    gen = np.random.default_rng(int(abs(o.x * 1000 + o.z * 7919)) % (2**31))
+    for _ in range(5):
+        dx, dy = gen.uniform(-0.6, 0.6, 2) * crown
+        u, v = c.xy(x + dx, trunk_h + crown + dy * 0.7, z)
+        rr = c.radius(crown * gen.uniform(0.5, 0.85), z)
+        if rr < 0.5 or not (-rr < u < c.w + rr and -rr < v < c.h + rr):
+            continue
+        shade = tuple(int(np.clip(v_ * gen.uniform(0.75, 1.2), 0, 255)) for v_ in leaf)
+        center, axes = (int(u * c.scale), int(v * c.scale)), (int(rr * c.scale), int(rr * 0.85 * c.scale))
+        cv2.ellipse(c.img, center, axes, 0, 0, 360, shade, -1, cv2.LINE_8, c.shift)
+        cv2.ellipse(c.lab, center, axes, 0, 0, 360, VEGETATION, -1, cv2.LINE_8, c.shift)
+
+
+def _draw_hedge(c: _Canvas, o: _Obj, x: float, z: float) -> None:
+    """A hedge's front and top faces."""
+    length, height, depth = o.size
+    zz = max(z, c.cam_z + _Z_NEAR)
+    front = c.project(np.full(4, x), np.array([0, 0, height, height]), np.array([zz, z + length, z + length, zz]))
+    top = c.project(np.array([x, x, x + depth, x + depth]), np.full(4, height), np.array([zz, z + length, z + length, zz]))
+    c.fill([front, top], o.colors[0], VEGETATION)
+
+
+def _draw_pole(c: _Canvas, o: _Obj, x: float, z: float) -> None:
+    """A pole and the sign it may carry."""
+    height, r = o.size
+    quad = c.project(np.array([x - r, x + r, x + r, x - r]), np.array([0, 0, height, height]), np.full(4, z))
+    c.fill([quad], o.colors[0], POLE)
+    _draw_sign(c, o.extra.get("sign"), x, z, height)
+
+
+def _draw_car(c: _Canvas, o: _Obj, x: float, z: float) -> None:
+    """A car from behind: body, cabin, rear window, wheels and lights."""
+    width, height = o.size
+    body, glass, light = o.colors
+    hw = width / 2
+    lower = c.project(np.array([x - hw, x + hw, x + hw, x - hw]), np.array([0.25, 0.25, height * 0.55, height * 0.55]), np.full(4, z))
+    cabin = c.project(np.array([x - hw, x + hw, x + hw * 0.8, x - hw * 0.8]), np.array([height * 0.55, height * 0.55, height, height]), np.full(4, z))
+    c.fill([lower, cabin], body, VEHICLE)
+    window = c.project(np.array([x - hw * 0.8, x + hw * 0.8, x + hw * 0.68, x - hw * 0.68]), np.array([height * 0.6, height * 0.6, height * 0.93, height * 0.93]), np.full(4, z))
+    c.fill([window], glass, VEHICLE)
+    wheels = [c.project(np.array([xx - 0.22, xx + 0.22, xx + 0.22, xx - 0.22]), np.array([0, 0, 0.35, 0.35]), np.full(4, z)) for xx in (x - hw + 0.3, x + hw - 0.3)]
+    c.fill(wheels, (15, 15, 15), VEHICLE)
+    lights = [c.project(np.array([xx - 0.15, xx + 0.15, xx + 0.15, xx - 0.15]), np.array([height * 0.4, height * 0.4, height * 0.5, height * 0.5]), np.full(4, z)) for xx in (x - hw + 0.2, x + hw - 0.2)]
+    c.fill(lights, light, VEHICLE)
+
+
+def _draw_sign(c: _Canvas, sign: tuple[Any, ...] | None, x: float, z: float, height: float) -> None:
+    """A sign near the top of a pole: a disc, square or triangle with a rim (``sign``: shape, size, colour, rim colour)."""
+    if sign is None:
+        return
+    shape, s, fg, rim = sign
+    u, v = c.xy(x, height - s * 0.7, z)
+    rad = c.radius(s / 2, z)
+    if rad >= 0.7:
+        cu, cv_ = int(u * c.scale), int(v * c.scale)
+        ir = int(rad * c.scale)
+        if shape == 0:
+            cv2.circle(c.img, (cu, cv_), ir, rim, -1, cv2.LINE_8, c.shift)
+            cv2.circle(c.img, (cu, cv_), int(ir * 0.75), fg, -1, cv2.LINE_8, c.shift)
+            cv2.circle(c.lab, (cu, cv_), ir, SIGN, -1, cv2.LINE_8, c.shift)
+        else:
+            if shape == 1:
+                pts = np.array([[cu - ir, cv_ - ir], [cu + ir, cv_ - ir], [cu + ir, cv_ + ir], [cu - ir, cv_ + ir]])
+            else:
+                pts = np.array([[cu, cv_ - ir], [cu + ir, cv_ + ir], [cu - ir, cv_ + ir]])
+            pts = pts.astype(np.int32)
+            c.fill([pts], rim, SIGN)
+            inner = ((pts - [cu, cv_]) * 0.7 + [cu, cv_]).astype(np.int32)
+            c.fill([inner], fg, None)
+
+
+def _draw_person(c: _Canvas, o: _Obj, x: float, z: float, t: float) -> None:
+    """A walker: legs (swinging when moving), torso, arms and head."""
+    (height,) = o.size
+    skin, shirt, pants = o.colors
+    phase = math.sin(t * 6.0 + o.z) * 0.12 if (o.vx or o.vz) else 0.0
+    legs = [c.project(np.array([x + dx - 0.08, x + dx + 0.08, x + dx + 0.08, x + dx - 0.08]), np.array([0, 0, height * 0.48, height * 0.48]), np.full(4, z))
+            for dx in (-0.1 - phase, 0.1 + phase)]
+    c.fill(legs, pants, PERSON)
+    torso = c.project(np.array([x - 0.22, x + 0.22, x + 0.2, x - 0.2]), np.array([height * 0.46, height * 0.46, height * 0.83, height * 0.83]), np.full(4, z))
+    arms = [c.project(np.array([x + dx - 0.05, x + dx + 0.05, x + dx + 0.05, x + dx - 0.05]), np.array([height * 0.45, height * 0.45, height * 0.82, height * 0.82]), np.full(4, z))
+            for dx in (-0.27, 0.27)]
+    c.fill([torso] + arms, shirt, PERSON)
+    u, v = c.xy(x, height * 0.91, z)
+    rad = c.radius(0.11, z)
+    if rad >= 0.5:
+        ctr = (int(u * c.scale), int(v * c.scale))
+        cv2.circle(c.img, ctr, int(rad * c.scale), skin, -1, cv2.LINE_8, c.shift)
+        cv2.circle(c.lab, ctr, int(rad * c.scale), PERSON, -1, cv2.LINE_8, c.shift)
 
 
 @functools.lru_cache(maxsize=1)
