@@ -540,6 +540,14 @@ def profile_ops(
     s = _Settings(warmup, repeats, method, stack, min_time_s, max_repeats, rotation, max_entry_s)
     run = _setup(space_name, h, w, backend, device, precision, batch, clock, out_path, num_classes, threads, heads, signatures, force, s,
                  speed_reference, space_options, batch_entries, flush_s, reporter, on_entry)
+    _run_steps(run, space_name, backend, precision, recheck, calibration_archs)
+    run.lut.refresh()
+    return run.out
+
+
+def _run_steps(run: _Run, space_name: str, backend: str, precision: str, recheck: bool, calibration_archs: int) -> None:
+    """What is left to do, then the steps under one progress bar: entries, rechecks, skeletons and
+    the calibration; the LUT is flushed (and its lock released) on any exit."""
     lut, h, w = run.lut, *run.lut.input_hw
     todo = [sig for sig in run.all_sigs if sig.key not in lut.entries]
     todo_skel = [hd for hd in run.plan if hd not in lut.skeletons]
@@ -553,7 +561,7 @@ def profile_ops(
     run.started = run.last_flush = time.perf_counter()
     run.previous = float(lut.provenance.get("profiling_s") or 0.0)
     try:
-        with reporter.task(f"profiling {space_name} {h}x{w} ({backend}, {run.info.name}, {precision}, {method})",
+        with run.reporter.task(f"profiling {space_name} {h}x{w} ({backend}, {run.info.name}, {precision}, {run.s.method})",
                            total=len(todo) + len(to_check) + len(todo_skel) + cal_steps) as run.bar:
             _measure_entries(run, todo, probe_after=bool(todo_skel))
             _recheck_entries(run, to_check, backend)
@@ -569,8 +577,6 @@ def profile_ops(
         finally:
             if run.lock is not None:
                 run.lock.release()
-    lut.refresh()
-    return run.out
 
 
 def _check_flags(backend: str, device: str, precision: str, method: str, warmup: int, repeats: int) -> None:
