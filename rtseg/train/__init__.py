@@ -3,6 +3,7 @@
 * :mod:`rtseg.train.pipeline`: :func:`train`, the ``rtseg train`` pipeline (run folder, checkpoints,
   resume, summary; alone or under torchrun);
 * :mod:`rtseg.train.config`: :class:`TrainConfig`, what a run is asked to do;
+* :mod:`rtseg.train.budget` and :mod:`rtseg.train.curve`: the ``--minutes`` budget and ``curve.png`` of a run;
 * :mod:`rtseg.train.evaluation`: :func:`evaluate_checkpoint`, ``rtseg eval``;
 * :mod:`rtseg.train.loader`: the data loaders and the CPU thread budget;
 * :mod:`rtseg.train.step`: the learning-rate schedule, the losses, the optimizer, the weight digest;

@@ -35,7 +35,6 @@ its confusion matrices summed, and at the end every rank's weight digest is gath
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,11 +51,13 @@ from rtseg.data import DatasetInfo, build_dataset, parse_data_spec, split_sizes
 from rtseg.data.selection import selection_split
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
-from rtseg.io import atomic_save, atomic_write_json, check_batch_memory, check_same_config, parse_json_text, read_json
+from rtseg.io import atomic_write_json, check_batch_memory, check_same_config, parse_json_text, read_json
 from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
 from rtseg.rundir import RunDir, claim_run_dir
 from rtseg.spaces import get_space
+from rtseg.train.budget import TimeBudget
 from rtseg.train.config import TrainConfig
+from rtseg.train.curve import plot_curve
 from rtseg.train.device import machine_name, resolve_device
 from rtseg.train.loader import cpu_threads, make_loader
 from rtseg.train.step import build_loss, build_optimizer, poly_lr, set_lr, weights_digest
@@ -74,79 +75,9 @@ def prepare_arch(arch: Arch | str | Path | dict, info: DatasetInfo) -> tuple[Arc
     return a, None
 
 
-def plot_curve(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Training loss (per logged step, by fractional epoch) and validation mIoU per epoch, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    xs, ys = [], []
-    for rec in history:
-        for frac, loss in rec.get("loss_curve", []):
-            xs.append(rec["epoch"] - 1 + frac)
-            ys.append(loss)
-    if xs:
-        ax1.plot(xs, ys, lw=1, color="tab:blue", alpha=0.8)
-    ax1.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], "o-", color="tab:blue", label="epoch mean")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("training loss")
-    ax1.grid(alpha=0.3)
-    ax1.legend()
-    ep = [r["epoch"] for r in history if r.get("val")]
-    mi = [100 * r["val"]["miou"] for r in history if r.get("val")]
-    ax2.plot(ep, mi, "o-", color="tab:green")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation mIoU (%)")
-    ax2.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-
-    def write(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=110)
-
-    try:
-        return atomic_save(path, write)
-    finally:
-        plt.close(fig)
-
-
-
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
-
-
-class _Budget:
-    """Wall-clock budget bookkeeping: when to stop, and how many steps the poly schedule spans."""
-
-    def __init__(self, minutes: float | None, elapsed_before: float) -> None:
-        self.seconds = None if minutes is None else minutes * 60.0
-        self.t0 = time.perf_counter()
-        self.before = elapsed_before
-        self.step_time: float | None = None
-        self.val_time: float | None = None
-
-    def elapsed(self) -> float:
-        return self.before + time.perf_counter() - self.t0
-
-    def remaining(self) -> float:
-        return math.inf if self.seconds is None else self.seconds - self.elapsed()
-
-    def should_stop(self) -> bool:
-        if self.seconds is None:
-            return False
-        reserve = self.val_time if self.val_time is not None else 0.0
-        return self.remaining() <= reserve
-
-    def total_steps(self, step: int, steps_per_epoch: int, max_total: int) -> int:
-        if self.seconds is None or self.step_time is None:
-            return max_total
-        val_per_step = (self.val_time or 0.0) / max(1, steps_per_epoch)  # one validation per epoch
-        more = max(0.0, self.remaining() - (self.val_time or 0.0)) / (self.step_time + val_per_step)
-        return int(min(max_total, step + max(1, math.floor(more))))
 
 
 #: Run-config fields a resumed training may change: limits and resources of this invocation (more
@@ -436,11 +367,11 @@ def _build_model(run: _Run, state: Any | None) -> _Model:
     return m
 
 
-def _resume_progress(run: _Run, model: _Model, meta: dict[str, Any] | None, reporter: Reporter) -> tuple[_Progress, _Budget]:
+def _resume_progress(run: _Run, model: _Model, meta: dict[str, Any] | None, reporter: Reporter) -> tuple[_Progress, TimeBudget]:
     """Where the run stands: from scratch, or the optimizer, counters, history and timings of ``last.pt``."""
     prog = _Progress()
     if meta is None:
-        return prog, _Budget(run.cfg.minutes, 0.0)
+        return prog, TimeBudget(run.cfg.minutes, 0.0)
     try:
         model.optimizer.load_state_dict(meta["optimizer"])
         if run.use_amp and meta.get("scaler"):
@@ -458,7 +389,7 @@ def _resume_progress(run: _Run, model: _Model, meta: dict[str, Any] | None, repo
     prog.train_time = float(meta.get("train_time_s", 0.0))
     prog.train_images = int(meta.get("train_images", 0))
     reporter.message(f"resuming {run.out} after epoch {prog.epoch} (step {prog.step}, best mIoU {100 * max(prog.best, 0):.2f}%)")
-    budget = _Budget(run.cfg.minutes, float(meta.get("elapsed_s", 0.0)))
+    budget = TimeBudget(run.cfg.minutes, float(meta.get("elapsed_s", 0.0)))
     if meta.get("step_time"):
         budget.step_time, budget.val_time = meta.get("step_time"), meta.get("val_time")
     return prog, budget
@@ -474,7 +405,7 @@ def _announce(run: _Run, reporter: Reporter) -> None:
     )
 
 
-def _train_epoch(run: _Run, model: _Model, loader: DataLoader, prog: _Progress, budget: _Budget, epoch: int, max_total: int,
+def _train_epoch(run: _Run, model: _Model, loader: DataLoader, prog: _Progress, budget: TimeBudget, epoch: int, max_total: int,
                  bar: TaskBar) -> dict[str, Any]:
     """One pass over the training split (cut short when the time budget runs out); the poly schedule
     is sized to the budget once 20 steps are timed. Returns the epoch's loss, curve and timings."""
@@ -545,7 +476,7 @@ def _train_step(run: _Run, model: _Model, images: torch.Tensor, labels: torch.Te
     return float(loss.detach())
 
 
-def _validate(run: _Run, model: _Model, loader: DataLoader, budget: _Budget) -> dict[str, Any]:
+def _validate(run: _Run, model: _Model, loader: DataLoader, budget: TimeBudget) -> dict[str, Any]:
     """Score the model on the validation split (replicas first agree on their BN statistics); the
     time it took sizes the budget's reserve."""
     info = run.info
@@ -557,7 +488,7 @@ def _validate(run: _Run, model: _Model, loader: DataLoader, budget: _Budget) -> 
     return val
 
 
-def _record_epoch(run: _Run, prog: _Progress, epoch: int, stats: dict[str, Any], val: dict[str, Any], budget: _Budget) -> dict[str, Any]:
+def _record_epoch(run: _Run, prog: _Progress, epoch: int, stats: dict[str, Any], val: dict[str, Any], budget: TimeBudget) -> dict[str, Any]:
     """The epoch's record (what metrics/epoch_XXX.json holds), appended to the history; tracks the best."""
     prog.final = val
     prog.improved = val["miou"] > prog.best
@@ -582,7 +513,7 @@ def _record_epoch(run: _Run, prog: _Progress, epoch: int, stats: dict[str, Any],
     return rec
 
 
-def _save_epoch(run: _Run, model: _Model, prog: _Progress, rec: dict[str, Any], budget: _Budget, reporter: Reporter) -> None:
+def _save_epoch(run: _Run, model: _Model, prog: _Progress, rec: dict[str, Any], budget: TimeBudget, reporter: Reporter) -> None:
     """Rank 0: the epoch's metrics file, ``last.pt`` (and ``best.pt`` when it improved), the curve, one line."""
     cfg, out, (h, w) = run.cfg, run.out, run.hw
     val, epoch = rec["val"], rec["epoch"]
@@ -616,7 +547,7 @@ def _save_epoch(run: _Run, model: _Model, prog: _Progress, rec: dict[str, Any], 
     )
 
 
-def _summarize(run: _Run, model: _Model, prog: _Progress, budget: _Budget) -> dict[str, Any]:
+def _summarize(run: _Run, model: _Model, prog: _Progress, budget: TimeBudget) -> dict[str, Any]:
     """The run summary (``summary.json``), with every rank's weight digest to prove the replicas agree."""
     ips_total = prog.train_images / prog.train_time if prog.train_time > 0 else None
     digest = weights_digest(model.net)
