@@ -236,7 +236,7 @@ def sample_archs(n: int, seed: int) -> list[Any]:
 def space_entries(h: int, w: int) -> int:
     """How many LUT entries a full ``profile-ops --space ssr`` measures at ``h x w`` (what the
     profiler enumerates, skeleton operators included)."""
-    from rtseg.latency.profile import skeleton_plan
+    from rtseg.latency.entries import skeleton_plan
     from rtseg.spaces import get_space
 
     space = get_space("ssr")

@@ -293,35 +293,7 @@ def predict_images(
         if img is None:
             res.skipped = why
         else:
-            t1 = time.perf_counter()
-            ih, iw = img.shape[:2]
-            res.size_hw = (ih, iw)
-            small = img if (ih, iw) == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-            x = preprocess(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), meta.mean, meta.std)[None]
-            t2 = time.perf_counter()
-            if labels_from_predict:
-                labels = np.asarray(runner.predict(x))[0]
-            else:
-                y = runner.infer(x)
-            t3 = time.perf_counter()
-            if not labels_from_predict:
-                labels = y[0].argmax(axis=0)
-            labels = labels.astype(np.uint8, copy=False)
-            if labels.shape != (ih, iw):
-                labels = cv2.resize(labels, (iw, ih), interpolation=cv2.INTER_NEAREST)
-            overlay = blend_labels(img, labels, palette, alpha)
-            t4 = time.perf_counter()
-            files = planned_outputs(path, name, out, save_mask)
-            write_image(files["overlay"], overlay)
-            if save_mask:
-                write_image(files["mask"], labels)
-                write_image(files["mask_color"], colorize(labels, palette))
-            t5 = time.perf_counter()
-            for key, f in files.items():
-                setattr(res, key, str(f))
-            res.times_ms = {k: round(1000.0 * v, 4) for k, v in (
-                ("read", t1 - t0), ("preprocess", t2 - t1), ("inference", t3 - t2), ("postprocess", t4 - t3),
-                ("write", t5 - t4), ("total", t5 - t0))}
+            _segment(res, img, path, t0, out, runner, meta, palette, labels_from_predict, alpha, save_mask)
         results.append(res)
         if on_image is not None:
             on_image(i, n, res)
@@ -330,6 +302,42 @@ def predict_images(
     result.record = build_record(result, runner, meta, model_name=model_name, alpha=alpha, save_mask=save_mask, warmup=warmup)
     atomic_write_json(out / "predict.json", result.record)
     return result
+
+
+def _segment(res: ImageResult, img: np.ndarray, path: Path, t0: float, out: Path, runner: Runner, meta: ModelMeta, palette: Any,
+             labels_from_predict: bool, alpha: float, save_mask: bool) -> None:
+    """Segment one image read at ``t0`` and write its overlay (and masks); ``res`` gets the files
+    and the time each step took."""
+    t1 = time.perf_counter()
+    h, w = meta.input_hw
+    ih, iw = img.shape[:2]
+    res.size_hw = (ih, iw)
+    small = img if (ih, iw) == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    x = preprocess(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), meta.mean, meta.std)[None]
+    t2 = time.perf_counter()
+    if labels_from_predict:
+        labels = np.asarray(runner.predict(x))[0]
+    else:
+        y = runner.infer(x)
+    t3 = time.perf_counter()
+    if not labels_from_predict:
+        labels = y[0].argmax(axis=0)
+    labels = labels.astype(np.uint8, copy=False)
+    if labels.shape != (ih, iw):
+        labels = cv2.resize(labels, (iw, ih), interpolation=cv2.INTER_NEAREST)
+    overlay = blend_labels(img, labels, palette, alpha)
+    t4 = time.perf_counter()
+    files = planned_outputs(path, res.name, out, save_mask)
+    write_image(files["overlay"], overlay)
+    if save_mask:
+        write_image(files["mask"], labels)
+        write_image(files["mask_color"], colorize(labels, palette))
+    t5 = time.perf_counter()
+    for key, f in files.items():
+        setattr(res, key, str(f))
+    res.times_ms = {k: round(1000.0 * v, 4) for k, v in (
+        ("read", t1 - t0), ("preprocess", t2 - t1), ("inference", t3 - t2), ("postprocess", t4 - t3),
+        ("write", t5 - t4), ("total", t5 - t0))}
 
 
 def predict(

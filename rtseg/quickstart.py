@@ -49,7 +49,9 @@ from rtseg.search import DEFAULT_STRATEGY, get_strategy, run_strategy
 from rtseg.search.staged import stage_names
 from rtseg.spaces import get_space
 from rtseg.spaces.families import LatencyMeasure, pick_nearest
-from rtseg.train import TrainConfig, final_miou, train
+from rtseg.train.config import TrainConfig
+from rtseg.train.pipeline import train
+from rtseg.train.workers import final_miou
 from rtseg.video import DemoOptions, model_meta, open_source, render_synthetic_video, run_demo
 
 #: The quickstart's input size: small enough for a CPU, large enough for the 1/8 stage to see context.

@@ -44,7 +44,7 @@ from typing import Any
 
 from rtseg.arch import Arch, load_arch
 from rtseg.io import atomic_write_json, atomic_write_text
-from rtseg.train import final_miou, train_one_thread
+from rtseg.train.workers import final_miou, train_one_thread
 
 
 #: Candidate name of each search variant.

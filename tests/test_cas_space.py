@@ -10,7 +10,8 @@ from rtseg.arch import Arch, load_arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSpec, build_op
 from rtseg.spaces import get_space
-from rtseg.spaces.cas import BACKBONE_PRIMITIVES, MS_PRIMITIVES, CASConfig, CASSpace, edge_name, primitive_spec
+from rtseg.spaces.cas import CASSpace
+from rtseg.spaces.cas_cells import BACKBONE_PRIMITIVES, MS_PRIMITIVES, CASConfig, edge_name, primitive_spec
 from tests.conftest import randomize_bn
 
 SPACE = get_space("cas")

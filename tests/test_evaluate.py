@@ -17,7 +17,7 @@ from rtseg.data import build_dataset, dataset_info
 from rtseg.errors import RtsegError
 from rtseg.evaluate import ConfusionMatrix, evaluate, metrics_from_confusion
 from rtseg.spaces import get_space
-from rtseg.train import make_loader
+from rtseg.train.loader import make_loader
 
 
 @pytest.fixture(autouse=True)

@@ -571,7 +571,8 @@ def test_cityscapes_label_ids_outside_its_table_are_refused():
 
 
 def test_a_run_without_a_scored_epoch_lists_no_best_checkpoint(tmp_path):
-    from rtseg.train import TrainConfig, train
+    from rtseg.train.config import TrainConfig
+    from rtseg.train.pipeline import train
 
     root = _camvid(tmp_path / "camvid", 11)  # void everywhere: the dataset ignores it, nothing to score
     s = train("baseline1", f"camvid:{root}", (32, 64), TrainConfig(epochs=1, batch=2, workers=0, device="cpu", progress=False),

@@ -14,7 +14,8 @@ from rtseg.errors import RtsegError
 from rtseg.backends.timers import make_timer
 from rtseg.backends.device import detect_device
 from rtseg.latency.lut import load_lut
-from rtseg.latency.profile import _at_run_speed, profile_ops
+from rtseg.latency.entries import at_run_speed
+from rtseg.latency.profile import profile_ops
 from rtseg.latency.speed import SpeedReference, base_speed, speed_factor
 from rtseg.latency.validate import ArchTimings, choose_headline, validate_lut
 from rtseg.spaces import get_space
@@ -98,8 +99,8 @@ def test_reference_brackets_a_measurement_on_a_real_timer():
 def test_recheck_compares_two_looks_at_the_speed_each_ran():
     # the entry was measured while the reference took 2 ms, the quick look while it took 1 ms: the
     # machine, not the operator, was twice as fast, so the look must not replace the entry
-    assert _at_run_speed({"median_ms": 1.0, "ref_ms": 1.0}, {"median_ms": 2.0, "ref_ms": 2.0}) == (1.0, 1.0)
-    assert _at_run_speed({"median_ms": 1.0}, {"median_ms": 2.0, "ref_ms": 2.0}) == (1.0, 2.0)  # no pair: raw
+    assert at_run_speed({"median_ms": 1.0, "ref_ms": 1.0}, {"median_ms": 2.0, "ref_ms": 2.0}) == (1.0, 1.0)
+    assert at_run_speed({"median_ms": 1.0}, {"median_ms": 2.0, "ref_ms": 2.0}) == (1.0, 2.0)  # no pair: raw
 
 
 def test_each_sample_is_brought_to_the_base_speed_by_the_reference_of_its_round():

@@ -19,7 +19,7 @@ from rtseg.latency.lut import load_lut
 from rtseg.search import SearchConfig, run_search
 from rtseg.search.objective import shrink
 from rtseg.spaces import get_space, parse_space_options, space_slug
-from rtseg.spaces.cas import BACKBONE_PRIMITIVES, edge_name
+from rtseg.spaces.cas_cells import BACKBONE_PRIMITIVES, edge_name
 
 H, W = 32, 64
 #: Non-default sizes, small enough to profile and search in seconds.

@@ -18,7 +18,8 @@ from rtseg.errors import RtsegError
 from rtseg.flops import count_flops, sum_op_flops
 from rtseg.ops import Op
 from rtseg.spaces import SearchSpace, Supernet, get_space, register_space, space_names
-from rtseg.spaces.cas import CASConfig, CASSpace
+from rtseg.spaces.cas import CASSpace
+from rtseg.spaces.cas_cells import CASConfig
 from rtseg.spaces.dcnas import DCNASConfig, DCNASSpace
 from tests.conftest import randomize_bn
 

@@ -11,7 +11,11 @@ import torch.nn.functional as F
 
 from rtseg.checkpoint import load_checkpoint
 from rtseg.data import build_dataset
-from rtseg.train import OhemCELoss, ShardSampler, TrainConfig, _Budget, build_loss, make_loader, poly_lr, train
+from rtseg.train.config import TrainConfig
+from rtseg.train.loader import ShardSampler, make_loader
+from rtseg.train.budget import TimeBudget
+from rtseg.train.pipeline import train
+from rtseg.train.step import OhemCELoss, build_loss, poly_lr
 
 TINY = dict(batch=4, train_len=8, val_len=4, workers=0)
 
@@ -125,7 +129,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_budget_sizes_the_schedule():
-    b = _Budget(minutes=1.0, elapsed_before=0.0)
+    b = TimeBudget(minutes=1.0, elapsed_before=0.0)
     assert b.total_steps(0, 10, 10_000) == 10_000  # no measurement yet: epochs bound the schedule
     b.step_time, b.val_time = 0.5, 1.0
     total = b.total_steps(0, 10, 10_000)

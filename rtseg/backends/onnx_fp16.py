@@ -118,74 +118,8 @@ def convert_fp16_model(model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = KE
             raise RtsegError(f"the FP16 pass does not handle control flow ({n.op_type} node {n.name!r})")
     _constants_to_initializers(g)
     types, act = _classify(m)
-    inits = {t.name: t for t in g.initializer}
-    keep = set(keep_fp32_ops)
-    graph_inputs = {v.name for v in g.input if v.type.tensor_type.elem_type == _FLOAT}
-    graph_outputs = {v.name for v in g.output if v.type.tensor_type.elem_type == _FLOAT}
-
-    def is_half_node(n: onnx.NodeProto) -> bool:
-        return n.op_type not in keep and any(i in act for i in n.input)
-
     # 2. rewrite: FP16 initializers for FP16 nodes, casts at the FP32/FP16 borders
-    new_nodes: list[onnx.NodeProto] = []
-    half_name: dict[str, str] = {}  # activation -> the name of its FP16 version
-    float_name: dict[str, str] = {name: name for name in graph_inputs}  # activation -> its FP32 version
-    half_inits: dict[str, str] = {}
-    shape_casts: dict[str, str] = {}
-
-    def emit_cast(src: str, dst: str, to: int) -> str:
-        new_nodes.append(helper.make_node("Cast", [src], [dst], to=to, name=dst))
-        return dst
-
-    def get_half(t: str) -> str:
-        if t not in half_name:
-            half_name[t] = emit_cast(float_name[t], f"{t}__fp16", _HALF)
-        return half_name[t]
-
-    def get_float(t: str) -> str:
-        if t not in float_name:
-            float_name[t] = emit_cast(half_name[t], f"{t}__fp32", _FLOAT)
-        return float_name[t]
-
-    for n in g.node:
-        half = is_half_node(n)
-        for idx, name in enumerate(n.input):
-            if not name:
-                continue
-            if name in act:
-                n.input[idx] = get_half(name) if half else get_float(name)
-            elif half and name in inits and inits[name].data_type == _FLOAT:
-                if name not in half_inits:
-                    t = numpy_helper.from_array(_to_half(numpy_helper.to_array(inits[name])), name + "__fp16")
-                    g.initializer.append(t)
-                    half_inits[name] = t.name
-                n.input[idx] = half_inits[name]
-            elif half and types.get(name) == _FLOAT:  # shape math feeding an FP16 op
-                if name not in shape_casts:
-                    shape_casts[name] = emit_cast(name, f"{name}__fp16", _HALF)
-                n.input[idx] = shape_casts[name]
-        if half and n.op_type == "Cast":
-            for attr in n.attribute:
-                if attr.name == "to" and attr.i == _FLOAT:
-                    attr.i = _HALF
-        post: list[tuple[str, str]] = []
-        for idx, o in enumerate(n.output):
-            if o not in act:
-                continue
-            if half:
-                inner = o + "__fp16" if o in graph_outputs else o
-                n.output[idx] = inner
-                half_name[o] = inner
-                if o in graph_outputs:
-                    post.append((inner, o))
-                    float_name[o] = o
-            else:
-                float_name[o] = o
-        new_nodes.append(n)
-        for src, dst in post:
-            emit_cast(src, dst, _FLOAT)
-    del g.node[:]
-    g.node.extend(new_nodes)
+    _HalfRewrite(g, types, act, set(keep_fp32_ops)).run()
     # drop FP32 initializers no node reads any more
     used = {i for n in g.node for i in n.input}
     for t in list(g.initializer):
@@ -198,6 +132,86 @@ def convert_fp16_model(model: onnx.ModelProto, keep_fp32_ops: Sequence[str] = KE
     except Exception as exc:  # pragma: no cover - would be a bug of this pass
         raise RtsegError(f"the FP16 conversion produced an invalid model: {str(exc).splitlines()[0]}") from None
     return m
+
+
+class _HalfRewrite:
+    """Step 2 of the pass over graph ``g``, node by node in order: an FP16 node reads FP16 versions of
+    its activations, initializers and shape inputs, an FP32 node FP32 versions; a Cast is emitted
+    the first time a version is needed, and FP16 graph outputs are cast back to FP32."""
+
+    def __init__(self, g: onnx.GraphProto, types: dict[str, int], act: set[str], keep: set[str]) -> None:
+        self.g, self.types, self.act, self.keep = g, types, act, keep
+        self.inits = {t.name: t for t in g.initializer}
+        self.graph_outputs = {v.name for v in g.output if v.type.tensor_type.elem_type == _FLOAT}
+        self.new_nodes: list[onnx.NodeProto] = []
+        self.half_name: dict[str, str] = {}  # activation -> the name of its FP16 version
+        # activation -> its FP32 version
+        self.float_name: dict[str, str] = {v.name: v.name for v in g.input if v.type.tensor_type.elem_type == _FLOAT}
+        self.half_inits: dict[str, str] = {}
+        self.shape_casts: dict[str, str] = {}
+
+    def run(self) -> None:
+        for n in self.g.node:
+            half = n.op_type not in self.keep and any(i in self.act for i in n.input)
+            self._rewrite_inputs(n, half)
+            if half and n.op_type == "Cast":
+                for attr in n.attribute:
+                    if attr.name == "to" and attr.i == _FLOAT:
+                        attr.i = _HALF
+            post = self._rewrite_outputs(n, half)
+            self.new_nodes.append(n)
+            for src, dst in post:
+                self._emit_cast(src, dst, _FLOAT)
+        del self.g.node[:]
+        self.g.node.extend(self.new_nodes)
+
+    def _emit_cast(self, src: str, dst: str, to: int) -> str:
+        self.new_nodes.append(helper.make_node("Cast", [src], [dst], to=to, name=dst))
+        return dst
+
+    def _get_half(self, t: str) -> str:
+        if t not in self.half_name:
+            self.half_name[t] = self._emit_cast(self.float_name[t], f"{t}__fp16", _HALF)
+        return self.half_name[t]
+
+    def _get_float(self, t: str) -> str:
+        if t not in self.float_name:
+            self.float_name[t] = self._emit_cast(self.half_name[t], f"{t}__fp32", _FLOAT)
+        return self.float_name[t]
+
+    def _rewrite_inputs(self, n: onnx.NodeProto, half: bool) -> None:
+        for idx, name in enumerate(n.input):
+            if not name:
+                continue
+            if name in self.act:
+                n.input[idx] = self._get_half(name) if half else self._get_float(name)
+            elif half and name in self.inits and self.inits[name].data_type == _FLOAT:
+                if name not in self.half_inits:
+                    t = numpy_helper.from_array(_to_half(numpy_helper.to_array(self.inits[name])), name + "__fp16")
+                    self.g.initializer.append(t)
+                    self.half_inits[name] = t.name
+                n.input[idx] = self.half_inits[name]
+            elif half and self.types.get(name) == _FLOAT:  # shape math feeding an FP16 op
+                if name not in self.shape_casts:
+                    self.shape_casts[name] = self._emit_cast(name, f"{name}__fp16", _HALF)
+                n.input[idx] = self.shape_casts[name]
+
+    def _rewrite_outputs(self, n: onnx.NodeProto, half: bool) -> list[tuple[str, str]]:
+        """Name the node's outputs; returns the (FP16, FP32) pairs of graph outputs to cast back after it."""
+        post: list[tuple[str, str]] = []
+        for idx, o in enumerate(n.output):
+            if o not in self.act:
+                continue
+            if half:
+                inner = o + "__fp16" if o in self.graph_outputs else o
+                n.output[idx] = inner
+                self.half_name[o] = inner
+                if o in self.graph_outputs:
+                    post.append((inner, o))
+                    self.float_name[o] = o
+            else:
+                self.float_name[o] = o
+        return post
 
 
 def convert_fp16(src: str | Path | onnx.ModelProto, dst: str | Path, keep_fp32_ops: Sequence[str] | None = None) -> Path:

@@ -85,11 +85,21 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
         # the LUT profiler (any channel count, several inputs) run with their built shapes
         first = shapes[self.inputs[0]]
         image = len(self.inputs) == 1 and len(first) == 4 and first[1] == 3
+        self.in_shapes = self._set_input_shapes(path, shapes, meta, input_hw, batch)
+        self.out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
+        self._allocate(trt, names)
+        self.info = self._runner_info(trt, path, meta, gpu, image, extra)
+
+    def _set_input_shapes(self, path: Path, shapes: dict[str, tuple[int, ...]], meta: dict[str, Any] | None,
+                          input_hw: tuple[int, int] | None, batch: int | None) -> dict[str, tuple[int, ...]]:
+        """The shape each input runs at: the built one, or for a dynamic engine the asked ``input_hw``
+        and ``batch`` (else the size it was optimized for), set on the context and checked against
+        the optimization profile."""
         inp = (meta or {}).get("input", {})
         meta_hw = inp.get("export_hw")  # the size a dynamic engine was optimized for
         if isinstance(inp.get("shape"), list) and all(isinstance(v, int) for v in inp["shape"][2:]):
             meta_hw = inp["shape"][2:]
-        self.in_shapes: dict[str, tuple[int, ...]] = {}
+        in_shapes: dict[str, tuple[int, ...]] = {}
         for name, shape in shapes.items():
             want = shape
             if name == self.inputs[0] and len(shape) == 4:
@@ -112,8 +122,11 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
                     )
             elif tuple(want) != shape:
                 raise RtsegError(f"engine {path} was built for input {shape}, not {tuple(want)}; rebuild it with that --input/--batch or use --dynamic")
-            self.in_shapes[name] = tuple(int(v) for v in want)
-        self.out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
+            in_shapes[name] = tuple(int(v) for v in want)
+        return in_shapes
+
+    def _allocate(self, trt: Any, names: list[str]) -> None:
+        """Host arrays for the inputs and the output, and a device buffer bound to every I/O tensor."""
         self.host_in = {n: np.zeros(self.in_shapes[n], np.dtype(trt.nptype(self.engine.get_tensor_dtype(n)))) for n in self.inputs}
         self.host_out = np.zeros(self.out_shape, np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name))))
         self.buffers: dict[str, int] = {}
@@ -122,10 +135,14 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
             dt = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
             self.buffers[name] = self.mem.alloc(int(np.prod(shp)) * dt.itemsize)
             self.context.set_tensor_address(name, self.buffers[name])
+
+    def _runner_info(self, trt: Any, path: Path, meta: dict[str, Any] | None, gpu: dict[str, Any], image: bool,
+                     extra: dict[str, Any] | None) -> RunnerInfo:
+        """What runs: TensorRT's version, the GPU, the precision the sidecar records for this file, the shapes."""
         in0 = self.in_shapes[self.inputs[0]]
         arts = (meta or {}).get("artifacts", {})  # the entry of this file (model.engine or model-int8.engine)
         eng_meta = next((a for a in arts.values() if isinstance(a, dict) and a.get("file") == Path(path).name), arts.get("engine", {}))
-        self.info = RunnerInfo(
+        return RunnerInfo(
             backend="tensorrt",
             backend_version=str(trt.__version__),
             device=f"{gpu.get('name')} (sm_{str(gpu.get('compute_capability', '')).replace('.', '')})",

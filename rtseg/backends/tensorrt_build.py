@@ -181,6 +181,51 @@ def build_engine(
     """
     trt = import_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    _check_buildable(onnx_path, workspace_gb, int8)
+    major = trt_major(trt)  # pragma: no cover - from here on TensorRT is present
+    plan = precision_plan(major, is_fp16_onnx(onnx_path), fp16, int8)
+    source = onnx_path
+    if plan["convert_fp16"]:
+        source = engine_path.with_name(engine_path.stem + ".fp16.onnx")
+        convert_fp16(onnx_path, source)
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = builder if builder is not None else trt.Builder(logger)
+    network = _parse_network(trt, builder, logger, source, plan["strongly_typed"])
+    config = _builder_config(trt, builder, plan, workspace_gb, max_aux_streams)
+    cache = _attach_timing_cache(config, timing_cache)
+    profile_info = _add_profile(builder, config, network, dynamic, source)
+    if progress and reporter is not None and hasattr(trt, "IProgressMonitor"):
+        config.progress_monitor = _make_monitor(trt, reporter)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RtsegError("TensorRT failed to build the engine (see the TensorRT messages above); try a larger --workspace-gb")
+    atomic_write_bytes(engine_path, bytes(serialized))
+    if cache is not None and timing_cache is not None:
+        atomic_write_bytes(Path(timing_cache), bytes(config.get_timing_cache().serialize()))
+
+    if info is not None:
+        engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
+        precisions = layer_precisions(engine, trt) if engine is not None else {}
+        warning = _precision_warning(precisions, fp16, int8)
+        if warning:
+            info["warning"] = warning
+        info.update({
+            "tensorrt": str(trt.__version__),
+            "fp16_mode": plan["mode"],
+            "precision": "int8" if int8 else "fp16" if fp16 else "fp32",
+            "parsed_onnx": source.name,
+            "workspace_gb": workspace_gb,
+            "profile": profile_info or None,
+            "timing_cache": str(timing_cache) if timing_cache else None,
+            "layer_precisions": precisions,
+        })
+    return engine_path
+
+
+def _check_buildable(onnx_path: Path, workspace_gb: float, int8: bool) -> None:
+    """Refuse, before TensorRT spends minutes on it, a missing ONNX, a bad workspace, nodes the
+    parser is known to refuse, or an INT8 build from an ONNX without Q/DQ nodes."""
     if not onnx_path.exists():
         raise RtsegError(f"ONNX file not found: {onnx_path} (export it first with rtseg export)")
     if workspace_gb <= 0:
@@ -194,17 +239,11 @@ def build_engine(
         if not is_int8_onnx(onnx.load(str(onnx_path), load_external_data=False)):
             raise RtsegError(f"{onnx_path} has no QuantizeLinear/DequantizeLinear nodes: a TensorRT INT8 engine is built from the "
                              "calibrated QDQ ONNX (rtseg export --int8 writes model-int8.onnx)")
-    major = trt_major(trt)  # pragma: no cover - from here on TensorRT is present
-    onnx_fp16 = is_fp16_onnx(onnx_path)
-    plan = precision_plan(major, onnx_fp16, fp16, int8)
-    source = onnx_path
-    if plan["convert_fp16"]:
-        source = engine_path.with_name(engine_path.stem + ".fp16.onnx")
-        convert_fp16(onnx_path, source)
-    strongly_typed, mode = plan["strongly_typed"], plan["mode"]
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = builder if builder is not None else trt.Builder(logger)
+
+def _parse_network(trt: Any, builder: Any, logger: Any, source: Path, strongly_typed: bool) -> Any:  # pragma: no cover - needs TensorRT
+    """The network parsed from ``source``, every parser error reported (never TensorRT's later
+    "network must have at least one output")."""
     flags = 0
     if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -216,7 +255,13 @@ def build_engine(
         raise RtsegError(f"TensorRT {trt.__version__} cannot parse {source}: {' | '.join(errs)}")
     if network.num_outputs == 0:
         raise RtsegError(f"TensorRT parsed {source} but found no network output; the ONNX graph is empty or its outputs are unused")
+    return network
 
+
+def _builder_config(trt: Any, builder: Any, plan: dict[str, Any], workspace_gb: float,
+                    max_aux_streams: int | None) -> Any:  # pragma: no cover - needs TensorRT
+    """The builder config: workspace, detailed profiling (so the inspector reports precisions),
+    aux streams and the precision flags of ``plan``."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if hasattr(trt, "ProfilingVerbosity"):
@@ -227,16 +272,26 @@ def build_engine(
         raise RtsegError("this GPU has no fast FP16; build with --fp32")
     for flag in plan["flags"]:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    return config
 
-    cache = None
-    if timing_cache is not None:
-        timing_cache = Path(timing_cache)
-        data = timing_cache.read_bytes() if timing_cache.exists() else b""
-        cache = config.create_timing_cache(data)
-        if not config.set_timing_cache(cache, ignore_mismatch=False):
-            cache = config.create_timing_cache(b"")  # a cache from another GPU/TensorRT: start afresh
-            config.set_timing_cache(cache, ignore_mismatch=False)
 
+def _attach_timing_cache(config: Any, timing_cache: Path | None) -> Any:  # pragma: no cover - needs TensorRT
+    """Load the timing cache into ``config`` (a cache from another GPU or TensorRT: start afresh); None without one."""
+    if timing_cache is None:
+        return None
+    timing_cache = Path(timing_cache)
+    data = timing_cache.read_bytes() if timing_cache.exists() else b""
+    cache = config.create_timing_cache(data)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        cache = config.create_timing_cache(b"")  # a cache from another GPU/TensorRT: start afresh
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
+
+
+def _add_profile(builder: Any, config: Any, network: Any, dynamic: DynamicShapes | None,
+                 source: Path) -> dict[str, Any]:  # pragma: no cover - needs TensorRT
+    """The optimization profile of ``dynamic`` (min/opt/max per input) added to ``config``; what it
+    holds, per input. A network with dynamic axes and no shapes for them is refused."""
     profile_info: dict[str, Any] = {}
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     if dynamic:
@@ -254,33 +309,15 @@ def build_engine(
         config.add_optimization_profile(profile)
     elif any(int(d) < 0 for t in inputs for d in t.shape):
         raise RtsegError(f"{source} has dynamic input axes; build with --dynamic (and a shape range) or export with a fixed --input")
+    return profile_info
 
-    if progress and reporter is not None and hasattr(trt, "IProgressMonitor"):
-        config.progress_monitor = _make_monitor(trt, reporter)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RtsegError("TensorRT failed to build the engine (see the TensorRT messages above); try a larger --workspace-gb")
-    atomic_write_bytes(engine_path, bytes(serialized))
-    if cache is not None and timing_cache is not None:
-        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
 
-    if info is not None:
-        engine = trt.Runtime(logger).deserialize_cuda_engine(bytes(serialized))
-        precisions = layer_precisions(engine, trt) if engine is not None else {}
-        if fp16 and not int8 and precisions and not precisions.get("Half"):
-            # TensorRT 11 given an FP32 ONNX silently builds FP32 (deploy.md sec. 1.2); weak typing may
-            # also pick FP32 everywhere for a tiny net. Either way the user must know.
-            info["warning"] = "FP16 was asked for but the engine inspector reports no FP16 layer"
-        if int8 and precisions and not precisions.get("Int8"):
-            info["warning"] = "INT8 was asked for but the engine inspector reports no INT8 layer"
-        info.update({
-            "tensorrt": str(trt.__version__),
-            "fp16_mode": mode,
-            "precision": "int8" if int8 else "fp16" if fp16 else "fp32",
-            "parsed_onnx": source.name,
-            "workspace_gb": workspace_gb,
-            "profile": profile_info or None,
-            "timing_cache": str(timing_cache) if timing_cache else None,
-            "layer_precisions": precisions,
-        })
-    return engine_path
+def _precision_warning(precisions: dict[str, int], fp16: bool, int8: bool) -> str | None:
+    """A warning when the engine inspector reports none of the layers the requested precision asked for."""
+    if fp16 and not int8 and precisions and not precisions.get("Half"):
+        # TensorRT 11 given an FP32 ONNX silently builds FP32 (deploy.md sec. 1.2); weak typing may
+        # also pick FP32 everywhere for a tiny net. Either way the user must know.
+        return "FP16 was asked for but the engine inspector reports no FP16 layer"
+    if int8 and precisions and not precisions.get("Int8"):
+        return "INT8 was asked for but the engine inspector reports no INT8 layer"
+    return None

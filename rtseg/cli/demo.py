@@ -109,24 +109,10 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print the measurement record as one JSON object on stdout."),
 ) -> None:
     """Segment a video, webcam or the synthetic street scene live; report inference and end-to-end FPS."""
-    from rtseg.video import DemoOptions, model_meta, open_source, run_demo
-    from rtseg.video.cvutil import gui_unavailable_reason
-    from rtseg.video.writer import CODECS
-
-    from rtseg.video.pipeline import RECORD_FORMAT
+    from rtseg.video import DemoOptions, model_meta, open_source
 
     input_hw = parse_hw(input) if input else None
-    check_not_input(save, [source, model], "--save")  # an overlay written over the video it is drawn from
-    check_not_input(record, [source, model, save], "--record")
-    check_replaceable_file(record, RECORD_FORMAT, "a demo record", name="--record")
-    if save is not None and save.suffix.lower() not in CODECS:
-        raise RtsegError(f"cannot write video {save}: unknown extension {save.suffix or '(none)'!r}; use one of {', '.join(CODECS)}")
-    if show:
-        reason = gui_unavailable_reason()
-        if reason:
-            raise RtsegError(reason)
-    elif show is None:
-        show = gui_unavailable_reason() is None
+    show = _check_outputs(model, source, save, record, show)
 
     synthetic = source.strip() == "synthetic" or source.strip().startswith("synthetic:")
     # A camera, file or stream is opened before the model loads, so a wrong source fails fast.
@@ -147,22 +133,9 @@ def demo(
         total = min(n for n in (frames, src.frame_count) if n) if (frames or src.frame_count) else None
         if not show and save is None:
             console.print("[dim]no window and no --save: measuring only (add --save out.mp4 to keep the overlaid video)[/]")
-        with Progress(
-            SpinnerColumn(), TextColumn("[bold]demo[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=console, transient=True,
-        ) as progress:
-            task = progress.add_task(src.name, total=total, fps="")
-
-            def on_frame(stats: Any) -> None:
-                inf, e2e = stats.rolling()
-                progress.update(task, completed=stats.frames, fps=f"inference {inf:.1f} FPS, end-to-end {e2e:.1f} FPS")
-
-            result = run_demo(
-                src, runner, meta,
-                DemoOptions(alpha=alpha, max_frames=frames, save=save, show=bool(show), fps_text=fps_text, warmup=warmup,
-                            baseline_iters=baseline),
-                on_frame=on_frame, model_name=model,
-            )
+        options = DemoOptions(alpha=alpha, max_frames=frames, save=save, show=bool(show), fps_text=fps_text, warmup=warmup,
+                              baseline_iters=baseline)
+        result = _run_with_progress(src, runner, meta, options, model, total)
     finally:
         if src is not None:
             src.stop()  # idempotent; releases the device if the run never started
@@ -177,3 +150,42 @@ def demo(
         _print_summary(rec)
         if record is not None:
             console.print(f"[dim]record written to {record}[/]")
+
+
+def _check_outputs(model: str, source: str, save: Path | None, record: Path | None, show: bool | None) -> bool:
+    """Refuse outputs that would overwrite an input or another kind of file, or a video extension
+    OpenCV cannot write, and a window OpenCV cannot open; returns whether to show one."""
+    from rtseg.video.cvutil import gui_unavailable_reason
+    from rtseg.video.pipeline import RECORD_FORMAT
+    from rtseg.video.writer import CODECS
+
+    check_not_input(save, [source, model], "--save")  # an overlay written over the video it is drawn from
+    check_not_input(record, [source, model, save], "--record")
+    check_replaceable_file(record, RECORD_FORMAT, "a demo record", name="--record")
+    if save is not None and save.suffix.lower() not in CODECS:
+        raise RtsegError(f"cannot write video {save}: unknown extension {save.suffix or '(none)'!r}; use one of {', '.join(CODECS)}")
+    if show:
+        reason = gui_unavailable_reason()
+        if reason:
+            raise RtsegError(reason)
+        return True
+    if show is None:
+        return gui_unavailable_reason() is None
+    return False
+
+
+def _run_with_progress(src: Any, runner: Any, meta: Any, options: Any, model: str, total: int | None) -> Any:
+    """:func:`rtseg.video.run_demo` under a progress bar that shows the rolling FPS."""
+    from rtseg.video import run_demo
+
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]demo[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=console, transient=True,
+    ) as progress:
+        task = progress.add_task(src.name, total=total, fps="")
+
+        def on_frame(stats: Any) -> None:
+            inf, e2e = stats.rolling()
+            progress.update(task, completed=stats.frames, fps=f"inference {inf:.1f} FPS, end-to-end {e2e:.1f} FPS")
+
+        return run_demo(src, runner, meta, options, on_frame=on_frame, model_name=model)

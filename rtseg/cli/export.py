@@ -53,6 +53,25 @@ def _int8_what(meta: dict) -> str:
     return f"int8 QDQ, {cal.get('method')} calibration on {cal.get('images')} {cal.get('data')} images, {scales} weights"
 
 
+def _files_table(res: Any) -> Table:
+    """The files an export wrote: name, size and what each holds."""
+    t = Table(title=f"{res.name} exported to {res.out_dir}/")
+    t.add_column("file")
+    t.add_column("size", justify="right")
+    t.add_column("what")
+    meta = res.metadata
+    rows = [(res.onnx, f"fp32, {meta['export']['exporter']} exporter, opset {meta['export']['opset']}"),
+            (res.onnx_fp16, "fp16, fp32 I/O (strongly typed TensorRT)"),
+            (res.onnx_int8, _int8_what(meta)),
+            (res.engine, f"TensorRT {meta['artifacts'].get('engine', {}).get('tensorrt', '')} engine"),
+            (res.engine_int8, f"TensorRT INT8 engine ({meta['artifacts'].get('engine_int8', {}).get('fp16_mode', '')})"),
+            (res.metadata_path, "sidecar: input, mean/std, classes, arch, parity")]
+    for path, what in rows:
+        if path is not None:
+            t.add_row(Path(path).name, f"{Path(path).stat().st_size / 1e6:.2f} MB", what)
+    return t
+
+
 @app.command("export")
 def export(
     model: str = typer.Argument(..., help="Checkpoint (.pt), arch JSON or built-in arch name (baseline1, erfnet...)."),
@@ -122,22 +141,8 @@ def export(
     console.print(_parity_table(res.parity))
     if res.int8 is not None:
         console.print(_int8_table(res.int8))
-    t = Table(title=f"{res.name} exported to {res.out_dir}/")
-    t.add_column("file")
-    t.add_column("size", justify="right")
-    t.add_column("what")
-    meta = res.metadata
-    rows = [(res.onnx, f"fp32, {meta['export']['exporter']} exporter, opset {meta['export']['opset']}"),
-            (res.onnx_fp16, "fp16, fp32 I/O (strongly typed TensorRT)"),
-            (res.onnx_int8, _int8_what(meta)),
-            (res.engine, f"TensorRT {meta['artifacts'].get('engine', {}).get('tensorrt', '')} engine"),
-            (res.engine_int8, f"TensorRT INT8 engine ({meta['artifacts'].get('engine_int8', {}).get('fp16_mode', '')})"),
-            (res.metadata_path, "sidecar: input, mean/std, classes, arch, parity")]
-    for path, what in rows:
-        if path is not None:
-            t.add_row(Path(path).name, f"{Path(path).stat().st_size / 1e6:.2f} MB", what)
-    console.print(t)
-    if not meta["model"]["trained"]:
+    console.print(_files_table(res))
+    if not res.metadata["model"]["trained"]:
         console.print("[yellow]note:[/] untrained arch: seeded random weights, for latency work before training")
     if json_out:
         print_json(res.to_dict())

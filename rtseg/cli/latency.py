@@ -46,7 +46,8 @@ def profile_ops_cmd(
 ) -> None:
     """Measure every operator a search space can place at an input size into a LUT (resumable)."""
     from rtseg.latency.lut import load_lut
-    from rtseg.latency.profile import DEFAULT_MIN_TIME_S, DEFAULT_REPEATS, DEFAULT_WARMUP, profile_ops
+    from rtseg.latency.entries import DEFAULT_MIN_TIME_S, DEFAULT_REPEATS, DEFAULT_WARMUP
+    from rtseg.latency.profile import profile_ops
     from rtseg.spaces import parse_space_options
 
     h, w = parse_hw(input)

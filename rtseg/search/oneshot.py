@@ -50,7 +50,8 @@ from rtseg.search.common import SearchContext, SearchResult, finish, prepare
 from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, evolve, plot_evolution, rng_from_json, rng_to_json,
                                     write_evolution)
 from rtseg.spaces import space_slug
-from rtseg.train import cpu_threads, make_loader, poly_lr
+from rtseg.train.loader import cpu_threads, make_loader
+from rtseg.train.step import poly_lr
 
 #: Config fields a resumed one-shot search may change: limits and resources, not what is searched (more
 #: evaluations continue the evolution; the supernet is not trained further).

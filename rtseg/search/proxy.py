@@ -43,7 +43,7 @@ from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.common import SearchContext, SearchResult, finish, prepare
 from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, choose_measured, evolve, key_of, plot_evolution,
                                     ranked_for_pick, rng_from_json, rng_to_json, write_evolution)
-from rtseg.train import final_miou, train_one_thread
+from rtseg.train.workers import final_miou, train_one_thread
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
 RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force")

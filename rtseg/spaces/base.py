@@ -317,11 +317,23 @@ class Supernet(DecisionTable, nn.Module, metaclass=ABCMeta):
         ``(cost, h, w)``: the search calls this every arch step."""
 
     # -- shrinking --------------------------------------------------------------------------------
-    @abstractmethod
     def remove(self, name: str, index: int) -> None:
         """Remove candidate ``index`` of decision ``name`` with its weights (progressive shrinking); a
         no-op for a removed candidate, ``ValueError`` for the last survivor. Replaying the removals
-        in order on a fresh supernet must give the same ``state_dict`` keys (``--resume``)."""
+        in order on a fresh supernet must give the same ``state_dict`` keys (``--resume``).
+        The bookkeeping is the same for every space; each drops the weights in :meth:`drop_weights`."""
+        alive = self._alive(name)
+        if not bool(alive[index]):
+            return
+        if int(alive.sum()) <= 1:
+            raise ValueError(f"cannot remove the last candidate of {name}")
+        alive[index] = False
+        self.drop_weights(name, index)
+
+    @abstractmethod
+    def drop_weights(self, name: str, index: int) -> None:
+        """Free the weights of candidate ``index`` of ``name``, which :meth:`remove` has just marked
+        removed (it is not the last survivor)."""
 
     def can_remove(self, name: str, index: int) -> bool:
         """Whether shrinking may remove candidate ``index`` of ``name``; a supernet whose decisions

@@ -316,13 +316,8 @@ class DCNASSupernet(Supernet):
         are driven by :meth:`regularization` and read by the breadth-first decoding."""
         return [d for d in self.decisions() if d.level == "op"]
 
-    def remove(self, name: str, index: int) -> None:
-        alive = self._alive(name)
-        if not bool(alive[index]):
-            return
-        if int(alive.sum()) <= 1:
-            raise ValueError(f"cannot remove the last candidate of {name}")
-        alive[index] = False
+    def drop_weights(self, name: str, index: int) -> None:
+        """A removed operator becomes an ``Identity`` of its mixture; a removed path drops its alignment."""
         key, what = name.split(".")
         fus = self.fusion[key]
         if what == "op":

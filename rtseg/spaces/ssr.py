@@ -202,14 +202,8 @@ class SSRSupernet(Supernet):
         """Candidate index per decision that ``arch`` uses (decisions of absent layers omitted)."""
         return _choice_indices(arch, self.config)
 
-    def remove(self, name: str, index: int) -> None:
-        """Remove candidate ``index`` of decision ``name`` (progressive shrinking), with its weights."""
-        alive = self._alive(name)
-        if not bool(alive[index]):
-            return
-        if int(alive.sum()) <= 1:
-            raise ValueError(f"cannot remove the last candidate of {name}")
-        alive[index] = False
+    def drop_weights(self, name: str, index: int) -> None:
+        """A removed (dilation, spatial) candidate frees its branch of the layer; channel and depth candidates share weights and keep them."""
         if name.endswith(".ds"):
             si, li = _stage_layer(name)
             self.stages[si][li].remove_candidate(index)

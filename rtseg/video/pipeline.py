@@ -213,15 +213,7 @@ def _run(
     on_frame: Callable[[PipelineStats], None] | None,
     model_name: str,
 ) -> DemoResult:
-    if not 0.0 <= opt.alpha <= 1.0:
-        raise RtsegError(f"--alpha must be between 0 and 1, got {opt.alpha}")
-    if opt.max_frames is not None and opt.max_frames < 1:
-        raise RtsegError(f"--frames must be at least 1, got {opt.max_frames}")
-    if runner.info.batch != 1:
-        raise RtsegError(f"the demo runs one frame at a time, but this model was built for batch {runner.info.batch}; export it with --batch 1")
-    h, w = meta.input_hw
-    if h <= 0 or w <= 0:
-        raise RtsegError("the model does not record its input size; pass --input HxW")
+    _check_options(opt, runner, meta)
     palette = bgr_palette(meta.palette)
     writer = VideoWriter(opt.save, fps=source.fps or 30.0) if opt.save else None
     display = Display(f"rtseg demo - {model_name or 'model'}") if opt.show else None
@@ -231,6 +223,50 @@ def _run(
     end_reason = "end of stream"
     stop = threading.Event()
     labels_on_device = _uses_device_argmax(runner)
+    stages, out_q = _make_stages(source, runner, meta, opt, stats, stop, labels_on_device)
+    output: WrittenVideo | None = None
+    error: BaseException | None = None
+    try:
+        if opt.warmup > 0:
+            runner.warmup(opt.warmup)
+        if opt.baseline_iters > 0:
+            standalone = _time_alone(runner, labels_on_device, opt.baseline_iters)
+        source.start()
+        for st in stages:
+            st.start()
+        end_reason = _output_frames(out_q, stages, source, labels_on_device, palette, opt, stats, writer, display, on_frame)
+    except KeyboardInterrupt:
+        end_reason = "interrupted (Ctrl-C)"
+    except BaseException as exc:
+        error = exc
+    finally:
+        output, error = _shut_down(stop, source, stages, display, writer, error)
+    if error is not None:
+        raise error
+    stats.samples["capture"] = list(source.capture_ms)
+    result = DemoResult(stats, end_reason, source.captured, source.dropped + stages[0].dropped, output, standalone,
+                        inference_waits_s={"for_input": round(stages[1].wait_in_s, 4), "handing_on": round(stages[1].wait_out_s, 4)})
+    result.record = build_record(result, source, runner, meta, opt, model_name)
+    return result
+
+
+def _check_options(opt: DemoOptions, runner: Runner, meta: ModelMeta) -> None:
+    """Refuse options and models the loop cannot run, before anything is opened."""
+    if not 0.0 <= opt.alpha <= 1.0:
+        raise RtsegError(f"--alpha must be between 0 and 1, got {opt.alpha}")
+    if opt.max_frames is not None and opt.max_frames < 1:
+        raise RtsegError(f"--frames must be at least 1, got {opt.max_frames}")
+    if runner.info.batch != 1:
+        raise RtsegError(f"the demo runs one frame at a time, but this model was built for batch {runner.info.batch}; export it with --batch 1")
+    h, w = meta.input_hw
+    if h <= 0 or w <= 0:
+        raise RtsegError("the model does not record its input size; pass --input HxW")
+
+
+def _make_stages(source: FrameSource, runner: Runner, meta: ModelMeta, opt: DemoOptions, stats: PipelineStats,
+                 stop: threading.Event, labels_on_device: bool) -> tuple[list[_Stage], "queue.Queue[Any]"]:
+    """The preprocess and inference stages (not started) and the queue the main thread reads from."""
+    h, w = meta.input_hw
     size_wh = (int(w), int(h))
     mean, std = meta.mean, meta.std
 
@@ -258,76 +294,68 @@ def _run(
         _Stage("rtseg-preprocess", lambda: source.read(timeout=0.1), prep, pre_q, stop, latest=source.policy == "latest"),
         _Stage("rtseg-inference", _queue_getter(pre_q), infer, out_q, stop),
     ]
-    output: WrittenVideo | None = None
-    error: BaseException | None = None
-    try:
-        if opt.warmup > 0:
-            runner.warmup(opt.warmup)
-        if opt.baseline_iters > 0:
-            standalone = _time_alone(runner, labels_on_device, opt.baseline_iters)
-        source.start()
-        for st in stages:
-            st.start()
-        while True:
-            try:
-                item = out_q.get(timeout=0.1)
-            except queue.Empty:
-                if not any(st.is_alive() for st in stages) and out_q.empty():
-                    break
-                continue
-            if item is _END:
-                end_reason = source.end_reason or "end of stream"
-                break
-            if isinstance(item, BaseException):
-                raise item
-            frame, y, inf_ms = item
-            t0 = time.perf_counter()
-            labels = y[0] if labels_on_device else y[0].argmax(axis=0).astype(np.uint8)
-            img = blend_labels(frame.image, labels, palette, opt.alpha)
-            if opt.fps_text:
-                draw_fps(img, *stats.rolling())
-            t1 = time.perf_counter()
-            keep_going = True
-            if writer is not None:
-                writer.write(img)
-            if display is not None:
-                keep_going = display.show(img)
-            t2 = time.perf_counter()
-            stats.add("postprocess", (t1 - t0) * 1000.0)
-            stats.add("output", (t2 - t1) * 1000.0)
-            stats.frame_done(frame.t_ready, t2, inf_ms)
-            if on_frame is not None:
-                on_frame(stats)
-            if not keep_going:
-                end_reason = "window closed by the user"
-                break
-            if opt.max_frames is not None and stats.frames >= opt.max_frames:
-                end_reason = f"reached --frames {opt.max_frames}"
-                break
-    except KeyboardInterrupt:
-        end_reason = "interrupted (Ctrl-C)"
-    except BaseException as exc:
-        error = exc
-    finally:
-        stop.set()
-        source.stop()
-        for st in stages:
-            if st.is_alive():
-                st.join(timeout=10.0)
-        if display is not None:
-            display.close()
+    return stages, out_q
+
+
+def _output_frames(out_q: "queue.Queue[Any]", stages: list[_Stage], source: FrameSource, labels_on_device: bool, palette: Any,
+                   opt: DemoOptions, stats: PipelineStats, writer: VideoWriter | None, display: Display | None,
+                   on_frame: Callable[[PipelineStats], None] | None) -> str:
+    """The main thread's stage: arg-max (unless done on the device), blend, FPS text, write / show,
+    until the stream ends, the window closes or ``--frames`` is reached; returns why it ended. An
+    error handed down by a stage is raised here."""
+    while True:
+        try:
+            item = out_q.get(timeout=0.1)
+        except queue.Empty:
+            if not any(st.is_alive() for st in stages) and out_q.empty():
+                return "end of stream"
+            continue
+        if item is _END:
+            return source.end_reason or "end of stream"
+        if isinstance(item, BaseException):
+            raise item
+        frame, y, inf_ms = item
+        t0 = time.perf_counter()
+        labels = y[0] if labels_on_device else y[0].argmax(axis=0).astype(np.uint8)
+        img = blend_labels(frame.image, labels, palette, opt.alpha)
+        if opt.fps_text:
+            draw_fps(img, *stats.rolling())
+        t1 = time.perf_counter()
+        keep_going = True
         if writer is not None:
-            try:
-                output = writer.close()
-            except BaseException as exc:  # a failed read-back; keep the first error if there was one
-                error = error or exc
-    if error is not None:
-        raise error
-    stats.samples["capture"] = list(source.capture_ms)
-    result = DemoResult(stats, end_reason, source.captured, source.dropped + stages[0].dropped, output, standalone,
-                        inference_waits_s={"for_input": round(stages[1].wait_in_s, 4), "handing_on": round(stages[1].wait_out_s, 4)})
-    result.record = build_record(result, source, runner, meta, opt, model_name)
-    return result
+            writer.write(img)
+        if display is not None:
+            keep_going = display.show(img)
+        t2 = time.perf_counter()
+        stats.add("postprocess", (t1 - t0) * 1000.0)
+        stats.add("output", (t2 - t1) * 1000.0)
+        stats.frame_done(frame.t_ready, t2, inf_ms)
+        if on_frame is not None:
+            on_frame(stats)
+        if not keep_going:
+            return "window closed by the user"
+        if opt.max_frames is not None and stats.frames >= opt.max_frames:
+            return f"reached --frames {opt.max_frames}"
+
+
+def _shut_down(stop: threading.Event, source: FrameSource, stages: list[_Stage], display: Display | None, writer: VideoWriter | None,
+               error: BaseException | None) -> tuple[WrittenVideo | None, BaseException | None]:
+    """Every exit path's clean-up: stop the capture, join the stages, close the window, finalize the
+    video. Returns the written video and the error to raise (the first one, if closing failed too)."""
+    output: WrittenVideo | None = None
+    stop.set()
+    source.stop()
+    for st in stages:
+        if st.is_alive():
+            st.join(timeout=10.0)
+    if display is not None:
+        display.close()
+    if writer is not None:
+        try:
+            output = writer.close()
+        except BaseException as exc:  # a failed read-back; keep the first error if there was one
+            error = error or exc
+    return output, error
 
 
 def build_record(result: DemoResult, source: FrameSource, runner: Runner, meta: ModelMeta, opt: DemoOptions, model_name: str) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Training: ``rtseg train``, ``rtseg eval`` (:func:`evaluate_checkpoint`) and the building blocks the search loop reuses.
+"""The pipeline ``rtseg train`` runs: :func:`train` (run folder, checkpoints, resume, summary).
+
+The pieces it shares with the searches live beside it: the loaders (:mod:`rtseg.train.loader`),
+the optimisation step (:mod:`rtseg.train.step`) and the one-thread worker (:mod:`rtseg.train.workers`).
 
 Recipe (SSR paper, sec. 5.2, retraining): Adam with weight decay 1e-4 (learning rate: see
 :func:`default_lr`), poly learning-rate decay with power 0.9, colour jitter + random flip + random scale (0.75..1.75 of the
@@ -31,285 +34,33 @@ its confusion matrices summed, and at the end every rank's weight digest is gath
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import math
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 
 from rtseg import distributed as dist
 from rtseg.arch import Arch, build_model, load_arch
-from rtseg.checkpoint import load_checkpoint, load_model, save_checkpoint, unwrap
-from rtseg.data import DatasetInfo, PairDataset, build_dataset, dataset_info, parse_data_spec, split_sizes
+from rtseg.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from rtseg.data import DatasetInfo, build_dataset, parse_data_spec, split_sizes
 from rtseg.data.selection import selection_split
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
-from rtseg.io import atomic_save, atomic_write_json, check_batch_memory, check_same_config, parse_hw, parse_json_text, read_json
+from rtseg.io import atomic_write_json, check_batch_memory, check_same_config, parse_json_text, read_json
 from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
-from rtseg.rundir import MARKER, RunDir, claim_run_dir
+from rtseg.rundir import RunDir, claim_run_dir
 from rtseg.spaces import get_space
-
-
-# ---------------------------------------------------------------------------------------------
-# building blocks
-# ---------------------------------------------------------------------------------------------
-
-
-def default_workers() -> int:
-    """Data-loading processes: one core is left to the training process (0 on a single core)."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
-@contextlib.contextmanager
-def cpu_threads(device: torch.device, workers: int) -> Iterator[None]:
-    """On CPU, leave the data workers their cores: torch's OpenMP pool defaults to every core, and an
-    oversubscribed pool (workers, or other jobs on a shared machine) slows training 10x or more.
-    An explicit OMP_NUM_THREADS wins; the previous setting is restored afterwards."""
-    before = torch.get_num_threads()
-    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - max(0, workers))))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def default_lr(optimizer: str) -> float:
-    """Adam 2e-3 (a short-budget choice; the seed retrains with 5e-4 for 200 epochs), SGD 1e-2."""
-    return 2e-3 if optimizer == "adam" else 1e-2
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 50
-    batch: int = 8  # per process
-    lr: float | None = None  # None: default_lr(optimizer)
-    optimizer: str = "adam"  # adam | sgd
-    weight_decay: float | None = None  # None: 1e-4 (adam, the SSR paper) / 5e-4 (sgd)
-    amp: bool = False  # CUDA only
-    ohem: bool = False
-    workers: int | None = None  # None: default_workers()
-    seed: int = 0
-    device: str | None = None  # None: cuda if available else cpu
-    minutes: float | None = None  # wall-clock budget (training + validation)
-    train_len: int | None = None  # synthetic: items per split (default 2000/200); files: first N
-    val_len: int | None = None
-    data_seed: int = 0  # which synthetic world
-    # validate on this held-out fraction of the training split instead of the validation split
-    # (rtseg.data.selection): what a search's proxy trainings do, so their choice never sees it
-    holdout: float | None = None
-    resume: bool = False
-    overwrite: bool = False  # replace a finished or foreign run in the folder (see rtseg.rundir)
-    progress: bool = True
-    log_every: int = 10  # steps between loss samples in the metrics
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def resolved(self) -> "TrainConfig":
-        c = TrainConfig(**asdict(self))
-        if c.optimizer not in ("adam", "sgd"):
-            raise RtsegError(f"unknown optimizer {c.optimizer!r}; choose adam or sgd")
-        c.lr = float(c.lr) if c.lr is not None else default_lr(c.optimizer)
-        c.weight_decay = float(c.weight_decay) if c.weight_decay is not None else (1e-4 if c.optimizer == "adam" else 5e-4)
-        c.workers = default_workers() if c.workers is None else int(c.workers)
-        if c.epochs < 1:
-            raise RtsegError(f"--epochs must be at least 1, got {c.epochs}")
-        if c.batch < 1:
-            raise RtsegError(f"--batch must be at least 1, got {c.batch}")
-        if c.lr <= 0:
-            raise RtsegError(f"--lr must be positive, got {c.lr}")
-        if c.minutes is not None and c.minutes <= 0:
-            raise RtsegError(f"--minutes must be positive, got {c.minutes}")
-        return c
-
-
-class ShardSampler(Sampler[int]):
-    """Rank ``r`` of ``n`` takes indices r, r+n, r+2n... in order: no padding, so sharded
-    evaluation scores every item exactly once (DistributedSampler would repeat some)."""
-
-    def __init__(self, length: int, num_replicas: int, rank: int) -> None:
-        self.length, self.num_replicas, self.rank = length, num_replicas, rank
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.length, self.num_replicas))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.length, self.num_replicas))
-
-
-class EpochTagged(Sampler[Any]):
-    """Wraps a training sampler so it yields ``(epoch, index)``: the dataset then seeds each item's
-    augmentation from (seed, epoch, index), which makes training reproducible across worker counts
-    and exactly resumable (see :class:`rtseg.data.base.PairDataset`)."""
-
-    def __init__(self, inner: DistributedSampler) -> None:
-        self.inner = inner
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.inner.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        e = self.epoch
-        return ((e, int(i)) for i in self.inner)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(0)  # workers are processes already; OpenCV threads would oversubscribe
-    torch.set_num_threads(1)
-
-
-def make_loader(
-    dataset: Dataset,
-    batch: int,
-    shuffle: bool,
-    workers: int = 0,
-    distributed: bool = False,
-    seed: int = 0,
-    drop_last: bool | None = None,
-    pin_memory: bool = False,
-) -> DataLoader:
-    """A DataLoader for training (``shuffle=True``: epoch-seeded permutation, sharded across ranks
-    when ``distributed``, last partial batch dropped) or evaluation (``shuffle=False``: in order, each
-    rank a disjoint shard, nothing dropped). Call ``loader.sampler.set_epoch(e)`` each training epoch
-    (done by :func:`train`)."""
-    n = len(dataset)  # type: ignore[arg-type]
-    replicas, rank = (dist.world_size(), dist.rank()) if distributed else (1, 0)
-    if shuffle:
-        drop = True if drop_last is None else drop_last
-        sampler: Sampler[Any] = DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        if drop and len(sampler) < batch:  # type: ignore[arg-type]
-            raise RtsegError(f"the training split has {n} items, fewer than one batch of {batch} per process; lower --batch or use more data")
-        if isinstance(dataset, PairDataset):
-            dataset.aug_seed = int(seed)
-            sampler = EpochTagged(sampler)  # type: ignore[arg-type]
-    else:
-        drop = bool(drop_last)
-        sampler = ShardSampler(n, replicas, rank)
-    gen = torch.Generator()
-    gen.manual_seed(int(seed) * 1_000 + rank)
-    return DataLoader(
-        dataset,
-        batch_size=batch,
-        sampler=sampler,
-        num_workers=workers,
-        drop_last=drop,
-        pin_memory=pin_memory,
-        persistent_workers=workers > 0,
-        worker_init_fn=_worker_init if workers > 0 else None,
-        generator=gen,
-    )
-
-
-def poly_lr(base: float, step: int, total: int, power: float = 0.9) -> float:
-    """Poly decay: ``base * (1 - step/total) ** power``, 0 from ``total`` on."""
-    if total <= 0:
-        return base
-    return base * max(0.0, 1.0 - min(step, total) / total) ** power
-
-
-class OhemCELoss(nn.Module):
-    """Online hard example mining cross-entropy (BiSeNet / SSR): average the loss over the pixels
-    whose true-class probability is below ``thresh`` (0.7), but over at least the ``n_min`` hardest
-    labelled pixels (default: a sixteenth of the batch's labelled pixels) so easy batches still
-    teach something."""
-
-    def __init__(self, thresh: float = 0.7, ignore_index: int = 255, n_min: int | None = None, min_fraction: float = 1 / 16) -> None:
-        super().__init__()
-        self.loss_thresh = -math.log(thresh)
-        self.ignore_index = ignore_index
-        self.n_min = n_min
-        self.min_fraction = min_fraction
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index, reduction="none").flatten()
-        valid = (target.flatten() != self.ignore_index)
-        loss = loss[valid]
-        if loss.numel() == 0:
-            return logits.sum() * 0.0
-        n_min = self.n_min if self.n_min is not None else max(1, int(loss.numel() * self.min_fraction))
-        n_min = min(n_min, loss.numel())
-        hard = loss[loss > self.loss_thresh]
-        if hard.numel() >= n_min:
-            return hard.mean()
-        return torch.topk(loss, n_min, sorted=False).values.mean()
-
-
-class CELoss(nn.Module):
-    def __init__(self, ignore_index: int = 255) -> None:
-        super().__init__()
-        self.ignore_index = ignore_index
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if not bool((target != self.ignore_index).any()):
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
-
-
-def build_loss(ohem: bool, ignore_index: int = 255, thresh: float = 0.7, n_min: int | None = None) -> nn.Module:
-    """Cross-entropy over full-resolution logits (labels equal to ``ignore_index`` skipped), or OHEM."""
-    return OhemCELoss(thresh, ignore_index, n_min) if ohem else CELoss(ignore_index)
-
-
-def build_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)  # type: ignore[arg-type]
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)  # type: ignore[arg-type]
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for g in optimizer.param_groups:
-        g["lr"] = lr
-
-
-def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)  # type: ignore[arg-type]
-    except RuntimeError:
-        raise RtsegError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RtsegError(f"device {device} requested but CUDA is not available here; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise RtsegError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
-    return dev
-
-
-def weights_digest(model: nn.Module) -> str:
-    """A short SHA-256 of every parameter and buffer: equal digests mean bit-identical replicas."""
-    h = hashlib.sha256()
-    for k, v in sorted(unwrap(model).state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
-    return h.hexdigest()[:16]
-
-
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+from rtseg.train.budget import TimeBudget
+from rtseg.train.config import TrainConfig
+from rtseg.train.curve import plot_curve
+from rtseg.train.device import machine_name, resolve_device
+from rtseg.train.loader import cpu_threads, make_loader
+from rtseg.train.step import build_loss, build_optimizer, poly_lr, set_lr, weights_digest
 
 
 def prepare_arch(arch: Arch | str | Path | dict, info: DatasetInfo) -> tuple[Arch, str | None]:
@@ -324,78 +75,9 @@ def prepare_arch(arch: Arch | str | Path | dict, info: DatasetInfo) -> tuple[Arc
     return a, None
 
 
-def plot_curve(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Training loss (per logged step, by fractional epoch) and validation mIoU per epoch, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    xs, ys = [], []
-    for rec in history:
-        for frac, loss in rec.get("loss_curve", []):
-            xs.append(rec["epoch"] - 1 + frac)
-            ys.append(loss)
-    if xs:
-        ax1.plot(xs, ys, lw=1, color="tab:blue", alpha=0.8)
-    ax1.plot([r["epoch"] for r in history], [r["train_loss"] for r in history], "o-", color="tab:blue", label="epoch mean")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("training loss")
-    ax1.grid(alpha=0.3)
-    ax1.legend()
-    ep = [r["epoch"] for r in history if r.get("val")]
-    mi = [100 * r["val"]["miou"] for r in history if r.get("val")]
-    ax2.plot(ep, mi, "o-", color="tab:green")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation mIoU (%)")
-    ax2.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-
-    def write(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=110)
-
-    try:
-        return atomic_save(path, write)
-    finally:
-        plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
-
-
-class _Budget:
-    """Wall-clock budget bookkeeping: when to stop, and how many steps the poly schedule spans."""
-
-    def __init__(self, minutes: float | None, elapsed_before: float) -> None:
-        self.seconds = None if minutes is None else minutes * 60.0
-        self.t0 = time.perf_counter()
-        self.before = elapsed_before
-        self.step_time: float | None = None
-        self.val_time: float | None = None
-
-    def elapsed(self) -> float:
-        return self.before + time.perf_counter() - self.t0
-
-    def remaining(self) -> float:
-        return math.inf if self.seconds is None else self.seconds - self.elapsed()
-
-    def should_stop(self) -> bool:
-        if self.seconds is None:
-            return False
-        reserve = self.val_time if self.val_time is not None else 0.0
-        return self.remaining() <= reserve
-
-    def total_steps(self, step: int, steps_per_epoch: int, max_total: int) -> int:
-        if self.seconds is None or self.step_time is None:
-            return max_total
-        val_per_step = (self.val_time or 0.0) / max(1, steps_per_epoch)  # one validation per epoch
-        more = max(0.0, self.remaining() - (self.val_time or 0.0)) / (self.step_time + val_per_step)
-        return int(min(max_total, step + max(1, math.floor(more))))
 
 
 #: Run-config fields a resumed training may change: limits and resources of this invocation (more
@@ -685,11 +367,11 @@ def _build_model(run: _Run, state: Any | None) -> _Model:
     return m
 
 
-def _resume_progress(run: _Run, model: _Model, meta: dict[str, Any] | None, reporter: Reporter) -> tuple[_Progress, _Budget]:
+def _resume_progress(run: _Run, model: _Model, meta: dict[str, Any] | None, reporter: Reporter) -> tuple[_Progress, TimeBudget]:
     """Where the run stands: from scratch, or the optimizer, counters, history and timings of ``last.pt``."""
     prog = _Progress()
     if meta is None:
-        return prog, _Budget(run.cfg.minutes, 0.0)
+        return prog, TimeBudget(run.cfg.minutes, 0.0)
     try:
         model.optimizer.load_state_dict(meta["optimizer"])
         if run.use_amp and meta.get("scaler"):
@@ -707,7 +389,7 @@ def _resume_progress(run: _Run, model: _Model, meta: dict[str, Any] | None, repo
     prog.train_time = float(meta.get("train_time_s", 0.0))
     prog.train_images = int(meta.get("train_images", 0))
     reporter.message(f"resuming {run.out} after epoch {prog.epoch} (step {prog.step}, best mIoU {100 * max(prog.best, 0):.2f}%)")
-    budget = _Budget(run.cfg.minutes, float(meta.get("elapsed_s", 0.0)))
+    budget = TimeBudget(run.cfg.minutes, float(meta.get("elapsed_s", 0.0)))
     if meta.get("step_time"):
         budget.step_time, budget.val_time = meta.get("step_time"), meta.get("val_time")
     return prog, budget
@@ -723,7 +405,7 @@ def _announce(run: _Run, reporter: Reporter) -> None:
     )
 
 
-def _train_epoch(run: _Run, model: _Model, loader: DataLoader, prog: _Progress, budget: _Budget, epoch: int, max_total: int,
+def _train_epoch(run: _Run, model: _Model, loader: DataLoader, prog: _Progress, budget: TimeBudget, epoch: int, max_total: int,
                  bar: TaskBar) -> dict[str, Any]:
     """One pass over the training split (cut short when the time budget runs out); the poly schedule
     is sized to the budget once 20 steps are timed. Returns the epoch's loss, curve and timings."""
@@ -794,7 +476,7 @@ def _train_step(run: _Run, model: _Model, images: torch.Tensor, labels: torch.Te
     return float(loss.detach())
 
 
-def _validate(run: _Run, model: _Model, loader: DataLoader, budget: _Budget) -> dict[str, Any]:
+def _validate(run: _Run, model: _Model, loader: DataLoader, budget: TimeBudget) -> dict[str, Any]:
     """Score the model on the validation split (replicas first agree on their BN statistics); the
     time it took sizes the budget's reserve."""
     info = run.info
@@ -806,7 +488,7 @@ def _validate(run: _Run, model: _Model, loader: DataLoader, budget: _Budget) -> 
     return val
 
 
-def _record_epoch(run: _Run, prog: _Progress, epoch: int, stats: dict[str, Any], val: dict[str, Any], budget: _Budget) -> dict[str, Any]:
+def _record_epoch(run: _Run, prog: _Progress, epoch: int, stats: dict[str, Any], val: dict[str, Any], budget: TimeBudget) -> dict[str, Any]:
     """The epoch's record (what metrics/epoch_XXX.json holds), appended to the history; tracks the best."""
     prog.final = val
     prog.improved = val["miou"] > prog.best
@@ -831,7 +513,7 @@ def _record_epoch(run: _Run, prog: _Progress, epoch: int, stats: dict[str, Any],
     return rec
 
 
-def _save_epoch(run: _Run, model: _Model, prog: _Progress, rec: dict[str, Any], budget: _Budget, reporter: Reporter) -> None:
+def _save_epoch(run: _Run, model: _Model, prog: _Progress, rec: dict[str, Any], budget: TimeBudget, reporter: Reporter) -> None:
     """Rank 0: the epoch's metrics file, ``last.pt`` (and ``best.pt`` when it improved), the curve, one line."""
     cfg, out, (h, w) = run.cfg, run.out, run.hw
     val, epoch = rec["val"], rec["epoch"]
@@ -865,7 +547,7 @@ def _save_epoch(run: _Run, model: _Model, prog: _Progress, rec: dict[str, Any], 
     )
 
 
-def _summarize(run: _Run, model: _Model, prog: _Progress, budget: _Budget) -> dict[str, Any]:
+def _summarize(run: _Run, model: _Model, prog: _Progress, budget: TimeBudget) -> dict[str, Any]:
     """The run summary (``summary.json``), with every rank's weight digest to prove the replicas agree."""
     ips_total = prog.train_images / prog.train_time if prog.train_time > 0 else None
     digest = weights_digest(model.net)
@@ -899,91 +581,6 @@ def _summarize(run: _Run, model: _Model, prog: _Progress, budget: _Budget) -> di
     return summary
 
 
-def evaluate_checkpoint(
-    checkpoint: str | Path,
-    data: str = "synthetic",
-    input_hw: str | tuple[int, int] | None = None,
-    split: str = "val",
-    batch: int = 4,
-    device: str | None = None,
-    workers: int | None = None,
-    val_len: int | None = None,
-    native: bool = False,
-    amp: bool = False,
-    reporter: Reporter | None = None,
-) -> dict[str, Any]:
-    """``rtseg eval``: score a checkpoint on a split of ``data``; returns mIoU, per-class IoU, pixel
-    and mean accuracy with what was scored (checkpoint, arch, split, input size, images, classes).
-
-    ``input_hw`` defaults to the size the checkpoint was trained at; ``native`` scores at the labels'
-    original resolution (logits upsampled). Joins a torchrun group when launched under one (each rank
-    scores a shard, the confusion matrices are summed); the caller ends it (``dist.cleanup``)."""
-    reporter = reporter or SilentReporter()
-    dev = dist.init_distributed(str(resolve_device(device)) if device else None)
-    info = dataset_info(data)
-    model, meta = load_model(checkpoint, device=dev, num_classes=info.num_classes)
-    arch = meta["arch_obj"]
-    if input_hw is not None:
-        hw = parse_hw(input_hw, get_space(arch.space).size_divisor)
-    elif meta.get("input_hw"):
-        hw = (int(meta["input_hw"][0]), int(meta["input_hw"][1]))
-    else:
-        raise RtsegError(f"{checkpoint} does not record its input size; pass --input HxW")
-    ds = build_dataset(data, split, hw, augment=False, seed=0, length=val_len, native_labels=native)
-    if native and batch > 1 and info.name != "synthetic":
-        batch = 1  # native label sizes may differ between images
-    w = default_workers() if workers is None else workers
-    loader = make_loader(ds, batch, False, w, dist.world_size() > 1, pin_memory=dev.type == "cuda")
-    bars = reporter if dist.is_main() else SilentReporter()
-    with cpu_threads(dev, w), bars.task("eval", total=len(ds)) as bar:
-        m = evaluate(model, loader, info.num_classes, info.ignore_index, dev, amp=amp and dev.type == "cuda",
-                     class_names=info.class_names, on_batch=lambda n: bar.advance(n * dist.world_size()))
-    return {
-        "checkpoint": str(checkpoint),
-        "arch": arch.name,
-        "data": data,
-        "split": split,
-        "input_hw": list(hw),
-        "images": len(ds),
-        "native_labels": native,
-        "miou": m["miou"],
-        "per_class_iou": m["per_class_iou"],
-        "pixel_accuracy": m["pixel_accuracy"],
-        "mean_accuracy": m["mean_accuracy"],
-        "class_names": info.class_names,
-        "pixels": m["pixels"],
-    }
-
-
 def _comm_device(device: torch.device) -> torch.device:
     """Where small all-reduce tensors live: NCCL needs CUDA tensors, gloo CPU ones."""
     return device if device.type == "cuda" else torch.device("cpu")
-
-
-def final_miou(summary: dict[str, Any]) -> float:
-    """The last validation's mIoU of a run summary (not the best epoch's: no selection on the validation set)."""
-    return float((summary.get("final") or {}).get("miou", summary.get("best_miou")))
-
-
-def train_one_thread(job: dict[str, Any]) -> dict[str, Any]:
-    """One CPU training run on one thread, for a process pool (experiments and the proxy search run
-    several at a time): ``job`` holds ``run`` (folder), ``arch`` (dict), ``data``, ``input_hw`` and
-    TrainConfig fields. Resumable: a finished run's summary is read back, an interrupted one resumes.
-    The summary gains ``wall_s``, this call's wall time. ``isolated`` (a job run in a worker process
-    of a torchrun rank) makes the run a single process of its own: the rank's process-group variables
-    are dropped from the worker's environment, so the run does not try to join its parent's group."""
-    if job.get("isolated"):
-        for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "MASTER_ADDR", "MASTER_PORT",
-                    "TORCHELASTIC_RUN_ID", "GROUP_WORLD_SIZE", "ROLE_WORLD_SIZE"):
-            os.environ.pop(var, None)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    run = Path(job["run"])
-    if (run / "summary.json").exists():
-        return read_json(run / "summary.json", "run summary")
-    t0 = time.monotonic()
-    fields = {k: v for k, v in job.items() if k not in ("run", "arch", "data", "input_hw", "isolated")}
-    cfg = TrainConfig(**{"workers": 0, "device": "cpu", "progress": False, **fields}, resume=(run / "last.pt").exists() or (run / MARKER).exists())
-    summary = train(Arch.from_dict(job["arch"]), job["data"], tuple(job["input_hw"]), cfg, run, reporter=SilentReporter())
-    summary["wall_s"] = time.monotonic() - t0
-    return summary
