@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from rtseg.backends.device import device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, read_json
 
@@ -105,7 +106,7 @@ def deploy_note(arch: Arch | None, backend: str, device: str = "cpu") -> str | N
     lut_backend, lut_device = lut.get("lut_backend"), lut.get("lut_device_kind")
     if not lut_backend:
         return None
-    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    kind = device_kind(device)
     if lut_backend == backend and (lut_device or kind) == kind:
         return None
     return (f"this net was searched for {lut.get('latency_ms', 0):g} ms measured on {lut_backend} {lut.get('lut_precision', '')} "

@@ -245,8 +245,10 @@ def detect_device(device: str = "cpu", threads: int | None = None) -> DeviceInfo
     )
 
 
-def is_cuda(device: str) -> bool:
-    return str(device).strip().lower().startswith("cuda")
+def device_kind(device: Any) -> str:
+    """``cuda`` or ``cpu`` for a device (``cpu``, ``cuda``, ``cuda:N``, a ``torch.device``, or a
+    timing clock such as ``thread``): the one place rtseg tells a GPU from the CPU by its name."""
+    return "cuda" if str(device).strip().lower().startswith("cuda") else "cpu"
 
 
 def gpu_model(device: str = "cuda") -> tuple[str, str] | None:
@@ -266,7 +268,7 @@ def gpu_model(device: str = "cuda") -> tuple[str, str] | None:
 
 def device_name(device: str = "cpu") -> str:
     """``"AMD EPYC (2 cores)"`` or ``"NVIDIA H100 80GB HBM3 (sm_90)"`` (``unknown GPU`` without a CUDA torch)."""
-    if is_cuda(device):
+    if device_kind(device) == "cuda":
         gpu = gpu_model(device)
         if gpu is None:
             return "unknown GPU"
@@ -280,7 +282,7 @@ def device_slug(device: "str | DeviceInfo" = "cpu") -> str:
     device string (``cpu``, ``cuda:N``) or a :class:`DeviceInfo` from :func:`detect_device`."""
     if isinstance(device, DeviceInfo):
         return slugify(device.name)
-    if is_cuda(device):
+    if device_kind(device) == "cuda":
         gpu = gpu_model(device)
         return slugify(gpu[0] if gpu else "unknown GPU")
     return slugify(cpu_model())

@@ -15,7 +15,7 @@ import numpy as np
 
 from rtseg.errors import RtsegError
 from rtseg.backends.runner import Runner, RunnerInfo
-from rtseg.backends.device import device_name, is_cuda
+from rtseg.backends.device import device_name, device_kind
 from rtseg.backends.onnx_int8 import onnx_precision
 from rtseg.backends.ort_session import make_session
 
@@ -69,7 +69,7 @@ class OrtRunner(Runner):
             num_classes=int(num_classes),
             extra={"providers": self.session.get_providers(), "threads": so_threads,
                    "timed": "session.run incl. host I/O (numpy in, numpy out), "
-                            + ("CUDA provider copies included" if is_cuda(device) else "monotonic clock"),
+                            + ("CUDA provider copies included" if device_kind(device) == "cuda" else "monotonic clock"),
                    **(extra or {})},
         )
 
@@ -113,7 +113,7 @@ def session_calls(session: Any, feeds: list[dict[str, np.ndarray]], device: str)
     and the inputs and outputs bound to device memory (I/O binding), so no host copy is timed.
     ``Run`` returns when the work is done, so a host clock times either. ``keep`` holds what must
     live as long as the calls (the bindings). The latency timer of this backend times these calls."""
-    if not is_cuda(device):
+    if not device_kind(device) == "cuda":
         def run(feed: dict[str, Any]) -> Any:
             return session.run(None, feed)
 

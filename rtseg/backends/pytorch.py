@@ -18,7 +18,7 @@ from torch import nn
 from rtseg.errors import RtsegError
 from rtseg.backends.timing import TimingStats, time_fn
 from rtseg.backends.runner import Runner, RunnerInfo
-from rtseg.backends.device import device_name, is_cuda
+from rtseg.backends.device import device_name, device_kind
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -55,7 +55,7 @@ class TorchRunner(Runner):
     ) -> None:
         if precision not in PRECISIONS:
             raise RtsegError(f"unknown precision {precision!r}; choose fp32 or fp16")
-        cuda = is_cuda(device)
+        cuda = device_kind(device) == "cuda"
         if cuda and not torch.cuda.is_available():
             raise RtsegError(f"device {device!r} asked for, but this PyTorch has no CUDA GPU; use --device cpu")
         if not cuda and precision == "fp16":

@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rtseg.arch import load_arch
-from rtseg.backends.device import detect_device
+from rtseg.backends.device import detect_device, device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text, read_json
 from rtseg.latency.speed import base_speed, speed_factor
@@ -262,6 +262,21 @@ class LUT:
         return self.provenance.get("threads")
 
     @property
+    def device(self) -> dict[str, Any]:
+        """The device it was measured on, as its provenance records it (``kind``, ``name``, ``arg``...)."""
+        return dict(self.provenance["device"])
+
+    @property
+    def device_arg(self) -> str:
+        """The device string it was measured with (``cpu``, ``cuda:N``)."""
+        return str(self.provenance.get("device_arg") or self.device.get("arg") or "cpu")
+
+    @property
+    def device_kind(self) -> str:
+        """``cpu`` or ``cuda``: the kind recorded, else the kind of :attr:`device_arg`."""
+        return str(self.device.get("kind") or device_kind(self.device_arg))
+
+    @property
     def entries(self) -> dict[str, dict[str, Any]]:
         return self.doc["entries"]
 
@@ -393,8 +408,8 @@ class LUT:
         when given, must be the LUT's. Returns notes on differences that do not invalidate the LUT
         (library versions), for the caller to show."""
         prov = self.provenance
-        lut_dev = prov["device"] if isinstance(prov["device"], dict) else {"name": str(prov["device"])}
-        arg = device or prov.get("device_arg") or lut_dev.get("arg") or "cpu"
+        lut_dev = self.device
+        arg = device or self.device_arg
         problems: list[str] = []
         if backend is not None and backend != self.backend:
             problems.append(f"it was measured with the {self.backend} backend, not {backend}")
@@ -431,7 +446,7 @@ class LUT:
         for key in MATCH_FIELDS:
             if key in run and prov.get(key) != run[key]:
                 out.append(f"{key} {prov.get(key)!r} vs {run[key]!r}")
-        mine = prov.get("device") if isinstance(prov.get("device"), dict) else {}
+        mine = self.device
         theirs = run.get("device") if isinstance(run.get("device"), dict) else {}
         for key in ("kind", "name", "threads", "compute_capability"):
             if mine.get(key) != theirs.get(key):

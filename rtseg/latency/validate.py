@@ -279,7 +279,7 @@ def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", devi
 def _lut_timer(table: LUT) -> tuple[Any, Any]:
     """The device and a timer with the LUT's backend, device, threads, precision, batch and clock
     (sets torch's thread count: callers are wrapped in ``keeps_torch_threads``)."""
-    info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
+    info = detect_device(table.device_arg, threads=table.threads)
     return info, make_timer(table.backend, info, table.precision, table.batch, table.clock)
 
 

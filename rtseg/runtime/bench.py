@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rtseg.backends import backends_for, default_backend, get_backend, normalize_backend
-from rtseg.backends.device import cpu_model, device_name, is_cuda
+from rtseg.backends.device import cpu_model, device_name, device_kind
 from rtseg.backends.timing import TimingStats
 from rtseg.errors import RtsegError
 from rtseg.io import check_batch_memory
@@ -121,7 +121,7 @@ def run_bench(
     todo, skipped = plan(models, backends)
     for b in sorted({b for _, _, b in todo}):  # a missing package is one error before any model is loaded
         get_backend(b).require()
-    cuda = is_cuda(device)
+    cuda = device_kind(device) == "cuda"
     if threads is None and not cuda:
         threads = os.cpu_count() or 1
     rows: list[BenchRow] = []

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from rtseg.arch import Arch
+from rtseg.backends.device import device_kind
 from rtseg.data import DatasetInfo, dataset_info
 from rtseg.data.selection import SELECTION_FRACTION
 from rtseg.errors import RtsegError
@@ -108,7 +109,7 @@ def prepare(cfg: SearchSettings, subject: str = "the search") -> SearchContext:
         raise RtsegError("--latency-ms must be a positive budget in milliseconds")
     if cfg.flops_g is not None and not cfg.flops_g > 0:
         raise RtsegError(f"--flops-g must be a positive budget in G multiply-adds, got {cfg.flops_g}")
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+    if device_kind(cfg.device) == "cuda" and not torch.cuda.is_available():
         raise RtsegError(f"--device {cfg.device} asked for, but this torch sees no CUDA GPU; use --device cpu")
     space = get_space(cfg.space, cfg.space_options)
     space.check_input(h, w)
@@ -130,10 +131,8 @@ def prepare(cfg: SearchSettings, subject: str = "the search") -> SearchContext:
 def lut_runtime(lut: LUT) -> dict[str, Any]:
     """The runtime the LUT was measured on, as the arch and the summary record it: the search's latency
     promise holds there, and a net later run elsewhere says so (:func:`rtseg.arch.deploy_note`)."""
-    dev = lut.provenance.get("device")
-    dev = dev if isinstance(dev, dict) else {"name": str(dev)}
-    return {"lut_backend": lut.backend, "lut_precision": lut.precision, "lut_device_kind": dev.get("kind", "cpu"),
-            "lut_device_name": dev.get("name"), "lut_threads": lut.threads}
+    return {"lut_backend": lut.backend, "lut_precision": lut.precision, "lut_device_kind": lut.device_kind,
+            "lut_device_name": lut.device.get("name"), "lut_threads": lut.threads}
 
 
 def measurable_here(lut: LUT) -> str | None:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rtseg import distributed as dist
+from rtseg.backends.device import device_kind
 from rtseg.checkpoint import load_state
 from rtseg.data import DatasetInfo, parse_data_spec
 from rtseg.data.selection import selection_record, selection_split
@@ -134,7 +135,7 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, pro
     ``progress``, else silence); ``on_step(global_step)`` is called after every training step."""
     if reporter is None:
         reporter = reporter_for(progress)
-    with cpu_threads(torch.device("cuda" if str(cfg.device).startswith("cuda") else "cpu"), cfg.workers):
+    with cpu_threads(torch.device(device_kind(cfg.device)), cfg.workers):
         return _run_search(cfg, Path(out_dir), resume, reporter, on_step)
 
 

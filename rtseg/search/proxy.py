@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 from rtseg import distributed as dist
 from rtseg.arch import Arch, load_arch
+from rtseg.backends.device import device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
@@ -80,7 +81,7 @@ class ProxyScorer:
         arch = self.sampler.arch(choices)
         run = self.runs_dir / hashlib.sha1(key_of(arch).encode()).hexdigest()[:12]
         device = cfg.device
-        if str(device).startswith("cuda") and dist.world_size() > 1:
+        if device_kind(device) == "cuda" and dist.world_size() > 1:
             device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
         h, w = self.sampler.ctx.hw
         return {"run": str(run), "arch": arch.to_dict(), "epochs": cfg.epochs, "batch": cfg.batch, "train_len": cfg.train_len,
@@ -123,7 +124,7 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     passes a band corrected by measurement); ``extra`` goes into the summary; the pick is written to
     ``result_dir`` (default ``out_dir``) under the name of ``strategy``."""
     out = Path(out_dir)
-    dist.init_distributed(cfg.device if not str(cfg.device).startswith("cuda") else None)
+    dist.init_distributed(cfg.device if device_kind(cfg.device) == "cpu" else None)
     reporter = reporter if (reporter is not None and dist.is_main()) else SilentReporter()
     ctx = ctx or prepare(cfg, subject=f"the {cfg.space} search")
     t_start = time.monotonic()
