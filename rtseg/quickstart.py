@@ -33,6 +33,7 @@ from typing import Any, Callable
 import torch
 
 from rtseg.arch import load_arch
+from rtseg.backends.measure import LatencyMeasure
 from rtseg.data import dataset_info
 from rtseg.errors import RtsegError
 from rtseg.export.pipeline import export_model
@@ -48,7 +49,7 @@ from rtseg.runtime.bench import run_bench
 from rtseg.search import DEFAULT_STRATEGY, get_strategy, run_strategy
 from rtseg.search.staged import stage_names
 from rtseg.spaces import get_space
-from rtseg.spaces.families import LatencyMeasure, pick_nearest
+from rtseg.spaces.families import pick_nearest
 from rtseg.train import TrainConfig, final_miou, train
 from rtseg.video import DemoOptions, model_meta, open_source, render_synthetic_video, run_demo
 

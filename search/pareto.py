@@ -54,10 +54,9 @@ VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot"
 
 def _measure(lut: Any) -> Any:
     """A latency measure with the LUT's backend, device, threads and clock (the deploy runtime)."""
-    from rtseg.spaces.families import LatencyMeasure
+    from rtseg.latency.validate import like_lut
 
-    return LatencyMeasure(lut.input_hw, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
-                          threads=lut.threads, precision=lut.precision, clock=lut.clock)
+    return like_lut(lut)
 
 
 def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:

@@ -15,7 +15,8 @@ from rtseg.flops import count_flops, count_params, sum_op_flops
 from rtseg.ops import Op
 from rtseg.backends.ort_session import make_session
 from rtseg.spaces import get_space
-from rtseg.spaces.families import FAMILIES, LatencyMeasure, get_family, pick_nearest
+from rtseg.backends.measure import LatencyMeasure
+from rtseg.spaces.families import FAMILIES, get_family, pick_nearest
 
 from conftest import randomize_bn
 

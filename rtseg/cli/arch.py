@@ -138,7 +138,8 @@ def scale(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from rtseg.spaces import get_space
-    from rtseg.spaces.families import LatencyMeasure, get_family, parse_knobs, pick_nearest
+    from rtseg.backends.measure import LatencyMeasure
+    from rtseg.spaces.families import get_family, parse_knobs, pick_nearest
 
     check_replaceable_file(out, ARCH_FORMAT, "an arch JSON", overwrite)
     fam = get_family(family)
