@@ -27,10 +27,11 @@ from typing import Any, Mapping
 import torch
 
 import rtseg
-from rtseg.arch import Arch, build_model, load_arch
+from rtseg.arch import Arch
 from rtseg.data.base import DatasetInfo
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_save, open_regular
+from rtseg.spaces import build_model, load_arch, validate_arch
 
 CHECKPOINT_FORMAT = "rtseg.checkpoint"
 CHECKPOINT_SCHEMA_VERSION = 1
@@ -194,7 +195,7 @@ def load_checkpoint(
     for key in ("model", "arch", "data"):
         if key not in ckpt:
             raise RtsegError(f"{path} lacks the {key!r} entry; the checkpoint is incomplete")
-    arch = Arch.from_dict(ckpt["arch"], source=f"{path} arch")
+    arch = Arch.from_dict(ckpt["arch"], source=f"{path} arch", check=validate_arch)
     info = DatasetInfo.from_dict(ckpt["data"])
     if num_classes is not None and int(num_classes) != arch.num_classes:
         raise RtsegError(

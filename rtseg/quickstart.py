@@ -32,7 +32,6 @@ from typing import Any, Callable
 
 import torch
 
-from rtseg.arch import load_arch
 from rtseg.backends.measure import LatencyMeasure
 from rtseg.data import dataset_info
 from rtseg.errors import RtsegError
@@ -48,7 +47,7 @@ from rtseg.runtime import load_runner
 from rtseg.runtime.bench import run_bench
 from rtseg.search import DEFAULT_STRATEGY, get_strategy, run_strategy
 from rtseg.search.staged import stage_names
-from rtseg.spaces import get_space
+from rtseg.spaces import get_space, load_arch
 from rtseg.spaces.families import pick_nearest
 from rtseg.train import TrainConfig, final_miou, train
 from rtseg.video import DemoOptions, model_meta, open_source, render_synthetic_video, run_demo

@@ -42,8 +42,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
 from rtseg.io import atomic_write_json, atomic_write_text
+from rtseg.spaces import load_arch
 from rtseg.train import final_miou, train_one_thread
 
 
@@ -260,9 +261,8 @@ def main() -> None:
 
 def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]], lat: dict[tuple, float],
               args: argparse.Namespace, lut: Any, base_ms: float, wall_s: float) -> dict[str, Any]:
-    from rtseg.arch import build_model
     from rtseg.flops import count_params, sum_op_flops
-    from rtseg.spaces import get_space
+    from rtseg.spaces import build_model, get_space
 
     h, w = lut.input_hw
     base_measured = lat[(0.0, "baseline1")]

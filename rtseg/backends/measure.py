@@ -148,7 +148,7 @@ def _make_ready(network: Any, on: LatencyMeasure | None, timer: Any, input_sets:
         return network()
     import torch
 
-    from rtseg.arch import build_model
+    from rtseg.spaces import build_model
 
     if on is None:
         raise ValueError("measure_networks needs the runtime (on=LatencyMeasure(...)) for the input size of archs or modules")

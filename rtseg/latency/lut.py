@@ -54,13 +54,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from rtseg.arch import load_arch
 from rtseg.backends.device import detect_device, device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text, read_json
 from rtseg.latency.speed import base_speed, speed_factor
 from rtseg.ops import OpSignature
-from rtseg.spaces import get_space
+from rtseg.spaces import get_space, load_arch
 
 LUT_FORMAT = "rtseg.lut"
 LUT_SCHEMA_VERSION = 1

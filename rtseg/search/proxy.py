@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rtseg import distributed as dist
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
+from rtseg.spaces import load_arch
 from rtseg.backends.device import device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, check_same_config, read_json

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from rtseg import distributed as dist
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
+from rtseg.spaces import load_arch
 from rtseg.backends.device import device_kind
 from rtseg.io import atomic_write_json, read_json
 from rtseg.reporting import Reporter, SilentReporter

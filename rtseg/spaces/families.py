@@ -60,11 +60,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.flops import sum_op_flops
 from rtseg.ops import OpSignature
-from rtseg.spaces.base import get_space
+from rtseg.spaces.base import get_space, load_arch, validate_arch
 from rtseg.spaces.peers import PEER_SOURCES
 
 #: How close to the budget a pick should land (a fraction of T).
@@ -274,7 +274,7 @@ class PeerFamily(Family):
 
     def make(self, num_classes: int, knobs: Mapping[str, Any]) -> Arch:
         g = {"model": self.model, "width": float(knobs["width"]), "depth": float(knobs["depth"]), **self.extra}
-        return Arch.from_dict(Arch("peer", num_classes, g).to_dict(), source=f"family {self.name} at {dict(knobs)}")
+        return Arch.from_dict(Arch("peer", num_classes, g).to_dict(), source=f"family {self.name} at {dict(knobs)}", check=validate_arch)
 
 
 FAMILIES: dict[str, Family] = {
