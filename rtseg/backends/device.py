@@ -1,7 +1,9 @@
 """Which device a measurement runs on: its name, its folder under ``engines/``, and what decides its speed.
 
-One place names a device. :func:`device_name` is the human-readable name a runner, a bench record
-or a demo shows (``"AMD EPYC (2 cores)"``, ``"NVIDIA H100 80GB HBM3 (sm_90)"``);
+One place names a device. :func:`device_kind` tells a GPU (``cuda``) from the CPU by a device
+string, for every decision rtseg makes on it; :func:`device_name` is the human-readable name a
+runner, a bench record or a demo shows (``"AMD EPYC (2 cores)"``, ``"NVIDIA H100 80GB HBM3
+(sm_90)"``, a GPU written by :func:`gpu_label`);
 :func:`device_slug` is the folder of that device under ``engines/`` (``amd-epyc``,
 ``nvidia-h100-80gb-hbm3``), the same folder for its LUTs and its exported models (a CPU LUT carries
 its thread count in its file name, not in the folder).
@@ -266,13 +268,25 @@ def gpu_model(device: str = "cuda") -> tuple[str, str] | None:
     return None
 
 
+def sm_arch(compute_capability: Any) -> str | None:
+    """``sm_90`` for a compute capability written ``9.0`` or ``90`` (None when unknown)."""
+    cc = str(compute_capability or "").replace(".", "")
+    return f"sm_{cc}" if cc else None
+
+
+def gpu_label(name: Any, compute_capability: Any) -> str:
+    """``"NVIDIA H100 80GB HBM3 (sm_90)"``: how a runner, a bench record and ``rtseg doctor`` name a GPU."""
+    sm = sm_arch(compute_capability)
+    return f"{name} ({sm})" if sm else str(name)
+
+
 def device_name(device: str = "cpu") -> str:
     """``"AMD EPYC (2 cores)"`` or ``"NVIDIA H100 80GB HBM3 (sm_90)"`` (``unknown GPU`` without a CUDA torch)."""
     if device_kind(device) == "cuda":
         gpu = gpu_model(device)
         if gpu is None:
             return "unknown GPU"
-        return f"{gpu[0]} (sm_{gpu[1]})"
+        return gpu_label(*gpu)
     return f"{cpu_model()} ({os.cpu_count() or 1} cores)"
 
 

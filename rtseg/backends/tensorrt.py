@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rtseg.errors import RtsegError
+from rtseg.backends.device import gpu_label
 from rtseg.backends.metadata import read_metadata
 from rtseg.backends.tensorrt_build import import_tensorrt
 from rtseg.backends.timing import time_samples
@@ -128,7 +129,7 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
         self.info = RunnerInfo(
             backend="tensorrt",
             backend_version=str(trt.__version__),
-            device=f"{gpu.get('name')} (sm_{str(gpu.get('compute_capability', '')).replace('.', '')})",
+            device=gpu_label(gpu.get("name"), gpu.get("compute_capability")),
             precision=eng_meta.get("precision") or ("fp16" if eng_meta.get("fp16_mode", "fp32") != "fp32" else "fp32"),
             input_hw=(in0[2], in0[3]) if len(in0) == 4 else (0, 0),
             batch=in0[0] if in0 else 1,
