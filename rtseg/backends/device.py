@@ -66,7 +66,7 @@ def check_device_name(device: str, name: str = "--device", present: bool = True)
     if not _DEVICE_NAME.match(text):
         hint = f"; did you mean {text.strip().lower()}?" if _DEVICE_NAME.match(text.strip().lower()) else ""
         raise RtsegError(f"{name} {text!r} is not a device rtseg runs on: use cpu, cuda or cuda:N{hint}")
-    if present and text != "cpu":
+    if present and device_kind(text) == "cuda":
         count = cuda_device_count()
         index = int(text[5:]) if ":" in text else 0
         if count == 0:
@@ -216,7 +216,7 @@ def detect_device(device: str = "cpu", threads: int | None = None) -> DeviceInfo
     import torch
 
     arg = parse_device(device)
-    if arg == "cpu":
+    if device_kind(arg) == "cpu":
         n = set_threads(threads)
         return DeviceInfo(
             "cpu", arg, cpu_model(),

@@ -13,19 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rtseg.backends.device import device_kind, parse_device
 from rtseg.errors import MissingDependencyError, RtsegError
 
 
 def _cuda_index(device: str) -> int | None:
     """``"cpu"`` -> None, ``"cuda"`` -> 0, ``"cuda:N"`` -> N; anything else is a user error."""
-    d = str(device).strip().lower()
-    if d == "cpu":
-        return None
-    if d == "cuda":
-        return 0
-    if d.startswith("cuda:") and d[5:].isdigit():
-        return int(d[5:])
-    raise RtsegError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+    arg = parse_device(device)
+    return None if device_kind(arg) == "cpu" else int(arg.split(":")[1])
 
 
 def session_options(threads: int | None = None) -> Any:
