@@ -6,17 +6,11 @@ Public API::
     rtseg.load_arch(path_or_name) -> Arch
 """
 
-from importlib.metadata import PackageNotFoundError, version as _pkg_version
+from typing import Any
 
-try:
-    __version__ = _pkg_version("rtseg")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+src"
-
-from typing import Any  # noqa: E402
-
-from rtseg.arch import Arch, builtin_arch_names  # noqa: E402
-from rtseg.errors import RtsegError  # noqa: E402
+from rtseg.arch import Arch, builtin_arch_names
+from rtseg.errors import RtsegError
+from rtseg.version import __version__
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rtseg import __version__
+from rtseg.version import __version__
 from rtseg.backends.device import cpu_model, detect_device, gpu_label, nvidia_smi_gpus, sm_arch
 
 STATUSES = ("ok", "warn", "missing")

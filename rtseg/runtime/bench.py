@@ -154,7 +154,7 @@ def run_bench(
         ort_version = onnxruntime.__version__
     except ImportError:  # pragma: no cover
         ort_version = None
-    from rtseg import __version__
+    from rtseg.version import __version__
 
     record = {
         # the runners name the device they ran on (TensorRT asks CUDA itself; device_name would ask torch)
