@@ -304,7 +304,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
     return {
         "format": "rtseg.pareto", "schema_version": 1,
         "lut": str(args.lut), "runtime": {"backend": lut.backend, "precision": lut.precision, "device": device_name("cpu")
-                                          if (lut.provenance.get("device_arg") or "cpu") == "cpu" else lut.provenance["device"].get("name"),
+                                          if lut.device_kind == "cpu" else lut.device.get("name"),
                                           "threads": lut.threads, "clock": lut.clock},
         "input": [h, w], "data": args.data, "baseline1_measured_ms": base_measured, "baseline1_predicted_ms": base_ms,
         "recipe": {"epochs": args.epochs, "train_len": args.train_len, "batch": args.batch, "val_len": args.val_len,

@@ -268,6 +268,12 @@ def gpu_model(device: str = "cuda") -> tuple[str, str] | None:
     return None
 
 
+def cuda_index(device: Any) -> int | None:
+    """The GPU index of ``cuda``/``cuda:N`` (None for ``cpu``); another spelling is a user error."""
+    arg = parse_device(device)
+    return None if device_kind(arg) == "cpu" else int(arg.split(":")[1])
+
+
 def sm_arch(compute_capability: Any) -> str | None:
     """``sm_90`` for a compute capability written ``9.0`` or ``90`` (None when unknown)."""
     cc = str(compute_capability or "").replace(".", "")
