@@ -15,6 +15,8 @@ from torch import nn
 
 import rtseg
 from rtseg.backends.measure import LatencyMeasure, measure_networks
+from rtseg.backends.onnx_export import export_onnx
+from rtseg.errors import RtsegError
 
 ON = LatencyMeasure((16, 32), backend="torch", device="cpu", threads=1)
 
@@ -54,6 +56,16 @@ def test_one_round_times_networks_one_at_a_time_as_the_caller_made_them_ready():
     t = measure_networks([lambda: Ready("a"), lambda: Ready("b")], warmup=3, repeats=5, rounds=1)
     assert events == ["open a", "time a 3 5", "close a", "open b", "time b 3 5", "close b"]
     assert t.medians == [1.0, 1.0] and t.sample_rounds == [[0] * 5] * 2
+
+
+def test_an_onnx_file_is_timed_as_it_is_on_onnx_runtime(tmp_path):
+    path = tmp_path / "net.onnx"
+    export_onnx(_nets()[1].eval(), (torch.randn(1, 3, 16, 32),), path)
+    ort = LatencyMeasure((16, 32), backend="onnxruntime", threads=1)
+    t = measure_networks([path, str(path)], ort, warmup=1, repeats=4, rounds=2)
+    assert [len(s) for s in t.samples] == [4, 4] and min(t.medians) > 0
+    with pytest.raises(RtsegError, match="onnxruntime backend"):
+        measure_networks([path], ON, warmup=0, repeats=1, rounds=1)
 
 
 def test_archs_need_the_runtime_to_be_built():

@@ -14,12 +14,13 @@ untimed calls, then ``repeats`` timed ones): the protocol of ``rtseg bench``, wh
 all fit in memory at once.
 
 A network is an arch (an :class:`~rtseg.arch.Arch`, its JSON document, a path or a built-in name),
-built with seeded random weights (latency does not depend on weight values); an ``nn.Module``; or
-a callable that returns a network made ready by its caller, anything with ``samples(warmup,
-repeats) -> list[float]`` (ms per call) and ``close()``, such as a runner
-(:mod:`rtseg.backends.runner`) opened on a checkpoint, an ONNX file or a TensorRT engine. Archs and
-modules are made ready by the runtime's timer (:func:`rtseg.backends.timers.make_timer`): the
-exported graph on ONNX Runtime, an engine on TensorRT, the module in inference mode on torch.
+built with random weights (latency does not depend on weight values); an ``nn.Module``; an ONNX
+file (a path ending in ``.onnx``, on the ``onnxruntime`` backend); or a callable that returns a
+network made ready by its caller, anything with ``samples(warmup, repeats) -> list[float]`` (ms per
+call) and ``close()``, such as a runner (:mod:`rtseg.backends.runner`) opened on a checkpoint, an
+ONNX file or a TensorRT engine. Archs, modules and ONNX files are made ready by the runtime's timer
+(:func:`rtseg.backends.timers.make_timer`): the exported graph on ONNX Runtime, an engine on
+TensorRT, the module in inference mode on torch.
 
 This module imports neither torch nor the spaces at import time: ``rtseg bench`` times ONNX files
 and engines on a deploy install without PyTorch.
@@ -31,10 +32,12 @@ import random
 import statistics
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from rtseg.backends.device import device_name, keeps_torch_threads
 from rtseg.backends.timing import TimingStats
+from rtseg.errors import RtsegError
 
 
 class ReadyNetwork(Protocol):
@@ -152,9 +155,14 @@ def _make_ready(network: Any, on: LatencyMeasure | None, timer: Any, input_sets:
 
     if on is None:
         raise ValueError("measure_networks needs the runtime (on=LatencyMeasure(...)) for the input size of archs or modules")
-    module = network if _is_module(network) else build_model(network)
     h, w = on.input_hw
-    return timer.prepare(module, [(torch.randn(on.batch, 3, h, w),) for _ in range(input_sets)])
+    inputs = [(torch.randn(on.batch, 3, h, w),) for _ in range(input_sets)]
+    if isinstance(network, (str, Path)) and str(network).lower().endswith(".onnx"):
+        if not callable(getattr(timer, "prepare_onnx", None)):
+            raise RtsegError(f"{network} is an ONNX file: time it on the onnxruntime backend, or pass the runner that opens it")
+        return timer.prepare_onnx(network, inputs)
+    module = network if _is_module(network) else build_model(network)
+    return timer.prepare(module, inputs)
 
 
 def _measure(nets: list[Any], make_ready: Callable[[Any], ReadyNetwork], warmup: int, repeats: int, rounds: int, seed: int,
