@@ -37,7 +37,6 @@ from typing import Any, Sequence
 
 from rtseg import distributed as dist
 from rtseg.arch import Arch
-from rtseg.spaces import load_arch
 from rtseg.backends.device import device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, check_same_config, read_json
@@ -45,6 +44,7 @@ from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.common import SearchContext, SearchResult, finish, prepare
 from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, choose_measured, evolve, key_of, plot_evolution,
                                     rng_from_json, rng_to_json, write_evolution)
+from rtseg.spaces import load_arch
 from rtseg.train import final_miou, train_one_thread
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.

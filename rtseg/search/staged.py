@@ -39,7 +39,6 @@ from typing import Any
 
 from rtseg import distributed as dist
 from rtseg.arch import Arch
-from rtseg.spaces import load_arch
 from rtseg.backends.device import device_kind
 from rtseg.io import atomic_write_json, read_json
 from rtseg.reporting import Reporter, SilentReporter
@@ -48,6 +47,7 @@ from rtseg.search.evolution import BandSampler, top_archs
 from rtseg.search.loop import SearchConfig, run_search
 from rtseg.search.oneshot import OneShotConfig, run_oneshot
 from rtseg.search.proxy import ProxyConfig, run_proxy
+from rtseg.spaces import load_arch
 
 #: Config fields a resumed default search may change: limits and resources, not what is searched.
 RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force", "gradient_minutes", "oneshot_minutes", "workers")
