@@ -6,14 +6,21 @@ Public API::
     rtseg.load_arch(path_or_name) -> Arch
 """
 
-from importlib.metadata import PackageNotFoundError, version as _pkg_version
+from typing import Any
 
-try:
-    __version__ = _pkg_version("rtseg")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0+src"
+from rtseg.arch import Arch, builtin_arch_names
+from rtseg.errors import RtsegError
+from rtseg.version import __version__
 
-from rtseg.arch import Arch, build_model, builtin_arch_names, load_arch  # noqa: E402
-from rtseg.errors import RtsegError  # noqa: E402
+
+def __getattr__(name: str) -> Any:
+    """``rtseg.build_model`` and ``rtseg.load_arch`` come from the space registry, which imports torch:
+    loaded on first use, so ``import rtseg`` stays torch-free for a deploy install."""
+    if name in ("build_model", "load_arch"):
+        from rtseg import spaces
+
+        return getattr(spaces, name)
+    raise AttributeError(f"module 'rtseg' has no attribute {name!r}")
+
 
 __all__ = ["Arch", "RtsegError", "__version__", "build_model", "builtin_arch_names", "load_arch"]

@@ -1,8 +1,13 @@
-"""The architecture genotype: a versioned JSON document that builds a discrete network.
+"""The architecture record: a versioned JSON document that names a discrete network.
 
 An :class:`Arch` names its search space, the number of classes, the head and a space-specific
-``genotype``. ``rtseg.build_model`` turns it into an ``nn.Module`` through the space's builder, with no
-supernet code involved. Built-in named archs (``baseline1``...) are JSON files shipped as package data.
+``genotype``. This module is the record alone and imports neither torch nor the spaces, so a
+deploy install reads the arch recorded beside an exported file: :meth:`Arch.from_dict` checks the
+document's structure (format, version, required fields), and a ``check`` it is given checks the
+genotype. The space registry gives that check: ``rtseg.spaces.load_arch`` reads an arch through
+:func:`read_arch` with each space's own validation, and ``rtseg.spaces.build_model`` (also
+``rtseg.build_model``) turns it into an ``nn.Module`` through the space's builder, with no supernet
+code involved. Built-in named archs (``baseline1``...) are JSON files shipped as package data.
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from rtseg.backends.device import device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, read_json
 
 ARCH_FORMAT = "rtseg.arch"
 ARCH_SCHEMA_VERSION = 1
+
+#: A genotype check: raises :class:`RtsegError` naming ``source`` and the offending field.
+ArchCheck = Callable[["Arch", str], None]
 
 
 @dataclass
@@ -49,12 +58,13 @@ class Arch:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @staticmethod
-    def from_dict(d: Any, source: str = "arch", *, validate: bool = True) -> "Arch":
-        """Parse and validate (against the space) an arch document; errors name the offending field.
+    def from_dict(d: Any, source: str = "arch", check: ArchCheck | None = None) -> "Arch":
+        """Parse an arch document, checking its structure; errors name the offending field.
 
-        ``validate=False`` checks the document's structure only: for an arch recorded beside an
+        ``check`` (``rtseg.spaces.validate_arch``: the arch's space validates its genotype) runs on
+        the parsed record. Without it the structure alone is checked: for an arch recorded beside an
         exported ONNX file or engine, where the file is the network and the space (which needs
-        torch) is not imported on a deploy machine.
+        torch) is not imported on a deploy machine, and for records rtseg wrote itself.
         """
         if not isinstance(d, Mapping):
             raise RtsegError(f"{source}: an arch must be a JSON object, got {type(d).__name__}")
@@ -82,16 +92,15 @@ class Arch:
             name=d.get("name"),
             meta=copy.deepcopy(dict(d.get("meta", {}))),
         )
-        if validate:
-            from rtseg.spaces import get_space
-
-            get_space(arch.space).validate(arch, source=source)
+        if check is not None:
+            check(arch, source)
         return arch
 
     def save(self, path: str | Path) -> Path:
         return atomic_write_json(path, self.to_dict())
 
     def with_(self, **changes: Any) -> "Arch":
+        """A copy with some fields changed (``num_classes``, ``name``...), its structure checked."""
         d = self.to_dict()
         d.update(changes)
         return Arch.from_dict(d)
@@ -105,7 +114,7 @@ def deploy_note(arch: Arch | None, backend: str, device: str = "cpu") -> str | N
     lut_backend, lut_device = lut.get("lut_backend"), lut.get("lut_device_kind")
     if not lut_backend:
         return None
-    kind = "cuda" if str(device).startswith("cuda") else "cpu"
+    kind = device_kind(device)
     if lut_backend == backend and (lut_device or kind) == kind:
         return None
     return (f"this net was searched for {lut.get('latency_ms', 0):g} ms measured on {lut_backend} {lut.get('lut_precision', '')} "
@@ -117,28 +126,19 @@ def builtin_arch_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def load_arch(path_or_name: str | Path | Mapping[str, Any] | Arch) -> Arch:
-    """Load an arch from a JSON path, a built-in name (``baseline1``...), a dict, or return an Arch as is."""
+def read_arch(path_or_name: str | Path | Mapping[str, Any] | Arch, check: ArchCheck | None = None) -> Arch:
+    """Read an arch from a JSON path, a built-in name (``baseline1``...), a dict, or return an Arch as
+    is; ``check`` validates a read genotype (see :meth:`Arch.from_dict`)."""
     if isinstance(path_or_name, Arch):
         return path_or_name
     if isinstance(path_or_name, Mapping):
-        return Arch.from_dict(path_or_name)
+        return Arch.from_dict(path_or_name, check=check)
     text = str(path_or_name)
     p = Path(text)
     if p.suffix.lower() == ".json" or p.exists() or "/" in text:
-        return Arch.from_dict(read_json(p, "arch file"), source=str(p))
+        return Arch.from_dict(read_json(p, "arch file"), source=str(p), check=check)
     names = builtin_arch_names()
     if text in names:
         res = resources.files("rtseg") / "archs" / f"{text}.json"
-        return Arch.from_dict(json.loads(res.read_text(encoding="utf-8")), source=f"built-in arch {text}")
+        return Arch.from_dict(json.loads(res.read_text(encoding="utf-8")), source=f"built-in arch {text}", check=check)
     raise RtsegError(f"no arch file or built-in arch named {text!r}; built-in archs: {', '.join(names)}")
-
-
-def build_model(arch_or_path_or_name: str | Path | Mapping[str, Any] | Arch, num_classes: int | None = None):
-    """Build the discrete network of an arch (path, built-in name, dict or :class:`Arch`)."""
-    from rtseg.spaces import get_space
-
-    arch = load_arch(arch_or_path_or_name)
-    if num_classes is not None and num_classes != arch.num_classes:
-        arch = arch.with_(num_classes=num_classes)
-    return get_space(arch.space).build(arch)

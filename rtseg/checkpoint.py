@@ -26,11 +26,12 @@ from typing import Any, Mapping
 
 import torch
 
-import rtseg
-from rtseg.arch import Arch, build_model, load_arch
+from rtseg.arch import Arch
 from rtseg.data.base import DatasetInfo
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_save, open_regular
+from rtseg.spaces import build_model, load_arch, validate_arch
+from rtseg.version import __version__
 
 CHECKPOINT_FORMAT = "rtseg.checkpoint"
 CHECKPOINT_SCHEMA_VERSION = 1
@@ -78,7 +79,7 @@ def save_checkpoint(
         "data": info.to_dict(),
         "input_hw": list(input_hw) if input_hw is not None else None,
         "preprocess": preprocess_meta(info),
-        "rtseg_version": str(rtseg.__version__),
+        "rtseg_version": str(__version__),
         "torch_version": str(torch.__version__),
     }
     ckpt.update({k: _plain(v) for k, v in extra.items()})
@@ -194,7 +195,7 @@ def load_checkpoint(
     for key in ("model", "arch", "data"):
         if key not in ckpt:
             raise RtsegError(f"{path} lacks the {key!r} entry; the checkpoint is incomplete")
-    arch = Arch.from_dict(ckpt["arch"], source=f"{path} arch")
+    arch = Arch.from_dict(ckpt["arch"], source=f"{path} arch", check=validate_arch)
     info = DatasetInfo.from_dict(ckpt["data"])
     if num_classes is not None and int(num_classes) != arch.num_classes:
         raise RtsegError(

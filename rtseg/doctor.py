@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rtseg import __version__
-from rtseg.backends.device import cpu_model, detect_device, nvidia_smi_gpus
+from rtseg.version import __version__
+from rtseg.backends.device import cpu_model, detect_device, gpu_label, nvidia_smi_gpus, sm_arch
 
 STATUSES = ("ok", "warn", "missing")
 
@@ -203,7 +203,7 @@ def check_gpus(torch: Any, smi_gpus: list[dict[str, Any]] | None) -> list[CheckR
                 rows.append(CheckRow(f"GPU {i}", "warn", None, f"torch cannot describe it: {exc}", "GPU timing, fp16, TensorRT"))
                 continue
             rows.append(CheckRow(
-                f"GPU {i}", "ok", f"sm_{str(d.get('compute_capability', '')).replace('.', '')}",
+                f"GPU {i}", "ok", sm_arch(d.get("compute_capability")),
                 f"{d['name']}, compute capability {d.get('compute_capability')}, {d.get('memory_gb')} GB, driver {d.get('driver') or '?'}, "
                 f"CUDA {d.get('cuda')}, cuDNN {d.get('cudnn')}; LUT folder engines/{d.get('slug')}/",
                 "--device cuda, fp16 profiling, CUDA graphs, TensorRT engines"))
@@ -212,7 +212,7 @@ def check_gpus(torch: Any, smi_gpus: list[dict[str, Any]] | None) -> list[CheckR
         for g in smi_gpus:
             cc = g.get("compute_capability")
             rows.append(CheckRow(
-                f"GPU {g.get('index')}", "warn", f"sm_{str(cc).replace('.', '')}" if cc else None,
+                f"GPU {g.get('index')}", "warn", sm_arch(cc),
                 f"{g.get('name')}, compute capability {cc or '?'}, {round((g.get('memory_mib') or 0) / 1024, 1)} GB, driver {g.get('driver')} "
                 "(seen by nvidia-smi; torch cannot use it)",
                 "--device cuda, fp16 profiling, CUDA graphs, TensorRT engines",
@@ -310,7 +310,7 @@ def check_cuda_memory(gpu_present: bool) -> CheckRow:
     except Exception as exc:
         return CheckRow("cuda-python / pycuda", "warn", found, f"{avail[0]} could not open the GPU: {exc}"[:300], enables,
                         "check the CUDA driver; RTSEG_CUDA_MEMORY=pycuda or cuda-python picks the other package", DISABLES["cuda-memory"])
-    return CheckRow("cuda-python / pycuda", "ok", found, f"{avail[0]} opened {props.get('name')} (sm_{str(props.get('compute_capability', '')).replace('.', '')})",
+    return CheckRow("cuda-python / pycuda", "ok", found, f"{avail[0]} opened {gpu_label(props.get('name'), props.get('compute_capability'))}",
                     enables)
 
 

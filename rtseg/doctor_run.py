@@ -35,7 +35,7 @@ from rtseg.doctor import collect
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, atomic_write_text, parse_hw
 from rtseg.rundir import claim_run_dir
-from rtseg.backends.device import parse_device
+from rtseg.backends.device import device_kind, parse_device
 
 NUM_CLASSES = 19  # Cityscapes: the LUT default and baseline1's class count
 GPU_HW = (512, 1024)
@@ -95,7 +95,7 @@ def make_plan(cfg: RunConfig, cuda_available: bool) -> Plan:
     """Sizes for the device and the budget: the defaults fit about 8 minutes on a GPU at 512x1024
     and a minute or two on a small CPU at 64x128; ``minutes`` scales repeats and frames from there."""
     device = parse_device(cfg.device) if cfg.device else ("cuda:0" if cuda_available else "cpu")
-    cuda = device.startswith("cuda")
+    cuda = device_kind(device) == "cuda"
     if cuda and not cuda_available:
         raise RtsegError(f"--device {cfg.device} asked for a GPU but torch sees no CUDA device here; use --device cpu")
     if cfg.minutes <= 0:
@@ -150,7 +150,7 @@ def _run_doctor(cfg: RunConfig, out: Path, say: Callable[[str], None], checks: A
     checks = checks if checks is not None else collect()
     ok_rows = {r.component: r.status for r in checks.rows}
     torch_ok = ok_rows.get("torch") in ("ok", "warn")
-    cuda_available = checks.device.startswith("cuda")
+    cuda_available = device_kind(checks.device) == "cuda"
     plan = make_plan(cfg, cuda_available)
     h, w = plan.input_hw
     state: dict[str, Any] = {

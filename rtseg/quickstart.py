@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from rtseg.arch import load_arch
+from rtseg.backends.measure import LatencyMeasure
 from rtseg.data import dataset_info
 from rtseg.errors import RtsegError
 from rtseg.export.pipeline import export_model
@@ -47,8 +47,8 @@ from rtseg.runtime import load_runner
 from rtseg.runtime.bench import run_bench
 from rtseg.search import DEFAULT_STRATEGY, get_strategy, run_strategy
 from rtseg.search.staged import stage_names
-from rtseg.spaces import get_space
-from rtseg.spaces.families import LatencyMeasure, pick_nearest
+from rtseg.spaces import get_space, load_arch
+from rtseg.spaces.families import pick_nearest
 from rtseg.train.config import TrainConfig
 from rtseg.train.pipeline import train
 from rtseg.train.workers import final_miou

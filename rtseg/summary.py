@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtseg.arch import Arch, build_model
+from rtseg.arch import Arch
 from rtseg.flops import FLOPS_CONVENTION, count_flops, count_params, op_flops
 from rtseg.ops import OpSignature
-from rtseg.spaces import get_space
+from rtseg.spaces import build_model, get_space
 
 
 @dataclass

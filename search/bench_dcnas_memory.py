@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rtseg.backends.device import device_kind
+
 COMBINATIONS = [(False, 1), (True, 1), (False, 4), (True, 4)]
 
 
@@ -142,13 +144,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _method(device: str) -> str:
-    if device.startswith("cuda"):
+    if device_kind(device) == "cuda":
         return "torch.cuda.max_memory_allocated over the measured steps minus the allocation before them"
     return "peak RSS (getrusage) minus RSS before the measured steps, fresh process, MALLOC_MMAP_THRESHOLD_=131072"
 
 
 def _machine(device: str) -> str:
-    if device.startswith("cuda"):
+    if device_kind(device) == "cuda":
         import torch
 
         return torch.cuda.get_device_name(0)

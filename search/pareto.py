@@ -42,8 +42,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
 from rtseg.io import atomic_write_json, atomic_write_text
+from rtseg.spaces import load_arch
 from rtseg.train.workers import final_miou, train_one_thread
 
 
@@ -54,10 +55,9 @@ VARIANT_NAMES = {"single-path": "searched", "weighted": "searched-ws", "oneshot"
 
 def _measure(lut: Any) -> Any:
     """A latency measure with the LUT's backend, device, threads and clock (the deploy runtime)."""
-    from rtseg.spaces.families import LatencyMeasure
+    from rtseg.latency.validate import like_lut
 
-    return LatencyMeasure(lut.input_hw, backend=lut.backend, device=lut.provenance.get("device_arg") or "cpu",
-                          threads=lut.threads, precision=lut.precision, clock=lut.clock)
+    return like_lut(lut)
 
 
 def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
@@ -316,9 +316,8 @@ def _plot_picks(budget: dict[str, Any], lut: Any, out: Path) -> None:
 
 def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]], lat: dict[tuple, float],
               args: argparse.Namespace, lut: Any, base_ms: float, wall_s: float) -> dict[str, Any]:
-    from rtseg.arch import build_model
     from rtseg.flops import count_params, sum_op_flops
-    from rtseg.spaces import get_space
+    from rtseg.spaces import build_model, get_space
 
     h, w = lut.input_hw
     base_measured = lat[("", "baseline1")]
@@ -360,7 +359,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
     return {
         "format": "rtseg.pareto", "schema_version": 1,
         "lut": str(args.lut), "space": lut.space, "runtime": {"backend": lut.backend, "precision": lut.precision, "device": device_name("cpu")
-                                          if (lut.provenance.get("device_arg") or "cpu") == "cpu" else lut.provenance["device"].get("name"),
+                                          if lut.device_kind == "cpu" else lut.device.get("name"),
                                           "threads": lut.threads, "clock": lut.clock},
         "input": [h, w], "data": args.data, "baseline1_measured_ms": base_measured, "baseline1_predicted_ms": base_ms,
         "recipe": {"epochs": args.epochs, "train_len": args.train_len, "batch": args.batch, "val_len": args.val_len,

@@ -34,7 +34,7 @@ def run_one(args: argparse.Namespace, name: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from rtseg.arch import load_arch
+    from rtseg.spaces import load_arch
     from rtseg.latency.lut import load_lut
     from rtseg.search import SearchConfig, run_search
 

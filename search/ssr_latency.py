@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rtseg.arch import load_arch
+from rtseg.spaces import load_arch
 from rtseg.latency.lut import load_lut
 from rtseg.search import SearchConfig, run_search
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import rtseg
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSpec, build_op
-from rtseg.spaces import get_space
+from rtseg.spaces import get_space, load_arch
 from rtseg.spaces.cas import CASSpace
 from rtseg.spaces.cas_cells import BACKBONE_PRIMITIVES, MS_PRIMITIVES, CASConfig, edge_name, primitive_spec
 from tests.conftest import randomize_bn
@@ -120,7 +120,7 @@ def test_invalid_archs_are_clear_errors(mutate, match):
     d = load_arch("cas_ref").to_dict()
     mutate(d["genotype"])
     with pytest.raises(RtsegError, match=match):
-        Arch.from_dict(d)
+        load_arch(d)
 
 
 def test_operators_keep_or_halve_resolution():

@@ -1,6 +1,6 @@
 import json
 
-from rtseg.arch import load_arch
+from rtseg.spaces import load_arch
 
 
 def test_version_and_help(cli):

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import rtseg
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import Op, OpSpec, build_op
-from rtseg.spaces import get_space
+from rtseg.spaces import get_space, load_arch
 from rtseg.spaces.dcnas import OP_CHOICES, SCALES, DCNASConfig, DCNASSpace, MixtureLayer
 from tests.conftest import randomize_bn
 
@@ -211,7 +211,7 @@ def test_invalid_archs_are_clear_errors(mutate, match):
     d = load_arch("dcnas_hrnet").to_dict()
     mutate(d["genotype"])
     with pytest.raises(RtsegError, match=match):
-        Arch.from_dict(d)
+        load_arch(d)
 
 
 def test_cli_sample_and_show(cli, tmp_path):

@@ -11,12 +11,11 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from rtseg.arch import build_model, load_arch
 from rtseg.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rtseg.data import build_dataset, dataset_info
 from rtseg.errors import RtsegError
 from rtseg.evaluate import ConfusionMatrix, evaluate, metrics_from_confusion
-from rtseg.spaces import get_space
+from rtseg.spaces import build_model, get_space, load_arch
 from rtseg.train.loader import make_loader
 
 

@@ -14,8 +14,9 @@ from rtseg.backends.onnx_export import export_onnx
 from rtseg.flops import count_flops, count_params, sum_op_flops
 from rtseg.ops import Op
 from rtseg.backends.ort_session import make_session
-from rtseg.spaces import get_space
-from rtseg.spaces.families import FAMILIES, LatencyMeasure, get_family, pick_nearest
+from rtseg.spaces import get_space, load_arch
+from rtseg.backends.measure import LatencyMeasure
+from rtseg.spaces.families import FAMILIES, get_family, pick_nearest
 
 from conftest import randomize_bn
 
@@ -118,9 +119,9 @@ def test_bad_knobs_and_genotypes_are_clear_errors():
     with pytest.raises(RtsegError, match="unknown family"):
         get_family("enet")
     with pytest.raises(RtsegError, match="output_stride"):
-        Arch.from_dict(Arch("peer", 5, {"model": "lraspp_mbv3", "output_stride": 32}).to_dict())
+        load_arch(Arch("peer", 5, {"model": "lraspp_mbv3", "output_stride": 32}).to_dict())
     with pytest.raises(RtsegError, match="unknown fields: output_stride"):
-        Arch.from_dict(Arch("peer", 5, {"model": "erfnet", "output_stride": 8}).to_dict())
+        load_arch(Arch("peer", 5, {"model": "erfnet", "output_stride": 8}).to_dict())
 
 
 @pytest.mark.parametrize("arch", [

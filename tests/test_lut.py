@@ -67,6 +67,7 @@ def test_prediction_is_sum_of_costs_plus_constant(small_lut):
         sigs = sp.signatures(a, H, W)
         assert pred.total_ms == pytest.approx(sum(small_lut.cost(s) for s in sigs) + small_lut.constant_ms, rel=1e-12)
         assert [s for s, _ in pred.per_op] == sigs and pred.total_ms > 0
+        assert small_lut.pricer().price(a, H, W).latency_ms == pytest.approx(pred.total_ms, rel=1e-12)  # the search's pricing
     # the constant is the measured skeleton minus its own operators' entries (nothing fitted), each
     # brought to the run's typical speed by the reference operator timed beside it
     base = small_lut.speed_base_ms
@@ -120,6 +121,7 @@ def test_supernet_expected_cost_matches_prediction_when_one_hot():
         net.fix(a)
         e = float(net.expected_cost(lut.cost, H, W).detach()) + lut.constant_ms
         assert e == pytest.approx(lut.predict(a).total_ms, rel=1e-5)
+        assert float(lut.pricer().expected_latency(net, H, W).detach()) == pytest.approx(e, rel=1e-6)
 
 
 def test_resume_after_interruption_measures_only_missing(tmp_path):

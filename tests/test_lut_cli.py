@@ -75,7 +75,7 @@ def test_arch_show_with_lut(cli, full_lut):
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["predicted_latency_ms"] > 0 and d["lut"] == str(out)
-    from rtseg.arch import load_arch
+    from rtseg.spaces import load_arch
     from rtseg.latency.lut import load_lut
 
     assert d["predicted_latency_ms"] == pytest.approx(load_lut(out).predict(load_arch("baseline1")).total_ms)

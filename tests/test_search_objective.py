@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from rtseg.errors import RtsegError
-from rtseg.search.budget import arch_cost, check_feasible, fit_to_budget
+from rtseg.latency.lut import Pricer
+from rtseg.search.budget import check_feasible, fit_to_budget
 from rtseg.search.objective import budget_penalty, level_regularizer, shrink, total_entropy
 from rtseg.spaces import get_space
 
@@ -29,26 +30,26 @@ def test_budget_penalty_is_zero_inside_the_band_only():
 
 
 def test_infeasible_budget_names_the_cheapest_latency():
-    cheapest = arch_cost(SPACE.cheapest_arch(cost, H, W, 19), H, W, cost, 0.0, None).latency_ms
+    cheapest = Pricer(cost).price(SPACE.cheapest_arch(cost, H, W, 19), H, W).latency_ms
     with pytest.raises(RtsegError, match=f"{cheapest:.3f} ms"):
-        check_feasible("ssr", H, W, 19, cheapest * 0.5, cost, 0.0)
-    assert check_feasible("ssr", H, W, 19, cheapest * 1.01, cost, 0.0).latency_ms == pytest.approx(cheapest)
+        check_feasible("ssr", H, W, 19, cheapest * 0.5, Pricer(cost))
+    assert check_feasible("ssr", H, W, 19, cheapest * 1.01, Pricer(cost)).latency_ms == pytest.approx(cheapest)
     # no sampled arch is cheaper than the cheapest
     import random
 
     for seed in range(20):
         a = SPACE.sample(random.Random(seed))
-        assert arch_cost(a, H, W, cost, 0.0, None).latency_ms >= cheapest - 1e-9
+        assert Pricer(cost).price(a, H, W).latency_ms >= cheapest - 1e-9
 
 
 @pytest.mark.parametrize("fraction", [0.35, 0.6, 0.9])
 def test_fit_to_budget_lands_in_band(fraction):
     sn = SPACE.supernet(19)
     dearest = SPACE.uniform_arch((7, 10), dilation=16)
-    t = fraction * arch_cost(dearest, H, W, cost, 0.0, None).latency_ms
-    fit = fit_to_budget(sn, H, W, t, None, cost, 0.0, None)
+    t = fraction * Pricer(cost).price(dearest, H, W).latency_ms
+    fit = fit_to_budget(sn, H, W, t, None, Pricer(cost))
     assert 0.8 * t <= fit.cost.latency_ms <= t
-    assert fit.cost.latency_ms == pytest.approx(arch_cost(fit.arch, H, W, cost, 0.0, None).latency_ms)
+    assert fit.cost.latency_ms == pytest.approx(Pricer(cost).price(fit.arch, H, W).latency_ms)
 
 
 def test_expected_latency_is_differentiable_and_moves_toward_budget():

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import rtseg
-from rtseg.arch import builtin_arch_names, load_arch
+from rtseg.arch import builtin_arch_names
 from rtseg.errors import RtsegError
 from rtseg.flops import count_flops, sum_op_flops
 from rtseg.ops import Op
-from rtseg.spaces import SearchSpace, Supernet, get_space, register_space, space_names
+from rtseg.spaces import SearchSpace, Supernet, get_space, load_arch, register_space, space_names
 from rtseg.spaces.cas import CASSpace
 from rtseg.spaces.cas_cells import CASConfig
 from rtseg.spaces.dcnas import DCNASConfig, DCNASSpace

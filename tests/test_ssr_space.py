@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import rtseg
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.flops import count_flops, count_params
-from rtseg.spaces import get_space
+from rtseg.spaces import get_space, load_arch
 from tests.conftest import randomize_bn
 
 SPACE = get_space("ssr")
@@ -91,7 +91,7 @@ def test_invalid_archs_are_clear_errors(mutate, match):
     d = load_arch("baseline1").to_dict()
     mutate(d)
     with pytest.raises(RtsegError, match=match):
-        Arch.from_dict(d)
+        load_arch(d)
 
 
 def test_malformed_json_and_missing_file(tmp_path):

@@ -24,6 +24,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from rtseg.backends.device import device_kind
 from rtseg.errors import MissingDependencyError, RtsegError
 
 #: Every precision rtseg deploys in; a backend's row names those it runs. INT8 models are files
@@ -121,11 +122,6 @@ TABLE: dict[str, Backend] = {
 #: Backend names, in the table's order.
 BACKENDS = tuple(TABLE)
 _ALIASES = {a: b.name for b in TABLE.values() for a in (b.name, *b.aliases)}
-
-
-def device_kind(device: str) -> str:
-    """``cpu`` or ``cuda`` for a device string (``cpu``, ``cuda``, ``cuda:N``)."""
-    return "cuda" if str(device).strip().lower().startswith("cuda") else "cpu"
 
 
 def get_backend(name: str) -> Backend:

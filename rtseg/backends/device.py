@@ -1,7 +1,9 @@
 """Which device a measurement runs on: its name, its folder under ``engines/``, and what decides its speed.
 
-One place names a device. :func:`device_name` is the human-readable name a runner, a bench record
-or a demo shows (``"AMD EPYC (2 cores)"``, ``"NVIDIA H100 80GB HBM3 (sm_90)"``);
+One place names a device. :func:`device_kind` tells a GPU (``cuda``) from the CPU by a device
+string, for every decision rtseg makes on it; :func:`device_name` is the human-readable name a
+runner, a bench record or a demo shows (``"AMD EPYC (2 cores)"``, ``"NVIDIA H100 80GB HBM3
+(sm_90)"``, a GPU written by :func:`gpu_label`);
 :func:`device_slug` is the folder of that device under ``engines/`` (``amd-epyc``,
 ``nvidia-h100-80gb-hbm3``), the same folder for its LUTs and its exported models (a CPU LUT carries
 its thread count in its file name, not in the folder).
@@ -64,7 +66,7 @@ def check_device_name(device: str, name: str = "--device", present: bool = True)
     if not _DEVICE_NAME.match(text):
         hint = f"; did you mean {text.strip().lower()}?" if _DEVICE_NAME.match(text.strip().lower()) else ""
         raise RtsegError(f"{name} {text!r} is not a device rtseg runs on: use cpu, cuda or cuda:N{hint}")
-    if present and text != "cpu":
+    if present and device_kind(text) == "cuda":
         count = cuda_device_count()
         index = int(text[5:]) if ":" in text else 0
         if count == 0:
@@ -214,7 +216,7 @@ def detect_device(device: str = "cpu", threads: int | None = None) -> DeviceInfo
     import torch
 
     arg = parse_device(device)
-    if arg == "cpu":
+    if device_kind(arg) == "cpu":
         n = set_threads(threads)
         return DeviceInfo(
             "cpu", arg, cpu_model(),
@@ -245,8 +247,10 @@ def detect_device(device: str = "cpu", threads: int | None = None) -> DeviceInfo
     )
 
 
-def is_cuda(device: str) -> bool:
-    return str(device).strip().lower().startswith("cuda")
+def device_kind(device: Any) -> str:
+    """``cuda`` or ``cpu`` for a device (``cpu``, ``cuda``, ``cuda:N``, a ``torch.device``, or a
+    timing clock such as ``thread``): the one place rtseg tells a GPU from the CPU by its name."""
+    return "cuda" if str(device).strip().lower().startswith("cuda") else "cpu"
 
 
 def gpu_model(device: str = "cuda") -> tuple[str, str] | None:
@@ -264,13 +268,31 @@ def gpu_model(device: str = "cuda") -> tuple[str, str] | None:
     return None
 
 
+def cuda_index(device: Any) -> int | None:
+    """The GPU index of ``cuda``/``cuda:N`` (None for ``cpu``); another spelling is a user error."""
+    arg = parse_device(device)
+    return None if device_kind(arg) == "cpu" else int(arg.split(":")[1])
+
+
+def sm_arch(compute_capability: Any) -> str | None:
+    """``sm_90`` for a compute capability written ``9.0`` or ``90`` (None when unknown)."""
+    cc = str(compute_capability or "").replace(".", "")
+    return f"sm_{cc}" if cc else None
+
+
+def gpu_label(name: Any, compute_capability: Any) -> str:
+    """``"NVIDIA H100 80GB HBM3 (sm_90)"``: how a runner, a bench record and ``rtseg doctor`` name a GPU."""
+    sm = sm_arch(compute_capability)
+    return f"{name} ({sm})" if sm else str(name)
+
+
 def device_name(device: str = "cpu") -> str:
     """``"AMD EPYC (2 cores)"`` or ``"NVIDIA H100 80GB HBM3 (sm_90)"`` (``unknown GPU`` without a CUDA torch)."""
-    if is_cuda(device):
+    if device_kind(device) == "cuda":
         gpu = gpu_model(device)
         if gpu is None:
             return "unknown GPU"
-        return f"{gpu[0]} (sm_{gpu[1]})"
+        return gpu_label(*gpu)
     return f"{cpu_model()} ({os.cpu_count() or 1} cores)"
 
 
@@ -280,7 +302,7 @@ def device_slug(device: "str | DeviceInfo" = "cpu") -> str:
     device string (``cpu``, ``cuda:N``) or a :class:`DeviceInfo` from :func:`detect_device`."""
     if isinstance(device, DeviceInfo):
         return slugify(device.name)
-    if is_cuda(device):
+    if device_kind(device) == "cuda":
         gpu = gpu_model(device)
         return slugify(gpu[0] if gpu else "unknown GPU")
     return slugify(cpu_model())

@@ -143,7 +143,7 @@ def new_metadata(
     dynamic_axes: dict[str, dict[int, str]] | None,
     export: dict[str, Any],
 ) -> dict[str, Any]:
-    from rtseg import __version__
+    from rtseg.version import __version__
 
     return {
         "format": METADATA_FORMAT,

@@ -15,7 +15,7 @@ import numpy as np
 
 from rtseg.errors import RtsegError
 from rtseg.backends.runner import Runner, RunnerInfo
-from rtseg.backends.device import device_name, is_cuda
+from rtseg.backends.device import cuda_index, device_kind, device_name
 from rtseg.backends.onnx_int8 import onnx_precision
 from rtseg.backends.ort_session import make_session
 
@@ -69,7 +69,7 @@ class OrtRunner(Runner):
             num_classes=int(num_classes),
             extra={"providers": self.session.get_providers(), "threads": so_threads,
                    "timed": "session.run incl. host I/O (numpy in, numpy out), "
-                            + ("CUDA provider copies included" if is_cuda(device) else "monotonic clock"),
+                            + ("CUDA provider copies included" if device_kind(device) == "cuda" else "monotonic clock"),
                    **(extra or {})},
         )
 
@@ -113,14 +113,14 @@ def session_calls(session: Any, feeds: list[dict[str, np.ndarray]], device: str)
     and the inputs and outputs bound to device memory (I/O binding), so no host copy is timed.
     ``Run`` returns when the work is done, so a host clock times either. ``keep`` holds what must
     live as long as the calls (the bindings). The latency timer of this backend times these calls."""
-    if not is_cuda(device):
+    if device_kind(device) != "cuda":
         def run(feed: dict[str, Any]) -> Any:
             return session.run(None, feed)
 
         return run, [(f,) for f in feeds], []
     import onnxruntime as ort
 
-    idx = int(str(device).split(":")[1]) if ":" in str(device) else 0
+    idx = cuda_index(device)
     bindings = []
     for feed in feeds:
         b = session.io_binding()

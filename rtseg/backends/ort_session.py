@@ -13,19 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rtseg.backends.device import cuda_index
 from rtseg.errors import MissingDependencyError, RtsegError
-
-
-def _cuda_index(device: str) -> int | None:
-    """``"cpu"`` -> None, ``"cuda"`` -> 0, ``"cuda:N"`` -> N; anything else is a user error."""
-    d = str(device).strip().lower()
-    if d == "cpu":
-        return None
-    if d == "cuda":
-        return 0
-    if d.startswith("cuda:") and d[5:].isdigit():
-        return int(d[5:])
-    raise RtsegError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
 
 
 def session_options(threads: int | None = None) -> Any:
@@ -47,7 +36,7 @@ def providers_for(device: str = "cpu") -> list[Any]:
     """Execution providers for ``device``; raises when CUDA is asked for but not available."""
     import onnxruntime as ort
 
-    idx = _cuda_index(device)
+    idx = cuda_index(device)
     if idx is None:
         return ["CPUExecutionProvider"]
     available = ort.get_available_providers()
@@ -84,7 +73,7 @@ def make_session(path_or_bytes: str | os.PathLike | bytes, device: str = "cpu", 
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf types
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RtsegError(f"ONNX Runtime cannot load {where}: {msg} (re-export the model or check the file)") from None
-    if _cuda_index(device) is not None and "CUDAExecutionProvider" not in sess.get_providers():
+    if cuda_index(device) is not None and "CUDAExecutionProvider" not in sess.get_providers():
         raise MissingDependencyError(
             f"ONNX Runtime could not start the CUDA execution provider for {where} (CUDA/cuDNN libraries missing?); "
             "fix the onnxruntime-gpu install or use --device cpu"

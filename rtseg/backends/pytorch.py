@@ -1,7 +1,7 @@
 """PyTorch runner: CPU or CUDA, FP32 or FP16, optionally replayed as a CUDA graph.
 
-On CUDA, :meth:`TorchRunner.benchmark` times the network only (the input already on the GPU, CUDA
-events around each call through :func:`rtseg.backends.timing.time_fn`), the way the LUT profiler
+On CUDA, :meth:`TorchRunner.samples` times the network only (the input already on the GPU, CUDA
+events around each call through :func:`rtseg.backends.timing.time_samples`), the way the LUT profiler
 times operators; :meth:`infer` includes the host copies and is what the demo calls. CUDA graphs
 (static shapes only) capture the whole forward once and replay it, which removes the per-kernel
 launch overhead that dominates small real-time nets at batch 1.
@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
-from rtseg.backends.timing import TimingStats, time_fn
+from rtseg.backends.timing import time_samples
 from rtseg.backends.runner import Runner, RunnerInfo
-from rtseg.backends.device import device_name, is_cuda
+from rtseg.backends.device import device_name, device_kind
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -55,7 +55,7 @@ class TorchRunner(Runner):
     ) -> None:
         if precision not in PRECISIONS:
             raise RtsegError(f"unknown precision {precision!r}; choose fp32 or fp16")
-        cuda = is_cuda(device)
+        cuda = device_kind(device) == "cuda"
         if cuda and not torch.cuda.is_available():
             raise RtsegError(f"device {device!r} asked for, but this PyTorch has no CUDA GPU; use --device cpu")
         if not cuda and precision == "fp16":
@@ -146,12 +146,12 @@ class TorchRunner(Runner):
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, self.dtype)
         return self.forward_device(x).argmax(dim=1).to(torch.uint8).cpu().numpy()
 
-    def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
+    def samples(self, warmup: int = 10, repeats: int = 100) -> list[float]:
         if not self.cuda:
-            return super().benchmark(warmup, iters)
+            return super().samples(warmup, repeats)
         g = torch.Generator(device="cpu").manual_seed(0)
         xs = [(torch.randn(self.info.batch, 3, *self.info.input_hw, generator=g).to(self.device, self.dtype),) for _ in range(4)]
-        return time_fn(self.forward_device, xs, warmup=warmup, repeats=iters, device=str(self.device))
+        return time_samples(self.forward_device, xs, warmup=warmup, repeats=repeats, device=str(self.device))
 
     def close(self) -> None:
         self._graph = None

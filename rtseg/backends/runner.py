@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rtseg.backends.timing import TimingStats, time_fn
+from rtseg.backends.timing import TimingStats, time_samples
 
 
 @dataclass
@@ -56,11 +56,17 @@ class Runner(ABC):
         for _ in range(n):
             self.infer(x)
 
-    def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
-        """Network latency per batch, host copies included (what a caller of :meth:`infer` waits)."""
+    def samples(self, warmup: int = 10, repeats: int = 100) -> list[float]:
+        """Per-call network latency (ms per batch) over 4 rotating random inputs, host copies included
+        (what a caller of :meth:`infer` waits); a runner is a network made ready for
+        :func:`rtseg.backends.measure.measure_networks`."""
         rng = np.random.default_rng(0)
         xs = [(rng.standard_normal((self.info.batch, 3, *self.info.input_hw)).astype(np.float32),) for _ in range(4)]
-        return time_fn(self.infer, xs, warmup=warmup, repeats=iters, device="cpu")
+        return time_samples(self.infer, xs, warmup=warmup, repeats=repeats, device="cpu")
+
+    def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
+        """Network latency per batch (see :meth:`samples`)."""
+        return TimingStats.from_samples(self.samples(warmup, iters))
 
     def close(self) -> None:  # pragma: no cover - backends with resources override
         pass

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from rtseg.errors import RtsegError
+from rtseg.backends.device import gpu_label
 from rtseg.backends.metadata import read_metadata
 from rtseg.backends.tensorrt_build import import_tensorrt
-from rtseg.backends.timing import TimingStats, time_fn
+from rtseg.backends.timing import time_samples
 from rtseg.backends.runner import Runner, RunnerInfo
 from rtseg.backends.cuda_memory import CudaMemory, open_cuda_memory
 
@@ -145,7 +146,7 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
         return RunnerInfo(
             backend="tensorrt",
             backend_version=str(trt.__version__),
-            device=f"{gpu.get('name')} (sm_{str(gpu.get('compute_capability', '')).replace('.', '')})",
+            device=gpu_label(gpu.get("name"), gpu.get("compute_capability")),
             precision=eng_meta.get("precision") or ("fp16" if eng_meta.get("fp16_mode", "fp32") != "fp32" else "fp32"),
             input_hw=(in0[2], in0[3]) if len(in0) == 4 else (0, 0),
             batch=in0[0] if in0 else 1,
@@ -189,10 +190,10 @@ class TensorRTRunner(Runner):  # pragma: no cover - needs TensorRT and a GPU
         self.mem.synchronize()
         return self.host_out.astype(np.float32, copy=True)
 
-    def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
+    def samples(self, warmup: int = 10, repeats: int = 100) -> list[float]:
         rng = np.random.default_rng(0)
         self.infer(*(rng.standard_normal(self.in_shapes[n]).astype(np.float32) for n in self.inputs))
-        return time_fn(self.execute, [()], warmup=warmup, repeats=iters, device="cpu")
+        return time_samples(self.execute, [()], warmup=warmup, repeats=repeats, device="cpu")
 
     def close(self) -> None:
         for ptr in self.buffers.values():

@@ -263,15 +263,20 @@ class OnnxRuntimeTimer(OpTimer):
             export_onnx(module, first, path, opset=DEFAULT_OPSET)
             if self.precision == "int8":
                 path = _quantized(path, input_sets)
-            sess = make_session(path, device=self.device.arg, threads=self.device.details.get("threads") if self.device.kind == "cpu" else None)
+            return self.prepare_onnx(path, input_sets, keep=[tmp])
         except BaseException:
             tmp.cleanup()
             raise
+
+    def prepare_onnx(self, path: str | Path, input_sets: Sequence[tuple[torch.Tensor, ...]], keep: Sequence[Any] = ()) -> Prepared:
+        """An ONNX file run as it is (already exported: ``rtseg export``'s, or :meth:`prepare`'s);
+        ``keep`` lives as long as the session (the folder holding the file)."""
+        sess = make_session(path, device=self.device.arg, threads=self.device.details.get("threads") if self.device.kind == "cpu" else None)
         names = [i.name for i in sess.get_inputs()]
         np_dtype = "float16" if self.precision == "fp16" else "float32"
         feeds = [{n: t.to(dtype=self.dtype).numpy().astype(np_dtype, copy=False) for n, t in zip(names, s)} for s in input_sets]
-        fn, args, keep = session_calls(sess, feeds, self.device.arg)
-        return Prepared(fn, args, self._clock(), keep=[sess, tmp, *keep])
+        fn, args, bound = session_calls(sess, feeds, self.device.arg)
+        return Prepared(fn, args, self._clock(), keep=[sess, *keep, *bound])
 
 
 def _quantized(path: Path, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Path:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rtseg.backends.device import device_kind
 
 #: ``wall``: a monotonic wall clock (CUDA events on a GPU), what a user of the device waits; the
 #: default. ``thread``: the CPU time of the calling thread (``CLOCK_THREAD_CPUTIME_ID``), for
@@ -57,10 +58,6 @@ class TimingStats:
         )
 
 
-def _is_cuda(device: Any) -> bool:
-    return str(device).startswith("cuda")
-
-
 def time_samples(
     fn: Callable[..., Any],
     inputs: Sequence[tuple[Any, ...]] = ((),),
@@ -76,7 +73,7 @@ def time_samples(
     from another process lands on all archs alike instead of on one)."""
     if not inputs:
         inputs = ((),)
-    cuda = _is_cuda(device)
+    cuda = device_kind(device) == "cuda"
     clock = time.thread_time if str(device) == "thread" else time.perf_counter
     if cuda:
         import torch

@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-from rtseg import __version__
+from rtseg.version import __version__
 from rtseg.cli._app import app, console
 
 # Each module registers its commands on ``app`` at import. Listed in the order data flows.

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from rtseg.arch import ARCH_FORMAT, load_arch
+from rtseg.arch import ARCH_FORMAT
 from rtseg.cli import params as P
 from rtseg.cli._app import app, console, new_typer, print_json
 from rtseg.errors import RtsegError
@@ -55,7 +55,7 @@ def show(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Params, FLOPs (multiply-adds, fvcore) and the operator list of an arch."""
-    from rtseg.spaces import get_space
+    from rtseg.spaces import get_space, load_arch
     from rtseg.summary import summarize
 
     a = load_arch(arch)
@@ -138,7 +138,8 @@ def scale(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from rtseg.spaces import get_space
-    from rtseg.spaces.families import LatencyMeasure, get_family, parse_knobs, pick_nearest
+    from rtseg.backends.measure import LatencyMeasure
+    from rtseg.spaces.families import get_family, parse_knobs, pick_nearest
 
     check_replaceable_file(out, ARCH_FORMAT, "an arch JSON", overwrite)
     fam = get_family(family)

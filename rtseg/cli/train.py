@@ -57,8 +57,7 @@ def train_cmd(
     torchrun --nproc_per_node 2 $(which rtseg) train --arch baseline1 --input 128x256 ...
     """
     from rtseg import distributed as dist
-    from rtseg.arch import load_arch
-    from rtseg.spaces import get_space
+    from rtseg.spaces import get_space, load_arch
     from rtseg.reporting import RichReporter
     from rtseg.train.config import TrainConfig
     from rtseg.train.pipeline import train

@@ -40,7 +40,7 @@ import torch
 from rtseg.arch import deploy_note
 from rtseg.backends import TABLE, get_backend
 from rtseg.backends.cuda_memory import open_cuda_memory
-from rtseg.backends.device import device_slug
+from rtseg.backends.device import cuda_index, device_slug
 from rtseg.backends.onnx_export import export_onnx_info, fp32_op_block_list, simplify_onnx
 from rtseg.backends.onnx_fp16 import convert_fp16
 from rtseg.backends.onnx_int8 import quantize_onnx
@@ -116,12 +116,13 @@ def _versions() -> dict[str, str]:
 
 
 def _device_index(device: str) -> int:
-    d = str(device).strip().lower()
-    if d == "cuda":
-        return 0
-    if d.startswith("cuda:") and d[5:].isdigit():
-        return int(d[5:])
-    raise RtsegError(f"TensorRT builds for a GPU: --device must be cuda or cuda:N, got {device!r}")
+    try:
+        index = cuda_index(device)
+    except RtsegError:
+        index = None
+    if index is None:
+        raise RtsegError(f"TensorRT builds for a GPU: --device must be cuda or cuda:N, got {device!r}")
+    return index
 
 
 def _open_gpu(device: str) -> tuple[Any, dict[str, Any]]:  # pragma: no cover - GPU only

@@ -68,8 +68,7 @@ def calibrate(lut: LUT, timer: Any, n_archs: int = DEFAULT_CALIBRATION_ARCHS, wa
     archs = [space.sample(rng, num_classes=lut.num_classes, head=head) for _ in range(max(2, n_archs))]
     with lut.uncalibrated():  # fit against the unscaled model
         parts = [split_prediction(lut, a) for a in archs]
-    h, w = lut.input_hw
-    timings = measure_archs_interleaved(timer, archs, h, w, lut.batch, warmup, repeats, rounds, CALIBRATION_SEED, advance, speed)
+    timings = measure_archs_interleaved(lut, timer, archs, warmup, repeats, rounds, CALIBRATION_SEED, advance, speed)
     measured = timings.medians_at(lut.speed_base_ms if speed is not None else None)
     scale = fit_scale(parts, measured)
 

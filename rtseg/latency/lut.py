@@ -52,20 +52,55 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
-from rtseg.arch import load_arch
-from rtseg.backends.device import detect_device
+from rtseg.backends.device import detect_device, device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text, read_json
 from rtseg.latency.speed import base_speed, speed_factor
 from rtseg.ops import OpSignature
-from rtseg.spaces import get_space
+from rtseg.spaces import get_space, load_arch
 
 LUT_FORMAT = "rtseg.lut"
 LUT_SCHEMA_VERSION = 1
 #: Provenance fields that must agree for two runs to write into one LUT.
 MATCH_FIELDS = ("backend", "precision", "batch", "input", "method", "warmup", "repeats", "clock", "speed_reference")
+
+
+@dataclass
+class ArchCost:
+    """What a :class:`Pricer` charges an arch: predicted latency (ms) and multiply-adds (0 when not counted)."""
+
+    latency_ms: float
+    flops: float
+
+
+@dataclass(frozen=True)
+class Pricer:
+    """The prediction model as a function of an arch: the sum of its operators' ``cost`` plus the
+    per-network ``constant_ms``, and, with a ``flops`` counter, its multiply-adds.
+
+    :meth:`LUT.pricer` makes the one a search prices its candidates with (no fit checks per call: the
+    search checks the LUT against its space, input and classes once, up front); :meth:`LUT.predict`
+    charges through the same one. A stand-in cost (a test's, or none for a FLOPs-only count) makes
+    one directly."""
+
+    cost: Callable[[OpSignature], float]
+    constant_ms: float = 0.0
+    flops: Callable[[OpSignature], float] | None = None
+
+    def price_signatures(self, sigs: Sequence[OpSignature]) -> ArchCost:
+        return ArchCost(sum(self.cost(s) for s in sigs) + self.constant_ms,
+                        float(sum(self.flops(s) for s in sigs)) if self.flops else 0.0)
+
+    def price(self, arch: Any, h: int, w: int) -> ArchCost:
+        """The cost of ``arch`` (an :class:`~rtseg.arch.Arch`) at ``h x w``."""
+        return self.price_signatures(get_space(arch.space).signatures(arch, h, w))
+
+    def expected_latency(self, supernet: Any, h: int, w: int) -> Any:
+        """E[latency] of a relaxed supernet (a differentiable tensor): its expected operator cost plus
+        the constant, which equals :meth:`price` of the decoded arch once every decision is one-hot."""
+        return supernet.expected_cost(self.cost, h, w) + self.constant_ms
 
 
 @dataclass
@@ -262,6 +297,21 @@ class LUT:
         return self.provenance.get("threads")
 
     @property
+    def device(self) -> dict[str, Any]:
+        """The device it was measured on, as its provenance records it (``kind``, ``name``, ``arg``...)."""
+        return dict(self.provenance["device"])
+
+    @property
+    def device_arg(self) -> str:
+        """The device string it was measured with (``cpu``, ``cuda:N``)."""
+        return str(self.provenance.get("device_arg") or self.device.get("arg") or "cpu")
+
+    @property
+    def device_kind(self) -> str:
+        """``cpu`` or ``cuda``: the kind recorded, else the kind of :attr:`device_arg`."""
+        return str(self.device.get("kind") or device_kind(self.device_arg))
+
+    @property
     def entries(self) -> dict[str, dict[str, Any]]:
         return self.doc["entries"]
 
@@ -342,6 +392,10 @@ class LUT:
                 f"<HxW of your network> for that space and input"
             ) from None
 
+    def pricer(self, flops: Callable[[OpSignature], float] | None = None) -> Pricer:
+        """This LUT's prediction model as a :class:`Pricer` (``flops`` counts multiply-adds beside it)."""
+        return Pricer(self.cost, float(self._constant), flops)
+
     def predict(self, arch: Any, h: int | None = None, w: int | None = None, force: bool = False) -> Prediction:
         """Predicted end-to-end latency of ``arch`` at ``h x w`` (default: the LUT's input size).
 
@@ -354,7 +408,7 @@ class LUT:
         self.check_fits(space=arch.space, input_hw=(h, w), num_classes=arch.num_classes, head=arch.head, force=force)
         sigs = get_space(arch.space).signatures(arch, h, w)
         per_op = [(s, self.cost(s)) for s in sigs]
-        total = sum(ms for _, ms in per_op) + self._constant
+        total = self.pricer().price_signatures(sigs).latency_ms
         if not (math.isfinite(total) and total > 0):
             raise RtsegError(f"LUT {self.name} predicts {total:g} ms for {arch.name or 'this arch'}, which no network takes; its entries "
                              "are damaged: re-run rtseg profile-ops")
@@ -393,8 +447,8 @@ class LUT:
         when given, must be the LUT's. Returns notes on differences that do not invalidate the LUT
         (library versions), for the caller to show."""
         prov = self.provenance
-        lut_dev = prov["device"] if isinstance(prov["device"], dict) else {"name": str(prov["device"])}
-        arg = device or prov.get("device_arg") or lut_dev.get("arg") or "cpu"
+        lut_dev = self.device
+        arg = device or self.device_arg
         problems: list[str] = []
         if backend is not None and backend != self.backend:
             problems.append(f"it was measured with the {self.backend} backend, not {backend}")
@@ -431,7 +485,7 @@ class LUT:
         for key in MATCH_FIELDS:
             if key in run and prov.get(key) != run[key]:
                 out.append(f"{key} {prov.get(key)!r} vs {run[key]!r}")
-        mine = prov.get("device") if isinstance(prov.get("device"), dict) else {}
+        mine = self.device
         theirs = run.get("device") if isinstance(run.get("device"), dict) else {}
         for key in ("kind", "name", "threads", "compute_capability"):
             if mine.get(key) != theirs.get(key):

@@ -32,7 +32,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-import rtseg
 from rtseg.backends import BACKENDS, device_kind, get_backend
 from rtseg.backends.device import DeviceInfo, detect_device, keeps_torch_threads, parse_device, steady_allocator
 from rtseg.backends.timers import OpTimer, make_timer
@@ -50,6 +49,7 @@ from rtseg.ops import OpSignature
 from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
 from rtseg.rundir import FileLock, lock_file
 from rtseg.spaces import get_space, space_slug
+from rtseg.version import __version__
 
 #: Seconds between two timings of the reference operator (see :func:`rtseg.latency.entries.probe_signature`).
 PROBE_EVERY_S = 15.0
@@ -104,7 +104,7 @@ def run_provenance(space: str, num_classes: int, heads: Sequence[str], info: Dev
                          "CUDA events" if info.kind == "cuda" and timer.name == "torch" else "time.perf_counter around a synchronous call"),
         "statistic": "median of repeats; p10/p90 spread",
         "stability": f"repeats added until the median's 95% CI is within {DEFAULT_REL_CI:.0%} (max {DEFAULT_MAX_REPEATS} runs, {DEFAULT_MAX_S} s)",
-        "rtseg_version": rtseg.__version__,
+        "rtseg_version": __version__,
         "torch_version": torch.__version__,
         "python": platform.python_version(),
     }

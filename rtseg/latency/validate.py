@@ -6,9 +6,10 @@ precision, batch, input size and thread count. Reported: per-arch predicted vs m
 absolute percentage error, the share within +-10% (nn-Meter's figure of merit) and Kendall's tau
 (does the LUT rank archs the way the device does, which is what a search needs).
 
-End-to-end timings are taken in interleaved rounds: every arch is timed a few repeats per round, in
-a shuffled order, and the samples of all rounds are pooled into one median. A burst of load from
-another process then spreads over all archs instead of inflating the one measured during it.
+End-to-end timings are taken in interleaved rounds (:func:`rtseg.backends.measure.measure_networks`):
+every arch is timed a few repeats per round, in a shuffled order, and the samples of all rounds are
+pooled into one median. A burst of load from another process then spreads over all archs instead of
+inflating the one measured during it.
 
 With a LUT profiled beside a speed reference (:mod:`rtseg.latency.speed`), every round of every
 arch is bracketed by reference blocks and each sample is brought to the LUT's typical speed by the
@@ -27,13 +28,12 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from rtseg.arch import build_model
-from rtseg.backends.device import detect_device, keeps_torch_threads, steady_allocator
-from rtseg.backends.timers import Prepared, make_timer
+from rtseg.backends.device import keeps_torch_threads, steady_allocator
+from rtseg.backends.measure import LatencyMeasure, NetworkTimings, measure_networks
 from rtseg.backends.timing import TimingStats
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_save, check_not_input
@@ -158,21 +158,11 @@ def _figures(rows: Sequence[ArchRow], errors: Sequence[float], measured: Sequenc
             "mean_error": sum(errors) / len(errors)}
 
 
-def _prepare_arch(timer: Any, arch: Any, h: int, w: int, batch: int, sets: int = 2) -> Prepared:
-    net = build_model(arch)
-    inputs = [(torch.randn(batch, 3, h, w),) for _ in range(max(1, sets))]
-    return timer.prepare(net, inputs)
-
-
-
 @dataclass
-class ArchTimings:
-    """End-to-end samples (ms) per arch and, with a speed reference, the reference's time (ms) beside
-    each sample (the median of the blocks bracketing the round it was taken in; None without one)."""
-
-    samples: list[list[float]]
-    sample_refs: list[list[float]] | None = None
-    sample_rounds: list[list[int]] | None = None  # the round each sample was taken in
+class ArchTimings(NetworkTimings):
+    """End-to-end samples (ms) per arch (:func:`rtseg.backends.measure.measure_networks`) and, with a
+    speed reference, the reference's time (ms) beside each sample (the median of the blocks
+    bracketing the round it was taken in); what a validation reads from them."""
 
     def round_agreement(self, base_ms: float | None) -> dict[str, float]:
         """How well the rounds agree with each other: every arch's median over the even rounds against
@@ -192,10 +182,6 @@ class ArchTimings:
             halves[1].append(statistics.median(odd))
         gaps = [abs(a - b) / ((a + b) / 2) for a, b in zip(*halves)]
         return {"tau": kendall_tau(*halves) if len(gaps) > 1 else float("nan"), "spread": sum(gaps) / len(gaps)}
-
-    @property
-    def medians(self) -> list[float]:
-        return [statistics.median(s) for s in self.samples]
 
     @property
     def ref_ms(self) -> list[float | None]:
@@ -218,81 +204,37 @@ class ArchTimings:
         return [statistics.median(s) for s in self.at_speed(base_ms)]
 
 
-def measure_archs_interleaved(timer: Any, archs: Sequence[Any], h: int, w: int, batch: int, warmup: int, repeats: int,
-                              rounds: int, seed: int = 0, advance: Callable[[], None] | None = None,
-                              speed: SpeedReference | None = None) -> ArchTimings:
-    """End-to-end samples (ms) of every arch, ``repeats`` each, taken in ``rounds`` shuffled rounds
-    (see the module docstring: a burst of load spreads over all archs). With ``speed``, each arch's
-    runs of a round are bracketed by reference blocks (:mod:`rtseg.latency.speed`) and every sample
-    of the round records the blocks' median. ``advance`` is called once per arch prepared and once
-    per arch and round."""
-    per_round = max(1, repeats // max(1, rounds))
-    pooled: list[list[float]] = [[] for _ in archs]
-    refs: list[list[float]] = [[] for _ in archs]
-    taken_in: list[list[int]] = [[] for _ in archs]
-    prepared: list[Prepared] = []
-    try:
-        for a in archs:
-            p = _prepare_arch(timer, a, h, w, batch)
-            p.samples(warmup, 1)  # warm every arch once before the rounds
-            prepared.append(p)
-            if advance is not None:
-                advance()
-        order = list(range(len(archs)))
-        shuffle = random.Random(seed + 1)
-        for rnd in range(max(1, rounds)):
-            shuffle.shuffle(order)
-            for i in order:
-                if speed is None:
-                    got = prepared[i].samples(2, per_round)
-                else:
-                    got, ref = speed.bracket(lambda: prepared[i].samples(2, per_round))
-                    refs[i] += [ref] * len(got)
-                pooled[i] += got
-                taken_in[i] += [rnd] * len(got)
-                if advance is not None:
-                    advance()
-    finally:
-        for p in prepared:
-            p.close()
-    return ArchTimings(pooled, refs if speed is not None else None, taken_in)
-
-
-@keeps_torch_threads
 def measure_arch_latency(arch: Any, h: int, w: int, backend: str = "torch", device: str = "cpu", precision: str = "fp32",
                          batch: int = 1, warmup: int = 10, repeats: int = 50, threads: int | None = None,
                          clock: str = "wall") -> TimingStats:
     """End-to-end latency of the network of ``arch`` at ``h x w`` on a backend (the LUT protocol:
     warm-up, synchronization, per-call clock, median). ``threads`` sets torch's CPU thread count
-    (pass the LUT's ``provenance['threads']`` and ``clock`` to compare with its prediction); None
-    keeps the current thread count."""
-    info = detect_device(device, threads)
-    steady_allocator()  # as profile-ops does, so the timing is comparable with a LUT's
-    timer = make_timer(backend, info, precision, batch, clock)
-    prepared = _prepare_arch(timer, arch, h, w, batch)
-    try:
-        return prepared.time(warmup, repeats)
-    finally:
-        prepared.close()
+    for the measurement (pass the LUT's ``provenance['threads']`` and ``clock`` to compare with its
+    prediction); None keeps the current thread count."""
+    return LatencyMeasure((h, w), backend, device, threads, precision, warmup, repeats, clock, batch).stats(arch)
 
 
-def _lut_timer(table: LUT) -> tuple[Any, Any]:
-    """The device and a timer with the LUT's backend, device, threads, precision, batch and clock
-    (sets torch's thread count: callers are wrapped in ``keeps_torch_threads``)."""
-    info = detect_device(table.provenance.get("device_arg", "cpu"), threads=table.threads)
-    return info, make_timer(table.backend, info, table.precision, table.batch, table.clock)
+def like_lut(table: LUT) -> LatencyMeasure:
+    """The LUT's runtime: its backend, device, threads, precision, batch, input size and clock."""
+    return LatencyMeasure(table.input_hw, table.backend, table.device_arg, table.threads, table.precision, clock=table.clock,
+                          batch=table.batch)
 
 
-@keeps_torch_threads
 def measure_archs_like_lut(table: LUT, archs: Sequence[Any], warmup: int = 10, repeats: int = DEFAULT_REPEATS,
                            rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> list[float]:
     """Median end-to-end latency (ms) of each arch on the LUT's backend, device, threads and clock,
     measured interleaved as ``lut validate`` does, so archs compared with each other see the same
     machine (timed one after another on a shared CPU, each would see a different one)."""
-    steady_allocator()
-    _, timer = _lut_timer(table)
-    h, w = table.input_hw
-    return measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed).medians
+    return measure_networks(archs, like_lut(table), warmup=warmup, repeats=repeats, rounds=rounds, seed=seed).medians
+
+
+def measure_archs_interleaved(table: LUT, timer: Any, archs: Sequence[Any], warmup: int, repeats: int, rounds: int, seed: int,
+                              advance: Any = None, speed: SpeedReference | None = None) -> ArchTimings:
+    """Every arch's samples on the LUT's runtime with ``timer`` (one of :func:`like_lut`'s, shared with
+    the speed reference ``speed``), as :class:`ArchTimings`."""
+    t = measure_networks(archs, like_lut(table), warmup=warmup, repeats=repeats, rounds=rounds, seed=seed, timer=timer,
+                         speed=speed, advance=advance)
+    return ArchTimings(t.samples, t.sample_refs, t.sample_rounds)
 
 
 def lut_speed_reference(table: LUT, timer: Any) -> SpeedReference | None:
@@ -313,7 +255,7 @@ def reference_speed_ratio(table: LUT, timer: Any = None) -> float | None:
     if not probe or not base or base <= 0:
         return None
     if timer is None:
-        _, timer = _lut_timer(table)
+        timer = like_lut(table).timer()
     return measure_probe(timer, OpSignature.from_key(probe["key"])) / base
 
 
@@ -359,7 +301,8 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     preds = [table.predict(a, h, w, force=force) for a in archs]  # any uncovered operator fails here, before timing
 
     allocator = steady_allocator()
-    info, timer = _lut_timer(table)
+    timer = like_lut(table).timer()
+    info = timer.device
     speed = lut_speed_reference(table, timer) if speed_correction else None
     probe_ratio = reference_speed_ratio(table, timer)
     if probe_ratio is not None:
@@ -370,7 +313,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     started = time.perf_counter()
     try:
         with reporter.task(f"measuring {samples} archs end to end ({table.backend}, {info.name})", total=samples + samples * rounds) as bar:
-            timings = measure_archs_interleaved(timer, archs, h, w, table.batch, warmup, repeats, rounds, seed, bar.advance, speed)
+            timings = measure_archs_interleaved(table, timer, archs, warmup, repeats, rounds, seed, bar.advance, speed)
     finally:
         if speed is not None:
             speed.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rtseg.arch import deploy_note
-from rtseg.backends import BACKENDS, Backend, default_backend, get_backend, normalize_backend
+from rtseg.backends import BACKENDS, Backend, default_backend, device_kind, get_backend, normalize_backend
 from rtseg.backends.runner import Runner, RunnerInfo
 from rtseg.errors import RtsegError
 from rtseg.io import parse_hw
@@ -81,7 +81,7 @@ def load_runner(
         raise RtsegError(f"{src.ref} is a TensorRT engine; it runs only on the tensorrt backend")
     if src.kind == "onnx" and spec.name == "torch":
         raise RtsegError(f"{src.ref} is an ONNX file; run it with --backend onnxruntime (or tensorrt), or give the checkpoint/arch for torch")
-    if "cpu" not in spec.devices and device == "cpu":
+    if "cpu" not in spec.devices and device_kind(device) == "cpu":
         device = spec.devices[0]  # a GPU-only backend asked for with the default device: its GPU
     spec.check(device, precision, src.kind)
     if precision == "int8" and src.kind not in ("onnx", "engine"):

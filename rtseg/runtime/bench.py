@@ -1,8 +1,9 @@
 """``rtseg bench``: the same latency protocol for every model and backend, side by side.
 
-Protocol (one place, :func:`rtseg.backends.timing.time_fn`): load the runner, ``warmup`` untimed
-calls, then ``iters`` calls timed one by one over 4 rotating random inputs; report mean, median,
-p90, p99 (ms) and FPS = batch x 1000 / median. What a number covers depends on the backend and is
+Protocol (one place, :func:`rtseg.backends.measure.measure_networks`, one model at a time): load the
+runner, ``warmup`` untimed calls, then ``iters`` calls timed one by one over 4 rotating random inputs
+(:meth:`rtseg.backends.runner.Runner.samples`); report mean, median, p90, p99 (ms) and FPS = batch x
+1000 / median. What a number covers depends on the backend and is
 written beside it (``timed``): on CPU, torch and ONNX Runtime are timed numpy-in/numpy-out (host
 copies are free there); on a GPU, torch and TensorRT time the network with the input already on the
 device, ONNX Runtime's CUDA provider includes its host copies. The measurement record names the
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rtseg.backends import backends_for, default_backend, get_backend, normalize_backend
-from rtseg.backends.device import cpu_model, device_name, is_cuda
+from rtseg.backends.device import cpu_model, device_name, device_kind
+from rtseg.backends.measure import measure_networks
 from rtseg.backends.timing import TimingStats
 from rtseg.errors import RtsegError
 from rtseg.io import check_batch_memory
@@ -121,21 +123,23 @@ def run_bench(
     todo, skipped = plan(models, backends)
     for b in sorted({b for _, _, b in todo}):  # a missing package is one error before any model is loaded
         get_backend(b).require()
-    cuda = is_cuda(device)
+    cuda = device_kind(device) == "cuda"
     if threads is None and not cuda:
         threads = os.cpu_count() or 1
     rows: list[BenchRow] = []
     for model, kind, backend in todo:
         if on_start:
             on_start(model, backend)
-        runner = load_runner(model, backend=backend, device=device if backend != "tensorrt" else (device if cuda else "cuda"),
-                             precision=precision, input_hw=input_hw if kind not in ("engine",) else None, batch=batch,
-                             cuda_graphs=cuda_graphs and backend == "torch", threads=threads)
-        try:
-            stats = runner.benchmark(warmup=warmup, iters=iters)
-        finally:
-            runner.close()
-        info = runner.info
+        opened: list[Any] = []
+
+        def open_runner(model: str = model, kind: str = kind, backend: str = backend) -> Any:
+            opened.append(load_runner(model, backend=backend, device=device if backend != "tensorrt" else (device if cuda else "cuda"),
+                                      precision=precision, input_hw=input_hw if kind not in ("engine",) else None, batch=batch,
+                                      cuda_graphs=cuda_graphs and backend == "torch", threads=threads))
+            return opened[-1]
+
+        stats = measure_networks([open_runner], warmup=warmup, repeats=iters, rounds=1).stats()
+        info = opened[0].info
         extra = {k: info.extra[k] for k in ("threads", "cuda_graphs", "providers", "memory", "deploy_note") if info.extra.get(k) is not None}
         extra["load_1m"] = (_loadavg() or [None])[0]
         row = BenchRow(info.extra.get("model", model), backend, info.backend_version, info.precision, info.device,
@@ -150,7 +154,7 @@ def run_bench(
         ort_version = onnxruntime.__version__
     except ImportError:  # pragma: no cover
         ort_version = None
-    from rtseg import __version__
+    from rtseg.version import __version__
 
     record = {
         # the runners name the device they ran on (TensorRT asks CUDA itself; device_name would ask torch)
@@ -169,7 +173,7 @@ def run_bench(
         "warmup": warmup,
         "iters": iters,
         "load_average": _loadavg(),
-        "protocol": "per backend: warm-up calls, then calls timed one by one (rtseg.backends.timing.time_fn) over 4 "
+        "protocol": "per backend: warm-up calls, then calls timed one by one (rtseg.backends.measure.measure_networks) over 4 "
                     "rotating random inputs; median/p90/p99 of the per-call times; FPS = batch x 1000 / median",
         "weights": "as given (untrained archs use seeded random weights; latency does not depend on weight values)",
     }

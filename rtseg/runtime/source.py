@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rtseg.arch import Arch, builtin_arch_names, load_arch
+from rtseg.arch import Arch, builtin_arch_names
 from rtseg.backends import TABLE
 from rtseg.backends.metadata import read_metadata
 from rtseg.errors import RtsegError
@@ -127,12 +127,19 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return load_checkpoint(path)
 
 
+def _load_arch(arch: Any) -> Arch:
+    """An arch validated by its space (the registry imports torch: a model PyTorch builds needs it anyway)."""
+    from rtseg.spaces import load_arch
+
+    return load_arch(arch)
+
+
 def resolve_model(model: str | Path) -> ModelSource:
     """Resolve a MODEL argument (see the module docstring); bad paths and names raise RtsegError."""
     kind = model_kind(model)
     text = str(model)
     if kind == "builtin":
-        arch = load_arch(text)
+        arch = _load_arch(text)
         return ModelSource(kind, text, arch.name or text, arch=arch, data_info=default_data_info(arch.num_classes),
                            sha256=hashlib.sha256(json.dumps(arch.to_dict(), sort_keys=True).encode()).hexdigest())
     path = Path(text)
@@ -141,12 +148,12 @@ def resolve_model(model: str | Path) -> ModelSource:
     if path.is_dir():
         raise RtsegError(f"expected a model file, got a directory: {path}")
     if kind == "arch":
-        arch = load_arch(path)
+        arch = _load_arch(path)
         return ModelSource(kind, text, arch.name or path.stem, path=path, arch=arch,
                            data_info=default_data_info(arch.num_classes), sha256=file_sha256(path))
     if kind == "checkpoint":
         state, meta = _load_checkpoint(path)
-        arch = meta["arch_obj"] if isinstance(meta.get("arch_obj"), Arch) else load_arch(meta["arch"])
+        arch = meta["arch_obj"] if isinstance(meta.get("arch_obj"), Arch) else _load_arch(meta["arch"])
         info_obj = meta.get("info")
         # the exact preprocessing the network was trained with (rtseg.checkpoint stores it as "data")
         info = info_obj.to_dict() if hasattr(info_obj, "to_dict") else (meta.get("data") or default_data_info(arch.num_classes))
@@ -168,7 +175,7 @@ def resolve_model(model: str | Path) -> ModelSource:
         src.data_info = dict(meta.get("data_info") or {})
         if meta.get("model", {}).get("arch"):
             # a record of what was exported: the file is the network, so no space (torch) is needed
-            src.arch = Arch.from_dict(meta["model"]["arch"], source=f"the arch in {path}'s sidecar", validate=False)
+            src.arch = Arch.from_dict(meta["model"]["arch"], source=f"the arch in {path}'s sidecar")
         shape = meta.get("input", {}).get("shape")
         if shape and all(isinstance(v, int) for v in shape[2:]):
             src.input_hw = (int(shape[2]), int(shape[3]))
@@ -179,7 +186,7 @@ def build_module(src: ModelSource):
     """The eval-mode PyTorch module of a checkpoint or arch source (seeded init when untrained)."""
     import torch
 
-    from rtseg.arch import build_model
+    from rtseg.spaces import build_model
 
     if src.arch is None or src.kind in ("onnx", "engine"):
         raise RtsegError(f"{src.ref} is an exported {src.kind} file; PyTorch needs a checkpoint, an arch JSON or a built-in arch name")

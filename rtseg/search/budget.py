@@ -11,20 +11,12 @@ made, is recorded in the search log: it is a visible repair, not a silent one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
 import torch
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
-from rtseg.ops import OpSignature
+from rtseg.latency.lut import ArchCost, Pricer
 from rtseg.spaces import SearchSpace, get_space
-
-
-@dataclass
-class ArchCost:
-    latency_ms: float
-    flops: float
 
 
 @dataclass
@@ -34,21 +26,14 @@ class FitResult:
     changes: list[str] = field(default_factory=list)
 
 
-def arch_cost(arch: Arch, h: int, w: int, lat: Callable[[OpSignature], float], lat_constant: float,
-              flops: Callable[[OpSignature], float] | None) -> ArchCost:
-    sigs = get_space(arch.space).signatures(arch, h, w)
-    return ArchCost(sum(lat(s) for s in sigs) + lat_constant, float(sum(flops(s) for s in sigs)) if flops else 0.0)
-
-
-def check_feasible(space: str | SearchSpace, h: int, w: int, num_classes: int, target_ms: float,
-                   lat: Callable[[OpSignature], float], lat_constant: float) -> ArchCost:
-    """Refuse a budget below the cheapest arch of the space (a name, or a space with its size options;
-    the message names the cheapest latency)."""
+def check_feasible(space: str | SearchSpace, h: int, w: int, num_classes: int, target_ms: float, pricer: Pricer) -> ArchCost:
+    """Refuse a budget below the cheapest arch of the space (a name, or a space with its size options)
+    as ``pricer`` (:meth:`rtseg.latency.lut.LUT.pricer`) prices it; the message names the cheapest latency."""
     if isinstance(space, str):
         space = get_space(space)
     space_name = space.name
-    cheapest = space.cheapest_arch(lat, h, w, num_classes)
-    c = arch_cost(cheapest, h, w, lat, lat_constant, None)
+    cheapest = space.cheapest_arch(pricer.cost, h, w, num_classes)
+    c = pricer.price(cheapest, h, w)
     if target_ms < c.latency_ms:
         raise RtsegError(
             f"latency budget {target_ms:.3f} ms is infeasible: the cheapest {space_name} arch at {h}x{w} is predicted at "
@@ -57,17 +42,17 @@ def check_feasible(space: str | SearchSpace, h: int, w: int, num_classes: int, t
     return c
 
 
-def fit_to_budget(supernet, h: int, w: int, target_ms: float, flops_budget: float | None,
-                  lat: Callable[[OpSignature], float], lat_constant: float, flops: Callable[[OpSignature], float] | None,
+def fit_to_budget(supernet, h: int, w: int, target_ms: float, flops_budget: float | None, pricer: Pricer,
                   low: float = 0.8, max_moves: int = 200) -> FitResult:
-    """Start from the argmax arch and move it into ``[low * T, T]`` (and under the FLOPs budget)."""
+    """Start from the argmax arch and move it into ``[low * T, T]`` (and under the FLOPs budget), each
+    candidate priced by ``pricer`` (give it a FLOPs counter when there is a FLOPs budget)."""
     with torch.no_grad():
         logp = {d.name: torch.log(supernet.probs(d.name).clamp_min(1e-9)).tolist() for d in supernet.decisions()}
     choices = supernet.argmax_choices()
 
     def evaluate(ch: dict[str, int]) -> tuple[Arch, ArchCost]:
         a = supernet.arch_from_choices(ch)
-        return a, arch_cost(a, h, w, lat, lat_constant, flops)
+        return a, pricer.price(a, h, w)
 
     def over(c: ArchCost) -> bool:
         return c.latency_ms > target_ms or (flops_budget is not None and c.flops > flops_budget)

@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
 from rtseg.arch import Arch
+from rtseg.backends.device import device_kind
 from rtseg.data import DatasetInfo, dataset_info
 from rtseg.data.selection import SELECTION_FRACTION
 from rtseg.errors import RtsegError
-from rtseg.flops import op_flops
+from rtseg.flops import op_flops, sum_op_flops
 from rtseg.io import atomic_write_json, config_to_json
-from rtseg.latency.lut import LUT, load_lut
-from rtseg.search.budget import ArchCost, arch_cost, check_feasible
+from rtseg.latency.lut import LUT, ArchCost, Pricer, load_lut
+from rtseg.search.budget import check_feasible
 from rtseg.spaces import SearchSpace, get_space
 
 
@@ -89,10 +91,15 @@ class SearchContext:
     def flops_budget(self) -> float | None:
         return self.cfg.flops_budget
 
+    @cached_property
+    def pricer(self) -> Pricer:
+        """The LUT's prediction model with a FLOPs counter (:meth:`rtseg.latency.lut.LUT.pricer`)."""
+        return self.lut.pricer(op_flops)
+
     def price(self, arch: Arch) -> ArchCost:
         """LUT latency (ms, with the LUT's per-network constant) and FLOPs of ``arch`` at the search's size."""
         h, w = self.hw
-        return arch_cost(arch, h, w, self.lut.cost, float(self.lut.constant_ms), op_flops)
+        return self.pricer.price(arch, h, w)
 
     def within_flops(self, cost: ArchCost) -> bool:
         return self.flops_budget is None or cost.flops <= self.flops_budget
@@ -108,7 +115,7 @@ def prepare(cfg: SearchSettings, subject: str = "the search") -> SearchContext:
         raise RtsegError("--latency-ms must be a positive budget in milliseconds")
     if cfg.flops_g is not None and not cfg.flops_g > 0:
         raise RtsegError(f"--flops-g must be a positive budget in G multiply-adds, got {cfg.flops_g}")
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+    if device_kind(cfg.device) == "cuda" and not torch.cuda.is_available():
         raise RtsegError(f"--device {cfg.device} asked for, but this torch sees no CUDA GPU; use --device cpu")
     space = get_space(cfg.space, cfg.space_options)
     space.check_input(h, w)
@@ -117,10 +124,10 @@ def prepare(cfg: SearchSettings, subject: str = "the search") -> SearchContext:
     info = dataset_info(cfg.data)
     lut.check_fits(space=cfg.space, space_options=space.options(), input_hw=(h, w), num_classes=info.num_classes,
                    force=cfg.force, subject=subject)
-    cheapest = check_feasible(space, h, w, info.num_classes, cfg.latency_ms, lut.cost, float(lut.constant_ms))
+    cheapest = check_feasible(space, h, w, info.num_classes, cfg.latency_ms, lut.pricer())
     if cfg.flops_budget is not None:
         fewest = space.cheapest_arch(op_flops, h, w, info.num_classes)
-        least = arch_cost(fewest, h, w, lambda s: 0.0, 0.0, op_flops).flops
+        least = sum_op_flops(space.signatures(fewest, h, w))
         if least > cfg.flops_budget:
             raise RtsegError(f"FLOPs budget {cfg.flops_g:g} G is infeasible: the {cfg.space} arch of fewest FLOPs at {h}x{w} "
                              f"has {least / 1e9:.4f} G multiply-adds; raise --flops-g to at least that")
@@ -130,10 +137,8 @@ def prepare(cfg: SearchSettings, subject: str = "the search") -> SearchContext:
 def lut_runtime(lut: LUT) -> dict[str, Any]:
     """The runtime the LUT was measured on, as the arch and the summary record it: the search's latency
     promise holds there, and a net later run elsewhere says so (:func:`rtseg.arch.deploy_note`)."""
-    dev = lut.provenance.get("device")
-    dev = dev if isinstance(dev, dict) else {"name": str(dev)}
-    return {"lut_backend": lut.backend, "lut_precision": lut.precision, "lut_device_kind": dev.get("kind", "cpu"),
-            "lut_device_name": dev.get("name"), "lut_threads": lut.threads}
+    return {"lut_backend": lut.backend, "lut_precision": lut.precision, "lut_device_kind": lut.device_kind,
+            "lut_device_name": lut.device.get("name"), "lut_threads": lut.threads}
 
 
 def measurable_here(lut: LUT) -> str | None:

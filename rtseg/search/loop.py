@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from rtseg import distributed as dist
+from rtseg.backends.device import device_kind
 from rtseg.checkpoint import load_state
 from rtseg.data import DatasetInfo, parse_data_spec
 from rtseg.data.selection import selection_record, selection_split
@@ -135,7 +136,7 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, resume: bool = False, pro
     ``progress``, else silence); ``on_step(global_step)`` is called after every training step."""
     if reporter is None:
         reporter = reporter_for(progress)
-    with cpu_threads(torch.device("cuda" if str(cfg.device).startswith("cuda") else "cpu"), cfg.workers):
+    with cpu_threads(torch.device(device_kind(cfg.device)), cfg.workers):
         return _run_search(cfg, Path(out_dir), resume, reporter, on_step)
 
 
@@ -186,7 +187,7 @@ class _Run:
     def expected_terms(self, supernet: Supernet) -> tuple[torch.Tensor, torch.Tensor | None]:
         """E[latency] from the LUT (plus its constant) and, under a FLOPs budget, E[FLOPs]."""
         h, w = self.hw
-        e_lat = supernet.expected_cost(self.lut.cost, h, w) + float(self.lut.constant_ms)
+        e_lat = self.ctx.pricer.expected_latency(supernet, h, w)
         e_flops = supernet.expected_cost(op_flops, h, w) if self.flops_budget else None
         return e_lat, e_flops
 
@@ -444,8 +445,7 @@ def _finish(run: _Run, st: _State, t_start: float) -> SearchResult:
     cfg, supernet, lut, out = run.cfg, st.supernet, run.lut, run.out
     h, w = run.hw
     flops_budget = run.flops_budget
-    fit = fit_to_budget(supernet, h, w, cfg.latency_ms, flops_budget, lut.cost, float(lut.constant_ms),
-                        op_flops if flops_budget else None, low=cfg.band[0])
+    fit = fit_to_budget(supernet, h, w, cfg.latency_ms, flops_budget, lut.pricer(op_flops if flops_budget else None), low=cfg.band[0])
     summary: dict[str, Any] = {
         "epochs_run": len(st.log),
         "epochs_to_discrete": st.discrete_epoch,

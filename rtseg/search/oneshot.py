@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtseg.backends.device import device_kind
 from rtseg.data.selection import selection_record, selection_split
 from rtseg.errors import RtsegError
 from rtseg.evaluate import evaluate
@@ -92,7 +93,7 @@ class _PathModel(nn.Module):
 
 def run_oneshot(cfg: OneShotConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> SearchResult:
     """Run (or ``resume``) a one-shot search into ``out_dir``; see the module docstring."""
-    with cpu_threads(torch.device("cuda" if str(cfg.device).startswith("cuda") else "cpu"), cfg.workers):
+    with cpu_threads(torch.device(device_kind(cfg.device)), cfg.workers):
         return _OneShot(cfg, Path(out_dir), resume, reporter or SilentReporter()).run()
 
 

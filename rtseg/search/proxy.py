@@ -36,13 +36,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rtseg import distributed as dist
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
+from rtseg.backends.device import device_kind
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_json, check_same_config, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.common import SearchContext, SearchResult, finish, prepare
 from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, choose_measured, evolve, key_of, plot_evolution,
                                     ranked_for_pick, rng_from_json, rng_to_json, write_evolution)
+from rtseg.spaces import load_arch
 from rtseg.train.workers import final_miou, train_one_thread
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
@@ -83,7 +85,7 @@ class ProxyScorer:
         arch = self.sampler.arch(choices)
         run = self.runs_dir / hashlib.sha1(key_of(arch).encode()).hexdigest()[:12]
         device = cfg.device
-        if str(device).startswith("cuda") and dist.world_size() > 1:
+        if device_kind(device) == "cuda" and dist.world_size() > 1:
             device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
         h, w = self.sampler.ctx.hw
         return {"run": str(run), "arch": arch.to_dict(), "epochs": cfg.epochs, "batch": cfg.batch, "train_len": cfg.train_len,
@@ -152,7 +154,7 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     passes a band corrected by measurement); ``extra`` goes into the summary; the pick is written to
     ``result_dir`` (default ``out_dir``) under the name of ``strategy``."""
     out = Path(out_dir)
-    dist.init_distributed(cfg.device if not str(cfg.device).startswith("cuda") else None)
+    dist.init_distributed(cfg.device if device_kind(cfg.device) == "cpu" else None)
     reporter = reporter if (reporter is not None and dist.is_main()) else SilentReporter()
     ctx = ctx or prepare(cfg, subject=f"the {cfg.space} search")
     t_start = time.monotonic()

@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from rtseg import distributed as dist
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
+from rtseg.backends.device import device_kind
 from rtseg.io import atomic_write_json, read_json
 from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.common import SearchContext, SearchResult, measurable_here, measure_archs, prepare
@@ -51,6 +52,7 @@ from rtseg.search.evolution import BandSampler, top_archs
 from rtseg.search.loop import SearchConfig, run_search
 from rtseg.search.oneshot import OneShotConfig, run_oneshot
 from rtseg.search.proxy import ProxyConfig, run_proxy
+from rtseg.spaces import load_arch
 
 #: Config fields a resumed default search may change: limits and resources, not what is searched.
 RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force", "gradient_minutes", "oneshot_minutes", "workers")
@@ -84,7 +86,7 @@ class StagedConfig(ProxyConfig):
 def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None) -> SearchResult:
     """Run (or ``resume``) the default search into ``out_dir``; see the module docstring."""
     out = Path(out_dir)
-    dist.init_distributed(cfg.device if not str(cfg.device).startswith("cuda") else None, timeout_s=STAGE_WAIT_S)
+    dist.init_distributed(cfg.device if device_kind(cfg.device) == "cpu" else None, timeout_s=STAGE_WAIT_S)
     main = dist.is_main()
     reporter = reporter if (reporter is not None and main) else SilentReporter()
     ctx = prepare(cfg, subject=f"the {cfg.space} search")

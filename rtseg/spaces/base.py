@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from rtseg.arch import Arch, read_arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSignature
 
@@ -157,6 +158,25 @@ def get_space(name: str, options: Mapping[str, Any] | None = None) -> SearchSpac
         raise RtsegError(f"unknown search space {name!r}; available: {', '.join(sorted(_SPACES))}") from None
     space = factory()
     return space.with_options(options) if options else space
+
+
+def validate_arch(arch: Arch, source: str = "arch") -> None:
+    """The arch's space validates its genotype (the check :func:`rtseg.arch.read_arch` is given)."""
+    get_space(arch.space).validate(arch, source=source)
+
+
+def load_arch(path_or_name: str | Mapping[str, Any] | Arch) -> Arch:
+    """Load an arch from a JSON path, a built-in name (``baseline1``...), a dict, or return an Arch as
+    is; a read genotype is validated by its space (errors name the offending field)."""
+    return read_arch(path_or_name, check=validate_arch)
+
+
+def build_model(arch_or_path_or_name: str | Mapping[str, Any] | Arch, num_classes: int | None = None) -> "Network":
+    """Build the discrete network of an arch (path, built-in name, dict or :class:`~rtseg.arch.Arch`)."""
+    arch = load_arch(arch_or_path_or_name)
+    if num_classes is not None and num_classes != arch.num_classes:
+        arch = arch.with_(num_classes=num_classes)
+    return get_space(arch.space).build(arch)
 
 
 def parse_space_options(items: Iterable[str] | None) -> dict[str, Any]:

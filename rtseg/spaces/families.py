@@ -5,7 +5,8 @@ known design and shrinking or growing it to the same latency. A :class:`Family` 
 with scale knobs; its members are Arch JSONs of an existing space (so they build, count FLOPs,
 export and benchmark like any arch), listed along the family's scaling rule over a grid of its knobs,
 smallest first.
-:func:`pick_nearest` measures members on the deploy backend and returns the one whose measured
+:func:`pick_nearest` measures members with the measuring callable it is given (the deploy backend's
+:class:`rtseg.backends.measure.LatencyMeasure`, or a LUT's prediction) and returns the one whose
 latency is nearest a budget T.
 
 Families (``FAMILIES``; ``rtseg arch families`` lists them):
@@ -59,12 +60,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rtseg.arch import Arch, load_arch
+from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.flops import sum_op_flops
-from rtseg.backends.device import keeps_torch_threads
 from rtseg.ops import OpSignature
-from rtseg.spaces.base import get_space
+from rtseg.spaces.base import get_space, load_arch, validate_arch
 from rtseg.spaces.peers import PEER_SOURCES
 
 #: How close to the budget a pick should land (a fraction of T).
@@ -274,7 +274,7 @@ class PeerFamily(Family):
 
     def make(self, num_classes: int, knobs: Mapping[str, Any]) -> Arch:
         g = {"model": self.model, "width": float(knobs["width"]), "depth": float(knobs["depth"]), **self.extra}
-        return Arch.from_dict(Arch("peer", num_classes, g).to_dict(), source=f"family {self.name} at {dict(knobs)}")
+        return Arch.from_dict(Arch("peer", num_classes, g).to_dict(), source=f"family {self.name} at {dict(knobs)}", check=validate_arch)
 
 
 FAMILIES: dict[str, Family] = {
@@ -305,56 +305,6 @@ def get_family(name: str | Family) -> Family:
 
 
 # -- measuring and picking --------------------------------------------------------------------------
-
-
-@dataclass
-class LatencyMeasure:
-    """Measured end-to-end latency (median ms) of an arch on a backend, by the LUT's protocol
-    (:func:`rtseg.latency.validate.measure_arch_latency`: the net exported the way the backend runs it,
-    warm-up, per-call clock, median). The default is the CPU deploy target: the ONNX export run by
-    onnxruntime on one thread."""
-
-    input_hw: tuple[int, int] = (128, 256)
-    backend: str = "onnxruntime"
-    device: str = "cpu"
-    threads: int | None = 1
-    precision: str = "fp32"
-    warmup: int = 10
-    repeats: int = 50
-    clock: str = "wall"
-
-    def __call__(self, arch: Arch) -> float:
-        from rtseg.latency.validate import measure_arch_latency
-
-        h, w = self.input_hw
-        return measure_arch_latency(arch, h, w, backend=self.backend, device=self.device, precision=self.precision,
-                                    warmup=self.warmup, repeats=self.repeats, threads=self.threads, clock=self.clock).median_ms
-
-    def many(self, archs: Sequence[Arch], rounds: int = 10, repeats: int = 100) -> list[float]:
-        """Median latency (ms) of several archs timed in interleaved, shuffled rounds (``lut validate``'s
-        protocol), so a burst of load from another process falls on all of them rather than on one."""
-        return _measure_interleaved(self, archs, rounds, repeats)
-
-    @property
-    def record(self) -> dict[str, Any]:
-        from rtseg.backends.device import device_name
-
-        return {"backend": self.backend, "device": self.device, "device_name": device_name(self.device),
-                "threads": self.threads, "precision": self.precision, "input": f"{self.input_hw[0]}x{self.input_hw[1]}",
-                "warmup": self.warmup, "repeats": self.repeats, "clock": self.clock, "statistic": "median"}
-
-
-@keeps_torch_threads
-def _measure_interleaved(m: LatencyMeasure, archs: Sequence[Arch], rounds: int, repeats: int) -> list[float]:
-    from rtseg.backends.timers import make_timer
-    from rtseg.backends.device import detect_device, steady_allocator
-    from rtseg.latency.validate import measure_archs_interleaved
-
-    info = detect_device(m.device, m.threads)
-    steady_allocator()
-    timer = make_timer(m.backend, info, m.precision, 1, m.clock)
-    h, w = m.input_hw
-    return measure_archs_interleaved(timer, list(archs), h, w, 1, m.warmup, repeats, rounds).medians
 
 
 @dataclass
@@ -400,7 +350,7 @@ def _around(lo: int, hi: int, n: int, window: int) -> Iterable[int]:
                 yield i
 
 
-def pick_nearest(family: str | Family, target_ms: float, measure: Callable[[Arch], float] | None = None, *,
+def pick_nearest(family: str | Family, target_ms: float, measure: Callable[[Arch], float], *,
                  input_hw: tuple[int, int] = (128, 256), num_classes: int = 19, tol: float = DEFAULT_TOL,
                  fixed: Mapping[str, Any] | None = None, refine: int = 4, window: int = 2, confirm: int = 3,
                  on_measure: Callable[[Member, float], None] | None = None) -> Pick:
@@ -414,12 +364,11 @@ def pick_nearest(family: str | Family, target_ms: float, measure: Callable[[Arch
     3. Measured latency is not exactly monotone in multiply-adds (a shared machine adds noise), so
        while no measured member is within ``tol``, the ``window`` members on each side of the bracket
        are measured too.
-    4. When ``measure`` also has a ``many(archs)`` method (:class:`LatencyMeasure` has), the
+    4. When ``measure`` also has a ``many(archs)`` method (:class:`rtseg.backends.measure.LatencyMeasure` has), the
        ``confirm`` members nearest T are timed again together, interleaved, and the pick is made on
        those figures (``tried`` keeps the first figure as ``search_ms``): on a shared machine,
        one-at-a-time timings drift between members.
 
-    ``measure`` defaults to :class:`LatencyMeasure` at ``input_hw`` (onnxruntime, CPU, one thread).
     When T lies outside the family's range the nearest end is returned and :attr:`Pick.within_tol`
     says so."""
     fam = get_family(family)
@@ -428,7 +377,6 @@ def pick_nearest(family: str | Family, target_ms: float, measure: Callable[[Arch
     if not 0 < tol < 1:
         raise RtsegError(f"the tolerance is a fraction of the budget in (0, 1), got {tol!r}")
     members = fam.members(input_hw, num_classes, fixed)
-    measure = measure or LatencyMeasure(input_hw)
     cache: dict[str, float] = {}
     seen: dict[str, Member] = {}
 

@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from rtseg import distributed as dist
-from rtseg.arch import Arch, build_model, load_arch
+from rtseg.arch import Arch
 from rtseg.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from rtseg.data import DatasetInfo, build_dataset, parse_data_spec, split_sizes
 from rtseg.data.selection import selection_split
@@ -54,7 +54,7 @@ from rtseg.evaluate import evaluate
 from rtseg.io import atomic_write_json, check_batch_memory, check_same_config, parse_json_text, read_json
 from rtseg.reporting import Reporter, RichReporter, SilentReporter, TaskBar
 from rtseg.rundir import RunDir, claim_run_dir
-from rtseg.spaces import get_space
+from rtseg.spaces import build_model, get_space, load_arch
 from rtseg.train.budget import TimeBudget
 from rtseg.train.config import TrainConfig
 from rtseg.train.curve import plot_curve

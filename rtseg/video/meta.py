@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from rtseg import __version__
+from rtseg.version import __version__
 from rtseg.backends.metadata import check_data_info
 from rtseg.errors import RtsegError
 from rtseg.backends.runner import Runner
