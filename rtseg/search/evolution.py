@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_save, atomic_write_json, config_to_json, read_json
+from rtseg.io import atomic_save, atomic_write_json, read_json
 from rtseg.reporting import TaskBar
 from rtseg.search.common import SearchSettings
 
