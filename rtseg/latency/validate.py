@@ -260,6 +260,29 @@ def reference_speed_ratio(table: LUT, timer: Any = None) -> float | None:
 
 
 @keeps_torch_threads
+def _sample_archs(table: LUT, space: Any, samples: int, seed: int, head: str) -> list[Any]:
+    """``samples`` archs drawn uniformly from the LUT's space, named by seed and index."""
+    rng = random.Random(seed)
+    archs = []
+    for i in range(samples):
+        a = space.sample(rng, num_classes=table.num_classes, head=head)
+        a.name = f"{table.space}-validate-{seed}-{i}"
+        archs.append(a)
+    return archs
+
+
+def _rows(archs: Sequence[Any], preds: Sequence[Any], timings: Any, speed_base_ms: float | None) -> list[ArchRow]:
+    """One row per arch: its prediction against its timings, raw and at the LUT's reference speed."""
+    rows = []
+    for i, (a, pred, s, s_base) in enumerate(zip(archs, preds, timings.samples, timings.at_speed(speed_base_ms))):
+        st, sb = TimingStats.from_samples(s), TimingStats.from_samples(s_base)
+        sp = st.median_ms / sb.median_ms
+        rows.append(ArchRow(i, a.name or str(i), len(pred.per_op), pred.total_ms * sp, st.median_ms, st.p10_ms, st.p90_ms, st.n,
+                            (pred.total_ms - sb.median_ms) / sb.median_ms, sp, pred.total_ms, sb.median_ms, sb.p10_ms, sb.p90_ms,
+                            (pred.total_ms - st.median_ms) / st.median_ms))
+    return rows
+
+
 def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup: int = 10, repeats: int = DEFAULT_REPEATS,
                  rounds: int = DEFAULT_ROUNDS, force: bool = False, progress: bool = True, plot: str | Path | None = None,
                  head: str | None = None, console: Any = None, archs: Sequence[Any] | None = None,
@@ -286,16 +309,8 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
     space = table.search_space()
     h, w = table.input_hw
     head = head or table.heads[0]
-    if archs is None:
-        rng = random.Random(seed)
-        archs = []
-        for i in range(samples):
-            a = space.sample(rng, num_classes=table.num_classes, head=head)
-            a.name = f"{table.space}-validate-{seed}-{i}"
-            archs.append(a)
-    else:
-        archs = list(archs)
-        samples = len(archs)
+    archs = _sample_archs(table, space, samples, seed, head) if archs is None else list(archs)
+    samples = len(archs)
     if samples < 2:
         raise RtsegError("--samples must be at least 2 (Kendall's tau needs pairs)")
     preds = [table.predict(a, h, w, force=force) for a in archs]  # any uncovered operator fails here, before timing
@@ -318,14 +333,7 @@ def validate_lut(lut: LUT | str | Path, samples: int = 16, seed: int = 0, warmup
         if speed is not None:
             speed.close()
 
-    rows = []
-    at_base = timings.at_speed(table.speed_base_ms if speed is not None else None)
-    for i, (a, pred, s, s_base) in enumerate(zip(archs, preds, timings.samples, at_base)):
-        st, sb = TimingStats.from_samples(s), TimingStats.from_samples(s_base)
-        sp = st.median_ms / sb.median_ms
-        rows.append(ArchRow(i, a.name or str(i), len(pred.per_op), pred.total_ms * sp, st.median_ms, st.p10_ms, st.p90_ms, st.n,
-                            (pred.total_ms - sb.median_ms) / sb.median_ms, sp, pred.total_ms, sb.median_ms, sb.p10_ms, sb.p90_ms,
-                            (pred.total_ms - st.median_ms) / st.median_ms))
+    rows = _rows(archs, preds, timings, table.speed_base_ms if speed is not None else None)
     figures = {"corrected": _figures(rows, [r.error for r in rows], [r.measured_at_base_ms for r in rows]),
                "raw": _figures(rows, [r.error_uncorrected for r in rows], [r.measured_ms for r in rows])}
     agreement = {"raw": timings.round_agreement(None)}

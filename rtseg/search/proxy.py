@@ -204,23 +204,7 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     best, measured = dist.broadcast_object((best, measured))
     arch = sampler.arch(best["choices"])
     picks = dist.all_gather_object(key_of(arch))
-    summary: dict[str, Any] = {
-        "proxy_score": best["score"], "origin": best["origin"], "generation_found": best["generation"],
-        "evaluations": len(state.scored), "generations": state.generation, "seed_archs": list(cfg.seed_archs),
-        "seeds": [{"origin": r["origin"], "score": r["score"], "predicted_latency_ms": r["predicted_latency_ms"]}
-                  for r in state.scored.values() if r["generation"] == 0 and r["origin"] != "random"],
-        "band": list(cfg.band), "band_ms": [low, high], "proxy_recipe": {"epochs": cfg.epochs, "train_len": cfg.train_len,
-                                                                      "val_len": cfg.val_len, "batch": cfg.batch},
-        "images": {"split": "train", "held_out": cfg.selection_fraction, "validation_split_read": False},
-        "world_size": dist.world_size(), "ranks_agree": len(set(picks)) == 1, **(extra or {}),
-        "final_round": {"recipe": {"epochs": cfg.epochs, "train_len": cfg.train_len * cfg.final_factor, "train_seed": cfg.train_seed + 1},
-                        "archs": [{"origin": r["origin"], "score": r["score"], "final_score": r["final_score"]}
-                                  for r in ranked_for_pick(state) if "final_score" in r]},
-    }
-    if "final_score" in best:
-        summary["final_score"] = best["final_score"]
-    if "fitted_from" in best:
-        summary["fitted_from"] = best["fitted_from"]
+    summary = _summary(cfg, state, best, (low, high), same_pick=len(set(picks)) == 1, extra=extra)
     save()
     if dist.is_main():
         write_evolution(out / "evolution.json", state, sampler)
@@ -229,6 +213,27 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
                   meta={"proxy_score": best["score"]}, measured=measured, write=dist.is_main(),
                   plot=lambda: plot_evolution(list(state.scored.values()), out / "evolution.png", cfg.latency_ms, cfg.band,
                                               ylabel=f"proxy mIoU, {cfg.epochs} x {cfg.train_len} images (%)"))
+
+
+def _summary(cfg: ProxyConfig, state: EvolutionState, best: dict[str, Any], band_ms: tuple[float, float], same_pick: bool,
+             extra: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``search.json`` says of the proxy stage: the pick's scores and origin, the seeds, the recipe,
+    the final round, and which images were read."""
+    summary: dict[str, Any] = {
+        "proxy_score": best["score"], "origin": best["origin"], "generation_found": best["generation"],
+        "evaluations": len(state.scored), "generations": state.generation, "seed_archs": list(cfg.seed_archs),
+        "seeds": [{"origin": r["origin"], "score": r["score"], "predicted_latency_ms": r["predicted_latency_ms"]}
+                  for r in state.scored.values() if r["generation"] == 0 and r["origin"] != "random"],
+        "band": list(cfg.band), "band_ms": list(band_ms), "proxy_recipe": {"epochs": cfg.epochs, "train_len": cfg.train_len,
+                                                                         "val_len": cfg.val_len, "batch": cfg.batch},
+        "images": {"split": "train", "held_out": cfg.selection_fraction, "validation_split_read": False},
+        "world_size": dist.world_size(), "ranks_agree": same_pick, **(extra or {}),
+        "final_round": {"recipe": {"epochs": cfg.epochs, "train_len": cfg.train_len * cfg.final_factor, "train_seed": cfg.train_seed + 1},
+                        "archs": [{"origin": r["origin"], "score": r["score"], "final_score": r["final_score"]}
+                                  for r in ranked_for_pick(state) if "final_score" in r]},
+    }
+    summary.update({k: best[k] for k in ("final_score", "fitted_from") if k in best})
+    return summary
 
 
 __all__ = ["ProxyConfig", "ProxyScorer", "run_proxy"]
