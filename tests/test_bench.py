@@ -69,3 +69,26 @@ def test_bench_bad_arguments(cli, tmp_path, monkeypatch, args, needle):
     r = cli(*args)
     assert r.exit_code == 2, r.output
     assert needle in r.output and "Traceback" not in r.output
+
+
+def test_bench_puts_the_luts_prediction_beside_what_it_measures(cli, tmp_path):
+    from rtseg.latency.lut import load_lut
+    from rtseg.latency.profile import profile_ops
+    from rtseg.spaces import load_arch
+
+    from rtseg.spaces import get_space
+
+    base = load_arch("baseline1").with_(num_classes=10)
+    ops = get_space("ssr").signatures(base, 32, 64)  # a LUT of baseline1's operators only: seconds, not minutes
+    lut_path = profile_ops("ssr", 32, 64, "onnxruntime", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1,
+                           num_classes=10, heads=["classifier"], out_path=tmp_path / "lut.json", progress=False, threads=1,
+                           recheck=False, signatures=ops, calibration_archs=0, speed_reference=False)
+    rep = run_bench(["baseline1", "erfnet"], ["onnxruntime"], input_hw=(32, 64), warmup=1, iters=3, lut=lut_path)
+    base_row, erf = rep.rows
+    want = load_lut(lut_path).predict(base, 32, 64, force=True).total_ms
+    assert base_row.extra["lut_predicted_ms"] == pytest.approx(want) and "lut_predicted_ms" not in erf.extra  # erfnet: another space
+    assert rep.record["threads"] == 1  # the LUT's threads
+    r = cli("bench", "baseline1", "--backend", "onnxruntime", "--input", "32x64", "--warmup", "1", "--iters", "2", "--lut", lut_path)
+    assert r.exit_code == 0 and "LUT ms" in r.output, r.output
+    r = cli("bench", "baseline1", "--input", "64x128", "--lut", lut_path)
+    assert r.exit_code != 0 and "--input 32x64" in r.output and "Traceback" not in r.output

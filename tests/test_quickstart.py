@@ -31,6 +31,11 @@ def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
     tr = state["stages"]["train"]
     assert tr["baseline1_scaled"]["epochs"] == tr["epochs"] and "| baseline1 scaled to T" in md and "| searched |" in md
     assert "| - |" not in md  # both rows carry their measured latency
+    # the baseline row is the reference the search measured and competed against (one member of the family)
+    assert search["stages"]["reference"]["scaled_by"] == "measured on the LUT's runtime"
+    assert tr["baseline1_scaled"]["knobs"] == search["stages"]["reference"]["knobs"]
+    assert json.loads((out / "baseline1-scaled.json").read_text())["genotype"] == \
+        json.loads((out / "search" / "reference.json").read_text())["arch"]["genotype"]
     demo = state["stages"]["demo"]
     assert demo["frames"] == 12
     # the synthetic street is rendered to a file first and the demo replays that file

@@ -161,6 +161,7 @@ def bench(
     cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Replay the torch model as a CUDA graph (static shapes)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and ONNX Runtime (default: all cores).", callback=P.THREADS),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (results + measurement record)."),
+    lut: Optional[str] = typer.Option(None, "--lut", help="A LUT: its prediction beside each net it can price (threads default to the LUT's)."),
 ) -> None:
     """Latency of models on backends under one protocol: mean, median, p90, p99 (ms) and FPS, side by side."""
     from rtseg.runtime.bench import plan, run_bench
@@ -175,17 +176,19 @@ def bench(
             prog.update(task, description=f"[cyan]{model}[/] on {b}")
 
         rep = run_bench(models, backend, hw, batch, warmup, iters, device, precision, cuda_graphs, threads,
-                        on_start=start, on_row=lambda r: prog.advance(task))
+                        on_start=start, on_row=lambda r: prog.advance(task), lut=lut)
     t = Table(title=f"latency (ms) at {hw[0]}x{hw[1]}, batch {batch} on {rep.record['device']}")
     t.add_column("model", overflow="fold", min_width=10)
     t.add_column("backend", overflow="fold")
     t.add_column("prec")
-    for col in ("mean", "median", "p90", "p99", "FPS"):
+    priced = any("lut_predicted_ms" in r.extra for r in rep.rows)
+    for col in ("mean", "median", "p90", "p99", "FPS") + (("LUT ms",) if priced else ()):
         t.add_column(col, justify="right")
     for r in rep.rows:
         s = r.stats
+        lut_cell = (f"{r.extra['lut_predicted_ms']:.2f}" if "lut_predicted_ms" in r.extra else "-",) if priced else ()
         t.add_row(r.model, r.backend, r.precision, f"{s.mean_ms:.2f}", f"{s.median_ms:.2f}", f"{s.p90_ms:.2f}",
-                  f"{s.p99_ms:.2f}", f"{r.fps:.1f}")
+                  f"{s.p99_ms:.2f}", f"{r.fps:.1f}", *lut_cell)
     console.print(t)
     for s in rep.skipped:
         console.print(f"[yellow]skipped[/] {s['model']} on {s['backend']}: {s['reason']}")

@@ -115,12 +115,20 @@ def run_bench(
     threads: int | None = None,
     on_start: Callable[[str, str], None] | None = None,
     on_row: Callable[[BenchRow], None] | None = None,
+    lut: str | Path | None = None,
 ) -> BenchReport:
-    """Measure every (model, backend) pair under the same protocol; see the module docstring."""
+    """Measure every (model, backend) pair under the same protocol; see the module docstring. With
+    ``lut``, each row whose net the LUT can price also gets the LUT's prediction (``lut_predicted_ms``),
+    and the threads default to the LUT's: the figure a search aimed at, beside the one measured."""
     if warmup < 0 or iters < 1:
         raise RtsegError(f"warmup must be >= 0 and iters >= 1, got {warmup} and {iters}")
     check_batch_memory(batch, *input_hw)
     todo, skipped = plan(models, backends)
+    predicted = _lut_predictions(lut, [m for m, _, _ in todo], input_hw) if lut is not None else {}
+    if lut is not None and threads is None:
+        from rtseg.latency.lut import load_lut
+
+        threads = load_lut(lut).threads
     for b in sorted({b for _, _, b in todo}):  # a missing package is one error before any model is loaded
         get_backend(b).require()
     cuda = device_kind(device) == "cuda"
@@ -142,6 +150,8 @@ def run_bench(
         info = opened[0].info
         extra = {k: info.extra[k] for k in ("threads", "cuda_graphs", "providers", "memory", "deploy_note") if info.extra.get(k) is not None}
         extra["load_1m"] = (_loadavg() or [None])[0]
+        if model in predicted:
+            extra["lut_predicted_ms"] = predicted[model]
         row = BenchRow(info.extra.get("model", model), backend, info.backend_version, info.precision, info.device,
                        info.batch, info.input_hw, stats, str(info.extra.get("timed", "")), extra)
         rows.append(row)
@@ -181,6 +191,26 @@ def run_bench(
     if peers:
         record["peers"] = peers  # hand-designed nets in the comparison, with their source
     return BenchReport(rows, record, skipped)
+
+
+def _lut_predictions(lut: str | Path, models: Sequence[str], input_hw: tuple[int, int]) -> dict[str, float]:
+    """The LUT's prediction of each model it can price: nets of its space (archs, built-in names,
+    checkpoints) at its input size, with its class count. Pricing needs the spaces (and torch)."""
+    from rtseg.latency.lut import load_lut
+
+    table = load_lut(lut)
+    if tuple(table.input_hw) != tuple(input_hw):
+        raise RtsegError(f"the LUT {lut} was measured at {table.input_hw[0]}x{table.input_hw[1]}, the bench runs at "
+                         f"{input_hw[0]}x{input_hw[1]}: pass --input {table.input_hw[0]}x{table.input_hw[1]}")
+    out = {}
+    for m in dict.fromkeys(models):
+        arch = resolve_model(m).arch
+        if arch is not None and arch.space == table.space:
+            try:
+                out[m] = table.predict(arch.with_(num_classes=table.num_classes), *input_hw).total_ms
+            except RtsegError:  # an operator the LUT never measured: no prediction for this row
+                continue
+    return out
 
 
 def _name_files(rows: list[BenchRow], models: Sequence[str]) -> None:

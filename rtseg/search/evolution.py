@@ -18,7 +18,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from rtseg.arch import Arch
 from rtseg.errors import RtsegError
@@ -172,8 +172,9 @@ Scorer = Callable[[Sequence[dict[str, int]]], list[float]]
 
 def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, population: int, parents: int,
            evaluations: int, mutate_prob: float, seeds: Sequence[dict[str, int] | tuple[dict[str, int], str]] = (),
-           save: Callable[[], None] = lambda: None, bar: TaskBar | None = None) -> EvolutionState:
-    """Run the evolution until ``evaluations`` archs are scored (resumable: ``state`` carries on)."""
+           save: Callable[[], None] = lambda: None, bar: TaskBar | None = None, as_is: Collection[str] = ()) -> EvolutionState:
+    """Run the evolution until ``evaluations`` archs are scored (resumable: ``state`` carries on). Seeds
+    are moved into the band where they miss it, but for those of an origin in ``as_is``."""
 
     def add(batch: list[tuple[dict[str, int], str]]) -> list[str]:
         """Score the batch's archs not scored yet (within the evaluation budget); the batch's scored keys."""
@@ -195,7 +196,7 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
         first = []
         for seed in seeds:
             seed, origin = seed if isinstance(seed, tuple) else (seed, "seed")
-            moved = sampler.into_band(seed, mutate_prob)
+            moved = seed if origin in as_is else sampler.into_band(seed, mutate_prob)
             if moved is None:
                 raise RtsegError(f"a seed arch's predicted latency is {sampler.latency(seed):.3f} ms, outside "
                                  f"[{sampler.low:.3f}, {sampler.high:.3f}] ms, and small changes do not bring it in; "
@@ -315,7 +316,8 @@ def choose_measured(ctx: Any, state: EvolutionState, sampler: BandSampler, final
             if m_walked <= target and (m_now > target or m_walked > m_now):
                 walks[-1]["kept"] = True
                 parent = rec.get("fitted_from") or {"origin": rec["origin"], "choices": rec["choices"]}
-                rec, ms = {**rec, "choices": walked, "origin": f"{rec['origin']} (fitted)", "fitted_from": parent}, m_walked
+                origin = rec["origin"] if rec["origin"].endswith("(fitted)") else f"{rec['origin']} (fitted)"
+                rec, ms = {**rec, "choices": walked, "origin": origin, "fitted_from": parent}, m_walked
             else:
                 ms = m_now
         return rec, ms

@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from rtseg import distributed as dist
 from rtseg.arch import Arch
@@ -148,11 +148,12 @@ def final_round(cfg: ProxyConfig, state: EvolutionState, sampler: BandSampler, o
 def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None,
               seeds: Sequence[tuple[Arch, str]] = (), ctx: SearchContext | None = None,
               band_ms: tuple[float, float] | None = None, extra: dict[str, Any] | None = None, strategy: str = "proxy",
-              result_dir: str | Path | None = None) -> SearchResult:
+              result_dir: str | Path | None = None, as_is: Collection[str] = ()) -> SearchResult:
     """Run (or ``resume``) a proxy search into ``out_dir``; see the module docstring. ``seeds`` (arch,
     origin) join ``cfg.seed_archs``; ``band_ms`` replaces the band's latencies (the default strategy
     passes a band corrected by measurement); ``extra`` goes into the summary; the pick is written to
-    ``result_dir`` (default ``out_dir``) under the name of ``strategy``."""
+    ``result_dir`` (default ``out_dir``) under the name of ``strategy``; seeds of an origin in ``as_is``
+    (measured to fit T) are scored as they are, inside the band or not."""
     out = Path(out_dir)
     dist.init_distributed(cfg.device if device_kind(cfg.device) == "cpu" else None)
     reporter = reporter if (reporter is not None and dist.is_main()) else SilentReporter()
@@ -194,7 +195,7 @@ def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, repor
     seed_choices = [({**supernet.argmax_choices(), **supernet.choices_of(a)}, origin) for a, origin in all_seeds]
     with reporter.task("proxy evolution", total=cfg.evaluations, completed=len(state.scored)) as bar:
         evolve(state, sampler, scorer, population=cfg.population, parents=cfg.parents, evaluations=cfg.evaluations,
-               mutate_prob=cfg.mutate_prob, seeds=seed_choices, save=save, bar=bar)
+               mutate_prob=cfg.mutate_prob, seeds=seed_choices, save=save, bar=bar, as_is=as_is)
     for key, rank in scorer.trained_by.items():
         if key in state.scored:
             state.scored[key]["trained_by_rank"] = rank

@@ -58,6 +58,8 @@ from rtseg.spaces import load_arch
 RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force", "gradient_minutes", "oneshot_minutes", "workers")
 #: The largest correction the calibration applies to the LUT's prediction (either way).
 MAX_CORRECTION = 1.5
+#: Where the hand-designed reference is scaled to, as measured: inside [0.95 T, T], the band a pick aims at.
+REFERENCE_AIM = 0.975
 #: How long a rank may wait for rank 0's one-shot stage under torchrun (seconds).
 STAGE_WAIT_S = 6 * 3600
 
@@ -107,7 +109,7 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
     else:
         stages["gradient"] = {"ran": False, "note": "left out" + (" (a trained supernet is reused)" if cfg.supernet else "")}
     oneshot = _oneshot(cfg, ctx, out, aim, resume, stages, reporter) if cfg.oneshot_stage else []
-    reference = _reference(cfg, ctx, aim, stages) if cfg.reference else []
+    reference = _reference(cfg, ctx, aim, out, stages) if cfg.reference else []
     # the user's own seed archs join the stages' and, like them, are moved into the (calibrated) band; the
     # strongest sources first, since a small evaluation budget scores only the first seeds
     users = [(load_arch(s).with_(num_classes=ctx.info.num_classes), "seed-arch") for s in cfg.seed_archs]
@@ -117,7 +119,8 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
     band_ms = (cfg.band[0] * aim, cfg.band[1] * aim)
     extra = {"stages": stages, "measured_over_predicted": scale, "aimed_predicted_ms": aim}
     result = run_proxy(pcfg, out / "proxy", resume=resume and (out / "proxy" / "state.json").exists(), reporter=reporter,
-                       seeds=seeds, ctx=ctx, band_ms=band_ms, extra=extra, strategy="default", result_dir=out)
+                       seeds=seeds, ctx=ctx, band_ms=band_ms, extra=extra, strategy="default", result_dir=out,
+                       as_is=fits_as_measured(cfg, stages))
     # the whole search's time, from the stages' records (a resumed search counts its earlier processes too)
     result.summary["wall_time_s"] = result.summary["wall_time_s"] + sum(
         float(stages[k].get(f) or 0.0) for k, f in (("calibrate", "seconds"), ("gradient", "wall_time_s"), ("oneshot", "wall_time_s"))
@@ -214,20 +217,41 @@ def _oneshot(cfg: StagedConfig, ctx: SearchContext, out: Path, aim: float, resum
     return [(Arch.from_dict(a), f"oneshot-{i + 1}") for i, a in enumerate(record["finalists"])]
 
 
-def _reference(cfg: StagedConfig, ctx: SearchContext, aim: float, stages: dict[str, Any]) -> list[tuple[Arch, str]]:
-    """The space's hand-designed family scaled to ``aim`` by the LUT (no timing: the LUT prices members)."""
+def _reference(cfg: StagedConfig, ctx: SearchContext, aim: float, out: Path, stages: dict[str, Any]) -> list[tuple[Arch, str]]:
+    """The space's hand-designed family scaled to the budget: the member nearest ``REFERENCE_AIM`` T as
+    measured on the LUT's runtime where this machine is its device (what a user would ship instead of
+    searching, so the search is judged against it), else the member the LUT prices nearest ``aim``.
+    Rank 0 picks; kept in ``reference.json`` so a resumed search seeds the same member."""
     family = ctx.space.reference_family
     if family is None:
         stages["reference"] = {"ran": False, "note": f"the {cfg.space} space has no hand-designed family"}
         return []
+    path = out / "reference.json"
+    rec = read_json(path, "search reference") if path.exists() else None
+    if rec is None and dist.is_main():
+        rec = _pick_reference(cfg, ctx, family, aim)
+        atomic_write_json(path, rec)
+    rec = dist.broadcast_object(rec)
+    stages["reference"] = {k: v for k, v in rec.items() if k != "arch"}
+    return [(Arch.from_dict(rec["arch"]), "reference")]
+
+
+def _pick_reference(cfg: StagedConfig, ctx: SearchContext, family: str, aim: float) -> dict[str, Any]:
     from rtseg.spaces.families import pick_nearest
 
-    def priced(arch: Arch) -> float:
-        return ctx.price(arch).latency_ms
+    if measurable_here(ctx.lut) is None and cfg.verify_latency:
+        from rtseg.latency.validate import like_lut
 
-    pick = pick_nearest(family, cfg.band[1] * aim * 0.99, priced, input_hw=ctx.hw, num_classes=ctx.info.num_classes, confirm=0)
-    stages["reference"] = {"ran": True, "family": family, "knobs": pick.member.knobs, "predicted_latency_ms": pick.measured_ms}
-    return [(pick.member.arch, "reference")]
+        target = REFERENCE_AIM * cfg.latency_ms
+        pick = pick_nearest(family, target, like_lut(ctx.lut), input_hw=ctx.hw, num_classes=ctx.info.num_classes, confirm=2)
+        how = {"scaled_by": "measured on the LUT's runtime", "measured_latency_ms": pick.measured_ms}
+    else:
+        pick = pick_nearest(family, cfg.band[1] * aim * 0.99, lambda a: ctx.price(a).latency_ms, input_hw=ctx.hw,
+                            num_classes=ctx.info.num_classes, confirm=0)
+        how = {"scaled_by": "the LUT's prediction"}
+    arch = pick.member.arch.with_(num_classes=ctx.info.num_classes)
+    return {"ran": True, "family": family, "knobs": pick.member.knobs, "predicted_latency_ms": ctx.price(arch).latency_ms,
+            **how, "arch": arch.to_dict()}
 
 
 def _into_band(cfg: StagedConfig, ctx: SearchContext, seeds: list[tuple[Arch, str]], aim: float,
@@ -239,6 +263,9 @@ def _into_band(cfg: StagedConfig, ctx: SearchContext, seeds: list[tuple[Arch, st
     kept = []
     for arch, origin in seeds:
         choices = {**supernet.argmax_choices(), **supernet.choices_of(arch)}
+        if origin in fits_as_measured(cfg, stages) and ctx.within_flops(ctx.price(arch)):
+            kept.append((arch, origin))  # measured to fit T: the net a user would ship, seeded as it is
+            continue
         moved = sampler.into_band(choices, cfg.mutate_prob) or sampler.toward(choices, sampler.low, sampler.high, steps=200)
         stage = stages.setdefault("seed_archs" if origin == "seed-arch" else origin.split("-")[0], {"ran": True})
         if moved is None:
@@ -250,6 +277,13 @@ def _into_band(cfg: StagedConfig, ctx: SearchContext, seeds: list[tuple[Arch, st
     if not kept and dist.is_main():
         stages.setdefault("proxy", {})["note"] = "no stage gave an arch in the band: the evolution starts from uniform draws"
     return kept
+
+
+def fits_as_measured(cfg: StagedConfig, stages: dict[str, Any]) -> set[str]:
+    """Origins of seeds measured on the LUT's runtime to lie in [band[0] T, T]: the evolution scores them
+    as they are, whatever the LUT predicts for them (its prediction is what they would be moved by)."""
+    ms = (stages.get("reference") or {}).get("measured_latency_ms")
+    return {"reference"} if ms is not None and cfg.band[0] * cfg.latency_ms <= ms <= cfg.latency_ms else set()
 
 
 def stage_names(summary: dict[str, Any]) -> list[str]:
