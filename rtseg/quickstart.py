@@ -249,8 +249,7 @@ def _bench_stage(q: _Quick) -> dict[str, Any]:
     """The deployed net, baseline1 scaled to the same budget, and baseline1 on torch and onnxruntime, one thread."""
     deployed = q.out / "train" / "best.pt" if q.cfg.backend == "torch" else q.out / "export" / "model.onnx"  # what the demo runs
     rep = run_bench([str(deployed), str(q.out / "baseline1-scaled.json"), "baseline1"], ["torch", "onnxruntime"],
-                    input_hw=q.hw,
-                    warmup=5, iters=30, device=q.cfg.device, threads=1)
+                    input_hw=q.hw, warmup=5, iters=60, rounds=6, device=q.cfg.device, threads=1)  # interleaved: compared fairly
     d = rep.to_dict()
     names = list(dict.fromkeys(r["model"] for r in d["results"]))  # the models' display names, in the order given
     d["roles"] = dict(zip(("searched", "baseline1_scaled", "baseline1"), names))

@@ -92,3 +92,11 @@ def test_bench_puts_the_luts_prediction_beside_what_it_measures(cli, tmp_path):
     assert r.exit_code == 0 and "LUT ms" in r.output, r.output
     r = cli("bench", "baseline1", "--input", "64x128", "--lut", lut_path)
     assert r.exit_code != 0 and "--input 32x64" in r.output and "Traceback" not in r.output
+
+
+def test_bench_in_interleaved_rounds_times_every_pair_alike():
+    rep = run_bench(["baseline1", "erfnet"], ["onnxruntime"], input_hw=(32, 64), warmup=1, iters=4, rounds=2, threads=1)
+    assert [r.model for r in rep.rows] == ["baseline1", "erfnet"] and all(r.stats.n == 4 for r in rep.rows)
+    assert rep.record["rounds"] == 2 and "interleaved rounds" in rep.record["protocol"]
+    with pytest.raises(RtsegError, match="iters >= rounds"):
+        run_bench(["baseline1"], ["onnxruntime"], input_hw=(32, 64), iters=2, rounds=3)

@@ -116,12 +116,15 @@ def run_bench(
     on_start: Callable[[str, str], None] | None = None,
     on_row: Callable[[BenchRow], None] | None = None,
     lut: str | Path | None = None,
+    rounds: int = 1,
 ) -> BenchReport:
     """Measure every (model, backend) pair under the same protocol; see the module docstring. With
     ``lut``, each row whose net the LUT can price also gets the LUT's prediction (``lut_predicted_ms``),
-    and the threads default to the LUT's: the figure a search aimed at, beside the one measured."""
-    if warmup < 0 or iters < 1:
-        raise RtsegError(f"warmup must be >= 0 and iters >= 1, got {warmup} and {iters}")
+    and the threads default to the LUT's: the figure a search aimed at, beside the one measured.
+    ``rounds`` > 1 times every pair in that many interleaved rounds (the ``iters`` calls split over
+    them), as a search compares archs, instead of one pair after another."""
+    if warmup < 0 or iters < 1 or rounds < 1 or iters < rounds:
+        raise RtsegError(f"warmup must be >= 0, iters >= 1, rounds >= 1 and iters >= rounds, got {warmup}, {iters} and {rounds}")
     check_batch_memory(batch, *input_hw)
     todo, skipped = plan(models, backends)
     predicted = _lut_predictions(lut, [m for m, _, _ in todo], input_hw) if lut is not None else {}
@@ -134,29 +137,35 @@ def run_bench(
     cuda = device_kind(device) == "cuda"
     if threads is None and not cuda:
         threads = os.cpu_count() or 1
+    opened: dict[int, Any] = {}
+
+    def opener(i: int, model: str, kind: str, backend: str) -> Callable[[], Any]:
+        def open_runner() -> Any:
+            if on_start:
+                on_start(model, backend)
+            opened[i] = load_runner(model, backend=backend, device=device if backend != "tensorrt" else (device if cuda else "cuda"),
+                                    precision=precision, input_hw=input_hw if kind not in ("engine",) else None, batch=batch,
+                                    cuda_graphs=cuda_graphs and backend == "torch", threads=threads)
+            return opened[i]
+        return open_runner
+
+    openers = [opener(i, *pair) for i, pair in enumerate(todo)]
+    if rounds > 1:  # every pair open at once, timed in shuffled interleaved rounds: a burst of load falls on all alike
+        timings = measure_networks(openers, warmup=warmup, repeats=iters, rounds=rounds)
+        stats = [timings.stats(i) for i in range(len(todo))]
+    else:  # one pair at a time, each open only while it is timed
+        stats = [measure_networks([op], warmup=warmup, repeats=iters, rounds=1).stats() for op in openers]
     rows: list[BenchRow] = []
-    for model, kind, backend in todo:
-        if on_start:
-            on_start(model, backend)
-        opened: list[Any] = []
-
-        def open_runner(model: str = model, kind: str = kind, backend: str = backend) -> Any:
-            opened.append(load_runner(model, backend=backend, device=device if backend != "tensorrt" else (device if cuda else "cuda"),
-                                      precision=precision, input_hw=input_hw if kind not in ("engine",) else None, batch=batch,
-                                      cuda_graphs=cuda_graphs and backend == "torch", threads=threads))
-            return opened[-1]
-
-        stats = measure_networks([open_runner], warmup=warmup, repeats=iters, rounds=1).stats()
-        info = opened[0].info
+    for i, ((model, _, backend), st) in enumerate(zip(todo, stats)):
+        info = opened[i].info
         extra = {k: info.extra[k] for k in ("threads", "cuda_graphs", "providers", "memory", "deploy_note") if info.extra.get(k) is not None}
         extra["load_1m"] = (_loadavg() or [None])[0]
         if model in predicted:
             extra["lut_predicted_ms"] = predicted[model]
-        row = BenchRow(info.extra.get("model", model), backend, info.backend_version, info.precision, info.device,
-                       info.batch, info.input_hw, stats, str(info.extra.get("timed", "")), extra)
-        rows.append(row)
+        rows.append(BenchRow(info.extra.get("model", model), backend, info.backend_version, info.precision, info.device,
+                             info.batch, info.input_hw, st, str(info.extra.get("timed", "")), extra))
         if on_row:
-            on_row(row)
+            on_row(rows[-1])
     _name_files(rows, [m for m, _, _ in todo])
     try:
         import onnxruntime
@@ -183,8 +192,10 @@ def run_bench(
         "warmup": warmup,
         "iters": iters,
         "load_average": _loadavg(),
-        "protocol": "per backend: warm-up calls, then calls timed one by one (rtseg.backends.measure.measure_networks) over 4 "
-                    "rotating random inputs; median/p90/p99 of the per-call times; FPS = batch x 1000 / median",
+        "rounds": rounds,
+        "protocol": ("per backend: warm-up calls, then calls timed one by one (rtseg.backends.measure.measure_networks) over 4 "
+                     "rotating random inputs; median/p90/p99 of the per-call times; FPS = batch x 1000 / median"
+                     + (f"; every pair in {rounds} shuffled interleaved rounds" if rounds > 1 else "; one pair after another")),
         "weights": "as given (untrained archs use seeded random weights; latency does not depend on weight values)",
     }
     peers = _peer_sources(sorted({m for m, _, _ in todo}))
