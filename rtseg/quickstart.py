@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import torch
 
+from rtseg.backends.device import device_kind
 from rtseg.backends.measure import LatencyMeasure
 from rtseg.data import dataset_info
 from rtseg.errors import RtsegError
@@ -249,7 +250,8 @@ def _bench_stage(q: _Quick) -> dict[str, Any]:
     """The deployed net, baseline1 scaled to the same budget, and baseline1 on torch and onnxruntime, one thread."""
     deployed = q.out / "train" / "best.pt" if q.cfg.backend == "torch" else q.out / "export" / "model.onnx"  # what the demo runs
     rep = run_bench([str(deployed), str(q.out / "baseline1-scaled.json"), "baseline1"], ["torch", "onnxruntime"],
-                    input_hw=q.hw, warmup=5, iters=60, rounds=6, device=q.cfg.device, threads=1)  # interleaved: compared fairly
+                    input_hw=q.hw, warmup=5, iters=60, rounds=6, device=q.cfg.device, threads=1,  # interleaved: compared fairly
+                    clock=load_lut(q.lut_path).clock if device_kind(q.cfg.device) == "cpu" else "wall")  # the LUT's clock
     d = rep.to_dict()
     names = list(dict.fromkeys(r["model"] for r in d["results"]))  # the models' display names, in the order given
     d["roles"] = dict(zip(("searched", "baseline1_scaled", "baseline1"), names))

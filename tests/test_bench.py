@@ -100,3 +100,12 @@ def test_bench_in_interleaved_rounds_times_every_pair_alike():
     assert rep.record["rounds"] == 2 and "interleaved rounds" in rep.record["protocol"]
     with pytest.raises(RtsegError, match="iters >= rounds"):
         run_bench(["baseline1"], ["onnxruntime"], input_hw=(32, 64), iters=2, rounds=3)
+
+
+def test_bench_on_the_thread_clock_times_one_thread_cpu_runs_only():
+    rep = run_bench(["baseline1"], ["onnxruntime"], input_hw=(32, 64), warmup=1, iters=3, threads=1, clock="thread")
+    assert rep.record["clock"] == "thread" and "thread's CPU-time clock" in rep.rows[0].timed and rep.rows[0].stats.median_ms > 0
+    with pytest.raises(RtsegError, match="--threads 1"):
+        run_bench(["baseline1"], ["onnxruntime"], input_hw=(32, 64), threads=2, clock="thread")
+    with pytest.raises(RtsegError, match="unknown clock"):
+        run_bench(["baseline1"], ["onnxruntime"], input_hw=(32, 64), clock="sundial")

@@ -21,8 +21,12 @@ def test_quickstart_runs_every_stage_and_writes_a_report(tmp_path):
     assert list(state["stages"]) == ["profile", "validate", "search", "train", "export", "bench", "demo"]
     for f in ("report.md", "report.html", "lut.json", "lut_validation.png", "search/arch.json", "search/gradient/trajectories.png",
               "search/proxy/evolution.png", "search/oneshot/supernet.pt", "train/curve.png", "train/best.pt",
-              "baseline1-scaled.json", "train-baseline1/best.pt", "export/model.onnx", "export/model.json", "demo_input.mp4", "demo.mp4", "overlay_0.png"):
+              "baseline1-scaled.json", "export/model.onnx", "export/model.json", "demo_input.mp4", "demo.mp4", "overlay_0.png"):
         assert (out / f).is_file(), f
+    # baseline1 scaled is trained on its own unless the search kept it (then one net, trained once, and the report says so)
+    same = state["stages"]["train"]["baseline1_scaled"]["same_net_as_searched"]
+    assert (out / "train-baseline1" / "best.pt").is_file() != same
+    assert ("The search kept baseline1 scaled to T" in (out / "report.md").read_text()) == same
     md = (out / "report.md").read_text()
     assert "lut_validation.png" in md and "train/curve.png" in md and "demo.mp4" in md
     # the default strategy ran, and the report sets the searched net beside baseline1 scaled to the same budget

@@ -56,13 +56,16 @@ class Runner(ABC):
         for _ in range(n):
             self.infer(x)
 
+    #: ``wall`` or ``thread``: the clock :meth:`samples` reads on a CPU (see :data:`rtseg.backends.timing.CLOCKS`)
+    clock: str = "wall"
+
     def samples(self, warmup: int = 10, repeats: int = 100) -> list[float]:
         """Per-call network latency (ms per batch) over 4 rotating random inputs, host copies included
-        (what a caller of :meth:`infer` waits); a runner is a network made ready for
+        (what a caller of :meth:`infer` waits), on :attr:`clock`; a runner is a network made ready for
         :func:`rtseg.backends.measure.measure_networks`."""
         rng = np.random.default_rng(0)
         xs = [(rng.standard_normal((self.info.batch, 3, *self.info.input_hw)).astype(np.float32),) for _ in range(4)]
-        return time_samples(self.infer, xs, warmup=warmup, repeats=repeats, device="cpu")
+        return time_samples(self.infer, xs, warmup=warmup, repeats=repeats, device="thread" if self.clock == "thread" else "cpu")
 
     def benchmark(self, warmup: int = 10, iters: int = 100) -> TimingStats:
         """Network latency per batch (see :meth:`samples`)."""

@@ -162,6 +162,7 @@ def bench(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch and ONNX Runtime (default: all cores).", callback=P.THREADS),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout (results + measurement record)."),
     lut: Optional[str] = typer.Option(None, "--lut", help="A LUT: its prediction beside each net it can price (threads default to the LUT's)."),
+    clock: Optional[str] = typer.Option(None, "--clock", help="wall (what a caller waits) or thread (CPU time of a one-thread run, steady on a shared machine); default: the --lut's clock, else wall."),
     rounds: int = typer.Option(1, "--rounds", help="Time every model in this many shuffled interleaved rounds (the --iters split over them) instead of one after another.", callback=P.COUNT),
 ) -> None:
     """Latency of models on backends under one protocol: mean, median, p90, p99 (ms) and FPS, side by side."""
@@ -177,7 +178,7 @@ def bench(
             prog.update(task, description=f"[cyan]{model}[/] on {b}")
 
         rep = run_bench(models, backend, hw, batch, warmup, iters, device, precision, cuda_graphs, threads,
-                        on_start=start, on_row=lambda r: prog.advance(task), lut=lut, rounds=rounds)
+                        on_start=start, on_row=lambda r: prog.advance(task), lut=lut, rounds=rounds, clock=clock)
     t = Table(title=f"latency (ms) at {hw[0]}x{hw[1]}, batch {batch} on {rep.record['device']}")
     t.add_column("model", overflow="fold", min_width=10)
     t.add_column("backend", overflow="fold")

@@ -117,21 +117,31 @@ def run_bench(
     on_row: Callable[[BenchRow], None] | None = None,
     lut: str | Path | None = None,
     rounds: int = 1,
+    clock: str | None = None,
 ) -> BenchReport:
     """Measure every (model, backend) pair under the same protocol; see the module docstring. With
     ``lut``, each row whose net the LUT can price also gets the LUT's prediction (``lut_predicted_ms``),
     and the threads default to the LUT's: the figure a search aimed at, beside the one measured.
     ``rounds`` > 1 times every pair in that many interleaved rounds (the ``iters`` calls split over
-    them), as a search compares archs, instead of one pair after another."""
+    them), as a search compares archs, instead of one pair after another. ``clock`` is ``wall`` (what a
+    caller waits) or ``thread`` (the calling thread's CPU time: one-thread CPU runs on a shared machine,
+    as a LUT timed that way); default: the LUT's clock with ``lut``, else ``wall``."""
     if warmup < 0 or iters < 1 or rounds < 1 or iters < rounds:
         raise RtsegError(f"warmup must be >= 0, iters >= 1, rounds >= 1 and iters >= rounds, got {warmup}, {iters} and {rounds}")
     check_batch_memory(batch, *input_hw)
     todo, skipped = plan(models, backends)
     predicted = _lut_predictions(lut, [m for m, _, _ in todo], input_hw) if lut is not None else {}
-    if lut is not None and threads is None:
+    if lut is not None:
         from rtseg.latency.lut import load_lut
 
-        threads = load_lut(lut).threads
+        table = load_lut(lut)
+        threads = table.threads if threads is None else threads
+        clock = clock or table.clock
+    clock = clock or "wall"
+    if clock not in ("wall", "thread"):
+        raise RtsegError(f"unknown clock {clock!r}; choose wall or thread")
+    if clock == "thread" and (device_kind(device) == "cuda" or threads not in (None, 1)):
+        raise RtsegError("the thread clock times one-thread CPU runs only: pass --threads 1 on a CPU, or --clock wall")
     for b in sorted({b for _, _, b in todo}):  # a missing package is one error before any model is loaded
         get_backend(b).require()
     cuda = device_kind(device) == "cuda"
@@ -146,6 +156,7 @@ def run_bench(
             opened[i] = load_runner(model, backend=backend, device=device if backend != "tensorrt" else (device if cuda else "cuda"),
                                     precision=precision, input_hw=input_hw if kind not in ("engine",) else None, batch=batch,
                                     cuda_graphs=cuda_graphs and backend == "torch", threads=threads)
+            opened[i].clock = clock
             return opened[i]
         return open_runner
 
@@ -163,7 +174,8 @@ def run_bench(
         if model in predicted:
             extra["lut_predicted_ms"] = predicted[model]
         rows.append(BenchRow(info.extra.get("model", model), backend, info.backend_version, info.precision, info.device,
-                             info.batch, info.input_hw, st, str(info.extra.get("timed", "")), extra))
+                             info.batch, info.input_hw, st,
+                             str(info.extra.get("timed", "")) + (", read on the thread's CPU-time clock" if clock == "thread" else ""), extra))
         if on_row:
             on_row(rows[-1])
     _name_files(rows, [m for m, _, _ in todo])
@@ -193,6 +205,7 @@ def run_bench(
         "iters": iters,
         "load_average": _loadavg(),
         "rounds": rounds,
+        "clock": clock,
         "protocol": ("per backend: warm-up calls, then calls timed one by one (rtseg.backends.measure.measure_networks) over 4 "
                      "rotating random inputs; median/p90/p99 of the per-call times; FPS = batch x 1000 / median"
                      + (f"; every pair in {rounds} shuffled interleaved rounds" if rounds > 1 else "; one pair after another")),
