@@ -374,7 +374,7 @@ def to_markdown(rec: dict[str, Any]) -> str:
     rt = rec["runtime"]
     lines = [f"# Pareto experiment: {rt['backend']} {rt['precision']} on {rt['device']} ({rt['threads']} thread(s)), "
              f"{rec['input'][0]}x{rec['input'][1]}, data {rec['data']}", "",
-             (f"T = fraction x baseline1's LUT-predicted latency ({rec['baseline1_predicted_ms']:.3f} ms; measured in the final "
+             (f"T = fraction x baseline1's LUT-predicted latency ({rec['baseline1_predicted_ms']:.3f} ms; "
               if rec["baseline1_predicted_ms"] is not None else "T in the LUT's predicted ms (baseline1 ")
              + f"measured in the final rounds: {rec['baseline1_measured_ms']:.3f} ms); recipe: {rec['recipe']['epochs']} epochs x "
              f"{rec['recipe']['train_len']} images, batch {rec['recipe']['batch']}, {rec['recipe']['seeds']} seeds; "
