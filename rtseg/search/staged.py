@@ -17,8 +17,9 @@ budget; short training runs do. So the stages are:
    with ``supernet``: a search that reuses one leaves the gradient stage out unless asked, so that it
    costs the evolutions and the proxy trainings only) and its evolution's best archs; on spaces whose supernet cannot run one path the
    stage is skipped and says so.
-4. **reference**: the space's hand-designed family (:attr:`SearchSpace.reference_family`) scaled to the
-   budget by the LUT, where the space has one.
+4. **reference**: the space's hand-designed family (:attr:`SearchSpace.reference_family`), where the
+   space has one, scaled to the budget as measured on the LUT's runtime (by the LUT where this machine
+   is not its device): the net a user would ship instead of searching, seeded as it is.
 5. **proxy**: an evolution seeded with all of them (:mod:`rtseg.search.proxy`), every arch scored by a
    short training run on held-out training data (the strongest seeds first: a small evaluation budget
    scores only the first ones).
