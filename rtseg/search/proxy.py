@@ -119,6 +119,14 @@ class ProxyScorer:
             return [final_miou(s) for s in pool.map(train_one_thread, jobs)]
 
 
+def final_recipe(cfg: ProxyConfig) -> ProxyConfig:
+    """The final round's runs: ``final_factor`` times the images of a proxy run (per epoch where the
+    proxy recipe sets them, else as many times the epochs over the whole training split), another seed."""
+    if cfg.train_len is None:
+        return replace(cfg, epochs=cfg.epochs * cfg.final_factor, train_seed=cfg.train_seed + 1)
+    return replace(cfg, train_len=cfg.train_len * cfg.final_factor, train_seed=cfg.train_seed + 1)
+
+
 def final_round(cfg: ProxyConfig, state: EvolutionState, sampler: BandSampler, out: Path, save: Callable[[], None],
                 reporter: Reporter) -> None:
     """Train the ``final_round`` best-scored archs again, ``final_factor`` times longer and from another
@@ -136,9 +144,8 @@ def final_round(cfg: ProxyConfig, state: EvolutionState, sampler: BandSampler, o
     todo = [k for k in keys if "final_score" not in state.scored[k]]
     if not todo:
         return
-    longer = replace(cfg, train_len=cfg.train_len * cfg.final_factor, train_seed=cfg.train_seed + 1)
     with reporter.task("final round", total=len(todo)) as bar:
-        scores = ProxyScorer(longer, sampler, out / "final")([state.scored[k]["choices"] for k in todo])
+        scores = ProxyScorer(final_recipe(cfg), sampler, out / "final")([state.scored[k]["choices"] for k in todo])
         bar.update(completed=len(todo))
     for k, score in zip(todo, scores):
         state.scored[k]["final_score"] = score
@@ -229,7 +236,7 @@ def _summary(cfg: ProxyConfig, state: EvolutionState, best: dict[str, Any], band
                                                                          "val_len": cfg.val_len, "batch": cfg.batch},
         "images": {"split": "train", "held_out": cfg.selection_fraction, "validation_split_read": False},
         "world_size": dist.world_size(), "ranks_agree": same_pick, **(extra or {}),
-        "final_round": {"recipe": {"epochs": cfg.epochs, "train_len": cfg.train_len * cfg.final_factor, "train_seed": cfg.train_seed + 1},
+        "final_round": {"recipe": {k: getattr(final_recipe(cfg), k) for k in ("epochs", "train_len", "train_seed")},
                         "archs": [{"origin": r["origin"], "score": r["score"], "final_score": r["final_score"]}
                                   for r in ranked_for_pick(state) if "final_score" in r]},
     }
