@@ -319,7 +319,7 @@ def choose_measured(ctx: Any, state: EvolutionState, sampler: BandSampler, final
                 origin = rec["origin"] if rec["origin"].endswith("(fitted)") else f"{rec['origin']} (fitted)"
                 rec, ms = {**rec, "choices": walked, "origin": origin, "fitted_from": parent}, m_walked
             else:
-                ms = m_now
+                ms = (ms + m_now) / 2  # the parent, measured twice: both figures count
         return rec, ms
 
     # the best-ranked finalist first, walked down when it measures over T; else the best that fits, walked up
