@@ -35,7 +35,7 @@ from torch import nn
 
 from rtseg.backends import FLOAT_PRECISIONS, PRECISIONS, get_backend
 from rtseg.backends.device import DeviceInfo
-from rtseg.backends.onnx_export import DEFAULT_OPSET, export_onnx
+from rtseg.backends.onnx_export import DEFAULT_OPSET, export_onnx, simplify_onnx
 from rtseg.backends.ort import session_calls
 from rtseg.backends.pytorch import place
 from rtseg.backends.ort_session import make_session
@@ -254,13 +254,17 @@ class OnnxRuntimeTimer(OpTimer):
                 "provider": "CUDAExecutionProvider" if self.device.kind == "cuda" else "CPUExecutionProvider",
                 "io_binding": self.device.kind == "cuda"}
 
-    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
+    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]], simplify: bool = False) -> Prepared:
+        """``module`` exported to ONNX and opened in a session; ``simplify`` runs onnxslim on the graph
+        first, as ``rtseg export`` and the runtime do, so a whole network is timed as it is deployed."""
         tmp = tempfile.TemporaryDirectory(prefix="rtseg-ort-")
         path = Path(tmp.name) / "m.onnx"
         module = module.eval().to("cpu", dtype=self.dtype)
         first = tuple(t.to(dtype=self.dtype) for t in input_sets[0])
         try:
             export_onnx(module, first, path, opset=DEFAULT_OPSET)
+            if simplify:
+                simplify_onnx(path)
             if self.precision == "int8":
                 path = _quantized(path, input_sets)
             return self.prepare_onnx(path, input_sets, keep=[tmp])
