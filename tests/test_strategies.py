@@ -241,3 +241,15 @@ def test_a_flops_budget_below_every_arch_is_refused_up_front(lut_path):
 
     with pytest.raises(RtsegError, match=r"FLOPs budget 1e-09 G is infeasible: the ssr arch of fewest FLOPs"):
         prepare(OneShotConfig(lut=str(lut_path), latency_ms=_target(lut_path), input_hw=(H, W), flops_g=1e-9))
+
+
+def test_the_summary_table_shows_the_final_round_and_the_fit():
+    from rich.console import Console
+
+    from rtseg.cli.search import summary_table
+
+    record = json.loads((Path(__file__).resolve().parents[1] / "search" / "results" / "default" / "cas-128x256.json").read_text())
+    console = Console(width=200, record=True)
+    console.print(summary_table(record, "cas"))
+    text = console.export_text()
+    assert "final round (proxy -> final score)" in text and "fit to T as measured" in text and "(kept)" in text
