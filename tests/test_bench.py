@@ -103,8 +103,9 @@ def test_bench_in_interleaved_rounds_times_every_pair_alike():
 
 
 def test_bench_on_the_thread_clock_times_one_thread_cpu_runs_only():
-    rep = run_bench(["baseline1"], ["onnxruntime"], input_hw=(32, 64), warmup=1, iters=3, threads=1, clock="thread")
+    rep = run_bench(["baseline1"], ["onnxruntime"], input_hw=(32, 64), warmup=1, iters=3, clock="thread")
     assert rep.record["clock"] == "thread" and "thread's CPU-time clock" in rep.rows[0].timed and rep.rows[0].stats.median_ms > 0
+    assert rep.record["threads"] == 1  # the thread clock runs one thread unless told otherwise (then it refuses)
     with pytest.raises(RtsegError, match="--threads 1"):
         run_bench(["baseline1"], ["onnxruntime"], input_hw=(32, 64), threads=2, clock="thread")
     with pytest.raises(RtsegError, match="unknown clock"):

@@ -162,9 +162,7 @@ def _make_ready(network: Any, on: LatencyMeasure | None, timer: Any, input_sets:
             raise RtsegError(f"{network} is an ONNX file: time it on the onnxruntime backend, or pass the runner that opens it")
         return timer.prepare_onnx(network, inputs)
     module = network if _is_module(network) else build_model(network)
-    if callable(getattr(timer, "prepare_onnx", None)):  # ONNX Runtime: the graph rtseg export and the runtime deploy
-        return timer.prepare(module, inputs, simplify=True)
-    return timer.prepare(module, inputs)
+    return timer.prepare(module, inputs, simplify=True)  # a whole network: in the form rtseg export deploys it
 
 
 def _measure(nets: list[Any], make_ready: Callable[[Any], ReadyNetwork], warmup: int, repeats: int, rounds: int, seed: int,

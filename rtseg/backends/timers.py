@@ -165,7 +165,10 @@ class OpTimer(ABC):
         return {}
 
     @abstractmethod
-    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared: ...
+    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]], simplify: bool = False) -> Prepared:
+        """``module`` made ready to time. ``simplify``: a whole network is timed in the form it is
+        deployed in (a backend that runs an exported graph simplifies it first, as ``rtseg export``
+        does); a backend that runs the module as it is ignores it."""
 
     def prepare_batch(self, modules: Sequence[nn.Module], input_sets: Sequence[Sequence[tuple[torch.Tensor, ...]]],
                       key: Any = None) -> BatchPrepared:
@@ -225,7 +228,7 @@ class TorchTimer(OpTimer):
     def settings(self) -> dict[str, Any]:
         return {"channels_last": self.channels_last, "cudnn_benchmark": self.device.kind == "cuda", "inference_mode": True}
 
-    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
+    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]], simplify: bool = False) -> Prepared:
         module, args = place(module, input_sets, self.device.arg, self.dtype, self.channels_last)  # as the torch runner places its network
         return Prepared(module, args, self._clock(), keep=[module])
 
@@ -342,11 +345,12 @@ class TensorRTTimer(OpTimer):
     def settings(self) -> dict[str, Any]:
         return {"fp16": self.precision == "fp16", "workspace_gb": self.workspace_gb, "opset": DEFAULT_OPSET}
 
-    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]]) -> Prepared:
-
+    def prepare(self, module: nn.Module, input_sets: Sequence[tuple[torch.Tensor, ...]], simplify: bool = False) -> Prepared:
         tmp = tempfile.TemporaryDirectory(prefix="rtseg-trt-op-", dir=self._tmp.name)
         onnx_path, engine_path = Path(tmp.name) / "m.onnx", Path(tmp.name) / "m.engine"
         export_onnx(module.eval().cpu().float(), tuple(t.float() for t in input_sets[0]), onnx_path, opset=DEFAULT_OPSET)
+        if simplify:
+            simplify_onnx(onnx_path)
         build_engine(onnx_path, engine_path, fp16=self.precision == "fp16", workspace_gb=self.workspace_gb, timing_cache=self.timing_cache,
                      progress=False, builder=self.builder())
         self.engines_built += 1

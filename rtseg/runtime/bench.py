@@ -130,18 +130,21 @@ def run_bench(
         raise RtsegError(f"warmup must be >= 0, iters >= 1, rounds >= 1 and iters >= rounds, got {warmup}, {iters} and {rounds}")
     check_batch_memory(batch, *input_hw)
     todo, skipped = plan(models, backends)
-    predicted = _lut_predictions(lut, [m for m, _, _ in todo], input_hw) if lut is not None else {}
+    predicted: dict[str, float] = {}
     if lut is not None:
         from rtseg.latency.lut import load_lut
 
         table = load_lut(lut)
+        predicted = _lut_predictions(table, lut, [m for m, _, _ in todo], input_hw)
         threads = table.threads if threads is None else threads
         clock = clock or table.clock
     clock = clock or "wall"
     if clock not in ("wall", "thread"):
         raise RtsegError(f"unknown clock {clock!r}; choose wall or thread")
-    if clock == "thread" and (device_kind(device) == "cuda" or threads not in (None, 1)):
-        raise RtsegError("the thread clock times one-thread CPU runs only: pass --threads 1 on a CPU, or --clock wall")
+    if clock == "thread":  # the calling thread's CPU time covers a run only when the run stays on that thread
+        if device_kind(device) == "cuda" or threads not in (None, 1) or any(b == "tensorrt" for _, _, b in todo):
+            raise RtsegError("the thread clock times one-thread CPU runs only: pass --threads 1 on a CPU, or --clock wall")
+        threads = 1
     for b in sorted({b for _, _, b in todo}):  # a missing package is one error before any model is loaded
         get_backend(b).require()
     cuda = device_kind(device) == "cuda"
@@ -217,12 +220,10 @@ def run_bench(
     return BenchReport(rows, record, skipped)
 
 
-def _lut_predictions(lut: str | Path, models: Sequence[str], input_hw: tuple[int, int]) -> dict[str, float]:
-    """The LUT's prediction of each model it can price: nets of its space (archs, built-in names,
-    checkpoints) at its input size, with its class count. Pricing needs the spaces (and torch)."""
-    from rtseg.latency.lut import load_lut
-
-    table = load_lut(lut)
+def _lut_predictions(table: Any, lut: str | Path, models: Sequence[str], input_hw: tuple[int, int]) -> dict[str, float]:
+    """The prediction of LUT ``table`` (read from ``lut``) for each model it can price: nets of its space
+    (archs, built-in names, checkpoints) at its input size, with its class count. Pricing needs the
+    spaces (and torch)."""
     if tuple(table.input_hw) != tuple(input_hw):
         raise RtsegError(f"the LUT {lut} was measured at {table.input_hw[0]}x{table.input_hw[1]}, the bench runs at "
                          f"{input_hw[0]}x{input_hw[1]}: pass --input {table.input_hw[0]}x{table.input_hw[1]}")

@@ -98,9 +98,9 @@ def plot_layers(archs: dict[str, Any], lut: Any, path: Path, title: str = "") ->
     fig, axes = plt.subplots(len(archs), 1, figsize=(max(8.0, 0.42 * longest), 3.4 * len(archs)), squeeze=False)
     for ax, (name, pred) in zip(axes[:, 0], preds.items()):
         ms = [t for _, t in pred.per_op]
-        dilated = ["tab:orange" if int(dict(sig.spec.params).get("dilation", 1)) != 1 else
-                   ("tab:green" if int(dict(sig.spec.params).get("spatial", 1)) != 1 else "tab:blue") for sig, _ in pred.per_op]
-        ax.bar(range(len(ms)), ms, color=dilated)
+        colors = ["tab:orange" if int(dict(sig.spec.params).get("dilation", 1)) != 1 else
+                  ("tab:green" if int(dict(sig.spec.params).get("spatial", 1)) != 1 else "tab:blue") for sig, _ in pred.per_op]
+        ax.bar(range(len(ms)), ms, color=colors)
         ax.set_xticks(range(len(ms)))
         ax.set_xticklabels([_layer_label(sig) for sig, _ in pred.per_op], rotation=70, ha="right", fontsize=7)
         ax.set_xlim(-0.6, longest - 0.4)

@@ -262,9 +262,10 @@ def _into_band(cfg: StagedConfig, ctx: SearchContext, seeds: list[tuple[Arch, st
     supernet = ctx.space.supernet(ctx.info.num_classes)
     sampler = BandSampler(supernet, ctx, cfg.band[0] * aim, cfg.band[1] * aim, random.Random(cfg.seed + 5))
     kept = []
+    as_is = fits_as_measured(cfg, stages)
     for arch, origin in seeds:
         choices = {**supernet.argmax_choices(), **supernet.choices_of(arch)}
-        if origin in fits_as_measured(cfg, stages) and ctx.within_flops(ctx.price(arch)):
+        if origin in as_is and ctx.within_flops(ctx.price(arch)):
             kept.append((arch, origin))  # measured to fit T: the net a user would ship, seeded as it is
             continue
         moved = sampler.into_band(choices, cfg.mutate_prob) or sampler.toward(choices, sampler.low, sampler.high, steps=200)
