@@ -10,7 +10,7 @@ rounds`` calls per round in a shuffled order, round after round; each network's 
 into one median. A burst of load from another process then spreads over all networks instead of
 inflating the one measured during it, so networks compared with each other see the same machine.
 ``rounds == 1``: one network after another, each made ready only while it is timed (``warmup``
-untimed calls, then ``repeats`` timed ones): the protocol of ``rtseg bench``, whose models may not
+untimed calls, then ``repeats`` timed ones): ``rtseg bench``'s default protocol, whose models may not
 all fit in memory at once.
 
 A network is an arch (an :class:`~rtseg.arch.Arch`, its JSON document, a path or a built-in name),
@@ -19,8 +19,9 @@ file (a path ending in ``.onnx``, on the ``onnxruntime`` backend); or a callable
 network made ready by its caller, anything with ``samples(warmup, repeats) -> list[float]`` (ms per
 call) and ``close()``, such as a runner (:mod:`rtseg.backends.runner`) opened on a checkpoint, an
 ONNX file or a TensorRT engine. Archs, modules and ONNX files are made ready by the runtime's timer
-(:func:`rtseg.backends.timers.make_timer`): the exported graph on ONNX Runtime, an engine on
-TensorRT, the module in inference mode on torch.
+(:func:`rtseg.backends.timers.make_timer`) in the form they are deployed in: the exported graph,
+simplified as ``rtseg export`` writes it, on ONNX Runtime; an engine built from it on TensorRT; the
+module in inference mode on torch.
 
 This module imports neither torch nor the spaces at import time: ``rtseg bench`` times ONNX files
 and engines on a deploy install without PyTorch.
