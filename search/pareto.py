@@ -73,7 +73,10 @@ def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, v
             picked = json.loads((out.parent / "families.json").read_text())[fam]["arch"]
             seeds.append(str(out.parent / f"{fam}-pick.json"))
             atomic_write_json(Path(seeds[-1]), picked)
-    common = dict(lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), seed=0)
+    from rtseg.latency.lut import load_lut
+
+    lut = load_lut(lut_path)  # the search runs on the LUT's space, whichever it is
+    common = dict(space=lut.space, space_options=lut.space_options, lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), seed=0)
     oneshot = dict(oneshot_epochs=args.os_epochs, oneshot_train_len=args.search_train_len, oneshot_score_len=args.os_score_len,
                    oneshot_evaluations=args.os_evaluations, oneshot_minutes=args.os_minutes, oneshot_finalists=args.hy_finalists)
     proxy = dict(epochs=args.px_epochs, train_len=args.px_train_len, batch=args.batch, evaluations=args.px_evaluations,

@@ -84,3 +84,26 @@ def test_pareto_runs_every_variant_into_an_empty_folder(tmp_path, monkeypatch):
     assert (out / "pareto.md").exists() and (out / "pareto.png").exists() and (out / "T0.9" / "layers.png").exists()
     assert json.loads((out / "T0.9" / "searched-df" / "config.json").read_text())["oneshot_epochs"] == 1  # --default-set reached it
     assert json.loads((out / "T0.9" / "families.json").read_text()).keys() == {"baseline1", "ddrnet"}
+
+
+@pytest.mark.slow
+def test_a_budget_in_ms_on_a_cas_lut_gets_a_cas_search(tmp_path, monkeypatch):
+    """--targets-ms on another space's LUT: the default variant searches that space, its reference arch seeded."""
+    h, w = 64, 128
+    lut_path = profile_ops("cas", h, w, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1, num_classes=10,
+                           out_path=tmp_path / "lut.json", progress=False, threads=1, recheck=False, calibration_archs=0,
+                           speed_reference=False)
+    pareto = _load_pareto()
+    target = 1.1 * load_lut(lut_path).predict(pareto.load_arch("cas_ref").with_(num_classes=10), h, w).total_ms
+    monkeypatch.setattr(validate, "measure_archs_like_lut", functools.partial(validate.measure_archs_like_lut, warmup=1, repeats=3, rounds=1))
+    tiny = ["--seeds", "1", "--randoms", "1", "--epochs", "1", "--train-len", "4", "--val-len", "2", "--batch", "2", "--jobs", "1",
+            "--no-families", "--default-set", "epochs=1", "train_len=4", "val_len=2", "batch=2", "population=2", "parents=2",
+            "evaluations=2", "gradient_stage=false", "band=[0.8, 1.0]", "final_round=1", "verify_latency=false"]
+    out = tmp_path / "fresh"
+    monkeypatch.setattr(sys, "argv", ["pareto.py", "--lut", str(lut_path), "--targets-ms", f"{target:.3f}", "--variants", "default",
+                                      *tiny, "--out", str(out)])
+    pareto.main()
+    (folder,) = out.glob("T*/searched-df")
+    summary = json.loads((folder / "search.json").read_text())
+    assert summary["space"] == "cas" and summary["stages"]["reference"]["arch_name"] == "cas_ref"
+    assert {row["name"] for row in json.loads((out / "pareto.json").read_text())["budgets"][0]["rows"]} == {"searched-df", "random0"}

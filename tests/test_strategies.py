@@ -99,6 +99,23 @@ def test_default_strategy_runs_every_stage_and_keeps_to_both_budgets(lut_path, t
 
 
 @pytest.mark.slow
+def test_a_space_without_a_family_seeds_its_reference_arch(tmp_path):
+    """cas has no family that scales: the default search seeds the built-in cas_ref, moved into the band."""
+    h, w = 64, 128
+    lut_path = profile_ops("cas", h, w, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1,
+                           num_classes=10, out_path=tmp_path / "lut.json", progress=False, threads=1, recheck=False)
+    lut = load_lut(lut_path)
+    ref = lut.predict(rtseg.load_arch("cas_ref").with_(num_classes=10), h, w).total_ms
+    tiny = {**TINY, "input_hw": (h, w), "evaluations": 2, "gradient_stage": False}
+    cfg = get_strategy("default").make_config(space="cas", lut=str(lut_path), latency_ms=1.1 * ref, verify_latency=False, **tiny)
+    run_strategy("default", cfg, tmp_path / "run")
+    s = json.loads((tmp_path / "run" / "search.json").read_text())
+    assert s["stages"]["reference"] == {"ran": True, "arch_name": "cas_ref", "predicted_latency_ms": pytest.approx(ref)}
+    assert s["stages"]["proxy"]["seeds"] == ["reference"] and not s["stages"]["oneshot"]["ran"]
+    assert 0.8 * 1.1 * ref <= lut.predict(rtseg.load_arch(tmp_path / "run" / "arch.json"), h, w).total_ms <= 1.1 * ref
+
+
+@pytest.mark.slow
 def test_a_trained_supernet_serves_another_budget(lut_path, tmp_path):
     target = _target(lut_path)
     st = get_strategy("oneshot")

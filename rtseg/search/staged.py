@@ -19,7 +19,8 @@ budget; short training runs do. So the stages are:
    stage is skipped and says so.
 4. **reference**: the space's hand-designed family (:attr:`SearchSpace.reference_family`), where the
    space has one, scaled to the budget as measured on the LUT's runtime (by the LUT where this machine
-   is not its device): the net a user would ship instead of searching, seeded as it is.
+   is not its device): the net a user would ship instead of searching, seeded as it is. A space with
+   no family seeds its built-in reference arch (:attr:`SearchSpace.reference_arch`) instead.
 5. **proxy**: an evolution seeded with all of them (:mod:`rtseg.search.proxy`), every arch scored by a
    short training run on held-out training data (the strongest seeds first: a small evaluation budget
    scores only the first ones).
@@ -222,11 +223,11 @@ def _reference(cfg: StagedConfig, ctx: SearchContext, aim: float, out: Path, sta
     """The space's hand-designed family scaled to the budget: the member nearest ``REFERENCE_AIM`` T as
     measured on the LUT's runtime where this machine is its device (what a user would ship instead of
     searching, so the search is judged against it), else the member the LUT prices nearest ``aim``.
-    Rank 0 picks; kept in ``reference.json`` so a resumed search seeds the same member."""
+    Rank 0 picks; kept in ``reference.json`` so a resumed search seeds the same member. A space with no
+    family may name a built-in arch instead (:attr:`SearchSpace.reference_arch`), seeded as it is made."""
     family = ctx.space.reference_family
     if family is None:
-        stages["reference"] = {"ran": False, "note": f"the {cfg.space} space has no hand-designed family"}
-        return []
+        return _reference_arch(cfg, ctx, stages)
     path = out / "reference.json"
     rec = read_json(path, "search reference") if path.exists() else None
     if rec is None and dist.is_main():
@@ -235,6 +236,28 @@ def _reference(cfg: StagedConfig, ctx: SearchContext, aim: float, out: Path, sta
     rec = dist.broadcast_object(rec)
     stages["reference"] = {k: v for k, v in rec.items() if k != "arch"}
     return [(Arch.from_dict(rec["arch"]), "reference")]
+
+
+def _reference_arch(cfg: StagedConfig, ctx: SearchContext, stages: dict[str, Any]) -> list[tuple[Arch, str]]:
+    """The space's built-in reference arch, its operations put in this supernet (at the space's size
+    options), where its decisions are this supernet's: the band step then changes operations until the
+    LUT prices it into the band, since nothing here scales it."""
+    name = ctx.space.reference_arch
+    if name is None:
+        stages["reference"] = {"ran": False, "note": f"the {cfg.space} space has no hand-designed family or reference arch"}
+        return []
+    supernet = ctx.space.supernet(ctx.info.num_classes)
+    made = load_arch(name).with_(num_classes=ctx.info.num_classes)
+    try:
+        arch = supernet.arch_from_choices(supernet.choices_of(made)).with_(num_classes=ctx.info.num_classes)
+        same = {k: v for k, v in arch.genotype.items() if k != "config"} == {k: v for k, v in made.genotype.items() if k != "config"}
+    except (KeyError, IndexError, ValueError):
+        same = False
+    if not same:
+        stages["reference"] = {"ran": False, "note": f"the built-in arch {name} does not fit this {cfg.space} space's cells"}
+        return []
+    stages["reference"] = {"ran": True, "arch_name": name, "predicted_latency_ms": ctx.price(arch).latency_ms}
+    return [(arch, "reference")]
 
 
 def _pick_reference(cfg: StagedConfig, ctx: SearchContext, family: str, aim: float) -> dict[str, Any]:

@@ -80,6 +80,9 @@ class SearchSpace(ABC):
     #: The hand-designed family (:mod:`rtseg.spaces.families`) whose members are archs of this space:
     #: the default search seeds its evolution with the member scaled to the budget. None: no such family.
     reference_family: str | None = None
+    #: Where no family scales in this space: a built-in arch of it (``rtseg/archs``) that the default
+    #: search seeds instead, brought into the budget's band by changing operations. None: no such arch.
+    reference_arch: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The size options (``--space-opt``) that differ from the space's defaults, JSON-ready; ``{}``

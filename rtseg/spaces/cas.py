@@ -414,6 +414,7 @@ class CASSpace(SearchSpace):
     heads = ("classifier",)  # the multi-scale cell and a 1x1 classifier
 
     default_reg = "none"  # CAS's loss is eq. 1, L_val + λ L_cost: no regularizer of its own
+    reference_arch = "cas_ref"  # its cells at the supernet's own sizes seed the default search
 
     def __init__(self, config: CASConfig | None = None) -> None:
         self.config = config or CASConfig()
