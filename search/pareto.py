@@ -338,7 +338,7 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
                 "predicted_ms": lut.predict(arch, h, w).total_ms if arch.space == lut.space else None,
                 "macs_g": sum_op_flops(get_space(arch.space).signatures(arch, h, w)) / 1e9,
                 "params": count_params(build_model(arch)),
-                "train_wall_s": [results[(b["label"], name, s)].get("wall_s") for s in range(args.seeds)],
+                "train_wall_s": [_run_seconds(results[(b["label"], name, s)]) for s in range(args.seeds)],
                 **{k: c[k] for k in ("search", "pick") if k in c},
                 "arch": arch.to_dict(),
             })
@@ -373,6 +373,22 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
     }
 
 
+def _run_seconds(summary: dict[str, Any]) -> float | None:
+    """A training run's wall time: this call's, or the run's own record where an earlier call trained it."""
+    return summary.get("wall_s") or summary.get("elapsed_s")
+
+
+def budget_cost(budget: dict[str, Any]) -> str:
+    """What a budget cost, from its rows: each search's own wall time and the training runs' time summed
+    (runs go ``--jobs`` at a time, so their wall time is that sum over the jobs, about), whichever
+    invocation of the script ran them."""
+    searches = [f"{r['name']} {r['search']['wall_time_s'] / 60:.1f} min" for r in budget["rows"]
+                if r["kind"] == "searched" and (r.get("search") or {}).get("wall_time_s") is not None]
+    train_s = sum(s or 0.0 for r in budget["rows"] for s in r.get("train_wall_s") or [])
+    runs = sum(len(r.get("train_wall_s") or []) for r in budget["rows"])
+    return f"Searches: {', '.join(searches) or 'none'}; {runs} training runs: {train_s / 60:.0f} min summed over runs."
+
+
 def to_markdown(rec: dict[str, Any]) -> str:
     rt = rec["runtime"]
     lines = [f"# Pareto experiment: {rt['backend']} {rt['precision']} on {rt['device']} ({rt['threads']} thread(s)), "
@@ -381,10 +397,10 @@ def to_markdown(rec: dict[str, Any]) -> str:
               if rec["baseline1_predicted_ms"] is not None else "T in the LUT's predicted ms (baseline1 ")
              + f"measured in the final rounds: {rec['baseline1_measured_ms']:.3f} ms); recipe: {rec['recipe']['epochs']} epochs x "
              f"{rec['recipe']['train_len']} images, batch {rec['recipe']['batch']}, {rec['recipe']['seeds']} seeds; "
-             f"wall time {rec['wall_time_s'] / 60:.0f} min.", ""]
+             f"this invocation's wall time {rec['wall_time_s'] / 60:.0f} min (a resumed run skips what finished).", ""]
     for b in rec["budgets"]:
         of = f" ({b['fraction']:g} x baseline1)" if b.get("fraction") else ""
-        lines += [f"## T = {b['target_ms']:.3f} ms{of}", "",
+        lines += [f"## T = {b['target_ms']:.3f} ms{of}", "", budget_cost(b), "",
                   "| candidate | kind | mIoU mean ± std (%) | measured ms (of T) | predicted ms | multiply-adds (G) | params |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in sorted(b["rows"], key=lambda r: -r["miou_mean"]):
