@@ -22,7 +22,9 @@ candidate's latency is measured on the deploy runtime in interleaved rounds (a b
 all of them alike). Output in OUT: ``pareto.json`` (every figure and setting), ``pareto.md`` (the
 table: mean +- std mIoU over seeds, measured latency, multiply-adds, params, the verdict per budget)
 and ``pareto.png`` (mIoU against measured latency with error bars). Every run is kept in its own
-folder; a re-run skips what finished, so an interrupted experiment resumes.
+folder; a re-run skips what finished, so an interrupted experiment resumes. A candidate whose arch
+changed since its runs (a search picked again, or a family re-picked with ``--repick-families`` on a
+quieter machine than its first pick) trains afresh; its earlier runs are kept as ``RUN.replaced-N``.
 
 The verdict per budget: the searched net's mean mIoU against (a) the best random arch's mean plus
 one pooled standard deviation (the square root of the mean of the per-arch seed variances of the
@@ -58,6 +60,21 @@ def _measure(lut: Any) -> Any:
     from rtseg.latency.validate import like_lut
 
     return like_lut(lut)
+
+
+def _clear_stale_run(run: Path, arch: dict[str, Any]) -> None:
+    """A run folder that trained another arch than this candidate's now (a re-picked family member, a
+    search picked again) is moved aside to ``RUN.replaced-N``, kept, so that the candidate trains afresh."""
+    config = run / "config.json"
+    if not config.exists():
+        return
+    trained = json.loads(config.read_text()).get("arch") or {}
+    if (trained.get("space"), trained.get("genotype")) == (arch.get("space"), arch.get("genotype")):
+        return
+    n = 1
+    while run.with_name(f"{run.name}.replaced-{n}").exists():
+        n += 1
+    run.rename(run.with_name(f"{run.name}.replaced-{n}"))
 
 
 def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
@@ -166,16 +183,18 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
     return {k: v for k, v in cands.items() if v["kind"] != "searched" or k in {VARIANT_NAMES[x] for x in args.variants}}
 
 
-def _families(lut: Any, target: float, out: Path, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def _families(lut: Any, target: float, out: Path, names: list[str] | None = None, repick: bool = False) -> dict[str, dict[str, Any]]:
     """The member of each hand-designed family whose latency measured on the deploy runtime is nearest
-    T (kept in families.json; none when this rtseg has no families)."""
+    T (kept in families.json; none when this rtseg has no families). ``repick``: measured again now,
+    where the first pick ran on a busier machine than the final rounds (a member that changes is
+    trained again: :func:`_clear_stale_run`)."""
     try:
         from rtseg.spaces.families import family_names, pick_nearest
     except ImportError:
         return {}
 
     path = out / "families.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved = json.loads(path.read_text()) if path.exists() and not repick else {}
     h, w = lut.input_hw
     measure = _measure(lut)
     for fam in names or family_names():
@@ -223,6 +242,8 @@ def main() -> None:
     ap.add_argument("--only-candidates", action="store_true", help="search and pick the candidates, train nothing yet")
     ap.add_argument("--families", nargs="+", default=["baseline1", "erfnet", "lraspp_mbv3", "stdc", "ddrnet"], help="hand-designed families to compare (rtseg arch families lists them)")
     ap.add_argument("--no-families", action="store_true", help="leave the hand-designed families out")
+    ap.add_argument("--repick-families", action="store_true",
+                    help="pick the families' members again, measured now (after a first pick on a busier machine)")
     ap.add_argument("--jobs", type=int, default=2, help="training runs at a time (one CPU thread each)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random archs")
     ap.add_argument("--out", default="runs/pareto")
@@ -261,7 +282,7 @@ def main() -> None:
         # the family picks first: the proxy variants start their population from some of them
         seeded = [fam for fam in args.px_seed_families if {"proxy", "oneshot+proxy"} & set(args.variants)]
         picked = [*([] if args.no_families else args.families), *seeded]
-        fams = _families(lut, target, bdir, list(dict.fromkeys(picked))) if picked else {}
+        fams = _families(lut, target, bdir, list(dict.fromkeys(picked)), args.repick_families) if picked else {}
         cands = _candidates(lut, args.lut, target, bdir, args)
         if not args.no_families:
             cands.update({k: v for k, v in fams.items() if k in args.families})
@@ -276,6 +297,8 @@ def main() -> None:
                 jobs.append({"run": str(b["dir"] / "train" / f"{name}-s{s}"), "arch": c["arch"].to_dict(), "seed": s,
                              "epochs": args.epochs, "batch": args.batch, "train_len": args.train_len, "val_len": args.val_len,
                              "data": args.data, "input_hw": [h, w], "key": (b["label"], name, s)})
+    for job in jobs:
+        _clear_stale_run(Path(job["run"]), job["arch"])
     print(f"training {len(jobs)} runs, {args.jobs} at a time", file=sys.stderr)
     results: dict[tuple, dict[str, Any]] = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

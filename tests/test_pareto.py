@@ -107,3 +107,18 @@ def test_a_budget_in_ms_on_a_cas_lut_gets_a_cas_search(tmp_path, monkeypatch):
     summary = json.loads((folder / "search.json").read_text())
     assert summary["space"] == "cas" and summary["stages"]["reference"]["arch_name"] == "cas_ref"
     assert {row["name"] for row in json.loads((out / "pareto.json").read_text())["budgets"][0]["rows"]} == {"searched-df", "random0"}
+
+
+def test_a_run_of_another_arch_is_moved_aside_not_reused(tmp_path):
+    """A re-picked family member (or a search picked again) trains afresh; the earlier run is kept beside."""
+    pareto = _load_pareto()
+    old, new = pareto.load_arch("baseline1").to_dict(), pareto.load_arch("erfnet").to_dict()
+    run = tmp_path / "train" / "baseline1-s0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"arch": old}))
+    pareto._clear_stale_run(run, old)
+    assert (run / "config.json").exists()
+    pareto._clear_stale_run(run, new)
+    assert not run.exists() and json.loads((tmp_path / "train" / "baseline1-s0.replaced-1" / "config.json").read_text())["arch"] == old
+    pareto._clear_stale_run(run, new)  # nothing there now: nothing to move
+    assert not run.exists()
