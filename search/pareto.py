@@ -77,8 +77,9 @@ def _clear_stale_run(run: Path, arch: dict[str, Any]) -> None:
     run.rename(run.with_name(f"{run.name}.replaced-{n}"))
 
 
-def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
-    """The variant's search at T through the strategy table (resumed when its folder holds a run)."""
+def _search(lut: Any, lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
+    """The variant's search at T on the LUT's space, through the strategy table (resumed when its folder
+    holds a run)."""
     if (out / "arch.json").exists():
         return load_arch(out / "arch.json")
     from rtseg.reporting import RichReporter
@@ -90,9 +91,6 @@ def _search(lut_path: str, target: float, out: Path, args: argparse.Namespace, v
             picked = json.loads((out.parent / "families.json").read_text())[fam]["arch"]
             seeds.append(str(out.parent / f"{fam}-pick.json"))
             atomic_write_json(Path(seeds[-1]), picked)
-    from rtseg.latency.lut import load_lut
-
-    lut = load_lut(lut_path)  # the search runs on the LUT's space, whichever it is
     common = dict(space=lut.space, space_options=lut.space_options, lut=lut_path, latency_ms=target, input_hw=tuple(args.input_hw), seed=0)
     oneshot = dict(oneshot_epochs=args.os_epochs, oneshot_train_len=args.search_train_len, oneshot_score_len=args.os_score_len,
                    oneshot_evaluations=args.os_evaluations, oneshot_minutes=args.os_minutes, oneshot_finalists=args.hy_finalists)
@@ -163,7 +161,7 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
         name = VARIANT_NAMES[variant]
         if name in cands:
             continue
-        arch = _search(lut_path, target, out / name, args, variant)
+        arch = _search(lut, lut_path, target, out / name, args, variant)
         summary = json.loads((out / name / "search.json").read_text())
         cands[name] = {"arch": arch, "kind": "searched", "search": {k: summary.get(k) for k in (
             "predicted_latency_ms", "predicted_over_target", "measured_latency_ms", "measured_over_target", "epochs_run",
@@ -194,10 +192,13 @@ def _families(lut: Any, target: float, out: Path, names: list[str] | None = None
         return {}
 
     path = out / "families.json"
-    saved = json.loads(path.read_text()) if path.exists() and not repick else {}
+    wanted = names or family_names()
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if repick:  # only the families asked for are picked again; the others' picks stay
+        saved = {k: v for k, v in saved.items() if k not in wanted}
     h, w = lut.input_hw
     measure = _measure(lut)
-    for fam in names or family_names():
+    for fam in wanted:
         if fam not in saved:
             pick = pick_nearest(fam, target, measure, input_hw=(h, w), num_classes=lut.num_classes)
             saved[fam] = {"arch": pick.arch().to_dict(), "kind": "family",

@@ -122,3 +122,19 @@ def test_a_run_of_another_arch_is_moved_aside_not_reused(tmp_path):
     assert not run.exists() and json.loads((tmp_path / "train" / "baseline1-s0.replaced-1" / "config.json").read_text())["arch"] == old
     pareto._clear_stale_run(run, new)  # nothing there now: nothing to move
     assert not run.exists()
+
+
+def test_repicking_some_families_keeps_the_others_picks(tmp_path, monkeypatch):
+    """--repick-families measures again only the families of this run; families.json keeps the rest."""
+    from types import SimpleNamespace
+
+    pareto = _load_pareto()
+    macs_ms = lambda arch: sum_op_flops(get_space(arch.space).signatures(arch, H, W)) / 1e6  # noqa: E731 (a deterministic device)
+    monkeypatch.setattr(pareto, "_measure", lambda _lut: macs_ms)
+    lut = SimpleNamespace(input_hw=(H, W), num_classes=10)
+    kept = {"arch": pareto.load_arch("erfnet").to_dict(), "kind": "family", "pick": {"note": "an earlier pick"}}
+    (tmp_path / "families.json").write_text(json.dumps({"ddrnet": kept, "baseline1": kept}))
+    picked = pareto._families(lut, 20.0, tmp_path, ["baseline1"], repick=True)
+    saved = json.loads((tmp_path / "families.json").read_text())
+    assert saved["ddrnet"] == kept and saved["baseline1"]["pick"] != kept["pick"] and list(picked) == ["baseline1"]
+    assert picked["baseline1"]["arch"].space == "ssr"

@@ -135,7 +135,7 @@ def run_bench(
         from rtseg.latency.lut import load_lut
 
         table = load_lut(lut)
-        predicted = _lut_predictions(table, lut, [m for m, _, _ in todo], input_hw)
+        predicted = _lut_predictions(table, [m for m, _, _ in todo], input_hw)
         threads = table.threads if threads is None else threads
         clock = clock or table.clock
     clock = clock or "wall"
@@ -220,12 +220,12 @@ def run_bench(
     return BenchReport(rows, record, skipped)
 
 
-def _lut_predictions(table: Any, lut: str | Path, models: Sequence[str], input_hw: tuple[int, int]) -> dict[str, float]:
-    """The prediction of LUT ``table`` (read from ``lut``) for each model it can price: nets of its space
+def _lut_predictions(table: Any, models: Sequence[str], input_hw: tuple[int, int]) -> dict[str, float]:
+    """The prediction of LUT ``table`` for each model it can price: nets of its space
     (archs, built-in names, checkpoints) at its input size, with its class count. Pricing needs the
     spaces (and torch)."""
     if tuple(table.input_hw) != tuple(input_hw):
-        raise RtsegError(f"the LUT {lut} was measured at {table.input_hw[0]}x{table.input_hw[1]}, the bench runs at "
+        raise RtsegError(f"the LUT {table.name} was measured at {table.input_hw[0]}x{table.input_hw[1]}, the bench runs at "
                          f"{input_hw[0]}x{input_hw[1]}: pass --input {table.input_hw[0]}x{table.input_hw[1]}")
     out = {}
     for m in dict.fromkeys(models):

@@ -224,7 +224,8 @@ def _reference(cfg: StagedConfig, ctx: SearchContext, aim: float, out: Path, sta
     measured on the LUT's runtime where this machine is its device (what a user would ship instead of
     searching, so the search is judged against it), else the member the LUT prices nearest ``aim``.
     Rank 0 picks; kept in ``reference.json`` so a resumed search seeds the same member. A space with no
-    family may name a built-in arch instead (:attr:`SearchSpace.reference_arch`), seeded as it is made."""
+    family may name a built-in arch instead (:attr:`SearchSpace.reference_arch`), brought into the band
+    like the other seeds."""
     family = ctx.space.reference_family
     if family is None:
         return _reference_arch(cfg, ctx, stages)
@@ -249,7 +250,7 @@ def _reference_arch(cfg: StagedConfig, ctx: SearchContext, stages: dict[str, Any
     supernet = ctx.space.supernet(ctx.info.num_classes)
     made = load_arch(name).with_(num_classes=ctx.info.num_classes)
     try:
-        arch = supernet.arch_from_choices(supernet.choices_of(made)).with_(num_classes=ctx.info.num_classes)
+        arch = supernet.arch_from_choices(supernet.choices_of(made))
         same = {k: v for k, v in arch.genotype.items() if k != "config"} == {k: v for k, v in made.genotype.items() if k != "config"}
     except (KeyError, IndexError, ValueError):
         same = False
