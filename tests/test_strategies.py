@@ -154,6 +154,23 @@ def test_the_fit_walk_moves_an_arch_into_a_band_by_few_decisions(lut_path):
     assert [r["score"] for r in ranked_for_pick(state)] == [0.3, 0.4, 0.5]  # the final round's order first
 
 
+def test_an_evolution_breeds_on_past_a_generation_of_repeats(lut_path):
+    """Two parents mutated at a low rate often breed only archs already scored; the evolution goes on to its
+    evaluations rather than stopping at the first such generation."""
+    from rtseg.search.common import prepare
+    from rtseg.search.evolution import BandSampler, EvolutionState, evolve
+    from rtseg.search.oneshot import OneShotConfig
+
+    target = _target(lut_path)
+    ctx = prepare(OneShotConfig(lut=str(lut_path), latency_ms=target, input_hw=(H, W)))
+    for seed in range(3):
+        sampler = BandSampler(get_space("ssr").supernet(10), ctx, 0.8 * target, target, random.Random(seed))
+        rng = random.Random(seed)
+        state = evolve(EvolutionState(), sampler, lambda batch: [rng.random() for _ in batch], population=2, parents=2,
+                       evaluations=40, mutate_prob=0.01)
+        assert len(state.scored) == 40
+
+
 @pytest.mark.slow
 def test_the_pick_is_the_best_finalist_that_fits_as_measured(lut_path):
     from rtseg.search.common import prepare

@@ -170,6 +170,11 @@ class EvolutionState:
 Scorer = Callable[[Sequence[dict[str, int]]], list[float]]
 
 
+#: Generations in a row that breed no unscored arch before an evolution stops short of its evaluations:
+#: a small population at a low mutation rate may breed only archs it has scored for a generation or two.
+STALLED_GENERATIONS = 20
+
+
 def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, population: int, parents: int,
            evaluations: int, mutate_prob: float, seeds: Sequence[dict[str, int] | tuple[dict[str, int], str]] = (),
            save: Callable[[], None] = lambda: None, bar: TaskBar | None = None, as_is: Collection[str] = ()) -> EvolutionState:
@@ -213,7 +218,8 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
                 break
         state.population = add(first)
         save()
-    while len(state.scored) < evaluations:
+    stalled = 0  # generations in a row that bred nothing new: one alone is chance, many mean the band is exhausted
+    while len(state.scored) < evaluations and stalled < STALLED_GENERATIONS:
         state.generation += 1
         ranked = sorted(set(state.population), key=lambda k: -state.scored[k]["score"])
         pool = [state.scored[k]["choices"] for k in ranked[:parents]]
@@ -229,8 +235,7 @@ def evolve(state: EvolutionState, sampler: BandSampler, score: Scorer, *, popula
         before = len(state.scored)
         state.population = sorted(set(state.population + add(children)), key=lambda k: -state.scored[k]["score"])[:population]
         save()
-        if len(state.scored) == before:  # nothing new can be bred: the band is exhausted
-            break
+        stalled = stalled + 1 if len(state.scored) == before else 0
     return state
 
 
