@@ -124,6 +124,33 @@ def test_proxy_search_starts_from_a_seed_arch_and_keeps_to_the_band(lut_path, tm
 
 
 @pytest.mark.slow
+def test_the_final_round_ranks_by_the_mean_over_seeds_and_a_resume_adds_only_missing_seeds(lut_path, tmp_path):
+    from rtseg.search.proxy import ProxyConfig, run_proxy
+
+    target = _target(lut_path)
+    common = dict(lut=str(lut_path), latency_ms=target, input_hw=(H, W), band=(0.8, 1.0), epochs=1, train_len=4, val_len=2,
+                  batch=2, population=2, parents=2, evaluations=3, final_round=2, verify_latency=False)
+    run = tmp_path / "run"
+    one = run_proxy(ProxyConfig(**common, final_seeds=1), run)
+    first = {r["origin"] + str(r["score"]): r["final_scores"] for r in one.summary["final_round"]["archs"]}
+    assert len(first) == 2 and all(len(v) == 1 for v in first.values())
+    trained = {p: p.stat().st_mtime_ns for p in (run / "final").rglob("*") if p.is_file()}
+    assert trained
+    # resumed with three seeds: the first seed's runs are kept as they are, the two others trained
+    three = run_proxy(ProxyConfig(**common, final_seeds=3), run, resume=True)
+    final = three.summary["final_round"]
+    assert final["recipe"]["train_seeds"] == [1, 2, 3]
+    assert {p: p.stat().st_mtime_ns for p in (run / "final").rglob("*") if p.is_file()} == trained
+    assert (run / "final-seed2").is_dir() and (run / "final-seed3").is_dir()
+    for r in final["archs"]:
+        scores = r["final_scores"]
+        assert len(scores) == 3 and scores[:1] == first[r["origin"] + str(r["score"])]
+        assert r["final_score"] == pytest.approx(sum(scores) / 3)
+    # the pick is the best mean, and the arch the final round ranked first
+    assert three.summary["final_score"] == max(r["final_score"] for r in final["archs"])
+
+
+@pytest.mark.slow
 def test_cli_search_strategy_oneshot_and_its_refusals(cli, lut_path, tmp_path):
     target = _target(lut_path)
     common = ["search", "--lut", lut_path, "--latency-ms", f"{target:.6f}", "--input", f"{H}x{W}", "--epochs", "1",

@@ -93,6 +93,7 @@ def test_default_strategy_runs_every_stage_and_keeps_to_both_budgets(lut_path, t
     final = s["final_round"]
     assert final["recipe"]["train_len"] == 3 * cfg.train_len and any(r["origin"] == "reference" for r in final["archs"])
     assert s["final_score"] == max(r["final_score"] for r in final["archs"])
+    assert final["recipe"]["train_seeds"] == [1, 2, 3] and all(len(r["final_scores"]) == 3 for r in final["archs"])
     # resumed: every finished stage is kept, nothing is trained again
     again = run_strategy("default", cfg, tmp_path / "run", resume=True)
     assert again.arch.genotype == res.arch.genotype

@@ -51,6 +51,7 @@ def search(
     jobs: Optional[int] = typer.Option(None, help="proxy, default: proxy trainings at a time, one CPU thread each.", callback=P.COUNT),
     final_round: Optional[int] = typer.Option(None, "--final-round", help="proxy, default: best archs trained again, longer, before the pick (0: none) [default: 3].", callback=P.NON_NEGATIVE),
     final_factor: Optional[int] = typer.Option(None, "--final-factor", help="proxy, default: how many times longer the final round's runs are [default: 3].", callback=P.COUNT),
+    final_seeds: Optional[int] = typer.Option(None, "--final-seeds", help="proxy, default: seeds each final-round arch is trained from; the pick is by their mean [default: 3].", callback=P.COUNT),
     workers: Optional[int] = typer.Option(None, help="Data loader workers.", callback=P.WORKERS),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N.", callback=P.device),
     seed: int = typer.Option(0, help="Seed of weights, data order and sampling.", callback=P.SEED),
@@ -81,7 +82,7 @@ def search(
         "minutes": minutes, "gradient_minutes": gradient_minutes, "oneshot_minutes": oneshot_minutes,
         "seed_arch": list(seed_arch) if seed_arch else None, "evaluations": evaluations,
         "band_low": (band_low, 1.0) if band_low is not None else None, "supernet": supernet,
-        "jobs": jobs, "final_round": final_round, "final_factor": final_factor, "workers": workers, "force": True if force else None, "no_verify": False if no_verify else None,
+        "jobs": jobs, "final_round": final_round, "final_factor": final_factor, "final_seeds": final_seeds, "workers": workers, "force": True if force else None, "no_verify": False if no_verify else None,
     }
     values = {field_of.get(flag, flag): v for flag, v in given.items() if v is not None}
     unknown = [f"--{flag.replace('_', '-')}" for flag, v in given.items()
@@ -130,8 +131,10 @@ def summary_table(s: dict[str, Any], title: str) -> Table:
         t.add_row("epochs run / to discrete", f"{s['epochs_run']} / {s['epochs_to_discrete'] or '-'}")
         t.add_row("budget-fit changes after decoding", str(len(s["budget_fit_changes"])))
     if (s.get("final_round") or {}).get("archs"):
+        seeds = len((s["final_round"].get("recipe") or {}).get("train_seeds") or [1])
         t.add_row("final round (proxy -> final score)", "; ".join(f"{a['origin']} {a['score']:.3f} -> {a['final_score']:.3f}"
-                                                                  for a in s["final_round"]["archs"]))
+                                                                  for a in s["final_round"]["archs"])
+                  + (f" (means over {seeds} seeds)" if seeds > 1 else ""))
     if s.get("fit_walks"):
         t.add_row("fit to T as measured", "; ".join(f"{', '.join(w['changed'])}: {w['measured_latency_ms']:.2f} ms"
                                                     + (" (kept)" if w.get("kept") else "") for w in s["fit_walks"] if "changed" in w)

@@ -48,7 +48,7 @@ from rtseg.spaces import load_arch
 from rtseg.train.workers import final_miou, train_one_thread
 
 #: Config fields a resumed proxy search may change: limits and resources, not what is searched.
-RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force")
+RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force", "final_seeds")
 
 
 @dataclass
@@ -65,6 +65,7 @@ class ProxyConfig(EvolutionConfig):
     mutate_prob: float = 0.05
     final_round: int = 3  # best-scored archs trained again, longer, before the pick (0: none); the reference joins them
     final_factor: int = 3  # the final round's runs are this many times longer than a proxy run
+    final_seeds: int = 3  # the final round trains each arch from this many seeds and ranks them by the mean
     finalists: int = 4  # best archs measured on the LUT's runtime before the pick
     fit_low: float = 0.95  # the pick is moved to measure within [fit_low T, T] where small changes can
     seed_archs: list[str] = field(default_factory=list)
@@ -119,37 +120,58 @@ class ProxyScorer:
             return [final_miou(s) for s in pool.map(train_one_thread, jobs)]
 
 
-def final_recipe(cfg: ProxyConfig) -> ProxyConfig:
+def final_recipe(cfg: ProxyConfig, seed_index: int = 0) -> ProxyConfig:
     """The final round's runs: ``final_factor`` times the images of a proxy run (per epoch where the
-    proxy recipe sets them, else as many times the epochs over the whole training split), another seed."""
+    proxy recipe sets them, else as many times the epochs over the whole training split), from seed
+    ``train_seed + 1 + seed_index`` (never the proxy runs' own)."""
+    seed = cfg.train_seed + 1 + seed_index
     if cfg.train_len is None:
-        return replace(cfg, epochs=cfg.epochs * cfg.final_factor, train_seed=cfg.train_seed + 1)
-    return replace(cfg, train_len=cfg.train_len * cfg.final_factor, train_seed=cfg.train_seed + 1)
+        return replace(cfg, epochs=cfg.epochs * cfg.final_factor, train_seed=seed)
+    return replace(cfg, train_len=cfg.train_len * cfg.final_factor, train_seed=seed)
+
+
+def final_scores(record: dict[str, Any]) -> list[float]:
+    """An arch's final-round scores, one per seed (a record written before the round had seeds holds
+    its single score as ``final_score``)."""
+    if "final_scores" in record:
+        return list(record["final_scores"])
+    return [record["final_score"]] if "final_score" in record else []
 
 
 def final_round(cfg: ProxyConfig, state: EvolutionState, sampler: BandSampler, out: Path, save: Callable[[], None],
                 reporter: Reporter) -> None:
-    """Train the ``final_round`` best-scored archs again, ``final_factor`` times longer and from another
-    seed, and keep each one's ``final_score``: the last rung of successive halving (Jamieson and
-    Talwalkar, "Non-stochastic Best Arm Identification and Hyperparameter Optimization", AISTATS 2016,
-    sec. 3; Li et al., "Hyperband", JMLR 2018, sec. 3). A short proxy run ranks many archs cheaply,
-    but the top few differ by less than its noise; a longer run decides among them. The space's
-    hand-designed reference joins them when it was scored, so the pick has beaten it at the longer
-    recipe too. Runs go to ``out/final`` (resumable, like the proxy runs)."""
+    """Train the ``final_round`` best-scored archs again, ``final_factor`` times longer and from
+    ``final_seeds`` other seeds, and keep each one's ``final_score``, the mean over its seeds: the last
+    rung of successive halving (Jamieson and Talwalkar, "Non-stochastic Best Arm Identification and
+    Hyperparameter Optimization", AISTATS 2016, sec. 3; Li et al., "Hyperband", JMLR 2018, sec. 3). A
+    short proxy run ranks many archs cheaply, but the top few differ by less than its noise; longer
+    runs decide among them. At small budgets the finalists also differ by less than one longer run's
+    seed-to-seed spread, so a single seed would pick among them by chance; the mean of a few does not.
+    The space's hand-designed reference joins them when it was scored, so the pick has beaten it at the
+    longer recipe too. Runs go to ``out/final`` (first seed) and ``out/final-seedN``, each resumable
+    like the proxy runs, and a resumed search with more seeds trains only the seeds it lacks."""
     if cfg.final_round <= 0 or not state.scored:
         return
     ranked = sorted(state.scored, key=lambda k: -state.scored[k]["score"])
     keys = ranked[: cfg.final_round]
     keys += [k for k in ranked if state.scored[k]["origin"] == "reference" and k not in keys][:1]
-    todo = [k for k in keys if "final_score" not in state.scored[k]]
+    seeds = max(1, cfg.final_seeds)
+    todo = [(i, k) for i in range(seeds) for k in keys if len(final_scores(state.scored[k])) <= i]
     if not todo:
         return
     with reporter.task("final round", total=len(todo)) as bar:
-        scores = ProxyScorer(final_recipe(cfg), sampler, out / "final")([state.scored[k]["choices"] for k in todo])
-        bar.update(completed=len(todo))
-    for k, score in zip(todo, scores):
-        state.scored[k]["final_score"] = score
-    save()
+        for i in range(seeds):
+            now = [k for j, k in todo if j == i]
+            if not now:
+                continue
+            runs = out / ("final" if i == 0 else f"final-seed{i + 1}")
+            scores = ProxyScorer(final_recipe(cfg, i), sampler, runs)([state.scored[k]["choices"] for k in now])
+            for k, score in zip(now, scores):
+                rec = state.scored[k]
+                got = final_scores(rec)[:i] + [score]
+                rec["final_scores"], rec["final_score"] = got, sum(got) / len(got)
+            save()
+            bar.advance(len(now))
 
 
 def run_proxy(cfg: ProxyConfig, out_dir: str | Path, resume: bool = False, reporter: Reporter | None = None,
@@ -236,9 +258,10 @@ def _summary(cfg: ProxyConfig, state: EvolutionState, best: dict[str, Any], band
                                                                          "val_len": cfg.val_len, "batch": cfg.batch},
         "images": {"split": "train", "held_out": cfg.selection_fraction, "validation_split_read": False},
         "world_size": dist.world_size(), "ranks_agree": same_pick, **(extra or {}),
-        "final_round": {"recipe": {k: getattr(final_recipe(cfg), k) for k in ("epochs", "train_len", "train_seed")},
-                        "archs": [{"origin": r["origin"], "score": r["score"], "final_score": r["final_score"]}
-                                  for r in ranked_for_pick(state) if "final_score" in r]},
+        "final_round": {"recipe": {**{k: getattr(final_recipe(cfg), k) for k in ("epochs", "train_len", "train_seed")},
+                                   "train_seeds": [final_recipe(cfg, i).train_seed for i in range(max(1, cfg.final_seeds))]},
+                        "archs": [{"origin": r["origin"], "score": r["score"], "final_score": r["final_score"],
+                                   "final_scores": final_scores(r)} for r in ranked_for_pick(state) if "final_score" in r]},
     }
     summary.update({k: best[k] for k in ("final_score", "fitted_from") if k in best})
     return summary

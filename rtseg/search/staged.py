@@ -57,7 +57,8 @@ from rtseg.search.proxy import ProxyConfig, run_proxy
 from rtseg.spaces import load_arch
 
 #: Config fields a resumed default search may change: limits and resources, not what is searched.
-RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force", "gradient_minutes", "oneshot_minutes", "workers")
+RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force", "gradient_minutes", "oneshot_minutes", "workers",
+                     "final_seeds")
 #: The largest correction the calibration applies to the LUT's prediction (either way).
 MAX_CORRECTION = 1.5
 #: Where the hand-designed reference is scaled to, as measured: inside [0.95 T, T], the band a pick aims at.
