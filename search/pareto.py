@@ -24,7 +24,8 @@ table: mean +- std mIoU over seeds, measured latency, multiply-adds, params, the
 and ``pareto.png`` (mIoU against measured latency with error bars). Every run is kept in its own
 folder; a re-run skips what finished, so an interrupted experiment resumes. A candidate whose arch
 changed since its runs (a search picked again, or a family re-picked with ``--repick-families`` on a
-quieter machine than its first pick) trains afresh; its earlier runs are kept as ``RUN.replaced-N``.
+quieter machine than its first pick) trains afresh; its earlier runs are kept as ``RUN.replaced-N``, and
+every candidate's latency is measured again.
 
 The verdict per budget: the searched net's mean mIoU against (a) the best random arch's mean plus
 one pooled standard deviation (the square root of the mean of the per-arch seed variances of the
@@ -34,6 +35,7 @@ searched and random archs: the noise of one trained mIoU at this recipe) and (b)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -42,7 +44,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rtseg.arch import Arch
 from rtseg.io import atomic_write_json, atomic_write_text
@@ -75,6 +77,27 @@ def _clear_stale_run(run: Path, arch: dict[str, Any]) -> None:
     while run.with_name(f"{run.name}.replaced-{n}").exists():
         n += 1
     run.rename(run.with_name(f"{run.name}.replaced-{n}"))
+
+
+def _arch_id(arch: Arch) -> str:
+    """A short fingerprint of an arch (its space and genotype), to tell a measured latency from a stale one."""
+    return hashlib.sha1(json.dumps([arch.space, arch.genotype], sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _latencies(names: list[tuple[str, str]], archs: list[Arch], path: Path,
+               measure: Callable[[list[Arch]], list[float]]) -> list[dict[str, Any]]:
+    """Each candidate's measured latency (``(budget, name)`` rows), read from ``path`` when it holds
+    exactly these candidates with these archs, else measured for all of them together (interleaved
+    rounds: a burst of load falls on all alike) and saved: a search picked again or a family re-picked
+    is never reported at its old arch's latency."""
+    ids = [_arch_id(a) for a in archs]
+    saved = json.loads(path.read_text())["rows"] if path.exists() else []
+    if [(r["budget"], r["name"], r.get("arch_id")) for r in saved] == [(f, n, i) for (f, n), i in zip(names, ids)]:
+        return saved
+    rows = [{"budget": f, "name": n, "arch_id": i, "measured_ms": m} for (f, n), i, m in zip(names, ids, measure(archs))]
+    atomic_write_json(path, {"rows": rows, "measure": "rtseg.latency.validate.measure_archs_like_lut: the LUT's backend, device, "
+                             "threads and clock, 100 runs per arch in 10 interleaved rounds, median"})
+    return rows
 
 
 def _search(lut: Any, lut_path: str, target: float, out: Path, args: argparse.Namespace, variant: str) -> Arch:
@@ -308,16 +331,9 @@ def main() -> None:
             print(f"  {job['run']}: mIoU {final_miou(summary):.4f}", file=sys.stderr)
 
     # latency of every candidate of every budget, measured together after training
-    lat_path = out / "latency.json"
-    names = [(b["label"], n) for b in budgets for n in b["cands"]]
-    if lat_path.exists() and len(json.loads(lat_path.read_text())["rows"]) == len(names) + 1:
-        measured = json.loads(lat_path.read_text())["rows"]
-    else:
-        archs = [c["arch"] for b in budgets for c in b["cands"].values()] + [base]
-        ms = measure_archs_like_lut(lut, archs)
-        measured = [{"budget": f, "name": n, "measured_ms": m} for (f, n), m in zip(names + [("", "baseline1")], ms)]
-        atomic_write_json(lat_path, {"rows": measured, "measure": "rtseg.latency.validate.measure_archs_like_lut: the LUT's "
-                                     "backend, device, threads and clock, 100 runs per arch in 10 interleaved rounds, median"})
+    names = [(b["label"], n) for b in budgets for n in b["cands"]] + [("", "baseline1")]
+    archs = [c["arch"] for b in budgets for c in b["cands"].values()] + [base]
+    measured = _latencies(names, archs, out / "latency.json", lambda a: measure_archs_like_lut(lut, a))
     lat = {(r["budget"], r["name"]): r["measured_ms"] for r in measured}
 
     record = summarize(budgets, results, lat, args, lut, base_ms, time.monotonic() - t_start)

@@ -124,6 +124,29 @@ def test_a_run_of_another_arch_is_moved_aside_not_reused(tmp_path):
     assert not run.exists()
 
 
+def test_latencies_are_measured_again_when_a_candidates_arch_changes(tmp_path):
+    """latency.json is reused only for the very candidates and archs it measured; a search picked
+    again (or an older file without arch fingerprints) means every candidate is measured again."""
+    pareto = _load_pareto()
+    calls: list[int] = []
+
+    def measure(archs):
+        calls.append(len(archs))
+        return [float(len(calls))] * len(archs)
+
+    b1, erf = pareto.load_arch("baseline1"), pareto.load_arch("erfnet")
+    names = [("0.3", "searched-df"), ("", "baseline1")]
+    path = tmp_path / "latency.json"
+    first = pareto._latencies(names, [b1, b1], path, measure)
+    assert calls == [2] and [r["measured_ms"] for r in first] == [1.0, 1.0]
+    assert pareto._latencies(names, [b1, b1], path, measure) == first and calls == [2]  # the same archs: read back
+    again = pareto._latencies(names, [erf, b1], path, measure)  # the search's pick changed
+    assert calls == [2, 2] and [r["measured_ms"] for r in again] == [2.0, 2.0]
+    path.write_text(json.dumps({"rows": [{k: v for k, v in r.items() if k != "arch_id"} for r in again]}))
+    pareto._latencies(names, [erf, b1], path, measure)  # an older file, without fingerprints
+    assert calls == [2, 2, 2]
+
+
 def test_repicking_some_families_keeps_the_others_picks(tmp_path, monkeypatch):
     """--repick-families measures again only the families of this run; families.json keeps the rest."""
     from types import SimpleNamespace
