@@ -182,8 +182,10 @@ def _candidates(lut: Any, lut_path: str, target: float, out: Path, args: argpars
     h, w = lut.input_hw
     for variant in args.variants:
         name = VARIANT_NAMES[variant]
-        if name in cands:
-            continue
+        if name in cands and not (out / name / "arch.json").exists():
+            continue  # the search's folder is gone: its record stays as it was
+        # a search folder's own arch is the candidate, so a search picked again (rtseg search --resume) is
+        # trained and measured as it is now
         arch = _search(lut, lut_path, target, out / name, args, variant)
         summary = json.loads((out / name / "search.json").read_text())
         cands[name] = {"arch": arch, "kind": "searched", "search": {k: summary.get(k) for k in (

@@ -147,6 +147,26 @@ def test_latencies_are_measured_again_when_a_candidates_arch_changes(tmp_path):
     assert calls == [2, 2, 2]
 
 
+def test_a_search_picked_again_in_its_folder_replaces_the_candidate(tmp_path):
+    """candidates.json caches each search's pick, but the search's own folder decides: a pick made again
+    there (rtseg search --resume) is the candidate the experiment trains and measures."""
+    from types import SimpleNamespace
+
+    pareto = _load_pareto()
+    old, new = pareto.load_arch("baseline1"), pareto.load_arch("erfnet")
+    (tmp_path / "candidates.json").write_text(json.dumps({"searched-df": {"arch": old.to_dict(), "kind": "searched",
+                                                                          "search": {"origin": "mutation"}}}))
+    (tmp_path / "searched-df").mkdir()
+    new.save(tmp_path / "searched-df" / "arch.json")
+    (tmp_path / "searched-df" / "search.json").write_text(json.dumps({"origin": "reference", "measured_over_target": 0.96}))
+    lut = SimpleNamespace(input_hw=(H, W), search_space=lambda: get_space("ssr"))
+    args = SimpleNamespace(variants=["default"], randoms=0, seed=0)
+    cands = pareto._candidates(lut, "lut.json", 5.0, tmp_path, args)
+    assert cands["searched-df"]["arch"].genotype == new.genotype and cands["searched-df"]["search"]["origin"] == "reference"
+    saved = json.loads((tmp_path / "candidates.json").read_text())["searched-df"]
+    assert saved["arch"]["genotype"] == new.genotype
+
+
 def test_repicking_some_families_keeps_the_others_picks(tmp_path, monkeypatch):
     """--repick-families measures again only the families of this run; families.json keeps the rest."""
     from types import SimpleNamespace
