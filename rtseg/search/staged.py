@@ -24,7 +24,7 @@ budget; short training runs do. So the stages are:
 5. **proxy**: an evolution seeded with all of them (:mod:`rtseg.search.proxy`), every arch scored by a
    short training run on held-out training data (the strongest seeds first: a small evaluation budget
    scores only the first ones).
-6. **final round**: the best few archs and the reference trained again, longer and from another seed
+6. **final round**: the best few archs and the reference trained again, longer and from 3 other seeds
    (:func:`rtseg.search.proxy.final_round`): the top of a short run's ranking lies within its noise.
 7. **pick**: the final round's archs measured on the LUT's runtime, the best one that fits T as measured
    chosen, and moved by the fewest decisions into ``[fit_low T, T]`` as measured where it missed
