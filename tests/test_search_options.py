@@ -39,7 +39,7 @@ def test_space_options_are_parsed_validated_and_normalized():
     a = get_space("dcnas", parse_space_options(OPTIONS["dcnas"])).sample(random.Random(0), 10)
     assert a.genotype["config"]["width"] == 4 and a.genotype["config"]["layers"] == 1
     assert rtseg.build_model(a.to_dict())(torch.randn(1, 3, H, W)).shape == (1, 10, H, W)  # the JSON alone rebuilds it
-    for space, opts, match in (("ssr", {"width": 4}, "takes no --space-opt"), ("cas", {"depth": 3}, "unknown fields: depth"),
+    for space, opts, match in (("ssr", {"width": 4}, "takes only --space-opt stdc"), ("cas", {"depth": 3}, "unknown fields: depth"),
                                ("dcnas", {"layers": 0}, "layers must be a positive integer")):
         with pytest.raises(RtsegError, match=match):
             get_space(space, opts)

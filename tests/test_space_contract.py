@@ -38,6 +38,10 @@ def _searchable(space: SearchSpace) -> bool:
 
 
 SEARCHABLE = [name for name in SPACES if _searchable(get_space(name))]
+#: Every registered space, and the spaces whose options add choices (not only size): the contract holds for each.
+VARIANTS = {**{name: get_space(name) for name in SPACES}, "ssr+stdc": get_space("ssr", {"stdc": True})}
+VARIANT_NAMES = list(VARIANTS)
+SEARCHABLE_VARIANTS = [*SEARCHABLE, "ssr+stdc"]
 
 
 def cost(sig):
@@ -70,9 +74,9 @@ def test_a_space_name_is_registered_once():
     assert isinstance(get_space("ssr"), type(get_space("ssr")))  # the first registration still stands
 
 
-@pytest.mark.parametrize("name", SPACES)
+@pytest.mark.parametrize("name", VARIANT_NAMES)
 def test_examples_build_keep_resolution_and_round_trip(tmp_path, name):
-    space = get_space(name)
+    space = VARIANTS[name]
     for i, arch in enumerate(examples(space, num_classes=7)):
         path = arch.save(tmp_path / f"a{i}.json")
         again = load_arch(path)
@@ -82,10 +86,10 @@ def test_examples_build_keep_resolution_and_round_trip(tmp_path, name):
             assert rtseg.build_model(again).eval()(torch.randn(1, 3, h, w)).shape == (1, 7, h, w)
 
 
-@pytest.mark.parametrize("name", SPACES)
+@pytest.mark.parametrize("name", VARIANT_NAMES)
 def test_signatures_match_the_modules_that_run(name):
     """The analytic signature list equals what hooks see in the built network: one concept, one place."""
-    space = get_space(name)
+    space = VARIANTS[name]
     for arch in examples(space, n=1):
         model = rtseg.build_model(arch).eval()
         seen = []
@@ -101,33 +105,33 @@ def test_signatures_match_the_modules_that_run(name):
         assert seen == space.signatures(arch, 128, 256), arch.name
 
 
-@pytest.mark.parametrize("name", SPACES)
+@pytest.mark.parametrize("name", VARIANT_NAMES)
 def test_per_op_flops_add_up_to_the_network(name):
-    space = get_space(name)
+    space = VARIANTS[name]
     for arch in examples(space, n=1):
         assert sum_op_flops(space.signatures(arch, 64, 128)) == count_flops(rtseg.build_model(arch), 64, 128)
 
 
-@pytest.mark.parametrize("name", SPACES)
+@pytest.mark.parametrize("name", VARIANT_NAMES)
 def test_candidate_signatures_cover_every_example(name):
-    space = get_space(name)
+    space = VARIANTS[name]
     cands = {s.key for s in space.candidate_signatures(64, 128, 19, heads=space.heads)}
     for arch in examples(space, n=10):
         assert {s.key for s in space.signatures(arch, 64, 128)} <= cands
 
 
-@pytest.mark.parametrize("name", SPACES)
+@pytest.mark.parametrize("name", VARIANT_NAMES)
 def test_an_input_size_off_the_divisor_is_refused(name):
-    space = get_space(name)
+    space = VARIANTS[name]
     if space.size_divisor > 1:
         with pytest.raises(RtsegError, match=f"not a multiple of {space.size_divisor}"):
             space.check_input(space.size_divisor + 1, 2 * space.size_divisor)
 
 
-@pytest.mark.parametrize("name", SPACES)
+@pytest.mark.parametrize("name", VARIANT_NAMES)
 def test_a_space_that_is_not_searchable_says_so(name):
-    space = get_space(name)
-    if name in SEARCHABLE:
+    space = VARIANTS[name]
+    if name in SEARCHABLE_VARIANTS:
         assert isinstance(space.supernet(3), Supernet)
     else:
         for call in (lambda: space.supernet(3), lambda: space.sample(random.Random(0)), lambda: space.cheapest_arch(cost, 64, 128)):
@@ -135,9 +139,9 @@ def test_a_space_that_is_not_searchable_says_so(name):
                 call()
 
 
-@pytest.mark.parametrize("name,seed", [(n, s) for n in SEARCHABLE for s in range(3)])
+@pytest.mark.parametrize("name,seed", [(n, s) for n in SEARCHABLE_VARIANTS for s in range(3)])
 def test_one_hot_supernet_equals_decoded_net(name, seed):
-    space = get_space(name)
+    space = VARIANTS[name]
     arch = space.sample(random.Random(seed), num_classes=5)
     torch.manual_seed(seed)
     sn = space.supernet(5)
@@ -154,9 +158,9 @@ def test_one_hot_supernet_equals_decoded_net(name, seed):
     assert sn.arch_from_choices(sn.choices_of(arch)).genotype == arch.genotype
 
 
-@pytest.mark.parametrize("name", SEARCHABLE)
+@pytest.mark.parametrize("name", SEARCHABLE_VARIANTS)
 def test_supernet_trains_and_separates_arch_and_weight_params(name):
-    space = SMALL.get(name, get_space(name))
+    space = SMALL.get(name, VARIANTS[name])
     sn = space.supernet(4)
     arch_ids = {id(p) for p in sn.arch_parameters()}
     assert arch_ids and not arch_ids & {id(p) for p in sn.weight_parameters()}
@@ -171,9 +175,9 @@ def test_supernet_trains_and_separates_arch_and_weight_params(name):
         assert p.shape == (len(d.choices),) and float(p.sum()) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("name", SEARCHABLE)
+@pytest.mark.parametrize("name", SEARCHABLE_VARIANTS)
 def test_expected_cost_is_differentiable_and_exact_for_a_fixed_arch(name):
-    space = get_space(name)
+    space = VARIANTS[name]
     sn = space.supernet(19)
     e = sn.expected_cost(cost, 128, 256)
     e.backward()
@@ -184,9 +188,9 @@ def test_expected_cost_is_differentiable_and_exact_for_a_fixed_arch(name):
     assert expected == pytest.approx(sum(cost(s) for s in space.signatures(arch, 128, 256)), rel=1e-6)
 
 
-@pytest.mark.parametrize("name", SEARCHABLE)
+@pytest.mark.parametrize("name", SEARCHABLE_VARIANTS)
 def test_removal_frees_weights_zeroes_probability_and_keeps_the_last(name):
-    space = SMALL.get(name, get_space(name))
+    space = SMALL.get(name, VARIANTS[name])
     sn = space.supernet(4)
     n_before = sum(p.numel() for p in sn.weight_parameters())
     dec = next(d for d in sn.active_decisions() if len(d.choices) > 2 and sn.can_remove(d.name, len(d.choices) - 1))
@@ -202,9 +206,9 @@ def test_removal_frees_weights_zeroes_probability_and_keeps_the_last(name):
         sn.remove(dec.name, len(dec.choices) - 2)
 
 
-@pytest.mark.parametrize("name", SEARCHABLE)
+@pytest.mark.parametrize("name", SEARCHABLE_VARIANTS)
 def test_cheapest_arch_is_valid_and_no_dearer_than_samples(name):
-    space = get_space(name)
+    space = VARIANTS[name]
     cheap = space.cheapest_arch(cost, 128, 256)
     space.validate(cheap)
     c = sum(cost(s) for s in space.signatures(cheap, 128, 256))

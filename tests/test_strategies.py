@@ -288,3 +288,39 @@ def test_the_summary_table_shows_the_final_round_and_the_fit():
     console.print(summary_table(record, "cas"))
     text = console.export_text()
     assert "final round (proxy -> final score)" in text and "fit to T as measured" in text and "(kept)" in text
+
+
+@pytest.mark.slow
+def test_the_default_strategy_searches_stdc_layers_when_its_lut_prices_them(lut_path, tmp_path):
+    plain_lut_path = lut_path
+    stdc = {"stdc": True}
+    lut_path = profile_ops("ssr", H, W, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1, num_classes=10,
+                           heads=["classifier"], out_path=tmp_path / "lut.json", progress=False, threads=1, recheck=False,
+                           space_options=stdc)
+    lut = load_lut(lut_path)
+    assert lut.space_options == stdc and lut.complete
+    rng = random.Random(0)
+    target = sorted(lut.predict(get_space("ssr", stdc).sample(rng, num_classes=10), H, W).total_ms for _ in range(41))[20]
+    cfg = get_strategy("default").make_config(lut=str(lut_path), latency_ms=target, space_options=stdc, verify_latency=False, **TINY)
+    res = run_strategy("default", cfg, tmp_path / "run")
+    s = json.loads((tmp_path / "run" / "search.json").read_text())
+    assert s["space_options"] == stdc and res.arch.meta["searched_with"]["space_options"] == stdc
+    # the uniform STDC nets are seeded beside baseline1 scaled, each brought into the band
+    assert s["stages"]["reference"]["layer_kinds"] == ["reference-stdc-s1", "reference-stdc-s2"]
+    assert {"reference", "reference-stdc-s1", "reference-stdc-s2"} <= set(s["stages"]["proxy"]["seeds"])
+    assert 0.8 * target <= lut.predict(res.arch, H, W).total_ms <= target
+    # the one-shot evolution drew and scored archs with STDC layers: the search sees the choice
+    rows = json.loads((tmp_path / "run" / "oneshot" / "evolution.json").read_text())
+    layers = [b for r in rows for st in r["arch"]["genotype"]["stages"] for b in st]
+    assert any(b.get("op") == "stdc" for b in layers) and any("op" not in b for b in layers)
+    # an arch with STDC layers on a LUT profiled without them: one line that names the option
+    with_stdc = rtseg.load_arch("baseline1").to_dict()
+    with_stdc.update(num_classes=10, name="b1-stdc")
+    with_stdc["genotype"]["stages"][1][0] = {"op": "stdc", "spatial": 1}
+    assert lut.predict(with_stdc, H, W).total_ms > 0
+    with pytest.raises(RtsegError, match="b1-stdc uses layers that LUT .* was not profiled for: .* --space-opt stdc=true"):
+        load_lut(plain_lut_path).predict(with_stdc, H, W)
+    # the LUT's choices are the search's: a plain ssr search on it is refused up front
+    with pytest.raises(RtsegError, match="stdc"):
+        run_strategy("default", get_strategy("default").make_config(lut=str(lut_path), latency_ms=target, verify_latency=False, **TINY),
+                     tmp_path / "plain")

@@ -406,7 +406,13 @@ class LUT:
         h = lh if h is None else int(h)
         w = lw if w is None else int(w)
         self.check_fits(space=arch.space, input_hw=(h, w), num_classes=arch.num_classes, head=arch.head, force=force)
-        sigs = get_space(arch.space).signatures(arch, h, w)
+        space = get_space(arch.space)
+        lacking = {k: v for k, v in space.options_needed(arch).items() if self.space_options.get(k) != v}
+        if lacking:
+            opts = " ".join(f"--space-opt {k}={json.dumps(v)}" for k, v in lacking.items())
+            raise RtsegError(f"{arch.name or 'this arch'} uses layers that LUT {self.name} was not profiled for: profile one with "
+                             f"rtseg profile-ops --space {self.space} {opts} (and the LUT's other settings)")
+        sigs = space.signatures(arch, h, w)
         per_op = [(s, self.cost(s)) for s in sigs]
         total = self.pricer().price_signatures(sigs).latency_ms
         if not (math.isfinite(total) and total > 0):

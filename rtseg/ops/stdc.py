@@ -1,5 +1,6 @@
 """STDC operators (Fan, Lai, Huang, Wei, Chai, Luo, Wei: "Rethinking BiSeNet for Real-time Semantic
-Segmentation", CVPR 2021), used by the ``stdc`` peer (:mod:`rtseg.spaces.peers`).
+Segmentation", CVPR 2021), used by the ``stdc`` peer (:mod:`rtseg.spaces.peers`) and, as
+``stdc_block``, by the ``ssr`` space's STDC layers (:mod:`rtseg.spaces.ssr`).
 
 ``stdc_module`` is the Short-Term Dense Concatenate module of sec. 3.1: block 1 a 1x1
 conv to C_out/2, then 3x3 convs whose widths halve (C_out/4, C_out/8, ..., the last as wide as the
@@ -122,3 +123,30 @@ class STDCHead(Op):
         up32 = self.smooth32(_up(ctx32, f16))
         up16 = self.smooth16(_up(self.arm16(f16) + up32, f8))
         return self.ffm(f8, up16)
+
+
+@register_op("stdc_block")
+class STDCBlock(STDCModule):
+    """An STDC module (sec. 3.1, stride 1) as a residual layer of the SSR space: ``x + stdc(x)``,
+    optionally run at ``1/spatial`` resolution (average-pooled in, bilinearly upsampled out, as the SSR
+    space's NB-1D layers do, SSR paper eq. 4). The residual keeps a deep stack of them trainable with
+    the same recipe as the NB-1D layers it stands beside; the module's concatenation of three 3x3 blocks
+    of halving width gives a layer a wide receptive field at about a third of an NB-1D layer's
+    multiply-adds at the same width."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, spatial: int = 1, steps: int = 4) -> None:
+        if c_in != c_out or stride != 1:
+            raise TypeError("stdc_block keeps its width and resolution (c_in == c_out, stride 1)")
+        super().__init__(c_in, c_out, 1, steps)  # the module's layers are this operator's own (one LUT entry)
+        self.spec = OpSpec.make("stdc_block", c_in, c_out, 1, spatial=int(spatial), steps=int(steps))
+        self.spatial = int(spatial)
+
+    def forward(self, x: torch.Tensor, *_masks: torch.Tensor | None) -> torch.Tensor:
+        """``x`` plus the module's output; any channel masks a supernet passes are ignored (the layer
+        always runs at its stage's full width)."""
+        if self.spatial == 1:
+            return x + super().forward(x)
+        s = self.spatial
+        y = F.avg_pool2d(x, s, s)
+        y = y + super().forward(y)
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)

@@ -82,6 +82,15 @@ def _layer_label(sig: Any) -> str:
     return f"{sig.spec.type} {res} c{width}{dil}"
 
 
+def _layer_color(sig: Any) -> str:
+    params = dict(sig.spec.params)
+    if sig.spec.type == "stdc_block":
+        return "tab:purple" if int(params.get("spatial", 1)) == 1 else "plum"
+    if int(params.get("dilation", 1)) != 1:
+        return "tab:orange"
+    return "tab:green" if int(params.get("spatial", 1)) != 1 else "tab:blue"
+
+
 def plot_layers(archs: dict[str, Any], lut: Any, path: Path, title: str = "") -> Path:
     """Per layer of each arch (one panel each, same scale): its LUT latency as a bar, labelled with
     the layer's resolution (after any half-resolution stride inside the block), widths and dilation.
@@ -98,15 +107,15 @@ def plot_layers(archs: dict[str, Any], lut: Any, path: Path, title: str = "") ->
     fig, axes = plt.subplots(len(archs), 1, figsize=(max(8.0, 0.42 * longest), 3.4 * len(archs)), squeeze=False)
     for ax, (name, pred) in zip(axes[:, 0], preds.items()):
         ms = [t for _, t in pred.per_op]
-        colors = ["tab:orange" if int(dict(sig.spec.params).get("dilation", 1)) != 1 else
-                  ("tab:green" if int(dict(sig.spec.params).get("spatial", 1)) != 1 else "tab:blue") for sig, _ in pred.per_op]
+        colors = [_layer_color(sig) for sig, _ in pred.per_op]
         ax.bar(range(len(ms)), ms, color=colors)
         ax.set_xticks(range(len(ms)))
         ax.set_xticklabels([_layer_label(sig) for sig, _ in pred.per_op], rotation=70, ha="right", fontsize=7)
         ax.set_xlim(-0.6, longest - 0.4)
         ax.set_ylim(0, 1.1 * top)
         ax.set_ylabel("LUT ms")
-        ax.set_title(f"{name}: {pred.total_ms:.3f} ms predicted ({len(ms)} operators; orange: dilated, green: half resolution)",
+        ax.set_title(f"{name}: {pred.total_ms:.3f} ms predicted ({len(ms)} operators; orange: dilated, green: half resolution, "
+                     "purple: STDC)",
                      fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     if title:

@@ -84,10 +84,21 @@ class SearchSpace(ABC):
     #: search seeds instead, brought into the budget's band by changing operations. None: no such arch.
     reference_arch: str | None = None
 
+    def layer_kind_references(self, price: Callable[[Any], float], high_ms: float, num_classes: int) -> list[tuple[Any, str]]:
+        """Uniform nets of the layer kinds an option adds to the space, each as deep as ``price`` lets it
+        be within ``high_ms``, with a name: the default search seeds them beside the reference family,
+        whose members are uniform nets of the space's own layer kind. ``[]`` where no option adds one."""
+        return []
+
     def options(self) -> dict[str, Any]:
         """The size options (``--space-opt``) that differ from the space's defaults, JSON-ready; ``{}``
         for the default space. A LUT, a search config and an arch record them, so what one run
         measured or searched is rebuilt exactly by the next."""
+        return {}
+
+    def options_needed(self, arch: Any) -> dict[str, Any]:
+        """The options (``--space-opt``) a LUT must have been profiled with to price ``arch``: ``{}``
+        unless the arch uses a choice that only an option adds to the space."""
         return {}
 
     def with_options(self, options: Mapping[str, Any]) -> "SearchSpace":

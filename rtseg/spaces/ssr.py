@@ -12,14 +12,24 @@ the output widths of its 3x1 and 1x3 convs from {C-32, C-28, ..., C}. The genoty
 the blocks actually present (so depth is the list length)::
 
     {"stages": [[{"dilation": 1, "spatial": 1, "c3x1": 64, "c1x3": 64}, ...], [...]]}
+
+With ``--space-opt stdc=true`` a layer may instead be a residual STDC module at the stage's width
+(Fan et al., "Rethinking BiSeNet for Real-time Semantic Segmentation", CVPR 2021, sec. 3.1; the
+``stdc_block`` operator), at full or half resolution: the (dilation, spatial) decision gains the
+choices ``["stdc", 1]`` and ``["stdc", 2]``, and such a layer is written ``{"op": "stdc", "spatial": 1}``
+(its width is the stage's, so the layer's two width decisions do not apply to it). The STDC module's
+three 3x3 convs of halving width reach a wide receptive field for far fewer multiply-adds than two
+full-width factorized convs, which is what a tight budget needs. Every ssr space builds such layers, so
+an arch JSON that uses them rebuilds without the option; the option decides whether a search (and the
+LUT it prices with) considers them.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -28,9 +38,11 @@ from rtseg.arch import Arch
 from rtseg.errors import RtsegError
 from rtseg.ops import OpSignature, OpSpec, build_op
 from rtseg.ops.erfnet import NB1D
+from rtseg.ops.stdc import STDCBlock
 from rtseg.spaces.base import Decision, Network, SearchSpace, Supernet, register_space
 
 LEVELS = ("depth", "dilation_spatial", "channels")
+STDC = "stdc"  # the first element of a (dilation, spatial) choice that makes the layer an STDC module
 
 
 @dataclass(frozen=True)
@@ -49,16 +61,36 @@ class SSRConfig:
     spatials: tuple[int, ...] = (1, 2)
     channel_span: int = 32
     channel_step: int = 4
+    stdc: bool = False  # offer the residual STDC module as a layer choice (--space-opt stdc=true)
 
     def channel_choices(self, c_max: int) -> list[int]:
         return list(range(c_max - self.channel_span, c_max + 1, self.channel_step))
 
     @property
-    def ds_choices(self) -> list[tuple[int, int]]:
-        return list(itertools.product(self.dilations, self.spatials))
+    def ds_choices(self) -> list[tuple[Any, int]]:
+        """The (dilation, spatial) choices of a layer: NB-1D ones, then ``(STDC, spatial)`` when enabled
+        (appended, so an NB-1D choice keeps its index with or without the option)."""
+        out: list[tuple[Any, int]] = list(itertools.product(self.dilations, self.spatials))
+        if self.stdc:
+            out += [(STDC, s) for s in self.spatials]
+        return out
 
 
-def _block_spec(width: int, blk: dict[str, int]) -> OpSpec:
+def _ds_of(blk: dict[str, Any]) -> tuple[Any, int]:
+    """A genotype block's (dilation, spatial) choice."""
+    return (STDC, blk["spatial"]) if blk.get("op") == STDC else (blk["dilation"], blk["spatial"])
+
+
+def _block_of(ds: tuple[Any, int] | list[Any], c3x1: int, c1x3: int) -> dict[str, Any]:
+    """The genotype block of a (dilation, spatial) choice and two widths (an STDC layer has no widths)."""
+    if ds[0] == STDC:
+        return {"op": STDC, "spatial": int(ds[1])}
+    return {"dilation": int(ds[0]), "spatial": int(ds[1]), "c3x1": int(c3x1), "c1x3": int(c1x3)}
+
+
+def _block_spec(width: int, blk: dict[str, Any]) -> OpSpec:
+    if blk.get("op") == STDC:
+        return OpSpec.make("stdc_block", width, width, 1, spatial=blk["spatial"], steps=4)
     return OpSpec.make("nb1d", width, width, 1, dilation=blk["dilation"], spatial=blk["spatial"], c3x1=blk["c3x1"], c1x3=blk["c1x3"])
 
 
@@ -98,14 +130,16 @@ class SSRNet(Network):
 class SSRMixedLayer(nn.Module):
     """One searchable NB-1D layer: a weighted sum over (dilation, spatial) candidates, each a
     full-width :class:`NB1D` whose 3x1 and 1x3 outputs are multiplied by a weighted sum of shared
-    zero-one channel masks (sec. 3.1)."""
+    zero-one channel masks (sec. 3.1). An STDC candidate (``stdc=true``) is an :class:`STDCBlock`
+    at full width that ignores the masks."""
 
     def __init__(self, width: int, config: SSRConfig) -> None:
         super().__init__()
         self.width = width
         self.ds_choices = config.ds_choices
         self.channel_choices = config.channel_choices(width)
-        self.candidates = nn.ModuleList(NB1D(width, width, dilation=d, spatial=s) for d, s in self.ds_choices)
+        self.candidates = nn.ModuleList(STDCBlock(width, width, spatial=s) if d == STDC else NB1D(width, width, dilation=d, spatial=s)
+                                        for d, s in self.ds_choices)
         masks = torch.zeros(len(self.channel_choices), width)
         for i, c in enumerate(self.channel_choices):
             masks[i, :c] = 1.0
@@ -120,7 +154,7 @@ class SSRMixedLayer(nn.Module):
             return self.candidates[k](x, m1, m2) * _path_gate(p_ds[k])
         out: torch.Tensor | None = None
         for i, cand in enumerate(self.candidates):
-            if not isinstance(cand, NB1D):  # removed by shrinking
+            if isinstance(cand, nn.Identity):  # removed by shrinking
                 continue
             y = p_ds[i] * cand(x, m1, m2)
             out = y if out is None else out + y
@@ -254,7 +288,7 @@ class SSRSupernet(Supernet):
                 pre = f"stage{si + 1}.layer{li + 1}"
                 layer = layers[li]
                 cand = layer.candidates[choices[f"{pre}.ds"]]
-                if not isinstance(cand, NB1D):
+                if isinstance(cand, nn.Identity):
                     raise ValueError(f"candidate {choices[f'{pre}.ds']} of {pre} was removed from the supernet")
                 y = cand(y, layer.masks[choices[f"{pre}.c3x1"]], layer.masks[choices[f"{pre}.c1x3"]])
         return self.upsample(self.head(y), size=x.shape[-2:])
@@ -273,10 +307,9 @@ class SSRSupernet(Supernet):
             blocks = []
             for li in range(st.fixed + depth):
                 pre = f"stage{si + 1}.layer{li + 1}"
-                d, s = self._decisions[f"{pre}.ds"].choices[choices[f"{pre}.ds"]]
-                blocks.append({"dilation": d, "spatial": s,
-                               "c3x1": self._decisions[f"{pre}.c3x1"].choices[choices[f"{pre}.c3x1"]],
-                               "c1x3": self._decisions[f"{pre}.c1x3"].choices[choices[f"{pre}.c1x3"]]})
+                blocks.append(_block_of(self._decisions[f"{pre}.ds"].choices[choices[f"{pre}.ds"]],
+                                        self._decisions[f"{pre}.c3x1"].choices[choices[f"{pre}.c3x1"]],
+                                        self._decisions[f"{pre}.c1x3"].choices[choices[f"{pre}.c1x3"]]))
             stages.append(blocks)
         return Arch("ssr", self.num_classes, {"stages": stages}, head="classifier", name=name)
 
@@ -315,10 +348,16 @@ class SSRSupernet(Supernet):
             sd[f"head.{n}"] = t.clone()
         for si, blocks in enumerate(arch.genotype["stages"]):
             for li, blk in enumerate(blocks):
-                ci = self.config.ds_choices.index((blk["dilation"], blk["spatial"]))
+                ci = self.config.ds_choices.index(_ds_of(blk))
                 prefix = f"stages.{si}.{li}.candidates.{ci}."
-                a, b = blk["c3x1"], blk["c1x3"]
                 dst = f"stage{si + 1}.{li}."
+                if blk.get("op") == STDC:  # full width: the candidate's weights as they are
+                    names = [n for n in src if n.startswith(prefix)]
+                    if not names:
+                        raise ValueError(f"candidate {blk} of stage {si + 1} layer {li + 1} was removed from the supernet")
+                    sd.update({dst + n[len(prefix):]: src[n].clone() for n in names})
+                    continue
+                a, b = blk["c3x1"], blk["c1x3"]
                 if prefix + "conv3x1.weight" not in src:
                     raise ValueError(f"candidate {blk} of stage {si + 1} layer {li + 1} was removed from the supernet")
                 sd[dst + "conv3x1.weight"] = src[prefix + "conv3x1.weight"][:a].clone()
@@ -372,9 +411,13 @@ def _choice_indices(arch: Arch, config: SSRConfig) -> dict[str, int]:
         chans = config.channel_choices(st.width)
         for li, blk in enumerate(blocks):
             pre = f"stage{si + 1}.layer{li + 1}"
-            out[f"{pre}.ds"] = config.ds_choices.index((blk["dilation"], blk["spatial"]))
-            out[f"{pre}.c3x1"] = chans.index(blk["c3x1"])
-            out[f"{pre}.c1x3"] = chans.index(blk["c1x3"])
+            ds = _ds_of(blk)
+            if ds not in config.ds_choices:
+                raise RtsegError(f"arch: stage {si + 1} layer {li + 1} is an STDC layer; search it in the space with --space-opt stdc=true")
+            out[f"{pre}.ds"] = config.ds_choices.index(ds)
+            # an STDC layer has no widths of its own: its width decisions sit at full width
+            out[f"{pre}.c3x1"] = chans.index(blk.get("c3x1", st.width))
+            out[f"{pre}.c1x3"] = chans.index(blk.get("c1x3", st.width))
     return out
 
 
@@ -386,6 +429,40 @@ class SSRSpace(SearchSpace):
 
     def __init__(self, config: SSRConfig | None = None) -> None:
         self.config = config or SSRConfig()
+
+    def options(self) -> dict[str, Any]:
+        return {"stdc": True} if self.config.stdc else {}
+
+    def layer_kind_references(self, price: Callable[[Arch], float], high_ms: float, num_classes: int) -> list[tuple[Arch, str]]:
+        """With STDC layers: every searchable layer an STDC module, at full and at half resolution, each
+        at the depths that come nearest ``high_ms`` without passing it (the shallowest where none fits,
+        for the search to move into its band by a few changed layers)."""
+        if not self.config.stdc:
+            return []
+        depths = list(itertools.product(*(range(st.fixed + 1, st.fixed + st.max_extra + 1) for st in self.config.stages)))
+        out = []
+        for spatial in self.config.spatials:
+            nets = [Arch("ssr", num_classes, {"stages": [[{"op": STDC, "spatial": spatial} for _ in range(n)] for n in d]},
+                         head="classifier", name=f"uniform-stdc-s{spatial}") for d in depths]
+            fitting = [(price(a), i) for i, a in enumerate(nets) if price(a) <= high_ms]
+            out.append((nets[max(fitting)[1]] if fitting else nets[0], f"reference-stdc-s{spatial}"))
+        return out
+
+    def options_needed(self, arch: Arch) -> dict[str, Any]:
+        stdc = any(isinstance(b, dict) and b.get("op") == STDC for st in arch.genotype.get("stages", []) for b in st)
+        return {"stdc": True} if stdc else {}
+
+    def with_options(self, options: Mapping[str, Any]) -> "SSRSpace":
+        """``stdc``: offer the residual STDC module as a layer choice (the module docstring). The rest of
+        the space is its paper's backbone and has no options."""
+        unknown = set(options) - {"stdc"}
+        if unknown:
+            raise RtsegError(f"space 'ssr' takes only --space-opt stdc=true|false (got {', '.join(sorted(unknown))}); "
+                             "the rest of its size is fixed by its paper's backbone")
+        value = options.get("stdc", self.config.stdc)
+        if not isinstance(value, bool):
+            raise RtsegError(f"--space-opt stdc={value!r}: write stdc=true or stdc=false")
+        return SSRSpace(replace(self.config, stdc=value))
 
     # -- validation -----------------------------------------------------------------------------
     def validate(self, arch: Arch, source: str = "arch") -> None:
@@ -406,6 +483,15 @@ class SSRSpace(SearchSpace):
                 w = f"{where}[{bi}]"
                 if not isinstance(blk, dict):
                     raise RtsegError(f"{w} must be an object with dilation, spatial, c3x1, c1x3")
+                if "op" in blk:
+                    if blk["op"] != STDC:
+                        raise RtsegError(f"{w}.op = {blk['op']!r} is unknown; the only layer op is {STDC!r} (an NB-1D layer has no op)")
+                    extra = set(blk) - {"op", "spatial"}
+                    if extra:
+                        raise RtsegError(f"{w} is an STDC layer, whose width is the stage's; it takes only op and spatial, not {', '.join(sorted(extra))}")
+                    if blk.get("spatial") not in cfg.spatials or isinstance(blk.get("spatial"), bool):
+                        raise RtsegError(f"{w}.spatial = {blk.get('spatial')!r} is out of range; allowed: {', '.join(map(str, cfg.spatials))}")
+                    continue
                 for key, allowed in (("dilation", cfg.dilations), ("spatial", cfg.spatials), ("c3x1", chans), ("c1x3", chans)):
                     if key not in blk:
                         raise RtsegError(f"{w} lacks {key!r}")
@@ -417,6 +503,8 @@ class SSRSpace(SearchSpace):
 
     # -- sampling, building ---------------------------------------------------------------------
     def sample(self, rng: random.Random, num_classes: int = 19, head: str = "classifier") -> Arch:
+        if self.config.stdc:
+            return self._sample_with_stdc(rng, num_classes, head)
         stages = []
         for st in self.config.stages:
             n = st.fixed + rng.randint(1, st.max_extra)
@@ -427,6 +515,16 @@ class SSRSpace(SearchSpace):
                     for _ in range(n)
                 ]
             )
+        return Arch("ssr", num_classes, {"stages": stages}, head=head)
+
+    def _sample_with_stdc(self, rng: random.Random, num_classes: int, head: str) -> Arch:
+        """Uniform over every layer choice, STDC ones included (the plain space keeps its own draw, so
+        its seeded samples stay what they were)."""
+        stages = []
+        for st in self.config.stages:
+            chans = self.config.channel_choices(st.width)
+            n = st.fixed + rng.randint(1, st.max_extra)
+            stages.append([_block_of(rng.choice(self.config.ds_choices), rng.choice(chans), rng.choice(chans)) for _ in range(n)])
         return Arch("ssr", num_classes, {"stages": stages}, head=head)
 
     def uniform_arch(self, depths: Iterable[int], num_classes: int = 19, head: str = "classifier", dilation: int = 1,
@@ -482,9 +580,9 @@ class SSRSpace(SearchSpace):
             sigs += [_block_spec(st.width, b).at(*sz[st.downsample]) for b in blocks]
         return sigs + fixed[3:]
 
-    def layer_signature(self, stage: int, ds: tuple[int, int], c3x1: int, c1x3: int, h: int, w: int) -> OpSignature:
+    def layer_signature(self, stage: int, ds: tuple[Any, int], c3x1: int, c1x3: int, h: int, w: int) -> OpSignature:
         st = self.config.stages[stage]
-        blk = {"dilation": ds[0], "spatial": ds[1], "c3x1": c3x1, "c1x3": c1x3}
+        blk = _block_of(ds, c3x1, c1x3)
         return _block_spec(st.width, blk).at(*self._sizes(h, w)[st.downsample])
 
     def layer_cost_table(self, stage: int, h: int, w: int, cost: Callable[[OpSignature], float]) -> list[list[list[float]]]:
@@ -500,8 +598,7 @@ class SSRSpace(SearchSpace):
             chans = self.config.channel_choices(st.width)
             table = self.layer_cost_table(si, h, w, cost)
             best = min(((table[i][a][b], i, a, b) for i in range(len(table)) for a in range(len(chans)) for b in range(len(chans))))
-            d, s = self.config.ds_choices[best[1]]
-            blk = {"dilation": d, "spatial": s, "c3x1": chans[best[2]], "c1x3": chans[best[3]]}
+            blk = _block_of(self.config.ds_choices[best[1]], chans[best[2]], chans[best[3]])
             stages.append([dict(blk) for _ in range(st.fixed + 1)])
         return Arch("ssr", num_classes, {"stages": stages}, head="classifier", name="cheapest")
 
