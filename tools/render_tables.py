@@ -153,6 +153,7 @@ SPECS: dict[str, Spec] = {
     "default-strategy-summary": Spec("search/results/default/*.json", default_strategy_summary),
     "pareto": Spec("search/results/pareto-*.json", pareto),
     "pareto-default": Spec("search/results/pareto-default/*.json", pareto),
+    "pareto-stdc": Spec("search/results/pareto-stdc/*.json", pareto),
 }
 
 
