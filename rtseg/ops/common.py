@@ -17,6 +17,15 @@ def coarser(h: int, w: int, times: int) -> tuple[int, int]:
     return h, w
 
 
+def at_lower_resolution(x: torch.Tensor, spatial: int, fn) -> torch.Tensor:
+    """``fn`` run on ``x`` average-pooled by ``spatial`` and bilinearly upsampled back to ``x``'s size
+    (the SSR space's spatial factor, Ye et al., IJCV 2022, eq. 4: up(op(pool(x)))); ``fn(x)`` at 1."""
+    if spatial == 1:
+        return fn(x)
+    y = fn(F.avg_pool2d(x, spatial, spatial))
+    return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class ConvBNReLU(nn.Sequential):
     """A plain building block (not an LUT operator on its own)."""
 

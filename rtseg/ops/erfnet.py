@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtseg.ops.base import Op, OpSpec, register_op
+from rtseg.ops.common import at_lower_resolution
 
 
 @register_op("db")
@@ -88,11 +89,7 @@ class NB1D(Op):
     def forward(
         self, x: torch.Tensor, mask3x1: torch.Tensor | None = None, mask1x3: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self.spatial == 1:
-            return self._block(x, mask3x1, mask1x3)
-        s = self.spatial
-        y = self._block(F.avg_pool2d(x, s, s), mask3x1, mask1x3)
-        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return at_lower_resolution(x, self.spatial, lambda t: self._block(t, mask3x1, mask1x3))
 
 
 @register_op("erfnet_nb1d")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtseg.ops.base import Op, OpSignature, OpSpec, register_op
-from rtseg.ops.common import ConvBNReLU, coarser
+from rtseg.ops.common import ConvBNReLU, at_lower_resolution, coarser
 
 
 def stdc_branch_widths(c_out: int, steps: int) -> list[int]:
@@ -144,9 +144,4 @@ class STDCBlock(STDCModule):
     def forward(self, x: torch.Tensor, *_masks: torch.Tensor | None) -> torch.Tensor:
         """``x`` plus the module's output; any channel masks a supernet passes are ignored (the layer
         always runs at its stage's full width)."""
-        if self.spatial == 1:
-            return x + super().forward(x)
-        s = self.spatial
-        y = F.avg_pool2d(x, s, s)
-        y = y + super().forward(y)
-        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return at_lower_resolution(x, self.spatial, lambda t: t + super(STDCBlock, self).forward(t))

@@ -117,8 +117,8 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
     reference = _reference(cfg, ctx, aim, out, stages) if cfg.reference else []
     if cfg.reference:  # and the uniform nets of any layer kind the space's options add (its family has the plain kind)
         kinds = ctx.space.layer_kind_references(lambda a: ctx.price(a).latency_ms, cfg.band[1] * aim, ctx.info.num_classes)
-        reference += kinds
-        if kinds and isinstance(stages.get("reference"), dict):
+        if kinds:
+            reference += kinds
             stages["reference"]["layer_kinds"] = [origin for _, origin in kinds]
     # the user's own seed archs join the stages' and, like them, are moved into the (calibrated) band; the
     # strongest sources first, since a small evaluation budget scores only the first seeds

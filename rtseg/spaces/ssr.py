@@ -412,7 +412,7 @@ def _choice_indices(arch: Arch, config: SSRConfig) -> dict[str, int]:
         for li, blk in enumerate(blocks):
             pre = f"stage{si + 1}.layer{li + 1}"
             ds = _ds_of(blk)
-            if ds not in config.ds_choices:
+            if ds[0] == STDC and ds not in config.ds_choices:
                 raise RtsegError(f"arch: stage {si + 1} layer {li + 1} is an STDC layer; search it in the space with --space-opt stdc=true")
             out[f"{pre}.ds"] = config.ds_choices.index(ds)
             # an STDC layer has no widths of its own: its width decisions sit at full width
@@ -444,7 +444,7 @@ class SSRSpace(SearchSpace):
         for spatial in self.config.spatials:
             nets = [Arch("ssr", num_classes, {"stages": [[{"op": STDC, "spatial": spatial} for _ in range(n)] for n in d]},
                          head="classifier", name=f"uniform-stdc-s{spatial}") for d in depths]
-            fitting = [(price(a), i) for i, a in enumerate(nets) if price(a) <= high_ms]
+            fitting = [(ms, i) for i, ms in enumerate(map(price, nets)) if ms <= high_ms]
             out.append((nets[max(fitting)[1]] if fitting else nets[0], f"reference-stdc-s{spatial}"))
         return out
 
