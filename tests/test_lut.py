@@ -109,7 +109,7 @@ def test_supernet_expected_cost_matches_prediction_when_one_hot():
     sigs = sp.candidate_signatures(H, W, 19, heads=("classifier",))
     entries = {s.key: {"median_ms": 0.01 + (zlib.crc32(s.key.encode()) % 997) / 1000.0, "p10_ms": 0.0, "p90_ms": 9.0, "n": 1} for s in sigs}
     fixed = [s.key for s in sp.fixed_signatures(H, W, 19, "classifier")]
-    doc = {"format": "rtseg.lut", "schema_version": 1, "space": "ssr", "num_classes": 19, "heads": ["classifier"],
+    doc = {"format": "rtseg.lut", "schema_version": 1, "space": "ssr", "num_classes": 19, "heads": ["classifier"], "space_options": {},
            "provenance": {"device": {"kind": "cpu", "name": "x"}, "backend": "torch", "precision": "fp32", "batch": 1,
                           "input": [H, W], "method": "isolated"},
            "entries": entries, "skeletons": {"classifier": {"median_ms": 5.0, "p10_ms": 5, "p90_ms": 5, "n": 1, "fixed": fixed}}}
@@ -243,3 +243,27 @@ def test_int8_lut_on_onnxruntime_and_its_validation(tmp_path):
     assert lut.predict(archs[0]).total_ms > 0
     res = validate_lut(lut, archs=archs, warmup=1, repeats=2, rounds=1, progress=False)
     assert res.samples == 2 and all(r.measured_ms > 0 for r in res.rows) and res.to_dict()["settings"]["precision"] == "int8"
+
+
+def test_an_older_plain_ssr_lut_is_widened_to_the_default_space_by_a_resume(tmp_path):
+    """LUTs written before STDC layers were the default record no options and priced NB-1D layers
+    only; resuming one in the default space keeps its entries and measures only what STDC layers add."""
+    plain = get_space("ssr", {"stdc": False})
+    sigs = plain.signatures(plain.sample(random.Random(0), num_classes=19, head="classifier"), H, W)
+    out = tmp_path / "older.json"
+    profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], recheck=False, space_options={"stdc": False}, **FAST)
+    doc = json.loads(out.read_text())
+    assert doc["space_options"] == {"stdc": False}
+    del doc["space_options"]  # as such LUTs were written
+    out.write_text(json.dumps(doc))
+    assert load_lut(out).space_options == {"stdc": False}
+    stdc = [s for s in get_space("ssr").candidate_signatures(H, W, 19, heads=("classifier",)) if s.type == "stdc_block"]
+    seen: list[str] = []
+    profile_ops("ssr", H, W, out_path=out, signatures=[*sigs, *stdc], heads=["classifier"], recheck=False,
+                on_entry=lambda i, s, e: seen.append(s.key), **FAST)
+    lut = load_lut(out)
+    assert sorted(seen) == sorted(s.key for s in stdc) and len(stdc) == 4
+    assert lut.space_options == {} and lut.provenance["widened_from_options"] == {"stdc": False} and lut.provenance["runs"] == 2
+    # the other way round takes choices away: refused, not resumed
+    with pytest.raises(RtsegError, match="space_options"):
+        profile_ops("ssr", H, W, out_path=out, signatures=sigs, heads=["classifier"], recheck=False, space_options={"stdc": False}, **FAST)

@@ -39,9 +39,9 @@ def _searchable(space: SearchSpace) -> bool:
 
 SEARCHABLE = [name for name in SPACES if _searchable(get_space(name))]
 #: Every registered space, and the spaces whose options add choices (not only size): the contract holds for each.
-VARIANTS = {**{name: get_space(name) for name in SPACES}, "ssr+stdc": get_space("ssr", {"stdc": True})}
+VARIANTS = {**{name: get_space(name) for name in SPACES}, "ssr-plain": get_space("ssr", {"stdc": False})}
 VARIANT_NAMES = list(VARIANTS)
-SEARCHABLE_VARIANTS = [*SEARCHABLE, "ssr+stdc"]
+SEARCHABLE_VARIANTS = [*SEARCHABLE, "ssr-plain"]
 
 
 def cost(sig):

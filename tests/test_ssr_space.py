@@ -11,8 +11,8 @@ from rtseg.flops import count_flops, count_params
 from rtseg.spaces import get_space, load_arch
 from tests.conftest import randomize_bn
 
-SPACE = get_space("ssr")
-STDC_SPACE = get_space("ssr", {"stdc": True})
+PLAIN = get_space("ssr", {"stdc": False})  # the SSR paper's own space: NB-1D layers only
+STDC_SPACE = get_space("ssr")  # the default: STDC modules are a layer choice too
 
 
 def test_baseline1_matches_seed_table7_within_3pct():
@@ -25,14 +25,14 @@ def test_baseline1_matches_seed_table7_within_3pct():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_arch_json_round_trip(tmp_path, seed):
-    arch = SPACE.sample(random.Random(seed), num_classes=11)
+    arch = PLAIN.sample(random.Random(seed), num_classes=11)
     p = arch.save(tmp_path / "a.json")
     again = load_arch(p)
     assert again.to_dict() == arch.to_dict()
     assert json.loads(p.read_text())["schema_version"] == 1
 
 
-@pytest.mark.parametrize("seed,space", [(0, SPACE), (1, SPACE), (0, STDC_SPACE), (2, STDC_SPACE)], ids=["0", "1", "stdc-0", "stdc-2"])
+@pytest.mark.parametrize("seed,space", [(0, PLAIN), (1, PLAIN), (0, STDC_SPACE), (2, STDC_SPACE)], ids=["0", "1", "stdc-0", "stdc-2"])
 def test_one_hot_single_path_supernet_equals_decoded_net(seed, space):
     """The weighted-sum case is in the space contract (tests/test_space_contract.py); single-path is SSR's own."""
     sample_paths = True
@@ -54,7 +54,7 @@ def test_one_hot_single_path_supernet_equals_decoded_net(seed, space):
 
 def test_single_path_runs_one_sampled_path_and_reaches_its_arch_parameters():
     torch.manual_seed(0)
-    sn = SPACE.supernet(4)
+    sn = PLAIN.supernet(4)
     sn.sample_paths = True
     calls = []
     for layer in (layer for stage in sn.stages for layer in stage):
@@ -108,24 +108,24 @@ def test_malformed_json_and_missing_file(tmp_path):
         load_arch(tmp_path / "missing.json")
 
 
-def test_stdc_layers_are_an_option_of_the_space_and_every_ssr_space_builds_them():
-    """The option adds two choices per layer at the end of the (dilation, spatial) list, so the plain
+def test_stdc_layers_are_on_by_default_and_every_ssr_space_builds_them():
+    """STDC layers are two choices per layer at the end of the (dilation, spatial) list, so the plain
     space's choices (and the records searched in it) keep their indices; an arch with STDC layers is
     self-describing, so the plain space still validates and builds it, but its supernet cannot hold it."""
-    assert SPACE.options() == {} and STDC_SPACE.options() == {"stdc": True}
-    assert STDC_SPACE.config.ds_choices[: len(SPACE.config.ds_choices)] == SPACE.config.ds_choices
-    assert STDC_SPACE.config.ds_choices[len(SPACE.config.ds_choices):] == [("stdc", 1), ("stdc", 2)]
-    assert get_space("ssr", {"stdc": False}).options() == {}
+    assert STDC_SPACE.options() == {} and get_space("ssr", {"stdc": True}).options() == {}
+    assert PLAIN.options() == {"stdc": False} and PLAIN.unrecorded_options() == {"stdc": False}
+    assert STDC_SPACE.config.ds_choices[: len(PLAIN.config.ds_choices)] == PLAIN.config.ds_choices
+    assert STDC_SPACE.config.ds_choices[len(PLAIN.config.ds_choices):] == [("stdc", 1), ("stdc", 2)]
     arch = next(a for a in (STDC_SPACE.sample(random.Random(i), num_classes=4) for i in range(20))
                 if any(b.get("op") == "stdc" for st in a.genotype["stages"] for b in st))
     with torch.no_grad():
-        assert SPACE.build(arch).eval()(torch.randn(1, 3, 32, 64)).shape == (1, 4, 32, 64)
-    with pytest.raises(RtsegError, match="STDC layer; search it in the space with --space-opt stdc=true"):
-        SPACE.supernet(4).choices_of(arch)
+        assert PLAIN.build(arch).eval()(torch.randn(1, 3, 32, 64)).shape == (1, 4, 32, 64)
+    with pytest.raises(RtsegError, match="is an STDC layer, which this space leaves out .*stdc=false.*; search it in the default ssr space"):
+        PLAIN.supernet(4).choices_of(arch)
     # the plain space draws as it always did: no STDC layer in a thousand samples
     rng = random.Random(0)
-    assert not any(b.get("op") for _ in range(1000) for st in SPACE.sample(rng).genotype["stages"] for b in st)
-    sigs = {s.key for s in STDC_SPACE.candidate_signatures(128, 256, 10)} - {s.key for s in SPACE.candidate_signatures(128, 256, 10)}
+    assert not any(b.get("op") for _ in range(1000) for st in PLAIN.sample(rng).genotype["stages"] for b in st)
+    sigs = {s.key for s in STDC_SPACE.candidate_signatures(128, 256, 10)} - {s.key for s in PLAIN.candidate_signatures(128, 256, 10)}
     assert len(sigs) == 4 and all('"stdc_block"' in k for k in sigs)  # two stages x two resolutions
 
 
@@ -142,7 +142,7 @@ def test_the_uniform_stdc_nets_are_as_deep_as_the_budget_allows():
     def flops(a):
         return sum_op_flops(STDC_SPACE.signatures(a, 128, 256)) / 1e9
 
-    assert SPACE.layer_kind_references(flops, 1e9, 10) == []
+    assert PLAIN.layer_kind_references(flops, 1e9, 10) == []
     high = flops(load_arch("baseline1").with_(num_classes=10)) / 3
     (full, n1), (half, n2) = STDC_SPACE.layer_kind_references(flops, high, 10)
     assert (n1, n2) == ("reference-stdc-s1", "reference-stdc-s2")

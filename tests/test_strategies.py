@@ -291,20 +291,14 @@ def test_the_summary_table_shows_the_final_round_and_the_fit():
 
 
 @pytest.mark.slow
-def test_the_default_strategy_searches_stdc_layers_when_its_lut_prices_them(lut_path, tmp_path):
-    plain_lut_path = lut_path
-    stdc = {"stdc": True}
-    lut_path = profile_ops("ssr", H, W, "torch", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1, num_classes=10,
-                           heads=["classifier"], out_path=tmp_path / "lut.json", progress=False, threads=1, recheck=False,
-                           space_options=stdc)
+def test_the_default_strategy_searches_stdc_layers_and_an_older_lut_stays_plain(lut_path, tmp_path):
     lut = load_lut(lut_path)
-    assert lut.space_options == stdc and lut.complete
-    rng = random.Random(0)
-    target = sorted(lut.predict(get_space("ssr", stdc).sample(rng, num_classes=10), H, W).total_ms for _ in range(41))[20]
-    cfg = get_strategy("default").make_config(lut=str(lut_path), latency_ms=target, space_options=stdc, verify_latency=False, **TINY)
+    assert lut.space_options == {} and lut.complete  # the default ssr space: its LUT prices STDC layers
+    target = _target(lut_path)
+    cfg = get_strategy("default").make_config(lut=str(lut_path), latency_ms=target, verify_latency=False, **TINY)
     res = run_strategy("default", cfg, tmp_path / "run")
     s = json.loads((tmp_path / "run" / "search.json").read_text())
-    assert s["space_options"] == stdc and res.arch.meta["searched_with"]["space_options"] == stdc
+    assert s["space_options"] == {} and res.arch.meta["searched_with"]["space_options"] == {}
     # the uniform STDC nets are seeded beside baseline1 scaled, each brought into the band
     assert s["stages"]["reference"]["layer_kinds"] == ["reference-stdc-s1", "reference-stdc-s2"]
     assert {"reference", "reference-stdc-s1", "reference-stdc-s2"} <= set(s["stages"]["proxy"]["seeds"])
@@ -313,14 +307,24 @@ def test_the_default_strategy_searches_stdc_layers_when_its_lut_prices_them(lut_
     rows = json.loads((tmp_path / "run" / "oneshot" / "evolution.json").read_text())
     layers = [b for r in rows for st in r["arch"]["genotype"]["stages"] for b in st]
     assert any(b.get("op") == "stdc" for b in layers) and any("op" not in b for b in layers)
-    # an arch with STDC layers on a LUT profiled without them: one line that names the option
+    # a LUT written before STDC layers were the default records no options: it meant the plain space
+    doc = json.loads(Path(lut_path).read_text())
+    del doc["space_options"]
+    doc["entries"] = {k: v for k, v in doc["entries"].items() if '"stdc_block"' not in k}
+    (tmp_path / "older.json").write_text(json.dumps(doc))
+    older = load_lut(tmp_path / "older.json")
+    assert older.space_options == {"stdc": False}
+    # an arch with STDC layers on it: one line that names the option
     with_stdc = rtseg.load_arch("baseline1").to_dict()
     with_stdc.update(num_classes=10, name="b1-stdc")
     with_stdc["genotype"]["stages"][1][0] = {"op": "stdc", "spatial": 1}
     assert lut.predict(with_stdc, H, W).total_ms > 0
     with pytest.raises(RtsegError, match="b1-stdc uses layers that LUT .* was not profiled for: .* --space-opt stdc=true"):
-        load_lut(plain_lut_path).predict(with_stdc, H, W)
-    # the LUT's choices are the search's: a plain ssr search on it is refused up front
-    with pytest.raises(RtsegError, match="stdc"):
-        run_strategy("default", get_strategy("default").make_config(lut=str(lut_path), latency_ms=target, verify_latency=False, **TINY),
-                     tmp_path / "plain")
+        older.predict(with_stdc, H, W)
+    # the LUT's choices are the search's: a search in the other space is refused up front, saying what to give
+    with pytest.raises(RtsegError, match=r"asks for default; give the LUT's \(--space-opt stdc=false\)"):
+        run_strategy("default", get_strategy("default").make_config(lut=str(tmp_path / "older.json"), latency_ms=target,
+                                                                    verify_latency=False, **TINY), tmp_path / "plain")
+    with pytest.raises(RtsegError, match=r"asks for \{'stdc': False\}; give the LUT's \(no --space-opt\)"):
+        run_strategy("default", get_strategy("default").make_config(lut=str(lut_path), latency_ms=target, space_options={"stdc": False},
+                                                                    verify_latency=False, **TINY), tmp_path / "plain2")

@@ -1,7 +1,7 @@
 """Many one-operator graphs in one TensorRT engine, each timed per layer through ``IProfiler``.
 
 Why: one engine per LUT entry costs a TensorRT build per entry, and the ``ssr`` space at 512x1024
-has 1,627 entries (twice that with the recheck): thousands of builds whose fixed cost (parse,
+has 1,631 entries (twice that with the recheck): thousands of builds whose fixed cost (parse,
 graph optimization, serialization, a fresh builder) dwarfs the microseconds being measured. The
 estimate is in ``docs/luts.md`` ("TensorRT profiling"). Here up to
 :data:`DEFAULT_BATCH` independent subgraphs (each the module an entry would have been timed as:

@@ -4,7 +4,7 @@ File layout (``format: rtseg.lut``, ``schema_version: 1``)::
 
     {"format": "rtseg.lut", "schema_version": 1, "space": "ssr", "num_classes": 19,
      "heads": ["classifier", "aggregation"], "complete": true,
-     "space_options": {"width": 16},   # only for a space sized by --space-opt (cas, dcnas)
+     "space_options": {"width": 16},   # --space-opt, those that differ from the space's defaults
      "provenance": {"device": {...}, "device_arg": "cpu", "backend": "torch", "backend_version": "...",
                     "backend_settings": {...}, "precision": "fp32", "batch": 1, "input": [128, 256],
                     "warmup": 5, "repeats": 30, "min_time_s": 0.03, "rotation": 4, "method": "isolated",
@@ -252,8 +252,12 @@ class LUT:
 
     @property
     def space_options(self) -> dict[str, Any]:
-        """The space's size options it was profiled for (``--space-opt``; absent = the defaults)."""
-        return dict(self.doc.get("space_options") or {})
+        """The space's size options it was profiled for (``--space-opt``; ``{}`` = the defaults). A LUT
+        without the field predates LUTs always recording it, and meant the defaults of its time
+        (:meth:`~rtseg.spaces.base.SearchSpace.unrecorded_options`)."""
+        if "space_options" not in self.doc:
+            return get_space(self.space).unrecorded_options()
+        return dict(self.doc["space_options"] or {})
 
     def search_space(self) -> Any:
         """The search space this LUT measured, with its size options."""
@@ -407,7 +411,8 @@ class LUT:
         w = lw if w is None else int(w)
         self.check_fits(space=arch.space, input_hw=(h, w), num_classes=arch.num_classes, head=arch.head, force=force)
         space = get_space(arch.space)
-        lacking = {k: v for k, v in space.options_needed(arch).items() if self.space_options.get(k) != v}
+        mine = self.search_space()
+        lacking = {k: v for k, v in space.options_needed(arch).items() if mine.with_options({k: v}).options() != mine.options()}
         if lacking:
             opts = " ".join(f"--space-opt {k}={json.dumps(v)}" for k, v in lacking.items())
             raise RtsegError(f"{arch.name or 'this arch'} uses layers that LUT {self.name} was not profiled for: profile one with "
@@ -434,8 +439,10 @@ class LUT:
         if space_options is not None and space == self.space:
             mine = self.search_space().options()
             if mine != dict(space_options):
+                flags = " ".join(f"--space-opt {k}={json.dumps(v)}" for k, v in mine.items()) or "no --space-opt"
                 raise RtsegError(f"LUT {self.name} was profiled for the {self.space} space with options {mine or 'default'}, {subject} asks "
-                                 f"for {dict(space_options) or 'default'}; profile with the same --space-opt or pass --force")
+                                 f"for {dict(space_options) or 'default'}; give the LUT's ({flags}), profile with the same --space-opt, "
+                                 "or pass --force")
         if input_hw is not None and tuple(input_hw) != tuple(self.input_hw):
             (lh, lw), (h, w) = self.input_hw, input_hw
             raise RtsegError(f"LUT {self.name} was measured at {lh}x{lw}, {subject} runs at {h}x{w}; use --input {lh}x{lw} or profile at {h}x{w}")
@@ -629,9 +636,8 @@ class LUT:
 def new_lut(space: str, num_classes: int, heads: list[str], provenance: dict[str, Any], path: Path | None = None,
             space_options: dict[str, Any] | None = None) -> LUT:
     doc = {"format": LUT_FORMAT, "schema_version": LUT_SCHEMA_VERSION, "space": space, "num_classes": int(num_classes),
-           "heads": list(heads), "complete": False, "provenance": provenance, "entries": {}, "skeletons": {}}
-    if space_options:
-        doc["space_options"] = dict(space_options)
+           "heads": list(heads), "complete": False, "provenance": provenance, "entries": {}, "skeletons": {},
+           "space_options": dict(space_options or {})}  # always written: its absence marks an older LUT
     return LUT(doc, path)
 
 

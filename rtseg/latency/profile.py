@@ -436,6 +436,16 @@ def _groups(items: Sequence[OpSignature], group: int) -> list[list[int]]:
     return plan_chunks(sizes, group)
 
 
+def _widens(lut: LUT, options: dict[str, Any]) -> bool:
+    """Whether the space with ``options`` offers every operator the LUT's own options did (and more):
+    then the LUT is resumed into the wider space rather than measured anew (an older ``ssr`` LUT
+    without STDC layers gains their entries)."""
+    h, w = lut.input_hw
+    mine = {s.key for s in lut.search_space().candidate_signatures(h, w, lut.num_classes, heads=tuple(lut.heads))}
+    theirs = {s.key for s in get_space(lut.space, options).candidate_signatures(h, w, lut.num_classes, heads=tuple(lut.heads))}
+    return mine < theirs
+
+
 def _open_or_create(out: Path, space: str, num_classes: int, heads: list[str], prov: dict[str, Any], force: bool,
                     space_options: dict[str, Any] | None = None) -> LUT:
     """Resume a matching LUT at ``out``; refuse a mismatching one unless ``force`` (then start over)."""
@@ -448,12 +458,19 @@ def _open_or_create(out: Path, space: str, num_classes: int, heads: list[str], p
                 raise RtsegError(f"{exc} (pass --force to overwrite it with a new LUT)") from None
             lut = None
         if lut is not None:
-            diff = lut.mismatches(run)
+            diff = lut.mismatches({k: v for k, v in run.items() if k != "space_options"})
+            widened = lut.space_options != run["space_options"]
+            if widened and not _widens(lut, run["space_options"]):
+                diff.append(f"space_options {lut.space_options} vs {run['space_options']}")
+                widened = False
             if lut.heads != list(heads):
                 diff.append(f"heads {lut.heads} vs {list(heads)}")
             if not diff:
                 lut.provenance["runs"] = int(lut.provenance.get("runs", 1)) + 1
                 lut.provenance["backend_version"] = prov["backend_version"]
+                if widened:  # its entries stay valid; the run measures the choices the options add
+                    lut.provenance["widened_from_options"] = lut.space_options
+                    lut.doc["space_options"] = dict(run["space_options"])
                 return lut
             if not force:
                 raise RtsegError(

@@ -96,6 +96,12 @@ class SearchSpace(ABC):
         measured or searched is rebuilt exactly by the next."""
         return {}
 
+    def unrecorded_options(self) -> dict[str, Any]:
+        """The options (``--space-opt``) meant by a LUT that records none (it predates LUTs always
+        recording theirs): the defaults of that time, where a default has since changed. ``{}`` where
+        none has."""
+        return {}
+
     def options_needed(self, arch: Any) -> dict[str, Any]:
         """The options (``--space-opt``) a LUT must have been profiled with to price ``arch``: ``{}``
         unless the arch uses a choice that only an option adds to the space."""

@@ -13,15 +13,18 @@ the blocks actually present (so depth is the list length)::
 
     {"stages": [[{"dilation": 1, "spatial": 1, "c3x1": 64, "c1x3": 64}, ...], [...]]}
 
-With ``--space-opt stdc=true`` a layer may instead be a residual STDC module at the stage's width
-(Fan et al., "Rethinking BiSeNet for Real-time Semantic Segmentation", CVPR 2021, sec. 3.1; the
-``stdc_block`` operator), at full or half resolution: the (dilation, spatial) decision gains the
-choices ``["stdc", 1]`` and ``["stdc", 2]``, and such a layer is written ``{"op": "stdc", "spatial": 1}``
-(its width is the stage's, so the layer's two width decisions do not apply to it). The STDC module's
-three 3x3 convs of halving width reach a wide receptive field for far fewer multiply-adds than two
-full-width factorized convs, which is what a tight budget needs. Every ssr space builds such layers, so
-an arch JSON that uses them rebuilds without the option; the option decides whether a search (and the
-LUT it prices with) considers them.
+A layer may instead be a residual STDC module at the stage's width (Fan et al., "Rethinking BiSeNet
+for Real-time Semantic Segmentation", CVPR 2021, sec. 3.1; the ``stdc_block`` operator), at full or
+half resolution: the (dilation, spatial) decision has the choices ``["stdc", 1]`` and ``["stdc", 2]``
+after the NB-1D ones, and such a layer is written ``{"op": "stdc", "spatial": 1}`` (its width is the
+stage's, so the layer's two width decisions do not apply to it). The STDC module's three 3x3 convs of
+halving width reach a wide receptive field for far fewer multiply-adds than two full-width factorized
+convs, which is what a tight budget needs; the default search on this space measured better with these
+layers than without (``search/README.md``), so they are on by default. ``--space-opt stdc=false`` gives
+the paper's own space, NB-1D layers only. Every ssr space builds STDC layers, so an arch JSON that uses
+them rebuilds without the option; the option decides whether a search (and the LUT it prices with)
+considers them. A LUT written before they were the default records no options and meant the paper's
+space (:meth:`SSRSpace.unrecorded_options`).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class SSRConfig:
     spatials: tuple[int, ...] = (1, 2)
     channel_span: int = 32
     channel_step: int = 4
-    stdc: bool = False  # offer the residual STDC module as a layer choice (--space-opt stdc=true)
+    stdc: bool = True  # offer the residual STDC module as a layer choice (--space-opt stdc=false leaves it out)
 
     def channel_choices(self, c_max: int) -> list[int]:
         return list(range(c_max - self.channel_span, c_max + 1, self.channel_step))
@@ -413,7 +416,7 @@ def _choice_indices(arch: Arch, config: SSRConfig) -> dict[str, int]:
             pre = f"stage{si + 1}.layer{li + 1}"
             ds = _ds_of(blk)
             if ds[0] == STDC and ds not in config.ds_choices:
-                raise RtsegError(f"arch: stage {si + 1} layer {li + 1} is an STDC layer; search it in the space with --space-opt stdc=true")
+                raise RtsegError(f"arch: stage {si + 1} layer {li + 1} is an STDC layer, which this space leaves out (--space-opt stdc=false); search it in the default ssr space")
             out[f"{pre}.ds"] = config.ds_choices.index(ds)
             # an STDC layer has no widths of its own: its width decisions sit at full width
             out[f"{pre}.c3x1"] = chans.index(blk.get("c3x1", st.width))
@@ -431,7 +434,11 @@ class SSRSpace(SearchSpace):
         self.config = config or SSRConfig()
 
     def options(self) -> dict[str, Any]:
-        return {"stdc": True} if self.config.stdc else {}
+        return {} if self.config.stdc else {"stdc": False}
+
+    def unrecorded_options(self) -> dict[str, Any]:
+        """LUTs written before STDC layers were the default record no options, and priced NB-1D layers only."""
+        return {"stdc": False}
 
     def layer_kind_references(self, price: Callable[[Arch], float], high_ms: float, num_classes: int) -> list[tuple[Arch, str]]:
         """With STDC layers: every searchable layer an STDC module, at full and at half resolution, each
