@@ -46,7 +46,7 @@ def test_slot_entries_are_the_searchable_layers_and_only_they_are_scaled(subset_
     lut = load_lut(out)
     slot_types = {OpSignature.from_key(k).type for k, e in lut.entries.items() if is_slot_entry(e)}
     fixed_types = {OpSignature.from_key(k).type for k, e in lut.entries.items() if not is_slot_entry(e)}
-    assert slot_types == {"nb1d"} and fixed_types == {"db", "classifier", "resize"}
+    assert "nb1d" in slot_types <= {"nb1d", "stdc_block"} and fixed_types == {"db", "classifier", "resize"}
     assert lut.calibration_scale == 1.0 and not lut.has_calibration  # a subset run fits nothing
     raw = lut.predict(one_arch()).total_ms
     fixed, layers = split_prediction(lut, one_arch())

@@ -28,13 +28,13 @@ def full_lut(tmp_path_factory):
 @pytest.mark.slow
 def test_profile_ops_writes_a_complete_lut(full_lut):
     out, summary = full_lut
-    assert summary["complete"] and summary["entries"] == summary["expected_entries"] == 1625  # 2 x 10 x 9 x 9 blocks + 5 fixed
+    assert summary["complete"] and summary["entries"] == summary["expected_entries"] == 1629  # 2 x 10 x 9 x 9 NB-1D blocks + 4 STDC layers + 5 fixed
     assert summary["skeleton_measured"] and summary["provenance"]["device"]["threads"] == 1
     assert "recheck" not in summary["provenance"]  # --no-recheck
     cal = summary["calibration"] or summary["calibration_rejected"]  # one timed run per entry may be far off
     assert cal["archs"] == 2 and cal["scale"] > 0 and "rows" not in cal
     doc = json.loads(out.read_text())
-    assert doc["provenance"]["input"] == [64, 128] and len(doc["entries"]) == 1625
+    assert doc["provenance"]["input"] == [64, 128] and len(doc["entries"]) == 1629
 
 
 @pytest.mark.slow
@@ -43,7 +43,7 @@ def test_lut_show(cli, full_lut):
     r = cli("lut", "show", out, "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
-    assert d["entries"] == 1625 and len(d["fastest"]) == 5 and len(d["slowest"]) == 5
+    assert d["entries"] == 1629 and len(d["fastest"]) == 5 and len(d["slowest"]) == 5
     assert d["fastest"][0]["median_ms"] <= d["slowest"][0]["median_ms"] and d["profiling_s"] > 0
     r = cli("lut", "show", out)
     assert r.exit_code == 0 and "fastest operators" in r.output and "threads" in r.output and "layer calibration" in r.output

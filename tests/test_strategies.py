@@ -79,7 +79,8 @@ def test_default_strategy_runs_every_stage_and_keeps_to_both_budgets(lut_path, t
     stages = s["stages"]
     assert not stages["calibrate"]["ran"] and stages["gradient"]["ran"] and stages["oneshot"]["ran"] and stages["reference"]["ran"]
     assert stages["reference"]["family"] == "baseline1" and set(stages["proxy"]["seeds"]) <= {"gradient", "oneshot-1", "oneshot-2",
-                                                                                              "oneshot-3", "reference"}
+                                                                                              "oneshot-3", "reference", "reference-stdc-s1",
+                                                                                              "reference-stdc-s2"}
     # no arch over the FLOPs budget was scored in either evolution, nor picked
     for run in ("oneshot", "proxy"):
         rows = json.loads((tmp_path / "run" / run / "evolution.json").read_text())
