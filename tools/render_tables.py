@@ -121,7 +121,7 @@ def pareto(records: list[tuple[Path, dict]]) -> list[str]:
     header.insert(2 + sum(k != "family" for k, _ in columns), "pooled std")
     rows = []
     for path, r in records:
-        for budget in r["budgets"]:
+        for budget in sorted(r["budgets"], key=lambda b: b["target_ms"]):
             by_name = {row["name"]: row for row in budget["rows"]}
             wins = {v["searched"] for v in budget.get("verdicts", [])
                     if v.get("beats_best_random_by_pooled_std") and v.get("beats_every_family")}
