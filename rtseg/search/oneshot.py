@@ -50,7 +50,7 @@ from rtseg.reporting import Reporter, SilentReporter
 from rtseg.search.common import SearchContext, SearchResult, finish, prepare
 from rtseg.search.evolution import (BandSampler, EvolutionConfig, EvolutionState, evolve, plot_evolution, rng_from_json, rng_to_json,
                                     write_evolution)
-from rtseg.spaces import space_slug
+from rtseg.spaces import get_space, space_slug
 from rtseg.train.loader import cpu_threads, make_loader
 from rtseg.train.step import poly_lr
 
@@ -170,6 +170,8 @@ class _OneShot:
         h, w = self.ctx.hw
         want = {"space": cfg.space, "space_options": self.ctx.space.options(), "input_hw": [h, w],
                 "num_classes": self.ctx.info.num_classes}
+        if rec.get("space") == cfg.space and isinstance(rec.get("space_options"), dict):  # an option given at its default reads as none
+            rec = {**rec, "space_options": get_space(cfg.space, rec["space_options"]).options()}
         diff = [f"{k} {rec.get(k)!r} (this search: {v!r})" for k, v in want.items() if rec.get(k) != v]
         if diff:
             raise RtsegError(f"the supernet in {cfg.supernet} was trained for another search: {'; '.join(diff)}; train a new "
