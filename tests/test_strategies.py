@@ -132,6 +132,16 @@ def test_a_trained_supernet_serves_another_budget(lut_path, tmp_path):
     assert second.summary["supernet_steps"] == 0 and second.summary["supernet"]["reused"] == str(tmp_path / "first")
     assert not (tmp_path / "second" / "state.pt").exists()
     assert 0.64 * target <= load_lut(lut_path).predict(second.arch, H, W).total_ms <= 0.8 * target
+    # a record that names an option at its default value (as written while STDC layers were an option) is
+    # the default space's; one of the paper's space is refused up front
+    reuse = st.make_config(lut=str(lut_path), latency_ms=0.8 * target, input_hw=(H, W), train_len=8, score_len=4, population=2,
+                           parents=2, evaluations=2, band=(0.8, 1.0), supernet=str(tmp_path / "first"), verify_latency=False)
+    rec = json.loads((tmp_path / "first" / "supernet.json").read_text())
+    (tmp_path / "first" / "supernet.json").write_text(json.dumps({**rec, "space_options": {"stdc": True}}))
+    assert run_strategy("oneshot", reuse, tmp_path / "fourth").summary["supernet"]["reused"] == str(tmp_path / "first")
+    (tmp_path / "first" / "supernet.json").write_text(json.dumps({**rec, "space_options": {"stdc": False}}))
+    with pytest.raises(RtsegError, match="was trained for another search: space_options"):
+        run_strategy("oneshot", reuse, tmp_path / "fifth")
     with pytest.raises(RtsegError, match="holds no trained supernet"):
         run_strategy("oneshot", st.make_config(lut=str(lut_path), latency_ms=target, input_hw=(H, W), supernet=str(tmp_path)),
                      tmp_path / "third")
