@@ -38,7 +38,7 @@ def _searchable(space: SearchSpace) -> bool:
 
 
 SEARCHABLE = [name for name in SPACES if _searchable(get_space(name))]
-#: Every registered space, and the spaces whose options add choices (not only size): the contract holds for each.
+#: Every registered space, and those whose options change its choices (not only its size): the contract holds for each.
 VARIANTS = {**{name: get_space(name) for name in SPACES}, "ssr-plain": get_space("ssr", {"stdc": False})}
 VARIANT_NAMES = list(VARIANTS)
 SEARCHABLE_VARIANTS = [*SEARCHABLE, "ssr-plain"]

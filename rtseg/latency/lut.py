@@ -411,8 +411,11 @@ class LUT:
         w = lw if w is None else int(w)
         self.check_fits(space=arch.space, input_hw=(h, w), num_classes=arch.num_classes, head=arch.head, force=force)
         space = get_space(arch.space)
-        mine = self.search_space()
-        lacking = {k: v for k, v in space.options_needed(arch).items() if mine.with_options({k: v}).options() != mine.options()}
+        lacking: dict[str, Any] = {}
+        needed = space.options_needed(arch)
+        if needed:  # an option the arch needs must leave the LUT's space as it is
+            mine = self.search_space()
+            lacking = {k: v for k, v in needed.items() if mine.with_options({k: v}).options() != mine.options()}
         if lacking:
             opts = " ".join(f"--space-opt {k}={json.dumps(v)}" for k, v in lacking.items())
             raise RtsegError(f"{arch.name or 'this arch'} uses layers that LUT {self.name} was not profiled for: profile one with "

@@ -20,9 +20,9 @@ budget; short training runs do. So the stages are:
 4. **reference**: the space's hand-designed family (:attr:`SearchSpace.reference_family`), where the
    space has one, scaled to the budget as measured on the LUT's runtime (by the LUT where this machine
    is not its device): the net a user would ship instead of searching, seeded as it is. A space with
-   no family seeds its built-in reference arch (:attr:`SearchSpace.reference_arch`) instead. Where an
-   option adds a layer kind to the space (``ssr``'s STDC layers), the uniform nets of that kind, as deep
-   as the band allows, are seeded beside it (:meth:`SearchSpace.layer_kind_references`).
+   no family seeds its built-in reference arch (:attr:`SearchSpace.reference_arch`) instead. Where the
+   space offers a layer kind beside the family's own (``ssr``'s STDC layers), the uniform nets of that
+   kind, as deep as the band allows, are seeded beside it (:meth:`SearchSpace.layer_kind_references`).
 5. **proxy**: an evolution seeded with all of them (:mod:`rtseg.search.proxy`), every arch scored by a
    short training run on held-out training data (the strongest seeds first: a small evaluation budget
    scores only the first ones).
@@ -115,7 +115,7 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
         stages["gradient"] = {"ran": False, "note": "left out" + (" (a trained supernet is reused)" if cfg.supernet else "")}
     oneshot = _oneshot(cfg, ctx, out, aim, resume, stages, reporter) if cfg.oneshot_stage else []
     reference = _reference(cfg, ctx, aim, out, stages) if cfg.reference else []
-    if cfg.reference:  # and the uniform nets of any layer kind the space's options add (its family has the plain kind)
+    if cfg.reference:  # and the uniform nets of any layer kind the space offers beside its family's own
         kinds = ctx.space.layer_kind_references(lambda a: ctx.price(a).latency_ms, cfg.band[1] * aim, ctx.info.num_classes)
         if kinds:
             reference += kinds

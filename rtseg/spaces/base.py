@@ -85,9 +85,9 @@ class SearchSpace(ABC):
     reference_arch: str | None = None
 
     def layer_kind_references(self, price: Callable[[Any], float], high_ms: float, num_classes: int) -> list[tuple[Any, str]]:
-        """Uniform nets of the layer kinds an option adds to the space, each as deep as ``price`` lets it
-        be within ``high_ms``, with a name: the default search seeds them beside the reference family,
-        whose members are uniform nets of the space's own layer kind. ``[]`` where no option adds one."""
+        """Uniform nets of each layer kind the space offers beside its reference family's own (``ssr``'s
+        STDC layers), each as deep as ``price`` lets it be within ``high_ms``, with a name: the default
+        search seeds them beside the family's member. ``[]`` where the space has no such kind."""
         return []
 
     def options(self) -> dict[str, Any]:
@@ -104,7 +104,7 @@ class SearchSpace(ABC):
 
     def options_needed(self, arch: Any) -> dict[str, Any]:
         """The options (``--space-opt``) a LUT must have been profiled with to price ``arch``: ``{}``
-        unless the arch uses a choice that only an option adds to the space."""
+        unless the arch uses a choice that some setting of the options leaves out of the space."""
         return {}
 
     def with_options(self, options: Mapping[str, Any]) -> "SearchSpace":
