@@ -19,8 +19,8 @@ half resolution: the (dilation, spatial) decision has the choices ``["stdc", 1]`
 after the NB-1D ones, and such a layer is written ``{"op": "stdc", "spatial": 1}`` (its width is the
 stage's, so the layer's two width decisions do not apply to it). The STDC module's three 3x3 convs of
 halving width reach a wide receptive field for far fewer multiply-adds than two full-width factorized
-convs, which is what a tight budget needs; the default search on this space measured better with these
-layers than without (``search/README.md``), so they are on by default. ``--space-opt stdc=false`` gives
+convs, which is what a tight budget needs; only with these layers did the default search meet its bar
+at every budget measured (``search/README.md``), so they are on by default. ``--space-opt stdc=false`` gives
 the paper's own space, NB-1D layers only. Every ssr space builds STDC layers, so an arch JSON that uses
 them rebuilds without the option; the option decides whether a search (and the LUT it prices with)
 considers them. A LUT written before they were the default records no options and meant the paper's
