@@ -403,14 +403,15 @@ def summarize(budgets: list[dict[str, Any]], results: dict[tuple, dict[str, Any]
 
     return {
         "format": "rtseg.pareto", "schema_version": 1,
-        "lut": str(args.lut), "space": lut.space, "runtime": {"backend": lut.backend, "precision": lut.precision, "device": device_name("cpu")
-                                          if lut.device_kind == "cpu" else lut.device.get("name"),
-                                          "threads": lut.threads, "clock": lut.clock},
+        "lut": str(args.lut), "space": lut.space, "space_options": dict(lut.space_options),
+        "runtime": {"backend": lut.backend, "precision": lut.precision, "device": device_name("cpu")
+                    if lut.device_kind == "cpu" else lut.device.get("name"), "threads": lut.threads, "clock": lut.clock},
         "input": [h, w], "data": args.data, "baseline1_measured_ms": base_measured, "baseline1_predicted_ms": base_ms,
         "recipe": {"epochs": args.epochs, "train_len": args.train_len, "batch": args.batch, "val_len": args.val_len,
                    "seeds": args.seeds, "optimizer": "adam (rtseg train defaults)", "metric": "last validation mIoU"},
         "search": {"variants": args.variants, "minutes": args.search_minutes, "epochs": args.search_epochs,
-                   "train_len": args.search_train_len, "batch": args.search_batch, "warmup_epochs": args.search_warmup_epochs},
+                   "train_len": args.search_train_len, "batch": args.search_batch, "warmup_epochs": args.search_warmup_epochs,
+                   "default_set": _default_settings(args.default_set)},
         "budgets": out_budgets, "wall_time_s": wall_s,
     }
 

@@ -83,6 +83,7 @@ def test_pareto_runs_every_variant_into_an_empty_folder(tmp_path, monkeypatch):
     assert {v["searched"] for v in budget["verdicts"]} == {n for n, k in names.items() if k == "searched"}
     assert (out / "pareto.md").exists() and (out / "pareto.png").exists() and (out / "T0.9" / "layers.png").exists()
     assert json.loads((out / "T0.9" / "searched-df" / "config.json").read_text())["oneshot_epochs"] == 1  # --default-set reached it
+    assert rec["search"]["default_set"]["oneshot_epochs"] == 1 and rec["space_options"] == {}  # and the record says so
     assert json.loads((out / "T0.9" / "families.json").read_text()).keys() == {"baseline1", "ddrnet"}
 
 
@@ -106,7 +107,9 @@ def test_a_budget_in_ms_on_a_cas_lut_gets_a_cas_search(tmp_path, monkeypatch):
     (folder,) = out.glob("T*/searched-df")
     summary = json.loads((folder / "search.json").read_text())
     assert summary["space"] == "cas" and summary["stages"]["reference"]["arch_name"] == "cas_ref"
-    assert {row["name"] for row in json.loads((out / "pareto.json").read_text())["budgets"][0]["rows"]} == {"searched-df", "random0"}
+    rec = json.loads((out / "pareto.json").read_text())
+    assert {row["name"] for row in rec["budgets"][0]["rows"]} == {"searched-df", "random0"}
+    assert rec["space"] == "cas" and rec["space_options"] == {}  # the space's size is in the record
 
 
 def test_a_run_of_another_arch_is_moved_aside_not_reused(tmp_path):
@@ -181,3 +184,32 @@ def test_repicking_some_families_keeps_the_others_picks(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "families.json").read_text())
     assert saved["ddrnet"] == kept and saved["baseline1"]["pick"] != kept["pick"] and list(picked) == ["baseline1"]
     assert picked["baseline1"]["arch"].space == "ssr"
+
+
+@pytest.mark.slow
+def test_the_cas_size_probe_trains_in_band_draws_of_each_size_and_writes_its_record(tmp_path, monkeypatch):
+    """search/cas_sizes.py from an empty folder: draws of each size timed on the LUT's runtime, kept
+    within the band, trained, and the figures record rendered by tools/render_tables.py's reader."""
+    lut_path = profile_ops("cas", H, W, "onnxruntime", "cpu", "fp32", warmup=0, repeats=1, min_time_s=0.0, max_repeats=1, num_classes=4,
+                           out_path=tmp_path / "lut.json", progress=False, threads=1, recheck=False, calibration_archs=0,
+                           speed_reference=False)
+    spec = importlib.util.spec_from_file_location("cas_sizes", ROOT / "search" / "cas_sizes.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)  # type: ignore[union-attr]
+    sizes = {"default": {}, "narrow": {"width": 4, "layout": "NRN", "nodes": 2, "ms_from": 0}}
+    out = tmp_path / "fresh"
+    monkeypatch.setattr(sys, "argv", ["cas_sizes.py", "--lut", str(lut_path), "--target-ms", "1000", "--band", "0", "--sizes", json.dumps(sizes),
+                                      "--per-size", "1", "--epochs", "1", "--train-len", "4", "--val-len", "2", "--batch", "2", "--jobs", "1",
+                                      "--out", str(out)])
+    probe.main()
+    rec = json.loads((out / "cas-sizes.json").read_text())
+    assert rec["format"] == "rtseg.figures" and [row[0] for row in rec["rows"]] == ["default", "narrow"]
+    drawn = json.loads((out / "drawn.json").read_text())
+    assert drawn["narrow"][0][0]["genotype"]["config"]["width"] == 4 and 0 < drawn["narrow"][0][1] <= 1000
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["default-0", "narrow-0"]
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import render_tables
+    finally:
+        sys.path.pop(0)
+    assert any("narrow" in line for line in render_tables.figures([(out / "cas-sizes.json", rec)]))

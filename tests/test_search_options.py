@@ -47,6 +47,21 @@ def test_space_options_are_parsed_validated_and_normalized():
         parse_space_options(["width"])
 
 
+def test_space_opt_help_names_every_size_option_each_space_takes():
+    from dataclasses import fields
+
+    from rtseg.cli.params import SPACE_OPT_HELP
+    from rtseg.spaces.cas_cells import CASConfig
+    from rtseg.spaces.dcnas import DCNASConfig
+
+    listed = {part.split(":")[0].strip(): part.split(":")[1] for part in SPACE_OPT_HELP.split("(")[1].split(")")[0].split(";")}
+    for space, config in (("cas", CASConfig), ("dcnas", DCNASConfig)):
+        named = {n.strip() for n in listed[space].split(",")}
+        assert named == {f.name for f in fields(config)}, space
+        get_space(space, config().to_dict())  # each one is accepted
+    assert "stdc=false" in listed["ssr"]
+
+
 def test_each_space_defaults_to_its_own_papers_regularizer(tmp_path):
     assert [get_space(s).default_reg for s in ("ssr", "cas", "dcnas")] == ["ssr", "none", "dcnas"]
     with pytest.raises(RtsegError, match="unknown regularizer 'dcnas' for the cas space: choose ssr, entropy, none$"):

@@ -125,7 +125,8 @@ def pareto(records: list[tuple[Path, dict]]) -> list[str]:
             by_name = {row["name"]: row for row in budget["rows"]}
             wins = {v["searched"] for v in budget.get("verdicts", [])
                     if v.get("beats_best_random_by_pooled_std") and v.get("beats_every_family")}
-            of = f"{budget['fraction']:g} x baseline1" if budget.get("fraction") else f"`{r.get('space', 'ssr')}`"
+            opts = ", ".join(f"{k}={v}" for k, v in (r.get("space_options") or {}).items())
+            of = f"{budget['fraction']:g} x baseline1" if budget.get("fraction") else f"`{r.get('space', 'ssr')}`" + (f" {opts}" if opts else "")
             cells = [f"`{path.stem}`", f"{budget['target_ms']:.2f} ms ({of})"]
             for i, (kind, name) in enumerate(columns):
                 if kind == "family" and columns[i - 1][0] != "family":

@@ -22,7 +22,7 @@ app.add_typer(arch_app, name="arch")
 @arch_app.command("sample")
 def sample(
     space: str = typer.Option("ssr", help="Search space to sample from."),
-    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help="Size option of the space, KEY=VALUE, repeatable (ssr: stdc=false leaves out the STDC layer choice; cas: width, nodes, ms_nodes, ms_width, layout, stem; dcnas: width, layers, stem, head, max_inputs). Recorded in the LUT and the arch."),
+    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help=P.SPACE_OPT_HELP + " Recorded in the LUT and the arch."),
     seed: int = typer.Option(0, help="Random seed (the same seed gives the same arch).", callback=P.SEED),
     classes: int = typer.Option(19, help="Number of classes.", callback=P.COUNT),
     head: str = typer.Option("classifier", help="Head: classifier or aggregation (ssr)."),

@@ -23,7 +23,7 @@ app.add_typer(lut_app, name="lut")
 @app.command("profile-ops")
 def profile_ops_cmd(
     space: str = typer.Option("ssr", help="Search space whose operators to measure."),
-    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help="Size option of the space, KEY=VALUE, repeatable (ssr: stdc=false leaves out the STDC layer choice; cas: width, nodes, ms_nodes, ms_width, layout, stem; dcnas: width, layers, stem, head, max_inputs). Recorded in the LUT and the arch."),
+    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help=P.SPACE_OPT_HELP + " Recorded in the LUT and the arch."),
     input: str = typer.Option("512x1024", "--input", help="Network input size HxW.", callback=P.hw_size),
     backend: str = typer.Option("torch", help="torch, onnxruntime or tensorrt."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N.", callback=P.device),

@@ -164,6 +164,10 @@ THREADS = number(1, machine_cores(), why="this machine's CPU cores")
 WORKERS = number(0, machine_cores(), why="this machine's CPU cores")
 #: Images per step or call.
 BATCH = number(1, MAX_BATCH, why="a larger batch would not fit in memory at any useful input size")
+#: Help of ``--space-opt``, shared by the commands that build a space (profile-ops, search, arch
+#: sample), so the size options they list are the same: each space's ``with_options`` accepts these.
+SPACE_OPT_HELP = ("Size option of the space, KEY=VALUE, repeatable (ssr: stdc=false leaves out the STDC layer choice; "
+                  "cas: width, nodes, ms_nodes, ms_width, ms_from, layout, stem; dcnas: width, layers, stem, head, max_inputs).")
 
 
 # --- sizes --------------------------------------------------------------------------------------

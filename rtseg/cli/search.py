@@ -26,7 +26,7 @@ def search(
     latency_ms: float = typer.Option(..., "--latency-ms", help="Latency budget T in ms (on the LUT's device and backend).", callback=P.POSITIVE),
     strategy: str = typer.Option("default", help="default (gradient search, one-shot finalists and the hand-designed net scaled to T, decided by short training runs, finalists measured), gradient, oneshot, proxy or oneshot+proxy; see search/README.md for what each measured."),
     space: str = typer.Option("ssr", help="Search space."),
-    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help="Size option of the space, KEY=VALUE, repeatable (ssr: stdc=false leaves out the STDC layer choice; cas: width, nodes, ms_nodes, ms_width, layout, stem; dcnas: width, layers, stem, head, max_inputs). Must match the LUT's."),
+    space_opt: Optional[list[str]] = typer.Option(None, "--space-opt", help=P.SPACE_OPT_HELP + " Must match the LUT's."),
     flops_g: Optional[float] = typer.Option(None, "--flops-g", help="FLOPs budget in G multiply-adds: no arch over it is sampled, seeded or picked.", callback=P.POSITIVE),
     data: str = typer.Option("synthetic", help="Dataset: synthetic, cityscapes:PATH or camvid:PATH (archs are chosen on held-out training images, never on the validation split)."),
     input: str = typer.Option("128x256", "--input", help="Search input size HxW (must match the LUT).", callback=P.hw_size),
