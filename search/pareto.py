@@ -474,7 +474,7 @@ def plot(rec: dict[str, Any], path: Path) -> None:
     searched_colors = dict(zip(sorted({r["name"] for b in rec["budgets"] for r in b["rows"] if r["kind"] == "searched"}),
                                ["tab:red", "tab:orange", "tab:purple", "tab:green", "tab:brown"] * 3))
     searched_colors.update(zip(sorted({r["name"] for b in rec["budgets"] for r in b["rows"] if r["kind"] == "family"}),
-                               ["tab:blue", "tab:cyan", "navy", "tab:olive"] * 3))
+                               ["tab:blue", "tab:cyan", "navy", "tab:olive", "tab:pink", "tab:green", "black"] * 3))
     seen = set()
     for b in rec["budgets"]:
         ax.axvline(b["target_ms"], color="k", lw=0.8, ls="--")
