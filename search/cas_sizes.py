@@ -12,7 +12,8 @@ whose latency, measured on the LUT's runtime (its backend, threads and clock), l
 [``--band`` T, T] are trained by ``pareto.py``'s recipe from one seed. The LUT only names the runtime;
 the sizes need no LUT of their own.
 
-Output in OUT: one run folder per arch (a re-run skips what finished) and ``cas-sizes.json``, an
+Output in OUT: one run folder per arch (a re-run skips what finished; a folder whose draws were made
+at another LUT, T, band, count or seed is refused) and ``cas-sizes.json``, an
 ``rtseg.figures`` record (per size: the draws' measured latency and mIoU, their mean). One seed per
 arch: a probe to choose a size, not a result; the search at the chosen size is then judged by
 ``pareto.py``.
@@ -97,12 +98,16 @@ def main() -> None:
     out = Path(args.out)
     h, w = lut.input_hw
     drawn_path = out / "drawn.json"  # the draws are kept: a re-run trains the same archs
-    drawn = json.loads(drawn_path.read_text()) if drawn_path.exists() else {}
+    settings = {"lut": str(args.lut), "target_ms": args.target_ms, "band": args.band, "per_size": args.per_size, "seed": args.seed}
+    saved = json.loads(drawn_path.read_text()) if drawn_path.exists() else {"settings": settings, "sizes": {}}
+    if saved.get("settings") != settings:
+        raise SystemExit(f"error: {out} holds draws made with other settings ({saved.get('settings')}); give another --out")
+    drawn = saved["sizes"]
     jobs = []
     for name, options in args.sizes.items():
         if name not in drawn:
             drawn[name] = draw_in_band(lut, options, args.target_ms, args.band, args.per_size, args.seed)
-            atomic_write_json(drawn_path, drawn)
+            atomic_write_json(drawn_path, saved)
             print(f"{name}: measured {[round(ms, 2) for _, ms in drawn[name]]} ms", file=sys.stderr)
         for i, (arch, ms) in enumerate(drawn[name]):
             jobs.append({"run": str(out / "train" / f"{name}-{i}"), "arch": arch, "seed": 0, "epochs": args.epochs, "batch": args.batch,

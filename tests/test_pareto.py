@@ -204,7 +204,7 @@ def test_the_cas_size_probe_trains_in_band_draws_of_each_size_and_writes_its_rec
     probe.main()
     rec = json.loads((out / "cas-sizes.json").read_text())
     assert rec["format"] == "rtseg.figures" and [row[0] for row in rec["rows"]] == ["default", "narrow"]
-    drawn = json.loads((out / "drawn.json").read_text())
+    drawn = json.loads((out / "drawn.json").read_text())["sizes"]
     assert drawn["narrow"][0][0]["genotype"]["config"]["width"] == 4 and 0 < drawn["narrow"][0][1] <= 1000
     assert sorted(p.name for p in (out / "train").iterdir()) == ["default-0", "narrow-0"]
     sys.path.insert(0, str(ROOT / "tools"))
@@ -213,3 +213,8 @@ def test_the_cas_size_probe_trains_in_band_draws_of_each_size_and_writes_its_rec
     finally:
         sys.path.pop(0)
     assert any("narrow" in line for line in render_tables.figures([(out / "cas-sizes.json", rec)]))
+    argv = sys.argv[:]
+    argv[argv.index("--target-ms") + 1] = "900"  # the folder's draws were made at another T
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="other settings"):
+        probe.main()
