@@ -95,9 +95,23 @@ def test_default_strategy_runs_every_stage_and_keeps_to_both_budgets(lut_path, t
     assert final["recipe"]["train_len"] == 3 * cfg.train_len and any(r["origin"] == "reference" for r in final["archs"])
     assert s["final_score"] == max(r["final_score"] for r in final["archs"])
     assert final["recipe"]["train_seeds"] == [1, 2, 3] and all(len(r["final_scores"]) == 3 for r in final["archs"])
+    assert stages["proxy"]["evaluations"] == 3 and stages["proxy"]["final_round"] == 3  # as set; one-shot-seeded default
     # resumed: every finished stage is kept, nothing is trained again
     again = run_strategy("default", cfg, tmp_path / "run", resume=True)
     assert again.arch.genotype == res.arch.genotype
+
+
+def test_a_search_without_oneshot_finalists_spends_more_on_the_proxy():
+    from rtseg.search.staged import PROXY_EFFORT, proxy_effort
+
+    cfg = get_strategy("default").make_config(space="cas", lut="lut.json", latency_ms=4.0)
+    assert cfg.evaluations is None and cfg.final_round is None
+    assert proxy_effort(cfg, True) == PROXY_EFFORT[True] and proxy_effort(cfg, False) == PROXY_EFFORT[False]
+    assert PROXY_EFFORT[False]["evaluations"] > PROXY_EFFORT[True]["evaluations"]
+    assert PROXY_EFFORT[False]["final_round"] > PROXY_EFFORT[True]["final_round"]
+    given = get_strategy("default").make_config(space="cas", lut="lut.json", latency_ms=4.0, evaluations=8, final_round=0)
+    assert proxy_effort(given, False) == {"evaluations": 8, "final_round": 0}
+    assert get_strategy("proxy").make_config(space="cas", lut="lut.json", latency_ms=4.0).evaluations == 14
 
 
 @pytest.mark.slow
@@ -114,6 +128,8 @@ def test_a_space_without_a_family_seeds_its_reference_arch(tmp_path):
     s = json.loads((tmp_path / "run" / "search.json").read_text())
     assert s["stages"]["reference"] == {"ran": True, "arch_name": "cas_ref", "predicted_latency_ms": pytest.approx(ref)}
     assert s["stages"]["proxy"]["seeds"] == ["reference"] and not s["stages"]["oneshot"]["ran"]
+    # no one-shot finalists: the final round takes 5 archs unless told otherwise; evaluations as set
+    assert s["stages"]["proxy"]["evaluations"] == 2 and s["stages"]["proxy"]["final_round"] == 5
     assert 0.8 * 1.1 * ref <= lut.predict(rtseg.load_arch(tmp_path / "run" / "arch.json"), h, w).total_ms <= 1.1 * ref
 
 

@@ -25,7 +25,9 @@ budget; short training runs do. So the stages are:
    kind, as deep as the band allows, are seeded beside it (:meth:`SearchSpace.layer_kind_references`).
 5. **proxy**: an evolution seeded with all of them (:mod:`rtseg.search.proxy`), every arch scored by a
    short training run on held-out training data (the strongest seeds first: a small evaluation budget
-   scores only the first ones).
+   scores only the first ones). Where no one-shot stage ran, the evolution scores more archs and the
+   final round takes more of them (:data:`PROXY_EFFORT`): it starts from fewer good seeds, and the
+   time the one-shot stage would have taken is spent on training runs instead.
 6. **final round**: the best few archs and the reference trained again, longer and from 3 other seeds
    (:func:`rtseg.search.proxy.final_round`): the top of a short run's ranking lies within its noise.
 7. **pick**: the final round's archs measured on the LUT's runtime, the best one that fits T as measured
@@ -65,12 +67,20 @@ RESUME_MAY_DIFFER = ("evaluations", "jobs", "device", "verify_latency", "force",
 MAX_CORRECTION = 1.5
 #: Where the hand-designed reference is scaled to, as measured: inside [0.95 T, T], the band a pick aims at.
 REFERENCE_AIM = 0.975
+#: The proxy stage's evaluations and final-round size when the config leaves them unset (``None``), by
+#: whether one-shot finalists seed the evolution. Without them the seeds are few (the gradient decode,
+#: maybe a reference), so the evolution starts mostly from uniform draws and needs more of its own
+#: evaluations to find what the finalists would have brought; the search stays within the time of one
+#: that trains a supernet (``search/README.md`` has both measured).
+PROXY_EFFORT = {True: {"evaluations": 14, "final_round": 3}, False: {"evaluations": 40, "final_round": 5}}
 #: How long a rank may wait for rank 0's one-shot stage under torchrun (seconds).
 STAGE_WAIT_S = 6 * 3600
 
 
 @dataclass
 class StagedConfig(ProxyConfig):
+    evaluations: int | None = None  # None: by whether one-shot finalists seed the proxy (PROXY_EFFORT)
+    final_round: int | None = None  # None: likewise
     gradient_stage: bool | None = None  # None: on, unless a trained supernet is reused (then the search costs its evolutions only)
     gradient_epochs: int = 4
     gradient_minutes: float | None = None
@@ -124,8 +134,9 @@ def run_staged(cfg: StagedConfig, out_dir: str | Path, resume: bool = False, rep
     # strongest sources first, since a small evaluation budget scores only the first seeds
     users = [(load_arch(s).with_(num_classes=ctx.info.num_classes), "seed-arch") for s in cfg.seed_archs]
     seeds = _into_band(cfg, ctx, users + reference + oneshot + gradient, aim, stages)
-    stages["proxy"] = {"ran": True, "seeds": [origin for _, origin in seeds]}
-    pcfg = ProxyConfig(**{**{f: getattr(cfg, f) for f in ProxyConfig.__dataclass_fields__}, "seed_archs": []})
+    effort = proxy_effort(cfg, bool(oneshot))
+    stages["proxy"] = {"ran": True, "seeds": [origin for _, origin in seeds], **effort}
+    pcfg = ProxyConfig(**{**{f: getattr(cfg, f) for f in ProxyConfig.__dataclass_fields__}, "seed_archs": [], **effort})
     band_ms = (cfg.band[0] * aim, cfg.band[1] * aim)
     extra = {"stages": stages, "measured_over_predicted": scale, "aimed_predicted_ms": aim}
     result = run_proxy(pcfg, out / "proxy", resume=resume and (out / "proxy" / "state.json").exists(), reporter=reporter,
@@ -197,6 +208,13 @@ def _gradient(cfg: StagedConfig, ctx: SearchContext, out: Path, aim: float, resu
                           "flops": done["flops"], "discrete": done.get("discrete"), "single_path": gcfg.single_path,
                           "wall_time_s": done.get("wall_time_s")}
     return [(arch, "gradient")]
+
+
+def proxy_effort(cfg: StagedConfig, oneshot_seeded: bool) -> dict[str, int]:
+    """The proxy stage's ``evaluations`` and ``final_round``: the config's where set, else
+    :data:`PROXY_EFFORT`'s for a search with or without one-shot finalists among its seeds."""
+    fallback = PROXY_EFFORT[oneshot_seeded]
+    return {k: fallback[k] if getattr(cfg, k) is None else int(getattr(cfg, k)) for k in fallback}
 
 
 def _oneshot(cfg: StagedConfig, ctx: SearchContext, out: Path, aim: float, resume: bool, stages: dict[str, Any],
