@@ -137,7 +137,8 @@ def _search(lut: Any, lut_path: str, target: float, out: Path, args: argparse.Na
     elif variant == "default":  # what `rtseg search` gives a user: the strategy's own settings, but for --default-set
         strategy = "default"
         reuse = _reusable_supernet(out, target)
-        cfg = get_strategy(strategy).make_config(**common, jobs=args.jobs, **reuse, **_default_settings(args.default_set))
+        # --default-set wins over this script's own values (the search's seed included)
+        cfg = get_strategy(strategy).make_config(**{**common, "jobs": args.jobs, **reuse, **_default_settings(args.default_set)})
     else:  # oneshot+proxy: a finished one-shot variant's supernet is reused, not trained again
         strategy = variant
         reuse = {"supernet": str(os_dir)} if (os_dir / "supernet.pt").exists() else {}
