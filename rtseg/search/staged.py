@@ -72,7 +72,8 @@ REFERENCE_AIM = 0.975
 #: maybe a reference), so the evolution starts mostly from uniform draws and needs more of its own
 #: evaluations to find what the finalists would have brought; the search stays within the time of one
 #: that trains a supernet (``search/README.md`` has both measured).
-PROXY_EFFORT = {True: {"evaluations": 14, "final_round": 3}, False: {"evaluations": 40, "final_round": 5}}
+PROXY_EFFORT = {True: {k: ProxyConfig.__dataclass_fields__[k].default for k in ("evaluations", "final_round")},
+                False: {"evaluations": 40, "final_round": 5}}
 #: How long a rank may wait for rank 0's one-shot stage under torchrun (seconds).
 STAGE_WAIT_S = 6 * 3600
 
