@@ -237,3 +237,10 @@ def test_random_bytes_are_not_a_pytorch_checkpoint(cli, tmp_path):
         errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
         assert r.exit_code == 2 and len(errors) == 1 and "is not a PyTorch checkpoint" in errors[0], r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_help_text_keeps_its_brackets(cli):
+    """Option help holds ranges and defaults in brackets; rendered as markup they would vanish."""
+    r = cli("search", "--help")
+    text = " ".join(r.output.split())  # as wrapped, a bracket may span two lines
+    assert r.exit_code == 0 and "[band-low x T, T]" in text and "[default: 0.9]" in text, r.output

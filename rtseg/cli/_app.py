@@ -135,6 +135,8 @@ def new_typer(**kwargs: Any) -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
+        # help text is plain: its "[default: ...]" and "[a, b]" brackets are not rich markup
+        rich_markup_mode=None,
         **kwargs,
     )
 
