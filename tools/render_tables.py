@@ -70,11 +70,17 @@ def _ran(record: dict) -> list[str]:
     return [f"{n} (reused)" if n == "oneshot" and reused else n for n in names]
 
 
+def _space(record: dict) -> str:
+    """The space as a record names it, with the options that change its size or its operators."""
+    options = ", ".join(f"{k}={v}" for k, v in (record.get("space_options") or {}).items())
+    return f"`{record.get('space', 'ssr')}`" + (f" {options}" if options else "")
+
+
 def default_strategy(records: list[tuple[Path, dict]]) -> list[str]:
     """One row per ``rtseg search`` record of the default strategy: where the pick lies against T, the stages, the time."""
     rows = []
     for path, r in records:
-        rows.append([f"`{path.stem}`", f"`{r['space']}`", f"{r['target_latency_ms']:.3f}", ", ".join(_ran(r)),
+        rows.append([f"`{path.stem}`", _space(r), f"{r['target_latency_ms']:.3f}", ", ".join(_ran(r)),
                      f"{float(r['measured_over_predicted']):.3f}", f"{r['predicted_over_target']:.3f}",
                      f"**{r['measured_over_target']:.3f}**", _minutes(_stage_seconds(r, "gradient")),
                      _minutes(_stage_seconds(r, "oneshot")), _minutes(r.get("wall_time_s"))])
@@ -90,7 +96,7 @@ def default_strategy_summary(records: list[tuple[Path, dict]]) -> list[str]:
         runtime = r.get("runtime", {})
         threads = runtime.get("lut_threads")
         score = r.get("proxy_score")
-        rows.append([f"`{r['space']}`", f"`{path.stem}`",
+        rows.append([_space(r), f"`{path.stem}`",
                      f"{runtime.get('lut_backend')} {runtime.get('lut_precision')}"
                      + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""),
                      f"{r['target_latency_ms']:.2f}", f"{r['predicted_over_target']:.3f}",
@@ -125,8 +131,7 @@ def pareto(records: list[tuple[Path, dict]]) -> list[str]:
             by_name = {row["name"]: row for row in budget["rows"]}
             wins = {v["searched"] for v in budget.get("verdicts", [])
                     if v.get("beats_best_random_by_pooled_std") and v.get("beats_every_family")}
-            opts = ", ".join(f"{k}={v}" for k, v in (r.get("space_options") or {}).items())
-            of = f"{budget['fraction']:g} x baseline1" if budget.get("fraction") else f"`{r.get('space', 'ssr')}`" + (f" {opts}" if opts else "")
+            of = f"{budget['fraction']:g} x baseline1" if budget.get("fraction") else _space(r)
             cells = [f"`{path.stem}`", f"{budget['target_ms']:.2f} ms ({of})"]
             for i, (kind, name) in enumerate(columns):
                 if kind == "family" and columns[i - 1][0] != "family":
